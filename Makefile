@@ -1,0 +1,105 @@
+# hnswflow - build, deps, test, bench, demo.
+#
+# `make` builds bin/*; `make test` runs C unit tests (cmocka) and bats suites
+# and ends with one "N passed, N failed" line; `make demo` builds and queries
+# a Fashion-MNIST index. Missing Debian packages are installed by `make deps`,
+# which the other targets run first when a library is missing.
+
+BUILD ?= build
+BIN ?= bin
+CC ?= cc
+SAN ?=
+
+PKGS := libmsgpack-dev libzmq3-dev libopenblas-dev libhdf5-dev zlib1g-dev \
+        libcmocka-dev bats pkg-config python3-msgpack python3-numpy \
+        dataset-fashion-mnist clang libclang-rt-14-dev gnuplot-nox \
+        libhnswlib-dev libfaiss-dev
+
+PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzmq msgpack openblas 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs hdf5 libzmq msgpack openblas 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+# Truncating long error messages is intended, hence -Wno-format-truncation.
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -pthread -Ilibcommon $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lz -lm -pthread
+ifeq ($(SAN),1)
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC := $(sort $(wildcard libcommon/*.c))
+LIB_OBJ := $(LIB_SRC:libcommon/%.c=$(BUILD)/libcommon/%.o)
+LIB := $(BUILD)/libhnswflow.a
+
+FILTER_SRC := $(sort $(wildcard filters/*.c))
+FILTERS := $(FILTER_SRC:filters/%.c=$(BIN)/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps deps-check test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format lint
+
+all: deps-check $(FILTERS) $(BENCH_TOOLS)
+
+# Installs every Debian package the build, tests, demo and bench use.
+deps:
+	@missing=""; for p in $(PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+
+# Cheap check run before every build: only calls `make deps` when a header is missing.
+deps-check:
+	@for h in /usr/include/msgpack.h /usr/include/zmq.h /usr/include/cmocka.h /usr/include/zlib.h /usr/include/hdf5/serial/hdf5.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h /usr/bin/bats; do \
+	  [ -e $$h ] || { $(MAKE) --no-print-directory deps; break; }; done
+
+$(BUILD)/libcommon/%.o: libcommon/%.c $(wildcard libcommon/*.h) | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/%: filters/%.c $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BIN)/%: bench/%.c $(LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+test: all $(UNIT_BIN)
+	@BUILD=$(BUILD) BIN=$(BIN) sh tests/run.sh
+
+test-asan:
+	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 CC=gcc test
+
+demo: all
+	@sh pipelines/demo.sh
+
+bench: all
+	@sh bench/run.sh
+
+fuzz:
+	@sh tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+fuzz-smoke:
+	@sh tests/fuzz/run.sh 5
+
+format:
+	clang-format -i libcommon/*.[ch] filters/*.c tests/unit/*.c bench/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --suppress=missingIncludeSystem -Ilibcommon libcommon filters
+
+clean:
+	rm -rf build bin

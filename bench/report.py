@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""Summarise bench result CSVs into one Markdown page.
+
+usage: report.py [--out summary.md] results/<set>.csv ...
+
+Per data set: QPS at recall@10 = 0.90 / 0.95 / 0.99 for every engine, the
+ratios hnswflow/hnswlib and hnswflow/faiss at each target, mean distance
+computations at 0.95, build time and memory. Machine and date come from the
+CSVs (the first row of the first file).
+
+Interpolation: each engine's points are taken in ef order. For a target
+recall r the first pair of neighbouring points with recall(a) < r <= recall(b)
+gives QPS (and distance computations) by linear interpolation in recall. If
+the smallest ef already reaches r, the curve is not observed below r: its QPS
+is reported with a ">=" (a lower bound; the engine would be at least that
+fast at r), and ratios built on it carry the mark too. If no ef reaches r,
+"n/a".
+"""
+import argparse
+import csv
+import os
+import sys
+
+TARGETS = (0.90, 0.95, 0.99)
+ENGINES = ("hnswflow", "hnswlib", "faiss")
+
+
+def load(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        sys.exit(f"report: {path}: no rows")
+    by = {}
+    for r in rows:
+        try:
+            p = {
+                "ef": int(r["ef"]),
+                "recall": float(r["recall"]),
+                "qps": float(r["qps"]),
+                "mean_dist": float(r["mean_dist"]) if r["mean_dist"] else float("nan"),
+                "build_s": float(r["build_s"]),
+                "mem_bytes": float(r["mem_bytes"]) if r["mem_bytes"] else float("nan"),
+            }
+        except (KeyError, ValueError) as e:
+            sys.exit(f"report: {path}: bad row {r}: {e}")
+        by.setdefault(r["engine"], []).append(p)
+    for pts in by.values():
+        pts.sort(key=lambda p: p["ef"])
+    return rows[0].get("machine", "?"), rows[0].get("date", "?"), by
+
+
+def at_recall(pts, target, key):
+    """(value, exact) at recall target; exact False means a lower bound.
+    None when no point reaches the target."""
+    if not pts:
+        return None
+    if pts[0]["recall"] >= target:
+        return pts[0][key], False
+    for a, b in zip(pts, pts[1:]):
+        if a["recall"] < target <= b["recall"]:
+            w = (target - a["recall"]) / (b["recall"] - a["recall"])
+            return a[key] + w * (b[key] - a[key]), True
+    return None
+
+
+def fmt_qps(v):
+    if v is None:
+        return "n/a"
+    val, exact = v
+    return ("" if exact else ">=") + f"{val:,.0f}"
+
+
+def fmt_ratio(num, den):
+    if num is None or den is None or den[0] <= 0:
+        return "n/a"
+    # a lower-bound numerator or denominator makes the ratio approximate
+    mark = "" if (num[1] and den[1]) else "~"
+    return f"{mark}{num[0] / den[0]:.2f}x"
+
+
+def table(name, by):
+    out = [f"## {name}", ""]
+    npts = {e: len(p) for e, p in by.items()}
+    efs = sorted({p["ef"] for pts in by.values() for p in pts})
+    out.append(f"ef sweep: {', '.join(map(str, efs))}; points per engine: "
+               + ", ".join(f"{e} {n}" for e, n in npts.items()))
+    out.append("")
+    hdr = ["engine"] + [f"QPS @{t:.2f}" for t in TARGETS] + ["dist comps @0.95", "max recall",
+                                                             "build s", "memory MiB"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    engines = [e for e in ENGINES if e in by] + sorted(e for e in by if e not in ENGINES)
+    for e in engines:
+        pts = by[e]
+        dist = at_recall(pts, 0.95, "mean_dist")
+        dist_s = "n/a" if dist is None else ("" if dist[1] else "<=") + f"{dist[0]:,.0f}"
+        mem = max(p["mem_bytes"] for p in pts)
+        cells = [e] + [fmt_qps(at_recall(pts, t, "qps")) for t in TARGETS] + [
+            dist_s,
+            f"{max(p['recall'] for p in pts):.4f}",
+            f"{pts[0]['build_s']:.1f}",
+            f"{mem / 2**20:,.1f}",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    if "hnswflow" in by:
+        out.append("| ratio | " + " | ".join(f"@{t:.2f}" for t in TARGETS) + " | build time | memory |")
+        out.append("|---|" + "---|" * (len(TARGETS) + 2))
+        ours = by["hnswflow"]
+        for peer in ("hnswlib", "faiss"):
+            if peer not in by:
+                continue
+            theirs = by[peer]
+            cells = [f"hnswflow/{peer} QPS"]
+            for t in TARGETS:
+                cells.append(fmt_ratio(at_recall(ours, t, "qps"), at_recall(theirs, t, "qps")))
+            b0, b1 = ours[0]["build_s"], theirs[0]["build_s"]
+            cells.append(f"{b0 / b1:.2f}x" if b1 > 0 else "n/a")
+            m0 = max(p["mem_bytes"] for p in ours)
+            m1 = max(p["mem_bytes"] for p in theirs)
+            cells.append(f"{m0 / m1:.2f}x" if m1 > 0 else "n/a")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench/results/summary.md")
+    ap.add_argument("csvs", nargs="+")
+    a = ap.parse_args()
+    sets = [(os.path.splitext(os.path.basename(p))[0],) + load(p) for p in a.csvs]
+    machine, date = sets[0][1], sets[0][2]
+    lines = [
+        "# hnswflow bench summary",
+        "",
+        f"- machine: {machine}",
+        f"- date: {date}",
+        "- k = 10, M = 16, ef_construction = 200; queries one at a time on one thread;",
+        "  QPS interpolated linearly in recall between neighbouring ef points;",
+        "  `>=`: the smallest ef already exceeds that recall (lower bound), `~`: ratio built on one;",
+        "  ratios > 1 mean hnswflow is faster (QPS) or larger/slower (build time, memory).",
+        "- build time: wall seconds with the run's build threads (hnswflow: the whole",
+        "  embed-load | graph-build pipe; peers: the add calls only).",
+        "- memory: hnswflow peak RSS of bin/query; peers RSS growth across the build (see bench/README.md).",
+        "",
+    ]
+    for name, _m, _d, by in sets:
+        lines += table(name, by)
+    text = "\n".join(lines) + "\n"
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, a.out)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+#!/bin/sh
+# bench/run.sh - recall@10 against QPS for hnswflow, hnswlib and FAISS in one run.
+#
+# Called by `make bench` from the repository root after `make` has built bin/*.
+# For each data set (Fashion-MNIST, a generated SIFT-like clustered set):
+#   1. make the data (cached under bench/data/<set>-<n>-<nq>/),
+#   2. build our index with bin/graph-build (wall time of the whole pipe),
+#   3. exact ground truth with `bin/query --exact` (cached; redone when
+#      bin/query is newer than the cached file),
+#   4. query our index once per ef (QPS and mean distance computations from
+#      bin/query's summary line, peak RSS of bin/query from /usr/bin/time),
+#   5. run the peer drivers (bench/peers/*.cpp, compiled here into
+#      $BUILD/bench/), which build with THREADS threads and query one at a time
+#      on one thread,
+#   6. score every engine and ef with bin/recall against the ground truth,
+# then writes <set>.csv and <set>.png and one summary.md (bench/report.py).
+#
+# Environment:
+#   QUICK=1       quick mode: small subsets, fewer efs (a few minutes on 2 cores);
+#                 results go to bench/results/quick/ so full results stay intact
+#   THREADS=T     build threads for all engines (default: nproc)
+#   EFS=a,b,...   override the ef sweep
+#   DATASETS="fashion-mnist clustered"   which sets to run
+#   BIN=bin BUILD=build                  where the filters are / peers are built
+# Every run writes results to temporary names and renames them, so an
+# interrupted run leaves the previous results in place.
+set -eu
+
+PY=/usr/bin/python3 # the system one has numpy and msgpack
+BIN=${BIN:-bin}
+BUILD=${BUILD:-build}
+QUICK=${QUICK:-0}
+THREADS=${THREADS:-$(nproc)}
+K=10
+M=16
+EFC=200
+DATASETS=${DATASETS:-"fashion-mnist clustered"}
+DATA=bench/data
+PEERBIN=$BUILD/bench
+
+if [ "$QUICK" = 1 ]; then
+    RES=bench/results/quick
+    EFS=${EFS:-10,16,24,32,48,64,128,256,512}
+    FM_N=20000 FM_NQ=1000 CL_N=50000 CL_NQ=1000
+else
+    RES=bench/results
+    EFS=${EFS:-10,16,24,32,48,64,96,128,192,256,384,512}
+    FM_N=60000 FM_NQ=10000 CL_N=200000 CL_NQ=10000
+fi
+
+say() { echo "bench: $*" >&2; }
+# newer A B: A exists and was modified after B (POSIX has no test -nt)
+newer() { [ -e "$1" ] && [ -n "$(find "$1" -prune -newer "$2" 2>/dev/null)" ]; }
+die() {
+    echo "bench: $*" >&2
+    exit 1
+}
+
+for t in embed-load graph-build query recall; do
+    [ -x "$BIN/$t" ] || die "$BIN/$t is missing; run make first"
+done
+command -v gnuplot >/dev/null 2>&1 || die "gnuplot is missing (make deps)"
+$PY -c 'import numpy, msgpack' 2>/dev/null || die "$PY lacks numpy or msgpack (make deps)"
+
+# --- peers -----------------------------------------------------------------
+mkdir -p "$PEERBIN" "$RES"
+build_peer() { # name, extra flags...
+    name=$1
+    shift
+    src=bench/peers/$name.cpp
+    out=$PEERBIN/$name
+    if [ ! -x "$out" ] || newer "$src" "$out" || newer bench/peers/peer_common.h "$out"; then
+        say "compiling $src"
+        g++ -O3 -march=native -std=c++17 -o "$out.tmp" "$src" "$@" -lmsgpackc -lz -pthread || die "cannot compile $src"
+        mv "$out.tmp" "$out"
+    fi
+}
+build_peer hnswlib_run
+build_peer faiss_run -fopenmp -lfaiss -lopenblas
+
+# no commas, quotes, | or & in it: it goes into a CSV field through sed
+MACHINE=$(echo "$(uname -n) / $(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -n 1) / $(nproc) cpus" | tr -d '",|&')
+DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+efs_words=$(echo "$EFS" | tr ',' ' ')
+
+# make_data SET DIR: writes DIR/base.fvecs and DIR/queries.fvecs unless cached
+make_data() {
+    if [ -s "$2/base.fvecs" ] && [ -s "$2/queries.fvecs" ]; then
+        return 0
+    fi
+    case $1 in
+    fashion-mnist) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --out "$2" >&2 ;;
+    clustered) $PY bench/gen_clustered.py -n "$CL_N" --nq "$CL_NQ" --out "$2" >&2 ;;
+    *) die "unknown data set $1" ;;
+    esac
+}
+
+# recall_of FRAMES: prints the recall@K figure of one result stream
+recall_of() {
+    "$BIN/recall" --gt "$GT" "$1" | awk '/^recall@/ { print $2; found = 1 } END { if (!found) exit 1 }' ||
+        die "bin/recall gave no recall line for $1"
+}
+
+run_set() {
+    set_name=$1
+    case $set_name in
+    fashion-mnist) n=$FM_N nq=$FM_NQ ;;
+    clustered) n=$CL_N nq=$CL_NQ ;;
+    *) die "unknown data set $set_name" ;;
+    esac
+    dir=$DATA/$set_name-$n-$nq
+    run=$dir/run
+    label=$set_name
+    [ "$QUICK" = 1 ] && label=$set_name-quick
+    mkdir -p "$run"
+    make_data "$set_name" "$dir"
+    say "$label: $n base, $nq queries, efs $EFS, $THREADS build threads"
+
+    rows=$run/rows.csv
+    : >"$rows"
+
+    # ours: build
+    t0=$(now)
+    "$BIN/embed-load" "$dir/base.fvecs" |
+        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" -o "$run/hnswflow.idx" ||
+        die "$label: graph-build failed"
+    build_s=$(elapsed "$t0" "$(now)")
+    say "$label: hnswflow build ${build_s}s"
+
+    # ground truth (exact), cached next to the data
+    GT=$dir/gt.frames
+    if [ ! -s "$GT" ] || newer "$BIN/query" "$GT" || newer "$dir/base.fvecs" "$GT"; then
+        say "$label: exact ground truth"
+        "$BIN/embed-load" "$dir/queries.fvecs" |
+            "$BIN/query" --index "$run/hnswflow.idx" --exact -k "$K" >"$GT.tmp" || die "$label: exact query failed"
+        mv "$GT.tmp" "$GT"
+    fi
+
+    # ours: one process per ef; peak RSS of bin/query as its memory
+    have_time=0
+    /usr/bin/time -f %M true >/dev/null 2>&1 && have_time=1
+    for ef in $efs_words; do
+        out=$run/hnswflow.ef$ef.frames
+        log=$run/hnswflow.ef$ef.log
+        if [ $have_time = 1 ]; then
+            "$BIN/embed-load" "$dir/queries.fvecs" |
+                /usr/bin/time -f 'peak_rss_kb %M' -o "$run/rss.txt" \
+                    "$BIN/query" --index "$run/hnswflow.idx" -k "$K" --ef "$ef" >"$out" 2>"$log" ||
+                die "$label: query --ef $ef failed (see $log)"
+            mem=$(awk '/^peak_rss_kb/ { print $2 * 1024 }' "$run/rss.txt")
+        else
+            "$BIN/embed-load" "$dir/queries.fvecs" |
+                "$BIN/query" --index "$run/hnswflow.idx" -k "$K" --ef "$ef" >"$out" 2>"$log" ||
+                die "$label: query --ef $ef failed (see $log)"
+            mem=$(wc -c <"$run/hnswflow.idx")
+        fi
+        # query: 10000 queries, 1.234 s, 8103.4 QPS, 812.3 mean distance computations
+        summary=$(grep '^query: .* QPS' "$log" | tail -n 1)
+        [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"
+        qps=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p')
+        mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
+        rec=$(recall_of "$out")
+        echo "hnswflow,$ef,$rec,$qps,$mdist,$build_s,$mem" >>"$rows"
+        say "$label: hnswflow ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
+    done
+
+    # peers: one process each, building once and sweeping every ef
+    for engine in hnswlib faiss; do
+        say "$label: $engine build + sweep"
+        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" \
+            --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" \
+            --out-prefix "$run/$engine" >"$run/$engine.log" || die "$label: $engine failed"
+        while read -r line; do
+            ef=$(echo "$line" | sed -n 's/.* ef=\([0-9]*\).*/\1/p')
+            qps=$(echo "$line" | sed -n 's/.* qps=\([0-9.]*\).*/\1/p')
+            mdist=$(echo "$line" | sed -n 's/.* mean_dist=\([0-9.]*\).*/\1/p')
+            bs=$(echo "$line" | sed -n 's/.* build_s=\([0-9.]*\).*/\1/p')
+            mem=$(echo "$line" | sed -n 's/.* mem_bytes=\([0-9-]*\).*/\1/p')
+            [ -n "$ef" ] || continue
+            rec=$(recall_of "$run/$engine.ef$ef.frames")
+            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem" >>"$rows"
+            say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
+        done <"$run/$engine.log"
+    done
+
+    csv=$RES/$label.csv
+    {
+        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,machine,date"
+        sed "s|\$|,\"$MACHINE\",$DATE|" "$rows"
+    } >"$csv.tmp"
+    mv "$csv.tmp" "$csv"
+    gnuplot -e "csv='$csv'; png='$RES/$label.png.tmp'; ttl='$label: recall@$K vs QPS (1 query thread)'" \
+        bench/plot.gnuplot || die "gnuplot failed for $label"
+    mv "$RES/$label.png.tmp" "$RES/$label.png"
+    CSVS="$CSVS $csv"
+}
+
+CSVS=""
+for s in $DATASETS; do
+    run_set "$s"
+done
+# shellcheck disable=SC2086 # CSVS is a list of paths without spaces
+$PY bench/report.py --out "$RES/summary.md" $CSVS
+say "wrote$CSVS and $RES/summary.md"

@@ -1,0 +1,117 @@
+/*
+ * embed-load - read vectors from a file in a common format and emit a
+ * vector frame stream (header, vectors batches, end).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "cli.h"
+#include "distance.h"
+#include "vecio.h"
+#include "vecstream.h"
+
+static const char *prog = "embed-load";
+
+static void usage(void)
+{
+    printf("usage: embed-load [options] [FILE|-]\n"
+           "Read vectors and write a hnswflow vector frame stream.\n\n"
+           "  -f, --format F     fvecs, bvecs, ivecs, npy, idx (MNIST), csv, hdf5, auto\n"
+           "                     (default auto: by extension, then by magic bytes)\n"
+           "  -d, --dataset NAME HDF5 dataset: train (default), test, neighbors, distances\n"
+           "      --offset N     skip the first N rows\n"
+           "      --limit N      emit at most N rows\n"
+           "      --normalize    scale every row to unit length\n"
+           "      --batch N      rows per frame (default 1024)\n"
+           "      --max-dim N    refuse dimensions above N (default 65536)\n"
+           "  -o, --output EP    where frames go: - (stdout, default), a file (written\n"
+           "                     atomically), tcp://..., ipc://...\n"
+           "  -h, --help         this text\n\n"
+           "Exit codes: 0 ok, 64 usage, 65 bad data, 66 cannot open, 74 I/O error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"format", required_argument, 0, 'f'}, {"dataset", required_argument, 0, 'd'},
+        {"offset", required_argument, 0, 1},   {"limit", required_argument, 0, 2},
+        {"normalize", no_argument, 0, 3},      {"batch", required_argument, 0, 4},
+        {"max-dim", required_argument, 0, 5},  {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    vecio_opts vo = {.format = VEC_FMT_AUTO};
+    uint64_t offset = 0, limit = UINT64_MAX, batch = VECSTREAM_BATCH;
+    int normalize = 0;
+    const char *out_ep = "-";
+    hf_err e = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "f:d:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if (vecio_format_parse(optarg, &vo.format, &e))
+                cli_usage_error(prog, "%s", e.msg);
+            break;
+        case 'd': vo.dataset = optarg; break;
+        case 1: offset = cli_u64(prog, "--offset", optarg, 0, UINT64_MAX); break;
+        case 2: limit = cli_u64(prog, "--limit", optarg, 0, UINT64_MAX); break;
+        case 3: normalize = 1; break;
+        case 4: batch = cli_u64(prog, "--batch", optarg, 1, 1 << 20); break;
+        case 5: vo.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
+        case 'o': out_ep = optarg; break;
+        case 'h': usage(); return 0;
+        default: cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (argc - optind > 1)
+        cli_usage_error(prog, "one input file at most");
+    const char *in = optind < argc ? argv[optind] : "-";
+    channel_install_signal_cleanup();
+
+    vecio_reader *r = NULL;
+    if (vecio_open(in, &vo, &r, &e))
+        cli_fail(prog, in, &e);
+    if (offset && vecio_skip(r, offset, &e))
+        cli_fail(prog, in, &e);
+    size_t dim = vecio_dim(r);
+    size_t total = vecio_count(r);
+    uint64_t expect = total > offset ? total - offset : 0;
+    if (expect > limit)
+        expect = limit;
+    channel *out = NULL;
+    if (channel_open_out(out_ep, &out, &e))
+        cli_fail(prog, out_ep, &e);
+    if (dim > SIZE_MAX / sizeof(float) / batch)
+        cli_usage_error(prog, "--batch too large for dimension %zu", dim);
+    float *buf = malloc(batch * dim * sizeof(float));
+    if (!buf) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, in, &e);
+    }
+    frame_out fo;
+    frame_out_init(&fo);
+    if (vecstream_put_header(out, dim, total ? expect : 0, &e))
+        cli_fail(prog, out_ep, &e);
+    uint64_t sent = 0;
+    while (sent < limit) {
+        size_t want = limit - sent < batch ? (size_t)(limit - sent) : (size_t)batch, got = 0;
+        if (vecio_read(r, buf, want, &got, &e))
+            cli_fail(prog, in, &e);
+        if (got == 0)
+            break;
+        if (normalize)
+            for (size_t i = 0; i < got; i++)
+                vec_normalize(buf + i * dim, dim);
+        if (vecstream_put_batch(out, &fo, buf, got, dim, sent, &e))
+            cli_fail(prog, out_ep, &e);
+        sent += got;
+    }
+    if (channel_send_end(out, sent, &e) || channel_commit(out, &e))
+        cli_fail(prog, out_ep, &e);
+    frame_out_free(&fo);
+    free(buf);
+    vecio_close(&r);
+    channel_destroy(&out);
+    return 0;
+}

@@ -1,0 +1,562 @@
+/*
+ * query - answer k-NN queries against an index: from a vector frame stream
+ * (stdin by default), over ZeroMQ as a server (--serve), or as a client of
+ * such a server (--connect). --exact answers by brute force (OpenBLAS): the
+ * ground truth and the flat baseline.
+ *
+ * Output: a results stream, header {schema:"hnswflow.results", k, metric,
+ * count}, one {t:"result", qid, ids: bin u32[], dists: bin f32[]} per query
+ * (nearest first), end. The summary line on stderr times only the searching.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "cli.h"
+#include "hnsw.h"
+#include "hnsw_io.h"
+#include "knn.h"
+#include "progress.h"
+#include "serve.h"
+#include "vecstream.h"
+
+static const char *prog = "query";
+
+static void usage(void)
+{
+    printf("usage: query [--index FILE] [options] [QUERIES]\n"
+           "Answer k-NN queries. Queries are a vector frame stream (stdin by default);\n"
+           "without --index the index stream is read from stdin first.\n\n"
+           "  -i, --index EP        index file (or any endpoint carrying an index stream)\n"
+           "  -k N                  neighbours per query (default 10)\n"
+           "      --ef N            search beam width (default 64, raised to k)\n"
+           "  -t, --threads N       search threads (default 1)\n"
+           "      --exact           brute force with OpenBLAS (ground truth)\n"
+           "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
+           "      --connect EP      send the queries to a --serve instance, print its answers\n"
+           "  -o, --output EP       where results go (default -)\n"
+           "      --max-k N         largest k a request may ask (default 1000)\n"
+           "      --max-ef N        largest ef a request may ask (default 10000)\n"
+           "      --max-dim N       refuse dimensions above N (default 65536)\n"
+           "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
+           "  -h, --help            this text\n\n"
+           "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?}; answer:\n"
+           "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n");
+}
+
+typedef struct opts {
+    const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
+    uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
+    int threads, exact;
+} opts;
+
+typedef struct engine {
+    hnsw *h;
+    hnsw_searcher **searchers; /* one per thread */
+    int threads;
+    int exact;
+} engine;
+
+typedef struct batch_job {
+    engine *en;
+    const float *rows;
+    size_t n, k, ef;
+    uint32_t *ids;
+    float *dists;
+    size_t *found;
+    uint64_t *ndist;
+    int t;
+} batch_job;
+
+static void *search_part(void *arg)
+{
+    batch_job *j = arg;
+    engine *en = j->en;
+    hnsw_hit *hits = malloc(j->k * sizeof *hits);
+    if (!hits)
+        return NULL;
+    hnsw_stats st = {0, 0};
+    for (size_t i = (size_t)j->t; i < j->n; i += (size_t)en->threads) {
+        size_t got = 0;
+        hnsw_search(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef, hits, &got,
+                    &st);
+        for (size_t r = 0; r < got; r++) {
+            j->ids[i * j->k + r] = hits[r].id;
+            j->dists[i * j->k + r] = hits[r].d;
+        }
+        j->found[i] = got;
+    }
+    j->ndist[j->t] = st.ndist;
+    free(hits);
+    return NULL;
+}
+
+/* Answer n queries into ids/dists (n*k), found[n]; returns distance count. */
+static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, size_t ef,
+                             uint32_t *ids, float *dists, size_t *found, hf_err *e, int *rc)
+{
+    *rc = 0;
+    if (en->exact) {
+        const hnsw *h = en->h;
+        knn_base b = {.rows = hnsw_vec(h, 0), .stride = h->node_bytes / sizeof(float), .n = h->n,
+                      .dim = h->dim, .skip = h->n_deleted ? h->deleted : NULL,
+                      .metric = h->p.metric};
+        *rc = knn_exact(&b, rows, n, k, ids, dists, e);
+        size_t live = h->n - h->n_deleted;
+        for (size_t i = 0; i < n; i++)
+            found[i] = live < k ? live : k;
+        return (uint64_t)n * live;
+    }
+    batch_job jobs[256];
+    uint64_t nd[256] = {0};
+    pthread_t tid[256];
+    int T = en->threads;
+    for (int t = 0; t < T; t++)
+        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, t};
+    for (int t = 1; t < T; t++)
+        pthread_create(&tid[t], NULL, search_part, &jobs[t]);
+    search_part(&jobs[0]);
+    for (int t = 1; t < T; t++)
+        pthread_join(tid[t], NULL);
+    uint64_t s = 0;
+    for (int t = 0; t < T; t++)
+        s += nd[t];
+    return s;
+}
+
+static void pack_result(frame_out *fo, uint64_t qid, const uint32_t *ids, const float *dists,
+                        size_t n)
+{
+    frame_begin(fo, "result", 3);
+    frame_put_u64(fo, "qid", qid);
+    frame_put_bin(fo, "ids", ids, n * sizeof(uint32_t));
+    frame_put_bin(fo, "dists", dists, n * sizeof(float));
+}
+
+static int put_results_header(channel *c, const engine *en, size_t k, uint64_t count, hf_err *e)
+{
+    frame_out fo;
+    frame_out_init(&fo);
+    frame_begin(&fo, "header", 5);
+    frame_put_str(&fo, "schema", STREAM_RESULTS);
+    frame_put_u64(&fo, "v", 1);
+    frame_put_u64(&fo, "k", k);
+    frame_put_str(&fo, "metric", metric_name(en->h->p.metric));
+    frame_put_u64(&fo, "count", count);
+    int rc = channel_send(c, &fo, e);
+    frame_out_free(&fo);
+    return rc;
+}
+
+static int ignore_models(const frame_in *f, void *arg, hf_err *e)
+{
+    (void)f;
+    (void)arg;
+    (void)e;
+    return 0;
+}
+
+static void open_stream_input(const opts *o, channel *index_ch, channel **in, vecstream *vs,
+                              const engine *en)
+{
+    hf_err e = {0};
+    const char *name = strcmp(o->queries_ep, "-") == 0 ? "stdin" : o->queries_ep;
+    if (index_ch) {
+        *in = index_ch; /* queries follow the index on the same stream */
+    } else if (channel_open_in(o->queries_ep, o->max_frame, in, &e)) {
+        cli_fail(prog, name, &e);
+    }
+    if (vecstream_open(vs, *in, o->max_dim, &e))
+        cli_fail(prog, name, &e);
+    if (vs->dim != en->h->dim) {
+        hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, index has %zu", vs->dim,
+                   en->h->dim);
+        cli_fail(prog, name, &e);
+    }
+}
+
+static void summary(uint64_t nq, double t_search, double t_wall, uint64_t ndist)
+{
+    fprintf(stderr,
+            "query: %llu queries, %.3f s, %.1f QPS, %.1f mean distance computations "
+            "(wall %.3f s)\n",
+            (unsigned long long)nq, t_search, t_search > 0 ? nq / t_search : 0.0,
+            nq ? (double)ndist / nq : 0.0, t_wall);
+}
+
+static int run_stream(const opts *o, engine *en, channel *index_ch)
+{
+    hf_err e = {0};
+    double t_wall0 = now_seconds();
+    channel *in = NULL, *out = NULL;
+    vecstream vs;
+    open_stream_input(o, index_ch, &in, &vs, en);
+    const char *in_name = strcmp(o->queries_ep, "-") == 0 ? "stdin" : o->queries_ep;
+    if (channel_open_out(o->out_ep, &out, &e))
+        cli_fail(prog, o->out_ep, &e);
+    size_t k = o->k;
+    if (put_results_header(out, en, k, vs.count_hint, &e))
+        cli_fail(prog, o->out_ep, &e);
+    size_t cap = VECSTREAM_BATCH;
+    uint32_t *ids = malloc(cap * k * sizeof *ids);
+    float *dists = malloc(cap * k * sizeof *dists);
+    size_t *found = malloc(cap * sizeof *found);
+    frame_out fo;
+    frame_out_init(&fo);
+    uint64_t nq = 0, ndist = 0;
+    double t_search = 0;
+    const float *rows;
+    size_t n;
+    uint64_t first;
+    int rc;
+    while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
+        if (n > cap) {
+            cap = n;
+            ids = realloc(ids, cap * k * sizeof *ids);
+            dists = realloc(dists, cap * k * sizeof *dists);
+            found = realloc(found, cap * sizeof *found);
+        }
+        if (!ids || !dists || !found) {
+            hf_err_set(&e, HF_ENOMEM, "out of memory");
+            cli_fail(prog, in_name, &e);
+        }
+        double t0 = now_seconds();
+        int src;
+        ndist += answer_batch(en, rows, n, k, o->ef, ids, dists, found, &e, &src);
+        t_search += now_seconds() - t0;
+        if (src)
+            cli_fail(prog, in_name, &e);
+        for (size_t i = 0; i < n; i++) {
+            pack_result(&fo, first + i, ids + i * k, dists + i * k, found[i]);
+            if (channel_send(out, &fo, &e))
+                cli_fail(prog, o->out_ep, &e);
+        }
+        nq += n;
+    }
+    if (rc != HF_EOF)
+        cli_fail(prog, in_name, &e);
+    if (channel_send_end(out, nq, &e) || channel_commit(out, &e))
+        cli_fail(prog, o->out_ep, &e);
+    summary(nq, t_search, now_seconds() - t_wall0, ndist);
+    frame_out_free(&fo);
+    free(ids);
+    free(dists);
+    free(found);
+    vecstream_close(&vs);
+    if (in != index_ch)
+        channel_destroy(&in);
+    channel_destroy(&out);
+    return 0;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void reply_error(server *s, server_req *req, frame_out *fo, int has_qid, uint64_t qid,
+                        const char *msg)
+{
+    hf_err e;
+    frame_begin(fo, "error", has_qid ? 2 : 1);
+    if (has_qid)
+        frame_put_u64(fo, "qid", qid);
+    frame_put_str(fo, "msg", msg);
+    server_reply(s, req, fo, &e);
+}
+
+static void serve_one(const opts *o, engine *en, server *s, server_req *req, const frame_in *f,
+                      frame_out *fo, hnsw_hit *hits, uint64_t *ndist)
+{
+    char msg[600];
+    uint64_t qid = 0, k = o->k, ef = o->ef;
+    int has_qid = frame_get_u64(f, "qid", &qid, NULL) == 0;
+    if (strcmp(f->type, "query") != 0) {
+        snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f->type);
+        return reply_error(s, req, fo, has_qid, qid, msg);
+    }
+    const void *vec;
+    size_t len;
+    if (frame_get_bin(f, "vec", &vec, &len, NULL) != 0)
+        return reply_error(s, req, fo, has_qid, qid, "query frame lacks a \"vec\" bin");
+    if (len != en->h->dim * sizeof(float)) {
+        snprintf(msg, sizeof msg, "query has %zu bytes, index dimension %zu needs %zu", len,
+                 en->h->dim, en->h->dim * sizeof(float));
+        return reply_error(s, req, fo, has_qid, qid, msg);
+    }
+    frame_get_u64(f, "k", &k, NULL);
+    frame_get_u64(f, "ef", &ef, NULL);
+    if (k < 1 || k > o->max_k || ef > o->max_ef) {
+        snprintf(msg, sizeof msg, "k=%llu / ef=%llu outside limits (k 1..%llu, ef ..%llu)",
+                 (unsigned long long)k, (unsigned long long)ef, (unsigned long long)o->max_k,
+                 (unsigned long long)o->max_ef);
+        return reply_error(s, req, fo, has_qid, qid, msg);
+    }
+    float *q = (float *)hits; /* scratch: hits has room for max(max_k, dim) entries */
+    memcpy(q, vec, len);
+    hf_err e;
+    if (vec_check_finite(q, 1, en->h->dim, qid, &e) != 0)
+        return reply_error(s, req, fo, has_qid, qid, e.msg);
+    float *qcopy = malloc(len);
+    uint32_t *ids = malloc(k * sizeof *ids);
+    float *dists = malloc(k * sizeof *dists);
+    size_t found = 0;
+    if (!qcopy || !ids || !dists) {
+        free(qcopy);
+        free(ids);
+        free(dists);
+        return reply_error(s, req, fo, has_qid, qid, "server out of memory");
+    }
+    memcpy(qcopy, q, len);
+    int rc = 0;
+    *ndist += answer_batch(en, qcopy, 1, k, ef, ids, dists, &found, &e, &rc);
+    if (rc)
+        reply_error(s, req, fo, has_qid, qid, e.msg);
+    else {
+        pack_result(fo, qid, ids, dists, found);
+        server_reply(s, req, fo, &e);
+    }
+    free(qcopy);
+    free(ids);
+    free(dists);
+}
+
+static int run_serve(const opts *o, engine *en)
+{
+    hf_err e = {0};
+    server *s = NULL;
+    if (server_open(o->serve_ep, o->max_frame, &s, &e))
+        cli_fail(prog, o->serve_ep, &e);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop; /* no SA_RESTART: poll returns so we notice */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    fprintf(stderr, "query: serving %zu vectors (dim %zu) on %s\n", en->h->n, en->h->dim,
+            o->serve_ep);
+    size_t scratch = o->max_k > en->h->dim ? o->max_k : en->h->dim;
+    hnsw_hit *hits = malloc(scratch * sizeof *hits);
+    frame_out fo;
+    frame_out_init(&fo);
+    uint64_t served = 0, ndist = 0;
+    double t0 = now_seconds();
+    for (;;) {
+        server_req *req;
+        frame_in f;
+        /* after a stop request: drain what is queued (timeout 0), then leave */
+        int rc = server_recv(s, stop_requested ? 0 : 100, &req, &f, &e);
+        if (rc == HF_EOF) {
+            if (stop_requested)
+                break;
+            continue;
+        }
+        if (rc == HF_EDATA) {
+            reply_error(s, req, &fo, 0, 0, e.msg);
+            continue;
+        }
+        if (rc)
+            cli_fail(prog, o->serve_ep, &e);
+        serve_one(o, en, s, req, &f, &fo, hits, &ndist);
+        served++;
+    }
+    double t = now_seconds() - t0;
+    fprintf(stderr, "query: served %llu requests in %.1f s, shutting down\n",
+            (unsigned long long)served, t);
+    frame_out_free(&fo);
+    free(hits);
+    server_destroy(&s);
+    return 0;
+}
+
+/* Client mode: forward each query to a server, print answers in input order. */
+static int run_connect(const opts *o)
+{
+    hf_err e = {0};
+    const char *in_name = strcmp(o->queries_ep, "-") == 0 ? "stdin" : o->queries_ep;
+    channel *in = NULL, *out = NULL;
+    if (channel_open_in(o->queries_ep, o->max_frame, &in, &e))
+        cli_fail(prog, in_name, &e);
+    vecstream vs;
+    if (vecstream_open(&vs, in, o->max_dim, &e))
+        cli_fail(prog, in_name, &e);
+    client *cl = NULL;
+    if (client_open(o->connect_ep, o->max_frame, &cl, &e))
+        cli_fail(prog, o->connect_ep, &e);
+    if (channel_open_out(o->out_ep, &out, &e))
+        cli_fail(prog, o->out_ep, &e);
+    frame_out fo, hdr;
+    frame_out_init(&fo);
+    frame_out_init(&hdr);
+    frame_begin(&hdr, "header", 4);
+    frame_put_str(&hdr, "schema", STREAM_RESULTS);
+    frame_put_u64(&hdr, "v", 1);
+    frame_put_u64(&hdr, "k", o->k);
+    frame_put_u64(&hdr, "count", vs.count_hint);
+    if (channel_send(out, &hdr, &e))
+        cli_fail(prog, o->out_ep, &e);
+    frame_out *answers = NULL;
+    size_t cap = 0;
+    uint64_t nq = 0;
+    double t_wall0 = now_seconds();
+    const float *rows;
+    size_t n;
+    uint64_t first;
+    int rc;
+    while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
+        if (n > cap) {
+            answers = realloc(answers, n * sizeof *answers);
+            if (!answers) {
+                hf_err_set(&e, HF_ENOMEM, "out of memory");
+                cli_fail(prog, in_name, &e);
+            }
+            for (size_t i = cap; i < n; i++)
+                frame_out_init(&answers[i]);
+            cap = n;
+        }
+        for (size_t i = 0; i < n; i++) {
+            frame_begin(&fo, "query", 4);
+            frame_put_u64(&fo, "qid", i); /* position in batch; mapped back below */
+            frame_put_bin(&fo, "vec", rows + i * vs.dim, vs.dim * sizeof(float));
+            frame_put_u64(&fo, "k", o->k);
+            frame_put_u64(&fo, "ef", o->ef);
+            if (client_send(cl, &fo, &e))
+                cli_fail(prog, o->connect_ep, &e);
+        }
+        for (size_t got = 0; got < n; got++) {
+            frame_in f;
+            rc = client_recv(cl, 60000, &f, &e);
+            if (rc == HF_EOF)
+                hf_err_set(&e, HF_EIO, "no answer within 60 s");
+            if (rc)
+                cli_fail(prog, o->connect_ep, &e);
+            uint64_t pos;
+            char msg[256] = "";
+            if (strcmp(f.type, "error") == 0) {
+                frame_get_str(&f, "msg", msg, sizeof msg, NULL);
+                hf_err_set(&e, HF_EDATA, "server answered an error: %s", msg);
+                cli_fail(prog, o->connect_ep, &e);
+            }
+            const void *ids, *dists;
+            size_t il, dl;
+            if (strcmp(f.type, "result") != 0 || frame_get_u64(&f, "qid", &pos, NULL) ||
+                pos >= n || frame_get_bin(&f, "ids", &ids, &il, NULL) ||
+                frame_get_bin(&f, "dists", &dists, &dl, NULL) || il != dl || il % 4) {
+                hf_err_set(&e, HF_EDATA, "answer %llu is not a valid result frame",
+                           (unsigned long long)f.index);
+                cli_fail(prog, o->connect_ep, &e);
+            }
+            pack_result(&answers[pos], first + pos, ids, dists, il / 4);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (channel_send(out, &answers[i], &e))
+                cli_fail(prog, o->out_ep, &e);
+        nq += n;
+    }
+    if (rc != HF_EOF)
+        cli_fail(prog, in_name, &e);
+    if (channel_send_end(out, nq, &e) || channel_commit(out, &e))
+        cli_fail(prog, o->out_ep, &e);
+    double t = now_seconds() - t_wall0;
+    fprintf(stderr, "query: %llu queries via %s, %.3f s, %.1f QPS\n", (unsigned long long)nq,
+            o->connect_ep, t, t > 0 ? nq / t : 0.0);
+    for (size_t i = 0; i < cap; i++)
+        frame_out_free(&answers[i]);
+    free(answers);
+    frame_out_free(&fo);
+    frame_out_free(&hdr);
+    client_destroy(&cl);
+    vecstream_close(&vs);
+    channel_destroy(&in);
+    channel_destroy(&out);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lopts[] = {
+        {"index", required_argument, 0, 'i'},  {"ef", required_argument, 0, 1},
+        {"threads", required_argument, 0, 't'}, {"exact", no_argument, 0, 2},
+        {"serve", required_argument, 0, 3},    {"connect", required_argument, 0, 4},
+        {"output", required_argument, 0, 'o'}, {"max-k", required_argument, 0, 5},
+        {"max-ef", required_argument, 0, 6},   {"max-dim", required_argument, 0, 7},
+        {"max-frame", required_argument, 0, 8}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    opts o = {.queries_ep = "-", .out_ep = "-", .k = 10, .ef = 64, .max_k = 1000,
+              .max_ef = 10000, .threads = 1};
+    int c;
+    int k_set = 0, ef_set = 0;
+    while ((c = getopt_long(argc, argv, "i:k:t:o:h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'i': o.index_ep = optarg; break;
+        case 'k': o.k = cli_u64(prog, "-k", optarg, 1, UINT32_MAX); k_set = 1; break;
+        case 1: o.ef = cli_u64(prog, "--ef", optarg, 1, UINT32_MAX); ef_set = 1; break;
+        case 't': o.threads = (int)cli_u64(prog, "--threads", optarg, 1, 256); break;
+        case 2: o.exact = 1; break;
+        case 3: o.serve_ep = optarg; break;
+        case 4: o.connect_ep = optarg; break;
+        case 'o': o.out_ep = optarg; break;
+        case 5: o.max_k = cli_u64(prog, "--max-k", optarg, 1, 1 << 24); break;
+        case 6: o.max_ef = cli_u64(prog, "--max-ef", optarg, 1, 1 << 24); break;
+        case 7: o.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
+        case 8: o.max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 'h': usage(); return 0;
+        default: cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (argc - optind > 1)
+        cli_usage_error(prog, "one query input at most");
+    if (optind < argc)
+        o.queries_ep = argv[optind];
+    if ((k_set && o.k > o.max_k) || (ef_set && o.ef > o.max_ef))
+        cli_usage_error(prog, "-k/--ef above --max-k/--max-ef");
+    if (o.serve_ep && o.connect_ep)
+        cli_usage_error(prog, "--serve and --connect exclude each other");
+    channel_install_signal_cleanup();
+    if (o.connect_ep)
+        return run_connect(&o);
+
+    hf_err e = {0};
+    const char *idx_ep = o.index_ep ? o.index_ep : "-";
+    const char *idx_name = strcmp(idx_ep, "-") == 0 ? "stdin (index)" : idx_ep;
+    channel *ich = NULL;
+    if (channel_open_in(idx_ep, o.max_frame, &ich, &e))
+        cli_fail(prog, idx_name, &e);
+    engine en = {.threads = o.threads, .exact = o.exact};
+    if (hnsw_load(ich, &en.h, ignore_models, NULL, &e))
+        cli_fail(prog, idx_name, &e);
+    size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
+    if (max_ef < o.max_k)
+        max_ef = o.max_k;
+    en.searchers = calloc((size_t)o.threads, sizeof *en.searchers);
+    for (int t = 0; en.searchers && t < o.threads; t++)
+        if (hnsw_searcher_new(en.h, max_ef, &en.searchers[t], &e))
+            cli_fail(prog, idx_name, &e);
+    if (!en.searchers) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, idx_name, &e);
+    }
+    int rc;
+    if (o.serve_ep) {
+        channel_destroy(&ich);
+        rc = run_serve(&o, &en);
+    } else {
+        int shared = o.index_ep == NULL;
+        if (!shared)
+            channel_destroy(&ich);
+        rc = run_stream(&o, &en, shared ? ich : NULL);
+        if (shared)
+            channel_destroy(&ich);
+    }
+    for (int t = 0; t < o.threads; t++)
+        hnsw_searcher_destroy(&en.searchers[t]);
+    free(en.searchers);
+    hnsw_destroy(&en.h);
+    return rc;
+}

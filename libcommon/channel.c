@@ -1,0 +1,465 @@
+/*
+ * channel.c - see channel.h.
+ *
+ * Byte streams are decoded with msgpack_unpacker: we feed it whatever read()
+ * returns and take complete objects out; its message size tells us when a
+ * frame grows past the limit before the whole frame is buffered.
+ *
+ * The only process-wide mutable state is the list of uncommitted temporary
+ * files, which a signal handler must be able to reach to remove them.
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zmq.h>
+
+enum ch_kind { CH_FD_IN, CH_FILE_OUT, CH_STDOUT, CH_ZMQ_IN, CH_ZMQ_OUT };
+
+struct channel {
+    enum ch_kind kind;
+    char name[PATH_MAX];
+    int fd;
+    int eof;
+    FILE *fp;
+    char tmp_path[PATH_MAX];
+    char final_path[PATH_MAX];
+    int committed;
+    int tmp_slot;
+    msgpack_unpacker up;
+    int up_live;
+    msgpack_unpacked result;
+    void *zctx, *zsock;
+    zmq_msg_t zmsg;
+    int zmsg_live;
+    size_t max_frame;
+    uint64_t frames;
+    uLong crc_in, crc_out;
+};
+
+/* ---- temp-file registry for signal cleanup ---- */
+
+#define TMP_SLOTS 16
+static char tmp_registry[TMP_SLOTS][PATH_MAX];
+static volatile sig_atomic_t tmp_used[TMP_SLOTS];
+
+static int tmp_register(const char *path)
+{
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        if (!tmp_used[i]) {
+            snprintf(tmp_registry[i], PATH_MAX, "%s", path);
+            tmp_used[i] = 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void tmp_unregister(int slot)
+{
+    if (slot >= 0)
+        tmp_used[slot] = 0;
+}
+
+static void cleanup_on_signal(int sig)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (tmp_used[i])
+            unlink(tmp_registry[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void cleanup_at_exit(void)
+{
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (tmp_used[i])
+            unlink(tmp_registry[i]);
+}
+
+void channel_install_signal_cleanup(void)
+{
+    atexit(cleanup_at_exit);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cleanup_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- helpers ---- */
+
+static int is_zmq_endpoint(const char *ep)
+{
+    const char *p = ep;
+    if (*p == '@' || *p == '>')
+        p++;
+    return strncmp(p, "tcp://", 6) == 0 || strncmp(p, "ipc://", 6) == 0 ||
+           strncmp(p, "inproc://", 9) == 0;
+}
+
+static int crc_write(void *data, const char *buf, size_t len)
+{
+    uLong *crc = data;
+    while (len > 0) {
+        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
+        *crc = crc32(*crc, (const Bytef *)buf, n);
+        buf += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static uLong crc_of_object(uLong crc, const msgpack_object *o)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &crc, crc_write);
+    msgpack_pack_object(&pk, *o);
+    return crc;
+}
+
+static channel *channel_alloc(const char *endpoint)
+{
+    channel *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    snprintf(c->name, sizeof c->name, "%s", endpoint);
+    c->fd = -1;
+    c->tmp_slot = -1;
+    c->crc_in = crc32(0L, Z_NULL, 0);
+    c->crc_out = c->crc_in;
+    msgpack_unpacked_init(&c->result);
+    return c;
+}
+
+static int zmq_open(channel *c, const char *endpoint, int type, int bind_default, hf_err *e)
+{
+    int bind = bind_default;
+    const char *addr = endpoint;
+    if (*addr == '@') {
+        bind = 1;
+        addr++;
+    } else if (*addr == '>') {
+        bind = 0;
+        addr++;
+    }
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx)
+        return hf_err_set(e, HF_EOPEN, "%s: cannot create ZeroMQ context", endpoint);
+    c->zsock = zmq_socket(c->zctx, type);
+    if (!c->zsock)
+        return hf_err_set(e, HF_EOPEN, "%s: cannot create socket: %s", endpoint,
+                          zmq_strerror(errno));
+    if (type == ZMQ_PULL) {
+        int64_t maxsz = (int64_t)c->max_frame;
+        zmq_setsockopt(c->zsock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    }
+    int rc = bind ? zmq_bind(c->zsock, addr) : zmq_connect(c->zsock, addr);
+    if (rc != 0)
+        return hf_err_set(e, HF_EOPEN, "%s: cannot %s: %s", endpoint, bind ? "bind" : "connect",
+                          zmq_strerror(errno));
+    return 0;
+}
+
+int channel_open_in(const char *endpoint, size_t max_frame_bytes, channel **out, hf_err *e)
+{
+    *out = NULL;
+    channel *c = channel_alloc(endpoint);
+    if (!c)
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    c->max_frame = max_frame_bytes ? max_frame_bytes : FRAME_DEFAULT_MAX_BYTES;
+    int rc = 0;
+    if (is_zmq_endpoint(endpoint)) {
+        c->kind = CH_ZMQ_IN;
+        rc = zmq_open(c, endpoint, ZMQ_PULL, 0, e);
+    } else {
+        c->kind = CH_FD_IN;
+        if (strcmp(endpoint, "-") == 0) {
+            c->fd = 0;
+        } else {
+            c->fd = open(endpoint, O_RDONLY | O_CLOEXEC);
+            if (c->fd < 0)
+                rc = hf_err_set(e, HF_EOPEN, "%s: cannot open: %s", endpoint, strerror(errno));
+        }
+        if (rc == 0) {
+            if (!msgpack_unpacker_init(&c->up, 1 << 20))
+                rc = hf_err_set(e, HF_ENOMEM, "out of memory");
+            else
+                c->up_live = 1;
+        }
+    }
+    if (rc != 0) {
+        channel_destroy(&c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int channel_open_out(const char *endpoint, channel **out, hf_err *e)
+{
+    *out = NULL;
+    channel *c = channel_alloc(endpoint);
+    if (!c)
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    int rc = 0;
+    if (is_zmq_endpoint(endpoint)) {
+        c->kind = CH_ZMQ_OUT;
+        rc = zmq_open(c, endpoint, ZMQ_PUSH, 1, e);
+    } else if (strcmp(endpoint, "-") == 0) {
+        c->kind = CH_STDOUT;
+        c->fp = stdout;
+    } else {
+        c->kind = CH_FILE_OUT;
+        snprintf(c->final_path, sizeof c->final_path, "%s", endpoint);
+        int n = snprintf(c->tmp_path, sizeof c->tmp_path, "%s.tmp.XXXXXX", endpoint);
+        int fd = -1;
+        if (n > 0 && (size_t)n < sizeof c->tmp_path)
+            fd = mkostemp(c->tmp_path, O_CLOEXEC);
+        if (fd < 0) {
+            rc = hf_err_set(e, HF_EOPEN, "%s: cannot create output: %s", endpoint,
+                            strerror(errno));
+            c->tmp_path[0] = '\0';
+        } else {
+            c->tmp_slot = tmp_register(c->tmp_path);
+            fchmod(fd, 0644);
+            c->fp = fdopen(fd, "wb");
+            if (!c->fp) {
+                close(fd);
+                rc = hf_err_set(e, HF_EOPEN, "%s: cannot open output", endpoint);
+            } else {
+                setvbuf(c->fp, NULL, _IOFBF, 1 << 20);
+            }
+        }
+    }
+    if (rc != 0) {
+        channel_destroy(&c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* Checksum bookkeeping shared by both input kinds. */
+static int account_frame(channel *c, frame_in *f, hf_err *e)
+{
+    c->frames++;
+    int rc = frame_in_wrap(f, &c->result.data, c->frames, e);
+    if (rc != 0)
+        return rc;
+    if (strcmp(f->type, "end") == 0) {
+        uint64_t want;
+        rc = frame_get_u64(f, "checksum", &want, e);
+        if (rc != 0)
+            return rc == HF_EOF ? hf_err_set(e, HF_EDATA, "end frame lacks \"checksum\"") : rc;
+        if (want != (uint64_t)c->crc_in)
+            return hf_err_set(e, HF_EDATA,
+                              "checksum mismatch: stream says %08llx, content gives %08lx "
+                              "(corrupt or altered stream)",
+                              (unsigned long long)want, (unsigned long)c->crc_in);
+        c->crc_in = crc32(0L, Z_NULL, 0);
+    } else {
+        c->crc_in = crc_of_object(c->crc_in, &c->result.data);
+    }
+    return 0;
+}
+
+static int recv_fd(channel *c, frame_in *f, hf_err *e)
+{
+    for (;;) {
+        msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->result);
+        if (r == MSGPACK_UNPACK_SUCCESS)
+            return account_frame(c, f, e);
+        if (r == MSGPACK_UNPACK_PARSE_ERROR)
+            return hf_err_set(e, HF_EDATA, "bytes are not MessagePack");
+        if (r == MSGPACK_UNPACK_NOMEM_ERROR)
+            return hf_err_set(e, HF_EDATA, "frame declares more elements than memory allows");
+        size_t pending = msgpack_unpacker_message_size(&c->up);
+        if (pending > c->max_frame)
+            return hf_err_set(e, HF_EDATA, "frame over the size limit (%zu bytes)", c->max_frame);
+        if (c->eof) {
+            if (pending > 0)
+                return hf_err_set(e, HF_EDATA, "truncated frame at end of input");
+            return HF_EOF;
+        }
+        if (!msgpack_unpacker_reserve_buffer(&c->up, 1 << 20))
+            return hf_err_set(e, HF_ENOMEM, "out of memory reading frames");
+        ssize_t n;
+        do {
+            n = read(c->fd, msgpack_unpacker_buffer(&c->up), msgpack_unpacker_buffer_capacity(&c->up));
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return hf_err_set(e, HF_EIO, "read error: %s", strerror(errno));
+        if (n == 0)
+            c->eof = 1;
+        else
+            msgpack_unpacker_buffer_consumed(&c->up, (size_t)n);
+    }
+}
+
+static int recv_zmq(channel *c, frame_in *f, hf_err *e)
+{
+    if (c->zmsg_live) {
+        zmq_msg_close(&c->zmsg);
+        c->zmsg_live = 0;
+    }
+    zmq_msg_init(&c->zmsg);
+    c->zmsg_live = 1;
+    int n;
+    do {
+        n = zmq_msg_recv(&c->zmsg, c->zsock, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return hf_err_set(e, HF_EIO, "receive failed: %s", zmq_strerror(errno));
+    size_t off = 0, size = zmq_msg_size(&c->zmsg);
+    msgpack_unpack_return r =
+        msgpack_unpack_next(&c->result, zmq_msg_data(&c->zmsg), size, &off);
+    if (r != MSGPACK_UNPACK_SUCCESS || off != size)
+        return hf_err_set(e, HF_EDATA, "message is not exactly one MessagePack frame");
+    return account_frame(c, f, e);
+}
+
+int channel_recv(channel *c, frame_in *f, hf_err *e)
+{
+    uint64_t before = c->frames;
+    int rc;
+    if (c->kind == CH_FD_IN)
+        rc = recv_fd(c, f, e);
+    else if (c->kind == CH_ZMQ_IN)
+        rc = recv_zmq(c, f, e);
+    else
+        return hf_err_set(e, HF_EINTERNAL, "%s: not an input", c->name);
+    /* Errors name the frame they were found in: the one being decoded. */
+    if (rc != 0 && rc != HF_EOF)
+        hf_err_prefix(e, "frame %llu", (unsigned long long)before + 1);
+    return rc;
+}
+
+static int send_bytes(channel *c, const char *data, size_t len, hf_err *e)
+{
+    if (c->kind == CH_ZMQ_OUT) {
+        int n;
+        do {
+            n = zmq_send(c->zsock, data, len, 0);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return hf_err_set(e, HF_EIO, "%s: send failed: %s", c->name, zmq_strerror(errno));
+        return 0;
+    }
+    if (c->kind != CH_FILE_OUT && c->kind != CH_STDOUT)
+        return hf_err_set(e, HF_EINTERNAL, "%s: not an output", c->name);
+    if (fwrite(data, 1, len, c->fp) != len)
+        return hf_err_set(e, HF_EIO, "%s: write failed: %s", c->name, strerror(errno));
+    return 0;
+}
+
+int channel_send(channel *c, const frame_out *fo, hf_err *e)
+{
+    int rc = send_bytes(c, fo->sb.data, fo->sb.size, e);
+    if (rc == 0)
+        crc_write(&c->crc_out, fo->sb.data, fo->sb.size);
+    return rc;
+}
+
+int channel_forward(channel *c, const frame_in *f, hf_err *e)
+{
+    frame_out fo;
+    frame_out_init(&fo);
+    msgpack_pack_object(&fo.pk, *f->map);
+    int rc = channel_send(c, &fo, e);
+    frame_out_free(&fo);
+    return rc;
+}
+
+int channel_send_end(channel *c, uint64_t count, hf_err *e)
+{
+    frame_out fo;
+    frame_out_init(&fo);
+    frame_begin(&fo, "end", 2);
+    frame_put_u64(&fo, "count", count);
+    frame_put_u64(&fo, "checksum", (uint64_t)c->crc_out);
+    int rc = send_bytes(c, fo.sb.data, fo.sb.size, e);
+    frame_out_free(&fo);
+    c->crc_out = crc32(0L, Z_NULL, 0);
+    return rc;
+}
+
+int channel_commit(channel *c, hf_err *e)
+{
+    if (c->kind == CH_STDOUT) {
+        if (fflush(c->fp) != 0)
+            return hf_err_set(e, HF_EIO, "stdout: write failed: %s", strerror(errno));
+        c->committed = 1;
+        return 0;
+    }
+    if (c->kind != CH_FILE_OUT) {
+        c->committed = 1;
+        return 0;
+    }
+    if (fflush(c->fp) != 0 || fsync(fileno(c->fp)) != 0)
+        return hf_err_set(e, HF_EIO, "%s: write failed: %s", c->name, strerror(errno));
+    if (fclose(c->fp) != 0) {
+        c->fp = NULL;
+        return hf_err_set(e, HF_EIO, "%s: close failed: %s", c->name, strerror(errno));
+    }
+    c->fp = NULL;
+    if (rename(c->tmp_path, c->final_path) != 0)
+        return hf_err_set(e, HF_EIO, "%s: rename failed: %s", c->name, strerror(errno));
+    tmp_unregister(c->tmp_slot);
+    c->tmp_slot = -1;
+    c->committed = 1;
+    return 0;
+}
+
+void channel_destroy(channel **cp)
+{
+    if (!cp || !*cp)
+        return;
+    channel *c = *cp;
+    if (c->kind == CH_FILE_OUT) {
+        if (c->fp)
+            fclose(c->fp);
+        if (!c->committed && c->tmp_path[0])
+            unlink(c->tmp_path);
+        tmp_unregister(c->tmp_slot);
+    } else if (c->kind == CH_STDOUT && c->fp) {
+        fflush(c->fp);
+    }
+    if (c->kind == CH_FD_IN && c->fd > 0)
+        close(c->fd);
+    if (c->up_live)
+        msgpack_unpacker_destroy(&c->up);
+    msgpack_unpacked_destroy(&c->result);
+    if (c->zmsg_live)
+        zmq_msg_close(&c->zmsg);
+    if (c->zsock) {
+        int linger = c->kind == CH_ZMQ_OUT ? -1 : 0;
+        zmq_setsockopt(c->zsock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(c->zsock);
+    }
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    free(c);
+    *cp = NULL;
+}
+
+const char *channel_name(const channel *c)
+{
+    return c->name;
+}
+
+uint64_t channel_frames(const channel *c)
+{
+    return c->frames;
+}

@@ -1,0 +1,129 @@
+/*
+ * hnsw.h - the HNSW graph: structures shared by build, search and I/O.
+ *
+ * Memory layout (the index in memory, DESIGN.md):
+ *   level 0: one 64-byte aligned block, node_bytes per node:
+ *            [u32 degree][u32 links[M0]] padded to 64, then [f32 vector[dim]]
+ *            padded to 64. Search touches one contiguous stretch per node.
+ *   upper levels: a pool of u32; a node of level L > 0 owns L slots of
+ *            (1 + M) u32 (degree, then links) starting at upper_off[node].
+ * Ids are u32 positions in insertion order. For the cosine metric vectors are
+ * stored normalised and searched with the inner-product kernel.
+ *
+ * Concurrency: hnsw_build inserts with several threads, each node's links
+ * guarded by its own mutex and the entry point by a global one; searches on
+ * a built graph take no locks and may run in parallel (one hnsw_searcher per
+ * thread). Levels are drawn from (seed, id), so one thread and one seed give
+ * the same graph every time.
+ */
+#ifndef HF_HNSW_H
+#define HF_HNSW_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "distance.h"
+#include "err.h"
+
+#define HNSW_MAX_LEVEL 31
+#define HNSW_NONE UINT32_MAX
+
+typedef struct hnsw_params {
+    uint32_t M;               /* links per node on upper levels (default 16) */
+    uint32_t M0;              /* links per node on level 0 (default 2 M) */
+    uint32_t ef_construction; /* beam width while building (default 200) */
+    uint64_t seed;            /* level draws */
+    metric_t metric;
+} hnsw_params;
+
+typedef struct hnsw {
+    size_t dim;
+    hnsw_params p;
+    size_t n, cap;
+    size_t links_bytes, node_bytes;
+    char *level0;        /* cap * node_bytes, 64-aligned */
+    uint8_t *levels;     /* per node */
+    uint32_t *upper_off; /* per node, index into upper, HNSW_NONE when level 0 */
+    uint32_t *upper;
+    size_t upper_len, upper_cap;
+    uint8_t *deleted; /* tombstones: traversed, never returned */
+    size_t n_deleted;
+    pthread_mutex_t *locks; /* per node, live during hnsw_build */
+    pthread_mutex_t entry_lock;
+    uint32_t entry;
+    int max_level;
+    dist_fn kern;
+} hnsw;
+
+/* Create an empty graph; caller owns it (hnsw_destroy). */
+int hnsw_new(const hnsw_params *p, size_t dim, hnsw **out, hf_err *e);
+void hnsw_destroy(hnsw **h);
+/* Fill defaults into unset (zero) fields. */
+void hnsw_params_defaults(hnsw_params *p);
+
+/* Grow storage to hold cap nodes. */
+int hnsw_reserve(hnsw *h, size_t cap, hf_err *e);
+/* Append vectors (copied; normalised for cosine) with drawn levels, not yet
+ * linked. Returns the first new id in *first. */
+int hnsw_append(hnsw *h, const float *vecs, size_t n, uint32_t *first, hf_err *e);
+/* Append one node with a given level (used by the loader). */
+int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e);
+
+/* Link every appended node that is not linked yet, with `threads` threads.
+ * progress(done, total, arg) is called now and then from one thread. */
+typedef void (*hnsw_progress_fn)(size_t done, size_t total, void *arg);
+int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg,
+               hf_err *e);
+
+/* Node accessors. */
+static inline uint32_t *hnsw_links0(const hnsw *h, uint32_t id)
+{
+    return (uint32_t *)(h->level0 + (size_t)id * h->node_bytes);
+}
+static inline float *hnsw_vec(const hnsw *h, uint32_t id)
+{
+    return (float *)(h->level0 + (size_t)id * h->node_bytes + h->links_bytes);
+}
+/* Degree-prefixed link list of node id at level l (l <= levels[id]). */
+static inline uint32_t *hnsw_links(const hnsw *h, uint32_t id, int l)
+{
+    if (l == 0)
+        return hnsw_links0(h, id);
+    return h->upper + h->upper_off[id] + (size_t)(l - 1) * (1 + h->p.M);
+}
+static inline uint32_t hnsw_maxdeg(const hnsw *h, int l)
+{
+    return l == 0 ? h->p.M0 : h->p.M;
+}
+
+/* ---- search ---- */
+
+typedef struct hnsw_hit {
+    float d;
+    uint32_t id;
+} hnsw_hit;
+
+typedef struct hnsw_stats {
+    uint64_t ndist; /* distance computations */
+    uint64_t hops;  /* nodes expanded */
+} hnsw_stats;
+
+/* Per-thread scratch: visited marks and heaps. */
+typedef struct hnsw_searcher hnsw_searcher;
+int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e);
+void hnsw_searcher_destroy(hnsw_searcher **s);
+
+/* k nearest of q (a raw query; normalised internally for cosine), nearest
+ * first, into out[0..*nout). ef is raised to k when smaller. Distances are
+ * the metric's (see distance.h). */
+int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
+                hnsw_hit *out, size_t *nout, hnsw_stats *st);
+
+/* Tombstone a node: it stays in the graph for routing, never in results. */
+int hnsw_mark_deleted(hnsw *h, uint32_t id, hf_err *e);
+
+/* Total bytes of graph memory (level 0 block, upper pool, per-node arrays). */
+size_t hnsw_memory_bytes(const hnsw *h);
+
+#endif

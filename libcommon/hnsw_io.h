@@ -1,0 +1,31 @@
+/*
+ * hnsw_io.h - an index as a frame stream (schemas/index-*.json):
+ *   header  {t:"header", schema:"hnswflow.index", v:1, dim, metric, dtype:"f32",
+ *            count, M, M0, ef_construction, seed, entry, max_level}
+ *   vectors {t:"vectors", start, n, data: bin f32[n*dim], levels: bin u8[n]}
+ *   links   {t:"links", level, nodes: bin u32[n], deg: bin u32[n], ids: bin u32[sum deg]}
+ *   deleted {t:"deleted", ids: bin u32[]}              (only when there are tombstones)
+ *   ...any other frames (models), passed through in order...
+ *   end     {t:"end", count, checksum}
+ * The loader trusts nothing: every id, degree, level and size is checked, and
+ * memory grows with the frames actually received, not with header claims.
+ */
+#ifndef HF_HNSW_IO_H
+#define HF_HNSW_IO_H
+
+#include "channel.h"
+#include "hnsw.h"
+
+/* Write header, vectors, links and tombstones; the caller may add model
+ * frames and must then call channel_send_end(c, h->n). */
+int hnsw_save_body(const hnsw *h, channel *c, hf_err *e);
+
+/* Called for frames the loader does not consume (models); f is valid only
+ * during the call. Return non-zero to abort the load with that code. */
+typedef int (*hnsw_other_fn)(const frame_in *f, void *arg, hf_err *e);
+
+/* Read an index stream from c up to and including its end frame. The caller
+ * owns *out. On error *out is NULL and e names the frame. */
+int hnsw_load(channel *c, hnsw **out, hnsw_other_fn other, void *arg, hf_err *e);
+
+#endif

@@ -1,0 +1,119 @@
+/*
+ * results.c - see results.h. Storage grows with the qids seen, so a hostile
+ * header count cannot force a large allocation.
+ */
+#include "results.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int grow(results *r, size_t need, hf_err *e)
+{
+    if (need <= r->nq)
+        return 0;
+    size_t nc = r->nq ? r->nq : 1024;
+    while (nc < need)
+        nc *= 2;
+    uint32_t *ids = realloc(r->ids, nc * r->k * sizeof *ids);
+    if (ids)
+        r->ids = ids;
+    float *d = realloc(r->dists, nc * r->k * sizeof *d);
+    if (d)
+        r->dists = d;
+    uint32_t *f = realloc(r->found, nc * sizeof *f);
+    if (f)
+        r->found = f;
+    uint8_t *s = realloc(r->seen, nc);
+    if (s)
+        r->seen = s;
+    if (!ids || !d || !f || !s)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for results");
+    for (size_t i = r->nq; i < nc; i++) {
+        for (size_t j = 0; j < r->k; j++) {
+            r->ids[i * r->k + j] = UINT32_MAX;
+            r->dists[i * r->k + j] = INFINITY;
+        }
+        r->found[i] = 0;
+        r->seen[i] = 0;
+    }
+    r->nq = nc;
+    return 0;
+}
+
+int results_read(const char *endpoint, results *r, hf_err *e)
+{
+    memset(r, 0, sizeof *r);
+    channel *c = NULL;
+    int rc = channel_open_in(endpoint, 0, &c, e);
+    if (rc)
+        return rc;
+    frame_in f;
+    size_t maxq = 0;
+    int have_header = 0, ended = 0;
+    while (rc == 0 && !ended) {
+        rc = channel_recv(c, &f, e);
+        if (rc == HF_EOF) {
+            rc = hf_err_set(e, HF_EDATA, "truncated results stream (no end frame)");
+            break;
+        }
+        if (rc)
+            break;
+        if (!have_header) {
+            char schema[64];
+            uint64_t k;
+            if (strcmp(f.type, "header") != 0 ||
+                frame_get_str(&f, "schema", schema, sizeof schema, NULL) ||
+                strcmp(schema, STREAM_RESULTS) != 0 || frame_get_u64(&f, "k", &k, NULL) ||
+                k == 0 || k > 100000) {
+                rc = hf_err_set(e, HF_EDATA, "frame 1: not a results stream header");
+                break;
+            }
+            r->k = (size_t)k;
+            if (frame_get_str(&f, "metric", r->metric, sizeof r->metric, NULL))
+                strcpy(r->metric, "l2");
+            have_header = 1;
+            continue;
+        }
+        if (strcmp(f.type, "end") == 0) {
+            ended = 1;
+            break;
+        }
+        if (strcmp(f.type, "result") != 0)
+            continue;
+        uint64_t qid;
+        const void *ids, *dists;
+        size_t il, dl;
+        if (frame_get_u64(&f, "qid", &qid, e) || frame_get_bin(&f, "ids", &ids, &il, e) ||
+            frame_get_bin(&f, "dists", &dists, &dl, e) || il != dl || il % 4 ||
+            il / 4 > r->k || qid > UINT32_MAX) {
+            rc = hf_err_set(e, HF_EDATA, "frame %llu: malformed result frame",
+                            (unsigned long long)f.index);
+            break;
+        }
+        if ((rc = grow(r, (size_t)qid + 1, e)) != 0)
+            break;
+        memcpy(r->ids + qid * r->k, ids, il);
+        memcpy(r->dists + qid * r->k, dists, dl);
+        r->found[qid] = (uint32_t)(il / 4);
+        r->seen[qid] = 1;
+        if (qid + 1 > maxq)
+            maxq = (size_t)qid + 1;
+    }
+    channel_destroy(&c);
+    if (rc) {
+        results_free(r);
+        return rc;
+    }
+    r->nq = maxq;
+    return 0;
+}
+
+void results_free(results *r)
+{
+    free(r->ids);
+    free(r->dists);
+    free(r->found);
+    free(r->seen);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,26 @@
+/*
+ * results.h - reading a results stream (header, result frames, end) into
+ * memory, for recall measurement and tests. Results are stored by qid.
+ */
+#ifndef HF_RESULTS_H
+#define HF_RESULTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel.h"
+
+typedef struct results {
+    size_t nq, k;       /* queries (max qid + 1), slots per query */
+    char metric[16];
+    uint32_t *ids;      /* nq * k, UINT32_MAX where absent */
+    float *dists;       /* nq * k, +inf where absent */
+    uint32_t *found;    /* per query */
+    uint8_t *seen;      /* per query: answered */
+} results;
+
+/* Read a whole results stream from endpoint. */
+int results_read(const char *endpoint, results *r, hf_err *e);
+void results_free(results *r);
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * vecstream.c - see vecstream.h. Rows are copied out of the frame (bin
+ * payloads are not aligned) into one reusable batch buffer.
+ */
+#include "vecstream.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vec_check_finite(const float *rows, size_t n, size_t dim, uint64_t first, hf_err *e)
+{
+    for (size_t i = 0; i < n * dim; i++)
+        if (!isfinite(rows[i]))
+            return hf_err_set(e, HF_EDATA, "row %llu: %s value at column %zu",
+                              (unsigned long long)(first + i / dim),
+                              isnan(rows[i]) ? "NaN" : "infinite", i % dim);
+    return 0;
+}
+
+int vecstream_open(vecstream *vs, channel *c, size_t max_dim, hf_err *e)
+{
+    memset(vs, 0, sizeof *vs);
+    vs->c = c;
+    vs->max_dim = max_dim ? max_dim : VECSTREAM_MAX_DIM_DEFAULT;
+    frame_in f;
+    int rc = channel_recv(c, &f, e);
+    if (rc == HF_EOF)
+        return hf_err_set(e, HF_EDATA, "frame 1: empty input (no header frame)");
+    if (rc)
+        return rc;
+    if (strcmp(f.type, "header") != 0)
+        return hf_err_set(e, HF_EDATA, "frame 1: expected a header frame, got \"%s\"", f.type);
+    char schema[64], dtype[16] = "f32";
+    if ((rc = frame_get_str(&f, "schema", schema, sizeof schema, e)) != 0)
+        return hf_err_set(e, HF_EDATA, "frame 1: header lacks a \"schema\" string");
+    if (strcmp(schema, STREAM_VECTORS) != 0 && strcmp(schema, STREAM_INDEX) != 0)
+        return hf_err_set(e, HF_EDATA, "frame 1: stream is \"%s\", not vectors", schema);
+    uint64_t dim;
+    if ((rc = frame_get_u64(&f, "dim", &dim, e)) != 0)
+        return hf_err_set(e, HF_EDATA, "frame 1: header lacks a valid \"dim\"");
+    if (dim == 0 || dim > vs->max_dim)
+        return hf_err_set(e, HF_EDATA, "frame 1: dimension %llu out of range 1..%zu",
+                          (unsigned long long)dim, vs->max_dim);
+    rc = frame_get_str(&f, "dtype", dtype, sizeof dtype, e);
+    if (rc && rc != HF_EOF)
+        return hf_err_set(e, HF_EDATA, "frame 1: %s", e->msg);
+    if (strcmp(dtype, "f32") != 0)
+        return hf_err_set(e, HF_EDATA, "frame 1: dtype \"%s\" not supported (f32 only)", dtype);
+    if (frame_get_u64(&f, "count", &vs->count_hint, NULL) != 0)
+        vs->count_hint = 0;
+    vs->dim = (size_t)dim;
+    vs->buf_rows = VECSTREAM_BATCH;
+    vs->buf = malloc(vs->buf_rows * vs->dim * sizeof(float));
+    if (!vs->buf)
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int take_rows(vecstream *vs, const frame_in *f, const void *data, size_t len, uint64_t n,
+                     hf_err *e)
+{
+    size_t row_bytes = vs->dim * sizeof(float);
+    if (n == 0 || n > vs->buf_rows || len != n * row_bytes)
+        return hf_err_set(e, HF_EDATA,
+                          "frame %llu: %s data is %zu bytes, expected %llu rows of dimension %zu",
+                          (unsigned long long)f->index, f->type, len, (unsigned long long)n,
+                          vs->dim);
+    memcpy(vs->buf, data, len);
+    return 0;
+}
+
+int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first, hf_err *e)
+{
+    frame_in f;
+    for (;;) {
+        if (vs->ended)
+            return HF_EOF;
+        int rc = channel_recv(vs->c, &f, e);
+        if (rc == HF_EOF)
+            return hf_err_set(e, HF_EDATA, "frame %llu: truncated stream (no end frame)",
+                              (unsigned long long)channel_frames(vs->c) + 1);
+        if (rc)
+            return rc;
+        vs->req_k = vs->req_ef = 0;
+        if (strcmp(f.type, "vectors") == 0) {
+            uint64_t start, cnt;
+            const void *p;
+            size_t len;
+            if (frame_get_u64(&f, "n", &cnt, e) || frame_get_bin(&f, "data", &p, &len, e))
+                return hf_err_set(e, HF_EDATA, "frame %llu: vectors frame lacks \"n\" or \"data\"",
+                                  (unsigned long long)f.index);
+            if (frame_get_u64(&f, "start", &start, NULL) != 0)
+                start = vs->received;
+            if (start != vs->received)
+                return hf_err_set(e, HF_EDATA, "frame %llu: batch starts at row %llu, expected %llu",
+                                  (unsigned long long)f.index, (unsigned long long)start,
+                                  (unsigned long long)vs->received);
+            if (len % (vs->dim * sizeof(float)) == 0 && len / (vs->dim * sizeof(float)) == cnt &&
+                cnt > vs->buf_rows) {
+                float *nb = realloc(vs->buf, len);
+                if (!nb)
+                    return hf_err_set(e, HF_ENOMEM, "out of memory");
+                vs->buf = nb;
+                vs->buf_rows = cnt;
+            }
+            if ((rc = take_rows(vs, &f, p, len, cnt, e)) != 0)
+                return rc;
+            if ((rc = vec_check_finite(vs->buf, cnt, vs->dim, start, e)) != 0)
+                return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
+            *data = vs->buf;
+            *n = cnt;
+            *first = start;
+            vs->received += cnt;
+            return 0;
+        }
+        if (strcmp(f.type, "query") == 0) {
+            uint64_t qid;
+            const void *p;
+            size_t len;
+            if (frame_get_bin(&f, "vec", &p, &len, e) != 0)
+                return hf_err_set(e, HF_EDATA, "frame %llu: query frame lacks a \"vec\" bin",
+                                  (unsigned long long)f.index);
+            if (frame_get_u64(&f, "qid", &qid, NULL) != 0)
+                qid = vs->received;
+            if ((rc = take_rows(vs, &f, p, len, 1, e)) != 0)
+                return rc;
+            if ((rc = vec_check_finite(vs->buf, 1, vs->dim, qid, e)) != 0)
+                return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
+            frame_get_u64(&f, "k", &vs->req_k, NULL);
+            frame_get_u64(&f, "ef", &vs->req_ef, NULL);
+            *data = vs->buf;
+            *n = 1;
+            *first = qid;
+            vs->received++;
+            return 0;
+        }
+        if (strcmp(f.type, "end") == 0) {
+            uint64_t cnt;
+            if (frame_get_u64(&f, "count", &cnt, e) != 0)
+                return hf_err_set(e, HF_EDATA, "frame %llu: end frame lacks \"count\"",
+                                  (unsigned long long)f.index);
+            if (cnt != vs->received)
+                return hf_err_set(e, HF_EDATA,
+                                  "frame %llu: end frame says %llu rows, stream carried %llu",
+                                  (unsigned long long)f.index, (unsigned long long)cnt,
+                                  (unsigned long long)vs->received);
+            vs->ended = 1;
+            return HF_EOF;
+        }
+        if (strcmp(f.type, "header") == 0)
+            return hf_err_set(e, HF_EDATA, "frame %llu: second header inside a stream",
+                              (unsigned long long)f.index);
+        /* other frame types (models, links of an index) are not rows: skip */
+    }
+}
+
+void vecstream_close(vecstream *vs)
+{
+    free(vs->buf);
+    vs->buf = NULL;
+}
+
+int vecstream_put_header(channel *c, size_t dim, uint64_t count, hf_err *e)
+{
+    frame_out fo;
+    frame_out_init(&fo);
+    frame_begin(&fo, "header", 5);
+    frame_put_str(&fo, "schema", STREAM_VECTORS);
+    frame_put_u64(&fo, "v", 1);
+    frame_put_u64(&fo, "dim", dim);
+    frame_put_str(&fo, "dtype", "f32");
+    frame_put_u64(&fo, "count", count);
+    int rc = channel_send(c, &fo, e);
+    frame_out_free(&fo);
+    return rc;
+}
+
+int vecstream_put_batch(channel *c, frame_out *fo, const float *rows, size_t n, size_t dim,
+                        uint64_t start, hf_err *e)
+{
+    frame_begin(fo, "vectors", 3);
+    frame_put_u64(fo, "start", start);
+    frame_put_u64(fo, "n", n);
+    frame_put_bin(fo, "data", rows, n * dim * sizeof(float));
+    return channel_send(c, fo, e);
+}

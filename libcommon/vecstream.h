@@ -1,0 +1,47 @@
+/*
+ * vecstream.h - vector streams over a channel (schemas/header.json,
+ * vectors.json, query.json, end.json):
+ *   header  {t:"header", schema:"hnswflow.vectors", v:1, dim, dtype:"f32", count}
+ *   vectors {t:"vectors", start, n, data: bin f32[n*dim]}     (1024 rows a frame)
+ *   query   {t:"query", qid, vec: bin f32[dim], k?, ef?}     (one request)
+ *   end     {t:"end", count, checksum}
+ * The reader checks the header comes first, every row has the header's
+ * dimension, values are finite, batches are contiguous, and the end frame's
+ * count matches; frames of other types are skipped (models may ride along).
+ */
+#ifndef HF_VECSTREAM_H
+#define HF_VECSTREAM_H
+
+#include "channel.h"
+
+#define VECSTREAM_BATCH 1024
+#define VECSTREAM_MAX_DIM_DEFAULT 65536
+
+typedef struct vecstream {
+    channel *c;
+    size_t dim, max_dim;
+    uint64_t count_hint; /* header "count", 0 when unknown */
+    uint64_t received;
+    int ended;
+    float *buf; /* rows of the current batch (owned) */
+    size_t buf_rows;
+    /* per-request options of a "query" frame, 0 when absent */
+    uint64_t req_k, req_ef;
+} vecstream;
+
+/* Read the header. max_dim 0 means the default limit. */
+int vecstream_open(vecstream *vs, channel *c, size_t max_dim, hf_err *e);
+/* Next batch: rows in *data (valid until the next call), *n rows, *first the
+ * id (position or qid) of the first row. HF_EOF after a valid end frame. */
+int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first, hf_err *e);
+void vecstream_close(vecstream *vs);
+
+/* Writing. */
+int vecstream_put_header(channel *c, size_t dim, uint64_t count, hf_err *e);
+int vecstream_put_batch(channel *c, frame_out *fo, const float *rows, size_t n, size_t dim,
+                        uint64_t start, hf_err *e);
+
+/* Check that values are finite; on failure e names the row. */
+int vec_check_finite(const float *rows, size_t n, size_t dim, uint64_t first, hf_err *e);
+
+#endif
