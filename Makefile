@@ -11,7 +11,7 @@ CC ?= cc
 SAN ?=
 
 PKGS := libmsgpack-dev libzmq3-dev libopenblas-dev libhdf5-dev zlib1g-dev \
-        libcmocka-dev bats pkg-config python3-msgpack python3-numpy \
+        libcmocka-dev bats pkg-config python3-msgpack python3-numpy python3-jsonschema python3-zmq \
         dataset-fashion-mnist clang libclang-rt-14-dev gnuplot-nox \
         libhnswlib-dev libfaiss-dev
 

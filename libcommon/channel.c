@@ -278,9 +278,14 @@ static int account_frame(channel *c, frame_in *f, hf_err *e)
 static int recv_fd(channel *c, frame_in *f, hf_err *e)
 {
     for (;;) {
-        msgpack_unpack_return r = msgpack_unpacker_next(&c->up, &c->result);
-        if (r == MSGPACK_UNPACK_SUCCESS)
+        size_t frame_bytes = 0;
+        msgpack_unpack_return r = msgpack_unpacker_next_with_size(&c->up, &c->result, &frame_bytes);
+        if (r == MSGPACK_UNPACK_SUCCESS) {
+            if (frame_bytes > c->max_frame)
+                return hf_err_set(e, HF_EDATA, "frame over the size limit (%zu bytes)",
+                                  c->max_frame);
             return account_frame(c, f, e);
+        }
         if (r == MSGPACK_UNPACK_PARSE_ERROR)
             return hf_err_set(e, HF_EDATA, "bytes are not MessagePack");
         if (r == MSGPACK_UNPACK_NOMEM_ERROR)

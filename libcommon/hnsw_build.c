@@ -165,6 +165,8 @@ static void link_back(hnsw *h, build_scratch *b, uint32_t s, uint32_t q, int l)
         qsort(b->prune, deg + 1, sizeof(hnsw_hit), hit_cmp);
         uint32_t kept = select_heuristic(h, b->prune, deg + 1, maxdeg, b->selected);
         memcpy(ln + 1, b->selected, kept * sizeof(uint32_t));
+        /* clear dropped slots so a saved and reloaded graph is byte-identical */
+        memset(ln + 1 + kept, 0, (deg - kept) * sizeof(uint32_t));
         ln[0] = kept;
     }
     pthread_mutex_unlock(&h->locks[s]);

@@ -233,6 +233,24 @@ static int get_dim(const msgpack_object *obj, const char *key, size_t *out, hf_e
     return 0;
 }
 
+/* Total f32 values in the frame's params (bin sizes / 4), or UINT64_MAX if
+ * the params are not an array of maps with bin data. */
+static uint64_t frame_floats(const msgpack_object *obj)
+{
+    const msgpack_object *ps = map_get(obj, "params");
+    if (!ps || ps->type != MSGPACK_OBJECT_ARRAY)
+        return UINT64_MAX;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < ps->via.array.size; i++) {
+        const msgpack_object *q = &ps->via.array.ptr[i];
+        const msgpack_object *d = q->type == MSGPACK_OBJECT_MAP ? map_get(q, "data") : NULL;
+        if (!d || d->type != MSGPACK_OBJECT_BIN)
+            return UINT64_MAX;
+        total += d->via.bin.size / 4;
+    }
+    return total;
+}
+
 int nn_graph_unpack(const msgpack_object *obj, nn_graph **out, hf_err *e)
 {
     *out = NULL;
@@ -248,6 +266,13 @@ int nn_graph_unpack(const msgpack_object *obj, nn_graph **out, hf_err *e)
         return rc;
     if (d_msg % heads)
         return hf_err_set(e, HF_EDATA, "model: heads %zu does not divide d_msg %zu", heads, d_msg);
+    /* The sizes must agree with the data actually in the frame before we
+     * allocate for them, so a forged header cannot ask for gigabytes. */
+    uint64_t n = d_node, m = d_msg;
+    uint64_t want = (n * m + m) * 2 + (m * m + m) * 3 + (3 * n * m + 3 * n) + (3 * n * n + 3 * n);
+    if (frame_floats(obj) != want)
+        return hf_err_set(e, HF_EDATA, "model: frame data does not match d_node %zu, d_msg %zu",
+                          d_node, d_msg);
     nn_rng rng;
     nn_rng_seed(&rng, 0); /* every parameter is overwritten below */
     nn_graph *g;

@@ -129,9 +129,9 @@ static int copy_err(const vecio_reader *r, hf_err *e)
     return r->ferr.code;
 }
 
-static const char *fmt_names[] = {
-    [VEC_FMT_AUTO] = "auto", [VEC_FMT_FVECS] = "fvecs", [VEC_FMT_BVECS] = "bvecs",
-    [VEC_FMT_IVECS] = "ivecs", [VEC_FMT_NPY] = "npy",   [VEC_FMT_IDX] = "idx",
+static const char *const fmt_names[] = {
+    [VEC_FMT_AUTO] = "auto",   [VEC_FMT_FVECS] = "fvecs", [VEC_FMT_BVECS] = "bvecs",
+    [VEC_FMT_IVECS] = "ivecs", [VEC_FMT_NPY] = "npy",     [VEC_FMT_IDX] = "idx",
     [VEC_FMT_CSV] = "csv",     [VEC_FMT_HDF5] = "hdf5",
 };
 
@@ -141,10 +141,10 @@ int vecio_format_parse(const char *name, vec_format *out, hf_err *e)
         const char *name;
         vec_format f;
     } alias[] = {
-        {"auto", VEC_FMT_AUTO}, {"fvecs", VEC_FMT_FVECS}, {"bvecs", VEC_FMT_BVECS},
-        {"ivecs", VEC_FMT_IVECS}, {"npy", VEC_FMT_NPY}, {"idx", VEC_FMT_IDX},
-        {"mnist", VEC_FMT_IDX}, {"csv", VEC_FMT_CSV}, {"tsv", VEC_FMT_CSV},
-        {"txt", VEC_FMT_CSV}, {"text", VEC_FMT_CSV}, {"hdf5", VEC_FMT_HDF5},
+        {"auto", VEC_FMT_AUTO},   {"fvecs", VEC_FMT_FVECS}, {"bvecs", VEC_FMT_BVECS},
+        {"ivecs", VEC_FMT_IVECS}, {"npy", VEC_FMT_NPY},     {"idx", VEC_FMT_IDX},
+        {"mnist", VEC_FMT_IDX},   {"csv", VEC_FMT_CSV},     {"tsv", VEC_FMT_CSV},
+        {"txt", VEC_FMT_CSV},     {"text", VEC_FMT_CSV},    {"hdf5", VEC_FMT_HDF5},
         {"h5", VEC_FMT_HDF5},
     };
     if (name)
@@ -298,8 +298,7 @@ static int convert_row(vecio_reader *r, const unsigned char *src, float *dst, si
             memcpy(&d, &u, sizeof d);
             if (isfinite(d) && fabs(d) > FLT_MAX)
                 return hf_err_set(&r->ferr, HF_EDATA,
-                                  "row %zu: value %g in column %zu is out of f32 range", row,
-                                  d, i);
+                                  "row %zu: value %g in column %zu is out of f32 range", row, d, i);
             v = (float)d;
             break;
         }
@@ -624,8 +623,7 @@ static int open_npy(vecio_reader *r, hf_err *e)
     unsigned long long rows = rank == 2 ? dims[0] : 1, d = rank == 2 ? dims[1] : dims[0];
     size_t total;
     if (d < 1 || d > r->max_dim)
-        return hf_err_set(e, HF_EDATA, "npy dimension %llu is out of range 1..%zu", d,
-                          r->max_dim);
+        return hf_err_set(e, HF_EDATA, "npy dimension %llu is out of range 1..%zu", d, r->max_dim);
     if (rows > SIZE_MAX || !mul_ok((size_t)d, el.size, &total) ||
         !mul_ok((size_t)rows, total, &total))
         return hf_err_set(e, HF_EDATA, "npy shape (%llu, %llu) is too large", rows, d);
@@ -640,13 +638,26 @@ static int open_npy(vecio_reader *r, hf_err *e)
 static int idx_type(unsigned char t, elem_type *el)
 {
     switch (t) {
-    case 0x08: *el = (elem_type){EL_U8, 1, 1}; return 1;
-    case 0x09: *el = (elem_type){EL_I8, 1, 1}; return 1;
-    case 0x0B: *el = (elem_type){EL_I16, 2, 1}; return 1;
-    case 0x0C: *el = (elem_type){EL_I32, 4, 1}; return 1;
-    case 0x0D: *el = (elem_type){EL_F32, 4, 1}; return 1;
-    case 0x0E: *el = (elem_type){EL_F64, 8, 1}; return 1;
-    default: return 0;
+    case 0x08:
+        *el = (elem_type){EL_U8, 1, 1};
+        return 1;
+    case 0x09:
+        *el = (elem_type){EL_I8, 1, 1};
+        return 1;
+    case 0x0B:
+        *el = (elem_type){EL_I16, 2, 1};
+        return 1;
+    case 0x0C:
+        *el = (elem_type){EL_I32, 4, 1};
+        return 1;
+    case 0x0D:
+        *el = (elem_type){EL_F32, 4, 1};
+        return 1;
+    case 0x0E:
+        *el = (elem_type){EL_F64, 8, 1};
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -657,11 +668,9 @@ static int open_idx(vecio_reader *r, hf_err *e)
     elem_type el;
     if (rd(r, h, 4, &n))
         return copy_err(r, e);
-    if (n < 4 || h[0] != 0 || h[1] != 0 || !idx_type(h[2], &el) || h[3] < 1 ||
-        h[3] > IDX_MAX_NDIMS)
+    if (n < 4 || h[0] != 0 || h[1] != 0 || !idx_type(h[2], &el) || h[3] < 1 || h[3] > IDX_MAX_NDIMS)
         return hf_err_set(e, HF_EDATA, "not an idx file (bad magic %02x%02x%02x%02x)",
-                          n > 0 ? h[0] : 0, n > 1 ? h[1] : 0, n > 2 ? h[2] : 0,
-                          n > 3 ? h[3] : 0);
+                          n > 0 ? h[0] : 0, n > 1 ? h[1] : 0, n > 2 ? h[2] : 0, n > 3 ? h[3] : 0);
     size_t nd = h[3];
     if (rd(r, h + 4, 4 * nd, &n))
         return copy_err(r, e);
@@ -705,8 +714,8 @@ static int csv_line(vecio_reader *r)
         const unsigned char *nl = memchr(s, '\n', avail);
         size_t take = nl ? (size_t)(nl - s) : avail;
         if (len + take + 1 > r->line_max)
-            return hf_err_set(&r->ferr, HF_EDATA, "line %zu: longer than %zu bytes",
-                              r->lineno + 1, r->line_max);
+            return hf_err_set(&r->ferr, HF_EDATA, "line %zu: longer than %zu bytes", r->lineno + 1,
+                              r->line_max);
         if (len + take + 1 > r->line_cap) {
             size_t cap = r->line_cap ? r->line_cap : 4096;
             while (cap < len + take + 1)
@@ -791,8 +800,8 @@ static void csv_bad_field(vecio_reader *r, const char *bad)
     }
     if (len > 32)
         len = 32;
-    hf_err_set(&r->ferr, HF_EDATA, "row %zu (line %zu): not a number: '%.*s'", r->row,
-               r->lineno, (int)len, bad);
+    hf_err_set(&r->ferr, HF_EDATA, "row %zu (line %zu): not a number: '%.*s'", r->row, r->lineno,
+               (int)len, bad);
 }
 
 static int open_csv(vecio_reader *r, hf_err *e)
@@ -949,8 +958,8 @@ static int open_hdf5(vecio_reader *r, const char *path, const char *dataset, hf_
     hsize_t rows = rank == 2 ? dims[0] : 1, d = rank == 2 ? dims[1] : dims[0];
     size_t total;
     if (d < 1 || d > r->max_dim)
-        return hf_err_set(e, HF_EDATA, "dataset '%s': dimension %llu is out of range 1..%zu",
-                          name, (unsigned long long)d, r->max_dim);
+        return hf_err_set(e, HF_EDATA, "dataset '%s': dimension %llu is out of range 1..%zu", name,
+                          (unsigned long long)d, r->max_dim);
     if (rows > SIZE_MAX || !mul_ok((size_t)d, sizeof(float), &total) ||
         !mul_ok((size_t)rows, total, &total))
         return hf_err_set(e, HF_EDATA, "dataset '%s' is too large", name);
@@ -976,8 +985,8 @@ static int hdf5_read(vecio_reader *r, float *buf, size_t max_rows, size_t *got)
         cnt[0] = r->dim;
     }
     hid_t mem = H5Screate_simple(1, mdims, NULL);
-    herr_t st = mem < 0 ? -1
-                        : H5Sselect_hyperslab(r->h5space, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    herr_t st =
+        mem < 0 ? -1 : H5Sselect_hyperslab(r->h5space, H5S_SELECT_SET, start, NULL, cnt, NULL);
     if (st >= 0)
         st = H5Dread(r->h5dset, H5T_NATIVE_FLOAT, mem, r->h5space, H5P_DEFAULT, buf);
     if (mem >= 0)
@@ -1088,8 +1097,7 @@ static vec_format by_magic(const vecio_reader *r, long long size)
 
 /* ---- open / read / skip / close ------------------------------------------ */
 
-static int open_stream(vecio_reader *r, const char *path, int is_stdin, long long *size,
-                       hf_err *e)
+static int open_stream(vecio_reader *r, const char *path, int is_stdin, long long *size, hf_err *e)
 {
     int fd = is_stdin ? dup(0) : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -1174,11 +1182,21 @@ int vecio_open(const char *path, const vecio_opts *opts, vecio_reader **out, hf_
         switch (r->fmt) {
         case VEC_FMT_FVECS:
         case VEC_FMT_BVECS:
-        case VEC_FMT_IVECS: rc = open_vecs(r, e); break;
-        case VEC_FMT_NPY: rc = open_npy(r, e); break;
-        case VEC_FMT_IDX: rc = open_idx(r, e); break;
-        case VEC_FMT_CSV: rc = open_csv(r, e); break;
-        default: rc = hf_err_set(e, HF_EINTERNAL, "unhandled format"); break;
+        case VEC_FMT_IVECS:
+            rc = open_vecs(r, e);
+            break;
+        case VEC_FMT_NPY:
+            rc = open_npy(r, e);
+            break;
+        case VEC_FMT_IDX:
+            rc = open_idx(r, e);
+            break;
+        case VEC_FMT_CSV:
+            rc = open_csv(r, e);
+            break;
+        default:
+            rc = hf_err_set(e, HF_EINTERNAL, "unhandled format");
+            break;
         }
     }
     if (rc) {

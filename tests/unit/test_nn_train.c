@@ -482,7 +482,7 @@ static void test_graph_model_save_load_round_trips_bit_exactly(void **state)
 }
 
 /* Pack a frame by hand with one field changed, and expect HF_EDATA. */
-enum { BAD_T, BAD_V, BAD_ROWS, BAD_BIN, BAD_NAME, BAD_NAN, BAD_HEADS };
+enum { BAD_T, BAD_V, BAD_ROWS, BAD_BIN, BAD_NAME, BAD_NAN, BAD_HEADS, BAD_HUGE };
 
 static void pack_bad(msgpack_sbuffer *sb, int what)
 {
@@ -497,7 +497,7 @@ static void pack_bad(msgpack_sbuffer *sb, int what)
     S("v");
     msgpack_pack_uint32(&pk, what == BAD_V ? 2 : 1);
     S("d_node");
-    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_uint32(&pk, what == BAD_HUGE ? 65536 : 1); /* 3 * 2^32 floats if trusted */
     S("d_msg");
     msgpack_pack_uint32(&pk, 1);
     S("heads");
@@ -531,7 +531,7 @@ static void pack_bad(msgpack_sbuffer *sb, int what)
 static void test_model_load_rejects_malformed_frames_with_edata(void **state)
 {
     (void)state;
-    for (int what = -1; what <= BAD_HEADS; what++) {
+    for (int what = -1; what <= BAD_HUGE; what++) {
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
         pack_bad(&sb, what);

@@ -187,8 +187,8 @@ static size_t read_all(vecio_reader *r, float *out, size_t cap_rows, size_t batc
     return total;
 }
 
-static void expect_values(const char *path, vec_format fmt, vec_format want_fmt,
-                          const float *want, size_t n, size_t d)
+static void expect_values(const char *path, vec_format fmt, vec_format want_fmt, const float *want,
+                          size_t n, size_t d)
 {
     vecio_reader *r = open_ok(path, fmt);
     assert_int_equal(vecio_format(r), want_fmt);
@@ -260,8 +260,7 @@ static void test_ivecs_round_trip_returns_ints_as_floats(void **state)
 
 static void test_npy_f4_v1_round_trip_and_count(void **state)
 {
-    bytes b = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", V,
-                  sizeof V);
+    bytes b = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", V, sizeof V);
     put_bytes(at(state, "a.npy"), b.b, b.n);
     expect_values(at(state, "a.npy"), VEC_FMT_AUTO, VEC_FMT_NPY, V, 4, 3);
     vecio_reader *r = open_ok(at(state, "a.npy"), VEC_FMT_AUTO);
@@ -413,17 +412,15 @@ static void test_detects_format_by_extension(void **state)
     static const struct {
         const char *name;
         vec_format f;
-    } cases[] = {{"x.fvecs", VEC_FMT_FVECS}, {"x.ivecs", VEC_FMT_IVECS},
-                 {"x.bvecs", VEC_FMT_BVECS}, {"x.csv", VEC_FMT_CSV},
-                 {"x.tsv", VEC_FMT_CSV},     {"x.txt.gz", VEC_FMT_CSV}};
+    } cases[] = {{"x.fvecs", VEC_FMT_FVECS}, {"x.ivecs", VEC_FMT_IVECS}, {"x.bvecs", VEC_FMT_BVECS},
+                 {"x.csv", VEC_FMT_CSV},     {"x.tsv", VEC_FMT_CSV},     {"x.txt.gz", VEC_FMT_CSV}};
     /* Each file holds fvecs bytes: the name must win over the content, so
      * the dimension read tells which parser ran for the binary ones. */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *t = "1,2,3,4\n";
         bytes b = fvecs(V, 1, 3);
         int text = cases[i].f == VEC_FMT_CSV;
-        put_bytes(at(state, cases[i].name), text ? (const void *)t : b.b,
-                  text ? strlen(t) : b.n);
+        put_bytes(at(state, cases[i].name), text ? (const void *)t : b.b, text ? strlen(t) : b.n);
         vecio_reader *r = open_ok(at(state, cases[i].name), VEC_FMT_AUTO);
         assert_int_equal(vecio_format(r), cases[i].f);
         vecio_close(&r);
@@ -523,8 +520,7 @@ static void test_stdin_stream_is_detected_without_losing_bytes(void **state)
 
 /* ---- skip ----------------------------------------------------------------- */
 
-static void skip_then_expect(const char *path, size_t skip, const float *want, size_t n,
-                             size_t d)
+static void skip_then_expect(const char *path, size_t skip, const float *want, size_t n, size_t d)
 {
     vecio_reader *r = open_ok(path, VEC_FMT_AUTO);
     hf_err e = {0};
@@ -652,8 +648,7 @@ static void test_npy_bad_descr_and_fortran_order_are_rejected(void **state)
     b = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2), }", V, 16);
     put_bytes(at(state, "3d.npy"), b.b, b.n);
     expect_error(at(state, "3d.npy"), &o, HF_EDATA, "shape");
-    b = npy(1,
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775807, 1024), }",
+    b = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775807, 1024), }",
             V, 16);
     put_bytes(at(state, "huge.npy"), b.b, b.n);
     expect_error(at(state, "huge.npy"), &o, HF_EDATA, "too large");
@@ -778,32 +773,28 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_header_line_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_space_tab_separators_and_blank_lines, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_hdf5_reads_train_by_default_and_named_dataset,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_gzip_variants_read_like_plain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncated_gzip_stream_is_an_error, setup,
+        cmocka_unit_test_setup_teardown(test_hdf5_reads_train_by_default_and_named_dataset, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_gzip_variants_read_like_plain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_gzip_stream_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detects_format_by_extension, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detects_format_by_magic_without_extension, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_stdin_stream_is_detected_without_losing_bytes,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_skip_starts_reading_at_offset_in_every_format,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_after_end_keeps_returning_zero, setup,
+        cmocka_unit_test_setup_teardown(test_stdin_stream_is_detected_without_losing_bytes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_skip_starts_reading_at_offset_in_every_format, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_read_after_end_keeps_returning_zero, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fvecs_wrong_dim_mid_file_names_the_row, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_good_rows_come_before_the_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncated_npy_and_idx_name_the_row, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_npy_and_idx_name_the_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_and_inf_values_are_rejected_with_row, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_npy_bad_descr_and_fortran_order_are_rejected,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_idx_magic_is_rejected, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_csv_ragged_row_names_row_and_line, setup,
+        cmocka_unit_test_setup_teardown(test_npy_bad_descr_and_fortran_order_are_rejected, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_bad_idx_magic_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_ragged_row_names_row_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hdf5_missing_dataset_lists_what_exists, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_open_failures, setup, teardown),

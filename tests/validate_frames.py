@@ -1,0 +1,310 @@
+#!/usr/bin/python3
+"""Validate hnswflow frame streams against schemas/*.json.
+
+Decodes with the Python msgpack package (independent of the msgpack-c the
+filters use), maps every bin value to {"$bin": <length>}, picks the schema
+by "t" (and by "schema" for header frames) and validates each frame. Then
+checks the rules that span frames:
+
+  * a stream opens with a header frame and closes with an end frame; several
+    streams may follow each other (cat index queries | query), each ended;
+  * end.count matches what the stream carried, end.checksum is the zlib
+    crc32 of the raw bytes of the stream's frames before the end frame;
+  * vectors: data is n*dim*4 bytes, batches are contiguous from 0, values are
+    finite; index vectors carry levels (n bytes, <= max_level);
+  * links: nodes/deg same length, ids = sum(deg), ids < count, deg <= M/M0;
+  * results: ids/dists same length, at most k, distances non-decreasing.
+
+Frames of unknown type (models) are skipped.
+
+usage: validate_frames.py [--schemas DIR] [--expect vectors|index|results]
+                          [--single] [-q] FILE|-...
+  --single   the input is one frame (a ZeroMQ message): no stream rules.
+Exit 0 when every file is valid, 1 with a message naming the frame otherwise,
+2 on usage errors.
+"""
+import json
+import math
+import os
+import sys
+import zlib
+
+import msgpack
+import numpy as np
+from jsonschema import Draft202012Validator
+
+HEADER_SCHEMAS = {
+    "hnswflow.vectors": "header-vectors.json",
+    "hnswflow.index": "header-index.json",
+    "hnswflow.results": "header-results.json",
+}
+FRAME_SCHEMAS = {
+    t: t + ".json"
+    for t in ("vectors", "links", "deleted", "query", "result", "error", "end")
+}
+
+
+class Invalid(Exception):
+    pass
+
+
+def to_json(obj):
+    """Map a decoded frame to JSON-able values, bins as {"$bin": len}."""
+    if isinstance(obj, (bytes, bytearray)):
+        return {"$bin": len(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)  # JSON has no NaN; a string fails any number schema
+    return obj
+
+
+class Schemas:
+    def __init__(self, d):
+        self.dir = d
+        self.cache = {}
+
+    def get(self, fname):
+        if fname not in self.cache:
+            path = os.path.join(self.dir, fname)
+            with open(path) as f:
+                s = json.load(f)
+            Draft202012Validator.check_schema(s)
+            self.cache[fname] = Draft202012Validator(s)
+        return self.cache[fname]
+
+
+def validate_schema(schemas, fname, frame, where):
+    v = schemas.get(fname)
+    errs = sorted(v.iter_errors(to_json(frame)), key=lambda e: list(e.path))
+    if errs:
+        e = errs[0]
+        path = "/".join(str(p) for p in e.path) or "(frame)"
+        raise Invalid(f"{where}: {fname}: {path}: {e.message}")
+
+
+def schema_for(frame, where):
+    t = frame.get("t")
+    if t == "header":
+        s = frame.get("schema")
+        if s not in HEADER_SCHEMAS:
+            raise Invalid(f"{where}: header with unknown schema {s!r}")
+        return HEADER_SCHEMAS[s]
+    return FRAME_SCHEMAS.get(t)
+
+
+def u32s(b):
+    return np.frombuffer(b, dtype="<u4")
+
+
+class Stream:
+    """Cross-frame state of one stream (header .. end)."""
+
+    def __init__(self, header):
+        self.h = header
+        self.kind = header["schema"].split(".")[-1]  # vectors, index, results
+        self.rows = 0
+        self.results = 0
+        self.link_level = -1
+
+    def frame(self, f, where):
+        t = f["t"]
+        h = self.h
+        if t == "vectors":
+            if self.kind == "results":
+                raise Invalid(f"{where}: vectors frame inside a results stream")
+            if self.link_level >= 0:
+                raise Invalid(f"{where}: vectors frame after links frames")
+            n, dim = f["n"], h["dim"]
+            if f["start"] != self.rows:
+                raise Invalid(f"{where}: batch starts at {f['start']}, expected {self.rows}")
+            if len(f["data"]) != n * dim * 4:
+                raise Invalid(f"{where}: data is {len(f['data'])} bytes, "
+                              f"n={n} x dim={dim} needs {n * dim * 4}")
+            x = np.frombuffer(f["data"], dtype="<f4")
+            if not np.isfinite(x).all():
+                bad = int(np.flatnonzero(~np.isfinite(x))[0])
+                raise Invalid(f"{where}: row {f['start'] + bad // dim} has a non-finite value")
+            if self.kind == "index":
+                if "levels" not in f:
+                    raise Invalid(f"{where}: index vectors frame lacks \"levels\"")
+                lv = np.frombuffer(f["levels"], dtype="u1")
+                if len(lv) != n:
+                    raise Invalid(f"{where}: levels has {len(lv)} bytes, n={n}")
+                if n and int(lv.max()) > h["max_level"]:
+                    raise Invalid(f"{where}: a level is above max_level {h['max_level']}")
+            self.rows += n
+        elif t == "query":
+            if self.kind != "vectors":
+                raise Invalid(f"{where}: query frame inside a {self.kind} stream")
+            if len(f["vec"]) != h["dim"] * 4:
+                raise Invalid(f"{where}: vec is {len(f['vec'])} bytes, dim {h['dim']} needs "
+                              f"{h['dim'] * 4}")
+            if not np.isfinite(np.frombuffer(f["vec"], dtype="<f4")).all():
+                raise Invalid(f"{where}: query has a non-finite value")
+            self.rows += 1
+        elif t == "links":
+            if self.kind != "index":
+                raise Invalid(f"{where}: links frame outside an index stream")
+            lvl = f["level"]
+            if lvl < self.link_level or lvl > h["max_level"]:
+                raise Invalid(f"{where}: links level {lvl} out of order or above max_level")
+            self.link_level = lvl
+            if self.rows != h["count"]:
+                raise Invalid(f"{where}: links before all {h['count']} vectors")
+            nodes, deg, ids = u32s(f["nodes"]), u32s(f["deg"]), u32s(f["ids"])
+            if len(nodes) != len(deg):
+                raise Invalid(f"{where}: nodes and deg differ in length")
+            if int(deg.sum(dtype=np.uint64)) != len(ids):
+                raise Invalid(f"{where}: ids has {len(ids)} entries, degrees sum to {deg.sum()}")
+            maxdeg = h["M0"] if lvl == 0 else h["M"]
+            if len(deg) and int(deg.max()) > maxdeg:
+                raise Invalid(f"{where}: a degree is above {maxdeg}")
+            if (len(nodes) and int(nodes.max()) >= h["count"]) or \
+               (len(ids) and int(ids.max()) >= h["count"]):
+                raise Invalid(f"{where}: node id beyond count {h['count']}")
+        elif t == "deleted":
+            if self.kind != "index":
+                raise Invalid(f"{where}: deleted frame outside an index stream")
+            ids = u32s(f["ids"])
+            if len(ids) and int(ids.max()) >= h["count"]:
+                raise Invalid(f"{where}: deleted id beyond count {h['count']}")
+        elif t == "result":
+            if self.kind != "results":
+                raise Invalid(f"{where}: result frame outside a results stream")
+            ids, d = f["ids"], f["dists"]
+            if len(ids) != len(d):
+                raise Invalid(f"{where}: ids and dists differ in length")
+            if len(ids) // 4 > h["k"]:
+                raise Invalid(f"{where}: {len(ids) // 4} neighbours, k is {h['k']}")
+            dd = np.frombuffer(d, dtype="<f4")
+            if not np.isfinite(dd).all():
+                raise Invalid(f"{where}: non-finite distance")
+            if len(dd) > 1 and (np.diff(dd) < 0).any():
+                raise Invalid(f"{where}: distances not in non-decreasing order")
+            self.results += 1
+        elif t == "error":
+            if self.kind == "results":
+                self.results += 1
+
+    def end(self, f, where):
+        h = self.h
+        if self.kind == "results":
+            want = self.results
+        else:
+            want = self.rows
+        if f["count"] != want:
+            raise Invalid(f"{where}: end count {f['count']}, stream carried {want}")
+        if self.kind == "index" and f["count"] != h["count"]:
+            raise Invalid(f"{where}: end count {f['count']}, header count {h['count']}")
+        if self.kind != "index" and h.get("count") and h["count"] != f["count"]:
+            raise Invalid(f"{where}: end count {f['count']}, header announced {h['count']}")
+
+
+def validate_file(path, schemas, expect=None, single=False):
+    """Return a list of (kind, frame count) per stream; raise Invalid."""
+    name = "stdin" if path == "-" else path
+    raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    if not raw:
+        raise Invalid(f"{name}: empty input (no frames)")
+    up = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(raw) + 1)
+    up.feed(raw)
+    streams, st = [], None
+    crc, pos, idx = 0, 0, 0
+    while True:
+        begin = up.tell()
+        try:
+            f = up.unpack()
+        except msgpack.OutOfData:
+            if up.tell() != len(raw):
+                raise Invalid(f"{name}: frame {idx + 1}: truncated frame at end of input")
+            break
+        except Exception as ex:  # ExtraData, FormatError, UnicodeDecodeError, ...
+            raise Invalid(f"{name}: frame {idx + 1}: not MessagePack: {ex}")
+        end_pos = up.tell()
+        idx += 1
+        where = f"{name}: frame {idx}"
+        if not isinstance(f, dict) or not isinstance(f.get("t"), str):
+            raise Invalid(f"{where}: not a map with a string \"t\"")
+        sname = schema_for(f, where)
+        if sname is not None:
+            validate_schema(schemas, sname, f, where)
+        if single:
+            if end_pos != len(raw):
+                raise Invalid(f"{name}: more than one frame")
+            return [(f["t"], 1)]
+        t = f["t"]
+        if st is None:
+            if t != "header":
+                raise Invalid(f"{where}: expected a header frame, got \"{t}\"")
+            st = Stream(f)
+            if expect and not streams and st.kind != expect:
+                raise Invalid(f"{where}: stream is {st.kind}, expected {expect}")
+            first = idx
+        elif t == "header":
+            raise Invalid(f"{where}: second header inside a stream (no end frame before it)")
+        elif t == "end":
+            st.end(f, where)
+            want = zlib.crc32(raw[pos:begin])
+            if f["checksum"] != want:
+                raise Invalid(f"{where}: checksum {f['checksum']:08x}, bytes give {want:08x}")
+            streams.append((st.kind, idx - first + 1))
+            st = None
+            pos = end_pos
+            continue
+        else:
+            st.frame(f, where)
+    if st is not None:
+        raise Invalid(f"{name}: frame {idx + 1}: truncated stream (no end frame)")
+    return streams
+
+
+def main(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    sdir = os.path.join(here, "..", "schemas")
+    expect, single, quiet, files = None, False, False, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--schemas":
+            i += 1
+            sdir = argv[i]
+        elif a == "--expect":
+            i += 1
+            expect = argv[i]
+        elif a == "--single":
+            single = True
+        elif a in ("-q", "--quiet"):
+            quiet = True
+        elif a in ("-h", "--help"):
+            print(__doc__)
+            return 0
+        elif a.startswith("-") and a != "-":
+            print(f"validate_frames: unknown option {a}", file=sys.stderr)
+            return 2
+        else:
+            files.append(a)
+        i += 1
+    if not files:
+        print("validate_frames: no input (see --help)", file=sys.stderr)
+        return 2
+    schemas = Schemas(sdir)
+    for p in files:
+        try:
+            streams = validate_file(p, schemas, expect, single)
+        except Invalid as ex:
+            print(f"validate_frames: {ex}", file=sys.stderr)
+            return 1
+        except OSError as ex:
+            print(f"validate_frames: {p}: {ex}", file=sys.stderr)
+            return 1
+        if not quiet:
+            desc = ", ".join(f"{k} ({n} frames)" for k, n in streams)
+            print(f"{p}: valid: {desc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
