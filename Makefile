@@ -39,11 +39,17 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-check test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format lint
+.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format lint
 
-all: deps-check $(FILTERS) $(BENCH_TOOLS)
+# Top-level targets check packages first, then build in a fresh make so the
+# pkg-config flags are read after any install.
+all: deps
+	@$(MAKE) --no-print-directory binaries
 
-# Installs every Debian package the build, tests, demo and bench use.
+binaries: $(FILTERS) $(BENCH_TOOLS)
+
+# Installs every Debian package the build, tests, demo and bench use that is
+# missing (a dpkg query when nothing is).
 deps:
 	@missing=""; for p in $(PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -52,12 +58,7 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
 
-# Cheap check run before every build: only calls `make deps` when a header is missing.
-deps-check:
-	@for h in /usr/include/msgpack.h /usr/include/zmq.h /usr/include/cmocka.h /usr/include/zlib.h /usr/include/hdf5/serial/hdf5.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h /usr/bin/bats; do \
-	  [ -e $$h ] || { $(MAKE) --no-print-directory deps; break; }; done
-
-$(BUILD)/libcommon/%.o: libcommon/%.c $(wildcard libcommon/*.h) | deps-check
+$(BUILD)/libcommon/%.o: libcommon/%.c $(wildcard libcommon/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -77,8 +78,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
 
-test: all $(UNIT_BIN)
+test: deps
+	@$(MAKE) --no-print-directory binaries unit-tests
 	@BUILD=$(BUILD) BIN=$(BIN) sh tests/run.sh
+
+unit-tests: $(UNIT_BIN)
 
 test-asan:
 	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 CC=gcc test

@@ -13,6 +13,7 @@
 #include "hnsw.h"
 #include "hnsw_io.h"
 #include "progress.h"
+#include "quant.h"
 #include "vecstream.h"
 
 static const char *prog = "graph-build";
@@ -28,6 +29,8 @@ static void usage(void)
            "  -t, --threads N       insertion threads (default: all cores)\n"
            "      --seed S          level draws (default 42); one thread + one seed\n"
            "                        gives the same index every time\n"
+           "      --compress KIND   also store codes for traversal: f16, int8, pq8, pq4,\n"
+           "                        binary (query re-ranks with exact distances)\n"
            "      --max-dim N       refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
            "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
@@ -47,12 +50,14 @@ int main(int argc, char **argv)
         {"metric", required_argument, 0, 3},  {"threads", required_argument, 0, 't'},
         {"seed", required_argument, 0, 4},    {"max-dim", required_argument, 0, 5},
         {"max-frame", required_argument, 0, 6}, {"output", required_argument, 0, 'o'},
+        {"compress", required_argument, 0, 7},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     hnsw_params p = {.M = 16, .ef_construction = 200, .seed = 42, .metric = METRIC_L2};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     uint64_t max_dim = 0, max_frame = 0;
     const char *out_ep = "-";
+    quant_kind compress = QUANT_NONE;
     hf_err e = {0};
     int c;
     while ((c = getopt_long(argc, argv, "M:t:o:h", opts, NULL)) != -1) {
@@ -68,6 +73,10 @@ int main(int argc, char **argv)
         case 4: p.seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
         case 5: max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
         case 6: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 7:
+            if (quant_parse(optarg, &compress, &e))
+                cli_usage_error(prog, "%s", e.msg);
+            break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
@@ -113,15 +122,22 @@ int main(int argc, char **argv)
     double t0 = now_seconds();
     if (hnsw_build(h, 0, threads, on_progress, &pr, &e))
         cli_fail(prog, in_name, &e);
-    double t_build = now_seconds() - t0;
     progress_done(&pr);
+    if (compress != QUANT_NONE && hnsw_codes_build(h, compress, p.seed, &e))
+        cli_fail(prog, in_name, &e);
+    double t_build = now_seconds() - t0;
     if (hnsw_save_body(h, out, &e) || channel_send_end(out, h->n, &e) || channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);
     fprintf(stderr,
             "graph-build: %zu vectors, dim %zu, metric %s, M %u, M0 %u, ef_construction %u, "
-            "threads %d: built in %.2f s, %d levels, %.1f MiB\n",
+            "threads %d: built in %.2f s, %d levels, %.1f MiB",
             h->n, h->dim, metric_name(p.metric), p.M, p.M0, p.ef_construction, threads, t_build,
             h->max_level + 1, hnsw_memory_bytes(h) / 1048576.0);
+    if (h->codes)
+        fprintf(stderr, "; %s codes %zu B/vector, traversal memory %.1f MiB (%.2fx of f32 vectors)",
+                quant_name(compress), h->codes->code_bytes, hnsw_codes_memory_bytes(h) / 1048576.0,
+                (double)hnsw_codes_memory_bytes(h) / ((double)h->n * h->dim * sizeof(float)));
+    fprintf(stderr, "\n");
     channel_destroy(&out);
     hnsw_destroy(&h);
     return 0;

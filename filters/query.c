@@ -36,6 +36,9 @@ static void usage(void)
            "      --ef N            search beam width (default 64, raised to k)\n"
            "  -t, --threads N       search threads (default 1)\n"
            "      --exact           brute force with OpenBLAS (ground truth)\n"
+           "      --rerank N        with a compressed index: re-rank the best N candidates\n"
+           "                        found on codes with exact distances (default: ef)\n"
+           "      --no-codes        ignore the index's codes, traverse on f32 vectors\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
            "  -o, --output EP       where results go (default -)\n"
@@ -51,7 +54,8 @@ static void usage(void)
 typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
-    int threads, exact;
+    uint64_t rerank;
+    int threads, exact, no_codes;
 } opts;
 
 typedef struct engine {
@@ -59,6 +63,8 @@ typedef struct engine {
     hnsw_searcher **searchers; /* one per thread */
     int threads;
     int exact;
+    int use_codes;
+    size_t rerank; /* 0: ef */
 } engine;
 
 typedef struct batch_job {
@@ -82,8 +88,12 @@ static void *search_part(void *arg)
     hnsw_stats st = {0, 0};
     for (size_t i = (size_t)j->t; i < j->n; i += (size_t)en->threads) {
         size_t got = 0;
-        hnsw_search(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef, hits, &got,
-                    &st);
+        if (en->use_codes)
+            hnsw_search_codes(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef,
+                              en->rerank ? en->rerank : j->ef, hits, &got, &st);
+        else
+            hnsw_search(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef, hits,
+                        &got, &st);
         for (size_t r = 0; r < got; r++) {
             j->ids[i * j->k + r] = hits[r].id;
             j->dists[i * j->k + r] = hits[r].d;
@@ -487,6 +497,7 @@ int main(int argc, char **argv)
         {"output", required_argument, 0, 'o'}, {"max-k", required_argument, 0, 5},
         {"max-ef", required_argument, 0, 6},   {"max-dim", required_argument, 0, 7},
         {"max-frame", required_argument, 0, 8}, {"help", no_argument, 0, 'h'},
+        {"rerank", required_argument, 0, 9},   {"no-codes", no_argument, 0, 10},
         {0, 0, 0, 0}};
     opts o = {.queries_ep = "-", .out_ep = "-", .k = 10, .ef = 64, .max_k = 1000,
               .max_ef = 10000, .threads = 1};
@@ -506,6 +517,8 @@ int main(int argc, char **argv)
         case 6: o.max_ef = cli_u64(prog, "--max-ef", optarg, 1, 1 << 24); break;
         case 7: o.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
         case 8: o.max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 9: o.rerank = cli_u64(prog, "--rerank", optarg, 1, 1 << 24); break;
+        case 10: o.no_codes = 1; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -528,9 +541,10 @@ int main(int argc, char **argv)
     channel *ich = NULL;
     if (channel_open_in(idx_ep, o.max_frame, &ich, &e))
         cli_fail(prog, idx_name, &e);
-    engine en = {.threads = o.threads, .exact = o.exact};
+    engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank};
     if (hnsw_load(ich, &en.h, ignore_models, NULL, &e))
         cli_fail(prog, idx_name, &e);
+    en.use_codes = en.h->codes && !o.no_codes;
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
     if (max_ef < o.max_k)
         max_ef = o.max_k;

@@ -54,6 +54,12 @@ typedef struct hnsw {
     uint32_t entry;
     int max_level;
     dist_fn kern;
+    /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
+     * per node [u32 degree][u32 links[M0]] then the code, cnode_bytes each,
+     * a copy of level 0 with codes in place of vectors. */
+    struct quant *codes;
+    char *cblock;
+    size_t cnode_bytes, clinks_bytes;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -75,6 +81,12 @@ int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e);
 typedef void (*hnsw_progress_fn)(size_t done, size_t total, void *arg);
 int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg,
                hf_err *e);
+
+/* Make every node reachable from the entry point on level 0: each node a
+ * breadth-first walk misses gets a link from its nearest reachable node
+ * (replacing that node's link to its most-linked-to neighbour when full).
+ * Returns the number of nodes repaired in *repaired. */
+int hnsw_repair_reachability(hnsw *h, size_t *repaired, hf_err *e);
 
 /* Node accessors. */
 static inline uint32_t *hnsw_links0(const hnsw *h, uint32_t id)
@@ -119,6 +131,33 @@ void hnsw_searcher_destroy(hnsw_searcher **s);
  * the metric's (see distance.h). */
 int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
                 hnsw_hit *out, size_t *nout, hnsw_stats *st);
+
+/* Search on codes: traverse with approximate distances, then re-rank the
+ * best `rerank` candidates (at least k) with exact f32 distances. Falls back
+ * to hnsw_search when the graph has no codes. */
+int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
+                      size_t rerank, hnsw_hit *out, size_t *nout, hnsw_stats *st);
+
+/* ---- compressed codes (hnsw_codes.c) ---- */
+
+/* Train a quantizer of the given kind (quant.h) on the stored vectors,
+ * encode every node and lay out the code block. */
+int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e);
+/* Adopt a quantizer and n codes (code_bytes each, node order) from a
+ * loaded index; takes ownership of q. */
+int hnsw_codes_adopt(hnsw *h, struct quant *q, const uint8_t *codes, size_t n, hf_err *e);
+/* Copy level-0 links into the code block (after the graph changed). */
+void hnsw_codes_sync_links(hnsw *h);
+/* Bytes touched by traversal on codes: code block plus upper levels. */
+size_t hnsw_codes_memory_bytes(const hnsw *h);
+static inline const uint8_t *hnsw_code(const hnsw *h, uint32_t id)
+{
+    return (const uint8_t *)(h->cblock + (size_t)id * h->cnode_bytes + h->clinks_bytes);
+}
+static inline const uint32_t *hnsw_clinks0(const hnsw *h, uint32_t id)
+{
+    return (const uint32_t *)(h->cblock + (size_t)id * h->cnode_bytes);
+}
 
 /* Tombstone a node: it stays in the graph for routing, never in results. */
 int hnsw_mark_deleted(hnsw *h, uint32_t id, hf_err *e);

@@ -311,6 +311,10 @@ int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, vo
     h->cap = saved_cap;
     if (atomic_load(&job.failed))
         return hf_err_set(e, HF_ENOMEM, "out of memory for build scratch");
+    size_t repaired;
+    int rc = hnsw_repair_reachability(h, &repaired, e);
+    if (rc)
+        return rc;
     if (progress)
         progress(job.total, job.total, arg);
     return 0;

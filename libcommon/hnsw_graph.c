@@ -4,6 +4,7 @@
  * so the loader can grow as frames arrive instead of trusting a header count.
  */
 #include "hnsw.h"
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -63,6 +64,8 @@ void hnsw_destroy(hnsw **hp)
     free(h->upper_off);
     free(h->upper);
     free(h->deleted);
+    free(h->cblock);
+    quant_destroy(&h->codes);
     free(h);
     *hp = NULL;
 }
@@ -89,7 +92,8 @@ int hnsw_reserve(hnsw *h, size_t cap, hf_err *e)
                           h->node_bytes);
     if (h->level0)
         memcpy(blk, h->level0, h->n * h->node_bytes);
-    memset(blk + h->n * h->node_bytes, 0, (cap - h->n) * h->node_bytes);
+    /* the tail is left untouched (append clears each node), so reserving
+     * for a declared count costs address space, not resident memory */
     free(h->level0);
     h->level0 = blk;
     if (grow((void **)&h->levels, h->cap, cap) ||

@@ -3,6 +3,7 @@
  * print which frame of which input was wrong.
  */
 #include "hnsw_io.h"
+#include "quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -93,6 +94,25 @@ int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
         }
         free(del);
     }
+    if (rc == 0 && h->codes) {
+        quant_pack(h->codes, &fo);
+        rc = channel_send(c, &fo, e);
+        size_t cb = h->codes->code_bytes;
+        uint8_t *cbuf = malloc(LINK_BATCH * cb);
+        if (!cbuf && rc == 0)
+            rc = hf_err_set(e, HF_ENOMEM, "out of memory saving codes");
+        for (size_t s = 0; rc == 0 && s < h->n; s += LINK_BATCH) {
+            size_t n = h->n - s < LINK_BATCH ? h->n - s : LINK_BATCH;
+            for (size_t i = 0; i < n; i++)
+                memcpy(cbuf + i * cb, hnsw_code(h, (uint32_t)(s + i)), cb);
+            frame_begin(&fo, "codes", 3);
+            frame_put_u64(&fo, "start", s);
+            frame_put_u64(&fo, "n", n);
+            frame_put_bin(&fo, "data", cbuf, n * cb);
+            rc = channel_send(c, &fo, e);
+        }
+        free(cbuf);
+    }
     free(buf);
     free(nodes);
     free(deg);
@@ -104,6 +124,9 @@ int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
 /* ---- loading ---- */
 
 typedef struct load_state {
+    quant *q;         /* codebook, until the end frame */
+    uint8_t *codes;   /* codes received so far */
+    size_t ncodes;
     hnsw *h;
     uint64_t count, entry;
     int64_t max_level;
@@ -169,7 +192,12 @@ static int load_header(load_state *st, const frame_in *f, hf_err *e)
     if (dim == 0 || dim > (1u << 20))
         return hf_err_set(e, HF_EDATA, "dimension %llu out of range", (unsigned long long)dim);
     rc = hnsw_new(&p, (size_t)dim, &st->h, e);
-    return rc ? hf_err_set(e, HF_EDATA, "%s", e->msg) : 0;
+    if (rc)
+        return hf_err_set(e, HF_EDATA, "%s", e->msg);
+    /* Reserve for the declared count, but never more than 1 GiB up front:
+     * a hostile header must not buy memory the frames do not fill. */
+    size_t cap = (size_t)st->count, lim = ((size_t)1 << 30) / st->h->node_bytes;
+    return cap ? hnsw_reserve(st->h, cap < lim ? cap : lim, e) : 0;
 }
 
 static int load_vectors(load_state *st, const frame_in *f, hf_err *e)
@@ -276,6 +304,37 @@ static int load_deleted(load_state *st, const frame_in *f, hf_err *e)
     return 0;
 }
 
+static int load_codebook(load_state *st, const frame_in *f, hf_err *e)
+{
+    if (st->q)
+        return hf_err_set(e, HF_EDATA, "second codebook frame");
+    return quant_unpack(f, &st->q, e);
+}
+
+static int load_codes(load_state *st, const frame_in *f, hf_err *e)
+{
+    uint64_t start, n;
+    const void *p;
+    size_t len;
+    int rc;
+    if (!st->q)
+        return hf_err_set(e, HF_EDATA, "codes frame before the codebook");
+    if ((rc = want_u64(f, "start", &start, e)) || (rc = want_u64(f, "n", &n, e)) ||
+        (rc = want_bin(f, "data", &p, &len, e)))
+        return rc;
+    size_t cb = st->q->code_bytes;
+    if (start != st->ncodes || n > st->count - st->ncodes || len != n * cb)
+        return hf_err_set(e, HF_EDATA, "codes frame start %llu / n %llu / %zu bytes inconsistent",
+                          (unsigned long long)start, (unsigned long long)n, len);
+    uint8_t *grown = realloc(st->codes, (st->ncodes + n) * cb + 1);
+    if (!grown)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for codes");
+    st->codes = grown;
+    memcpy(st->codes + st->ncodes * cb, p, len);
+    st->ncodes += n;
+    return 0;
+}
+
 static int load_finish(load_state *st, const frame_in *f, hf_err *e)
 {
     hnsw *h = st->h;
@@ -297,6 +356,13 @@ static int load_finish(load_state *st, const frame_in *f, hf_err *e)
                           (unsigned long long)st->entry, (long long)st->max_level);
     h->entry = (uint32_t)st->entry;
     h->max_level = (int)st->max_level;
+    if (st->q) {
+        quant *q = st->q;
+        st->q = NULL; /* adopted by the graph, even on failure */
+        if (st->ncodes != h->n)
+            return hf_err_set(e, HF_EDATA, "index has %zu codes for %zu nodes", st->ncodes, h->n);
+        return hnsw_codes_adopt(h, q, st->codes, st->ncodes, e);
+    }
     return 0;
 }
 
@@ -328,6 +394,10 @@ int hnsw_load(channel *c, hnsw **out, hnsw_other_fn other, void *arg, hf_err *e)
             rc = load_links(&st, &f, e);
         else if (strcmp(f.type, "deleted") == 0)
             rc = load_deleted(&st, &f, e);
+        else if (strcmp(f.type, "codebook") == 0)
+            rc = load_codebook(&st, &f, e);
+        else if (strcmp(f.type, "codes") == 0)
+            rc = load_codes(&st, &f, e);
         else if (strcmp(f.type, "end") == 0) {
             rc = load_finish(&st, &f, e);
             done = 1;
@@ -338,6 +408,8 @@ int hnsw_load(channel *c, hnsw **out, hnsw_other_fn other, void *arg, hf_err *e)
             break;
         }
     }
+    quant_destroy(&st.q);
+    free(st.codes);
     if (rc) {
         hnsw_destroy(&st.h);
         return rc;

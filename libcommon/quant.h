@@ -1,0 +1,73 @@
+/*
+ * quant.h - compressed vector codes for traversal (graph-build --compress).
+ *
+ * Kinds and their codes, for dimension d:
+ *   f16     d half floats (2d bytes); distances in f32 after conversion.
+ *   int8    d unsigned bytes, one global affine scale (lo, step) fitted on
+ *           the data: x ~ lo + step * code. Symmetric integer distances, so
+ *           data that already is 8-bit (MNIST pixels) is coded exactly.
+ *   pq8     m sub-spaces of d/m dims, 256 centroids each (k-means); m bytes;
+ *           asymmetric distances from a per-query lookup table.
+ *   pq4     as pq8 with 16 centroids, two codes per byte; m/2 bytes.
+ *   binary  one bit per dimension (value above the dimension's mean); Hamming
+ *           distance. Only an ordering hint: re-ranking does the real work.
+ * Codes rank candidates during traversal; the final k are re-ranked with
+ * exact f32 distances (hnsw_search_codes), so recall is recovered by --rerank.
+ *
+ * Ownership: quant_new/quant_train create a quantizer the caller owns
+ * (quant_destroy). A quant_query is per-thread scratch tied to one quantizer.
+ */
+#ifndef HF_QUANT_H
+#define HF_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "distance.h"
+#include "err.h"
+#include "frame.h"
+
+typedef enum { QUANT_NONE = 0, QUANT_F16, QUANT_INT8, QUANT_PQ8, QUANT_PQ4, QUANT_BINARY } quant_kind;
+
+typedef struct quant {
+    quant_kind kind;
+    metric_t metric;
+    size_t dim, code_bytes;
+    /* int8 */
+    float lo, step;
+    /* pq */
+    size_t m, dsub, ksub; /* sub-spaces, dims per sub-space (padded), centroids */
+    float *centroids;     /* m * ksub * dsub */
+    /* binary */
+    float *mean; /* dim */
+} quant;
+
+typedef struct quant_query {
+    const quant *q;
+    float *qf;       /* query as float (f16 path) */
+    uint8_t *qcode;  /* int8 / binary code of the query */
+    float *table;    /* pq: m * ksub partial distances */
+} quant_query;
+
+int quant_parse(const char *name, quant_kind *out, hf_err *e);
+const char *quant_name(quant_kind k);
+
+/* Fit a quantizer of kind on n sample rows (row stride in floats). */
+int quant_train(quant_kind kind, metric_t metric, size_t dim, const float *rows, size_t stride,
+                size_t n, uint64_t seed, quant **out, hf_err *e);
+void quant_destroy(quant **q);
+void quant_encode(const quant *q, const float *vec, uint8_t *code);
+
+int quant_query_new(const quant *q, quant_query **out, hf_err *e);
+void quant_query_destroy(quant_query **qq);
+/* Prepare for a query vector (already normalised for cosine). */
+void quant_query_set(quant_query *qq, const float *vec);
+/* Approximate distance from the prepared query to a code (smaller is closer). */
+float quant_distance(const quant_query *qq, const uint8_t *code);
+
+/* The quantizer as a frame {t:"codebook", kind, metric, dim, code_bytes,
+ * lo, step, m, dsub, ksub, centroids: bin f32, mean: bin f32}. */
+void quant_pack(const quant *q, frame_out *fo);
+int quant_unpack(const frame_in *f, quant **out, hf_err *e);
+
+#endif

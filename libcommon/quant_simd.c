@@ -1,0 +1,119 @@
+/*
+ * quant_simd.c - AVX-512 kernels for int8 and f16 codes against a float
+ * query, and their run-time dispatch (scalar versions are in quant.c).
+ * int8: 16 bytes widen to 16 floats per step; f16: vcvtph2ps.
+ */
+#include <immintrin.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+float quant_int8_l2_scalar(const float *qf, const uint8_t *c, size_t n);
+float quant_int8_dot_scalar(const float *qf, const uint8_t *c, size_t n);
+float quant_f16_l2_scalar(const float *qf, const uint8_t *c, size_t n);
+float quant_f16_dot_scalar(const float *qf, const uint8_t *c, size_t n);
+
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static float int8_l2_avx512(const float *qf, const uint8_t *c, size_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 a0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
+        __m512 a1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i + 16))));
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(qf + i), a0);
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(qf + i + 16), a1);
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+        s1 = _mm512_fmadd_ps(d1, d1, s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++) {
+        float d = qf[i] - (float)c[i];
+        s += d * d;
+    }
+    return s;
+}
+
+AVX512 static float int8_dot_avx512(const float *qf, const uint8_t *c, size_t n)
+{
+    __m512 s0 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(qf + i), a, s0);
+    }
+    float s = _mm512_reduce_add_ps(s0);
+    for (; i < n; i++)
+        s += qf[i] * (float)c[i];
+    return s;
+}
+
+AVX512 static float f16_l2_avx512(const float *qf, const uint8_t *c, size_t n)
+{
+    __m512 s0 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(c + 2 * i)));
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(qf + i), a);
+        s0 = _mm512_fmadd_ps(d, d, s0);
+    }
+    float s = _mm512_reduce_add_ps(s0);
+    if (i < n)
+        s += quant_f16_l2_scalar(qf + i, c + 2 * i, n - i);
+    return s;
+}
+
+AVX512 static float f16_dot_avx512(const float *qf, const uint8_t *c, size_t n)
+{
+    __m512 s0 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(c + 2 * i)));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(qf + i), a, s0);
+    }
+    float s = _mm512_reduce_add_ps(s0);
+    if (i < n)
+        s += quant_f16_dot_scalar(qf + i, c + 2 * i, n - i);
+    return s;
+}
+
+typedef float (*qfn)(const float *, const uint8_t *, size_t);
+static qfn k_int8_l2 = quant_int8_l2_scalar, k_int8_dot = quant_int8_dot_scalar,
+           k_f16_l2 = quant_f16_l2_scalar, k_f16_dot = quant_f16_dot_scalar;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        k_int8_l2 = int8_l2_avx512;
+        k_int8_dot = int8_dot_avx512;
+        k_f16_l2 = f16_l2_avx512;
+        k_f16_dot = f16_dot_avx512;
+    }
+}
+
+float quant_int8_l2(const float *qf, const uint8_t *c, size_t n)
+{
+    pthread_once(&once, choose);
+    return k_int8_l2(qf, c, n);
+}
+
+float quant_int8_dot(const float *qf, const uint8_t *c, size_t n)
+{
+    pthread_once(&once, choose);
+    return k_int8_dot(qf, c, n);
+}
+
+float quant_f16_l2(const float *qf, const uint8_t *c, size_t n)
+{
+    pthread_once(&once, choose);
+    return k_f16_l2(qf, c, n);
+}
+
+float quant_f16_dot(const float *qf, const uint8_t *c, size_t n)
+{
+    pthread_once(&once, choose);
+    return k_f16_dot(qf, c, n);
+}
