@@ -84,6 +84,10 @@ static inline float qdist(const hnsw *h, const float *q, uint32_t id)
     return dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, id), h->dim));
 }
 
+/* Lines of each neighbour's vector to prefetch before computing: enough to
+ * get the hardware prefetcher streaming the rest. */
+#define PREFETCH_LINES 4
+
 static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t ep, float epd,
                           size_t ef, hnsw_stats *st)
 {
@@ -96,6 +100,13 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
     if (!h->deleted[ep])
         hmax_push(res, epd, ep);
     uint64_t ndist = 0, hops = 0;
+    const dist_fn kern = h->kern;
+    const metric_t metric = h->p.metric;
+    const size_t dim = h->dim;
+    size_t vlines = (dim * sizeof(float) + 63) / 64;
+    if (vlines > PREFETCH_LINES)
+        vlines = PREFETCH_LINES;
+    uint32_t todo[4096];
     while (cand->n) {
         hnsw_hit c = cand->a[0];
         if (res->n >= ef && c.d > res->a[0].d)
@@ -104,18 +115,21 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
         hops++;
         const uint32_t *links = hnsw_links0(h, c.id);
         uint32_t deg = links[0];
-        for (uint32_t j = 0; j < deg; j++)
-            __builtin_prefetch(&vis->mark[links[1 + j]]);
-        if (deg)
-            __builtin_prefetch(hnsw_vec(h, links[1]));
+        /* gather the unvisited neighbours and start fetching all of them at
+         * once, so their memory latencies overlap */
+        uint32_t nt = 0;
         for (uint32_t j = 0; j < deg; j++) {
             uint32_t nb = links[1 + j];
-            if (j + 1 < deg)
-                __builtin_prefetch(hnsw_vec(h, links[2 + j]));
             if (visited_test_set(vis, nb))
                 continue;
-            float d = qdist(h, q, nb);
-            ndist++;
+            todo[nt++] = nb;
+            const char *v = (const char *)hnsw_vec(h, nb);
+            for (size_t l = 0; l < vlines; l++)
+                __builtin_prefetch(v + 64 * l);
+        }
+        for (uint32_t j = 0; j < nt; j++) {
+            uint32_t nb = todo[j];
+            float d = dist_finish(metric, kern(q, hnsw_vec(h, nb), dim));
             if (res->n < ef || d < res->a[0].d) {
                 if (cand_push(cand, d, nb) != 0)
                     break;
@@ -127,6 +141,7 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
                 }
             }
         }
+        ndist += nt;
     }
     st->ndist += ndist;
     st->hops += hops;
@@ -197,6 +212,10 @@ static void search_level0_codes(const hnsw *h, hnsw_searcher *s, uint32_t ep, fl
     if (!h->deleted[ep])
         hmax_push(res, epd, ep);
     uint64_t ndist = 0, hops = 0;
+    size_t clines = (h->codes->code_bytes + 63) / 64;
+    if (clines > PREFETCH_LINES)
+        clines = PREFETCH_LINES;
+    uint32_t todo[4096];
     while (cand->n) {
         hnsw_hit c = cand->a[0];
         if (res->n >= ef && c.d > res->a[0].d)
@@ -205,18 +224,19 @@ static void search_level0_codes(const hnsw *h, hnsw_searcher *s, uint32_t ep, fl
         hops++;
         const uint32_t *links = hnsw_clinks0(h, c.id);
         uint32_t deg = links[0];
-        for (uint32_t j = 0; j < deg; j++)
-            __builtin_prefetch(&vis->mark[links[1 + j]]);
-        if (deg)
-            __builtin_prefetch(hnsw_code(h, links[1]));
+        uint32_t nt = 0;
         for (uint32_t j = 0; j < deg; j++) {
             uint32_t nb = links[1 + j];
-            if (j + 1 < deg)
-                __builtin_prefetch(hnsw_code(h, links[2 + j]));
             if (visited_test_set(vis, nb))
                 continue;
+            todo[nt++] = nb;
+            const char *code = (const char *)hnsw_code(h, nb);
+            for (size_t l = 0; l < clines; l++)
+                __builtin_prefetch(code + 64 * l);
+        }
+        for (uint32_t j = 0; j < nt; j++) {
+            uint32_t nb = todo[j];
             float d = quant_distance(s->qq, hnsw_code(h, nb));
-            ndist++;
             if (res->n < ef || d < res->a[0].d) {
                 if (cand_push(cand, d, nb) != 0)
                     break;
@@ -228,6 +248,7 @@ static void search_level0_codes(const hnsw *h, hnsw_searcher *s, uint32_t ep, fl
                 }
             }
         }
+        ndist += nt;
     }
     st->ndist += ndist;
     st->hops += hops;

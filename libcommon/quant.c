@@ -311,6 +311,8 @@ void quant_encode(const quant *q, const float *v, uint8_t *code)
 
 /* ---- queries ---- */
 
+static void choose_dist(quant_query *qq);
+
 int quant_query_new(const quant *q, quant_query **out, hf_err *e)
 {
     *out = NULL;
@@ -318,6 +320,7 @@ int quant_query_new(const quant *q, quant_query **out, hf_err *e)
     if (!qq)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     qq->q = q;
+    choose_dist(qq);
     qq->qf = aligned_alloc(64, ((q->dim * sizeof(float) + 63) / 64) * 64);
     qq->qcode = calloc(q->code_bytes + 64, 1);
     if (q->ksub)
@@ -350,8 +353,13 @@ void quant_query_set(quant_query *qq, const float *v)
         if (q->metric == METRIC_L2 || q->metric == METRIC_L1)
             for (size_t j = 0; j < q->dim; j++)
                 qq->qf[j] = (v[j] - q->lo) / q->step;
-        else
+        else {
             memcpy(qq->qf, v, q->dim * sizeof(float));
+            float sq = 0;
+            for (size_t j = 0; j < q->dim; j++)
+                sq += v[j];
+            qq->bias = q->lo * sq;
+        }
         break;
     case QUANT_PQ8:
     case QUANT_PQ4:
@@ -384,70 +392,99 @@ float quant_int8_l2(const float *qf, const uint8_t *c, size_t n);
 float quant_int8_dot(const float *qf, const uint8_t *c, size_t n);
 float quant_f16_l2(const float *qf, const uint8_t *c, size_t n);
 float quant_f16_dot(const float *qf, const uint8_t *c, size_t n);
+typedef float (*qkern)(const float *, const uint8_t *, size_t);
+qkern quant_kernel(const char *name);
 
-float quant_distance(const quant_query *qq, const uint8_t *code)
+static float d_int8_l2(const quant_query *qq, const uint8_t *code)
+{
+    return qq->q->step * qq->q->step * qq->kern(qq->qf, code, qq->q->dim);
+}
+
+static float d_int8_l1(const quant_query *qq, const uint8_t *code)
+{
+    float s = 0;
+    for (size_t j = 0; j < qq->q->dim; j++)
+        s += fabsf(qq->qf[j] - (float)code[j]);
+    return qq->q->step * s;
+}
+
+static float d_int8_ip(const quant_query *qq, const uint8_t *code)
+{
+    return 1.0f - (qq->bias + qq->q->step * qq->kern(qq->qf, code, qq->q->dim));
+}
+
+static float d_f16_l2(const quant_query *qq, const uint8_t *code)
+{
+    return qq->kern(qq->qf, code, qq->q->dim);
+}
+
+static float d_f16_l1(const quant_query *qq, const uint8_t *code)
+{
+    float s = 0;
+    for (size_t j = 0; j < qq->q->dim; j++) {
+        uint16_t h;
+        memcpy(&h, code + 2 * j, 2);
+        s += fabsf(qq->qf[j] - f16_to_f32(h));
+    }
+    return s;
+}
+
+static float d_f16_ip(const quant_query *qq, const uint8_t *code)
+{
+    return 1.0f - qq->kern(qq->qf, code, qq->q->dim);
+}
+
+static float d_pq8(const quant_query *qq, const uint8_t *code)
+{
+    float s = qq->bias;
+    const float *t = qq->table;
+    for (size_t i = 0; i < qq->q->m; i++, t += 256)
+        s += t[code[i]];
+    return s;
+}
+
+static float d_pq4(const quant_query *qq, const uint8_t *code)
+{
+    float s = qq->bias;
+    const float *t = qq->table;
+    for (size_t i = 0; i < qq->q->code_bytes; i++, t += 32)
+        s += t[code[i] & 15] + t[16 + (code[i] >> 4)];
+    return s;
+}
+
+static float d_binary(const quant_query *qq, const uint8_t *code)
+{
+    uint32_t d = 0;
+    size_t i = 0, n = qq->q->code_bytes;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, qq->qcode + i, 8);
+        memcpy(&b, code + i, 8);
+        d += (uint32_t)__builtin_popcountll(a ^ b);
+    }
+    for (; i < n; i++)
+        d += (uint32_t)__builtin_popcount((unsigned)(qq->qcode[i] ^ code[i]));
+    return (float)d;
+}
+
+static void choose_dist(quant_query *qq)
 {
     const quant *q = qq->q;
+    int ip = q->metric == METRIC_IP || q->metric == METRIC_COSINE;
     switch (q->kind) {
     case QUANT_INT8:
-        switch (q->metric) {
-        case METRIC_L2: return q->step * q->step * quant_int8_l2(qq->qf, code, q->dim);
-        case METRIC_L1: {
-            float s = 0;
-            for (size_t j = 0; j < q->dim; j++)
-                s += fabsf(qq->qf[j] - (float)code[j]);
-            return q->step * s;
-        }
-        default: {
-            float sq = 0;
-            for (size_t j = 0; j < q->dim; j++)
-                sq += qq->qf[j];
-            return 1.0f - (q->lo * sq + q->step * quant_int8_dot(qq->qf, code, q->dim));
-        }
-        }
+        qq->kern = quant_kernel(ip ? "int8_dot" : "int8_l2");
+        qq->dist = q->metric == METRIC_L2 ? d_int8_l2 : q->metric == METRIC_L1 ? d_int8_l1 : d_int8_ip;
+        break;
     case QUANT_F16:
-        switch (q->metric) {
-        case METRIC_L2: return quant_f16_l2(qq->qf, code, q->dim);
-        case METRIC_L1: {
-            float s = 0;
-            for (size_t j = 0; j < q->dim; j++) {
-                uint16_t h;
-                memcpy(&h, code + 2 * j, 2);
-                s += fabsf(qq->qf[j] - f16_to_f32(h));
-            }
-            return s;
-        }
-        default: return 1.0f - quant_f16_dot(qq->qf, code, q->dim);
-        }
-    case QUANT_PQ8: {
-        float s = 0;
-        const float *t = qq->table;
-        for (size_t i = 0; i < q->m; i++, t += 256)
-            s += t[code[i]];
-        return (q->metric == METRIC_IP || q->metric == METRIC_COSINE) ? 1.0f + s : s;
+        qq->kern = quant_kernel(ip ? "f16_dot" : "f16_l2");
+        qq->dist = q->metric == METRIC_L2 ? d_f16_l2 : q->metric == METRIC_L1 ? d_f16_l1 : d_f16_ip;
+        break;
+    case QUANT_PQ8: qq->dist = d_pq8; break;
+    case QUANT_PQ4: qq->dist = d_pq4; break;
+    default: qq->dist = d_binary; break;
     }
-    case QUANT_PQ4: {
-        float s = 0;
-        const float *t = qq->table;
-        for (size_t i = 0; i < q->code_bytes; i++, t += 32)
-            s += t[code[i] & 15] + t[16 + (code[i] >> 4)];
-        return (q->metric == METRIC_IP || q->metric == METRIC_COSINE) ? 1.0f + s : s;
-    }
-    case QUANT_BINARY: {
-        uint32_t d = 0;
-        size_t i = 0;
-        for (; i + 8 <= q->code_bytes; i += 8) {
-            uint64_t a, b;
-            memcpy(&a, qq->qcode + i, 8);
-            memcpy(&b, code + i, 8);
-            d += (uint32_t)__builtin_popcountll(a ^ b);
-        }
-        for (; i < q->code_bytes; i++)
-            d += (uint32_t)__builtin_popcount((unsigned)(qq->qcode[i] ^ code[i]));
-        return (float)d;
-    }
-    default: return 0;
-    }
+    qq->bias = (ip && (q->kind == QUANT_PQ8 || q->kind == QUANT_PQ4)) ? 1.0f : 0.0f;
 }
 
 /* ---- scalar fallbacks (the SIMD file overrides through dispatch) ---- */

@@ -42,12 +42,18 @@ typedef struct quant {
     float *mean; /* dim */
 } quant;
 
-typedef struct quant_query {
+typedef struct quant_query quant_query;
+typedef float (*quant_dist_fn)(const quant_query *qq, const uint8_t *code);
+
+struct quant_query {
     const quant *q;
+    quant_dist_fn dist; /* chosen once for the kind, metric and CPU */
+    float (*kern)(const float *qf, const uint8_t *code, size_t n);
+    float bias;         /* per-query constant term (int8 inner product) */
     float *qf;       /* query as float (f16 path) */
     uint8_t *qcode;  /* int8 / binary code of the query */
     float *table;    /* pq: m * ksub partial distances */
-} quant_query;
+};
 
 int quant_parse(const char *name, quant_kind *out, hf_err *e);
 const char *quant_name(quant_kind k);
@@ -63,7 +69,10 @@ void quant_query_destroy(quant_query **qq);
 /* Prepare for a query vector (already normalised for cosine). */
 void quant_query_set(quant_query *qq, const float *vec);
 /* Approximate distance from the prepared query to a code (smaller is closer). */
-float quant_distance(const quant_query *qq, const uint8_t *code);
+static inline float quant_distance(const quant_query *qq, const uint8_t *code)
+{
+    return qq->dist(qq, code);
+}
 
 /* The quantizer as a frame {t:"codebook", kind, metric, dim, code_bytes,
  * lo, step, m, dsub, ksub, centroids: bin f32, mean: bin f32}. */

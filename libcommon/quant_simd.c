@@ -79,6 +79,7 @@ AVX512 static float f16_dot_avx512(const float *qf, const uint8_t *c, size_t n)
 }
 
 typedef float (*qfn)(const float *, const uint8_t *, size_t);
+qfn quant_kernel(const char *name);
 static qfn k_int8_l2 = quant_int8_l2_scalar, k_int8_dot = quant_int8_dot_scalar,
            k_f16_l2 = quant_f16_l2_scalar, k_f16_dot = quant_f16_dot_scalar;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -94,26 +95,17 @@ static void choose(void)
     }
 }
 
-float quant_int8_l2(const float *qf, const uint8_t *c, size_t n)
-{
-    pthread_once(&once, choose);
-    return k_int8_l2(qf, c, n);
-}
+#include <string.h>
 
-float quant_int8_dot(const float *qf, const uint8_t *c, size_t n)
+/* Kernel by name, resolved once per query object, not per distance. */
+qfn quant_kernel(const char *name)
 {
     pthread_once(&once, choose);
-    return k_int8_dot(qf, c, n);
-}
-
-float quant_f16_l2(const float *qf, const uint8_t *c, size_t n)
-{
-    pthread_once(&once, choose);
-    return k_f16_l2(qf, c, n);
-}
-
-float quant_f16_dot(const float *qf, const uint8_t *c, size_t n)
-{
-    pthread_once(&once, choose);
-    return k_f16_dot(qf, c, n);
+    if (strcmp(name, "int8_l2") == 0)
+        return k_int8_l2;
+    if (strcmp(name, "int8_dot") == 0)
+        return k_int8_dot;
+    if (strcmp(name, "f16_l2") == 0)
+        return k_f16_l2;
+    return k_f16_dot;
 }
