@@ -196,6 +196,7 @@ int quant_train(quant_kind kind, metric_t metric, size_t dim, const float *rows,
     q->kind = kind;
     q->metric = metric;
     q->dim = dim;
+    q->step = 1.0f; /* only int8 uses the scale; keep it valid for the others */
     int rc = 0;
     switch (kind) {
     case QUANT_F16: q->code_bytes = 2 * dim; break;
