@@ -150,7 +150,7 @@ int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e)
             return rc;
     }
     uint32_t id = (uint32_t)h->n;
-    memset(hnsw_links0(h, id), 0, h->links_bytes);
+    memset(hnsw_links0(h, id), 0, h->node_bytes);
     float *v = hnsw_vec(h, id);
     memcpy(v, vec, h->dim * sizeof(float));
     if (h->p.metric == METRIC_COSINE)

@@ -62,12 +62,19 @@ int hnsw_repair_reachability(hnsw *h, size_t *repaired, hf_err *e)
         /* nearest reachable nodes by a search for u's own vector */
         size_t n = 0;
         hnsw_search(h, s, hnsw_vec(h, (uint32_t)u), 64, 64, hits, &n, NULL);
-        uint32_t from = HNSW_NONE;
-        for (size_t i = 0; i < n && from == HNSW_NONE; i++)
-            if (seen[hits[i].id] && hits[i].id != u)
-                from = hits[i].id;
+        /* the nearest reachable node with a free slot, else the nearest */
+        uint32_t from = HNSW_NONE, nearest = HNSW_NONE;
+        for (size_t i = 0; i < n && from == HNSW_NONE; i++) {
+            uint32_t v = hits[i].id;
+            if (!seen[v] || v == u)
+                continue;
+            if (nearest == HNSW_NONE)
+                nearest = v;
+            if (hnsw_links0(h, v)[0] < h->p.M0)
+                from = v;
+        }
         if (from == HNSW_NONE)
-            from = h->entry;
+            from = nearest != HNSW_NONE ? nearest : h->entry;
         uint32_t *ln = hnsw_links0(h, from);
         if (ln[0] < h->p.M0) {
             ln[1 + ln[0]++] = (uint32_t)u;
