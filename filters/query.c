@@ -48,7 +48,8 @@ static void usage(void)
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
            "  -h, --help            this text\n\n"
            "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?}; answer:\n"
-           "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n");
+           "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n"
+           "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n");
 }
 
 typedef struct opts {
@@ -288,6 +289,15 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     char msg[600];
     uint64_t qid = 0, k = o->k, ef = o->ef;
     int has_qid = frame_get_u64(f, "qid", &qid, NULL) == 0;
+    if (strcmp(f->type, "info") == 0) {
+        frame_begin(fo, "info", 3);
+        frame_put_u64(fo, "dim", en->h->dim);
+        frame_put_str(fo, "metric", metric_name(en->h->p.metric));
+        frame_put_u64(fo, "count", en->h->n - en->h->n_deleted);
+        hf_err e;
+        server_reply(s, req, fo, &e);
+        return;
+    }
     if (strcmp(f->type, "query") != 0) {
         snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f->type);
         return reply_error(s, req, fo, has_qid, qid, msg);
@@ -394,6 +404,7 @@ static int run_connect(const opts *o)
     if (channel_open_in(o->queries_ep, o->max_frame, &in, &e))
         cli_fail(prog, in_name, &e);
     vecstream vs;
+    int rc;
     if (vecstream_open(&vs, in, o->max_dim, &e))
         cli_fail(prog, in_name, &e);
     client *cl = NULL;
@@ -404,10 +415,35 @@ static int run_connect(const opts *o)
     frame_out fo, hdr;
     frame_out_init(&fo);
     frame_out_init(&hdr);
-    frame_begin(&hdr, "header", 4);
+    /* ask the server what it serves: the results header names the metric */
+    char metric[16] = "l2";
+    frame_begin(&fo, "info", 0);
+    if (client_send(cl, &fo, &e))
+        cli_fail(prog, o->connect_ep, &e);
+    {
+        frame_in f;
+        rc = client_recv(cl, 60000, &f, &e);
+        if (rc == HF_EOF)
+            hf_err_set(&e, HF_EIO, "no answer within 60 s");
+        if (rc)
+            cli_fail(prog, o->connect_ep, &e);
+        uint64_t dim = 0;
+        if (strcmp(f.type, "info") != 0 || frame_get_u64(&f, "dim", &dim, NULL) ||
+            frame_get_str(&f, "metric", metric, sizeof metric, NULL)) {
+            hf_err_set(&e, HF_EDATA, "server did not answer the info request");
+            cli_fail(prog, o->connect_ep, &e);
+        }
+        if (dim != vs.dim) {
+            hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, server index has %llu",
+                       vs.dim, (unsigned long long)dim);
+            cli_fail(prog, in_name, &e);
+        }
+    }
+    frame_begin(&hdr, "header", 5);
     frame_put_str(&hdr, "schema", STREAM_RESULTS);
     frame_put_u64(&hdr, "v", 1);
     frame_put_u64(&hdr, "k", o->k);
+    frame_put_str(&hdr, "metric", metric);
     frame_put_u64(&hdr, "count", vs.count_hint);
     if (channel_send(out, &hdr, &e))
         cli_fail(prog, o->out_ep, &e);
@@ -418,7 +454,6 @@ static int run_connect(const opts *o)
     const float *rows;
     size_t n;
     uint64_t first;
-    int rc;
     while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
         if (n > cap) {
             answers = realloc(answers, n * sizeof *answers);
