@@ -22,7 +22,7 @@ import os
 import sys
 
 TARGETS = (0.90, 0.95, 0.99)
-ENGINES = ("hnswflow", "hnswlib", "faiss")
+ENGINES = ("hnswflow", "hnswflow-int8", "hnswlib", "faiss")
 
 
 def load(path):
@@ -103,15 +103,17 @@ def table(name, by):
         ]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    if "hnswflow" in by:
-        out.append("| ratio | " + " | ".join(f"@{t:.2f}" for t in TARGETS) + " | build time | memory |")
+    for ours_name in ("hnswflow", "hnswflow-int8"):
+        if ours_name not in by:
+            continue
+        out.append(f"| ratio ({ours_name}) | " + " | ".join(f"@{t:.2f}" for t in TARGETS) + " | build time | memory |")
         out.append("|---|" + "---|" * (len(TARGETS) + 2))
-        ours = by["hnswflow"]
+        ours = by[ours_name]
         for peer in ("hnswlib", "faiss"):
             if peer not in by:
                 continue
             theirs = by[peer]
-            cells = [f"hnswflow/{peer} QPS"]
+            cells = [f"{ours_name}/{peer} QPS"]
             for t in TARGETS:
                 cells.append(fmt_ratio(at_recall(ours, t, "qps"), at_recall(theirs, t, "qps")))
             b0, b1 = ours[0]["build_s"], theirs[0]["build_s"]
@@ -142,7 +144,7 @@ def main():
         "  ratios > 1 mean hnswflow is faster (QPS) or larger/slower (build time, memory).",
         "- build time: wall seconds with the run's build threads (hnswflow: the whole",
         "  embed-load | graph-build pipe; peers: the add calls only).",
-        "- memory: hnswflow peak RSS of bin/query; peers RSS growth across the build (see bench/README.md).",
+        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8: traversal memory, codes + links, the f32 vectors kept for re-ranking not counted); peers: RSS growth across the build (see bench/README.md).",
         "",
     ]
     for name, _m, _d, by in sets:

@@ -32,6 +32,7 @@ BUILD=${BUILD:-build}
 QUICK=${QUICK:-0}
 THREADS=${THREADS:-$(nproc)}
 K=10
+RERANK=${RERANK:-20}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered"}
@@ -103,6 +104,43 @@ recall_of() {
         die "bin/recall gave no recall line for $1"
 }
 
+# run_ours ENGINE BUILD_FLAGS [QUERY_FLAGS]: build our index with extra
+# graph-build flags and sweep ef; memory is the index memory graph-build
+# reports (for compressed engines: traversal memory, codes + links).
+run_ours() {
+    engine=$1
+    bflags=$2
+    qflags=${3:-}
+    t0=$(now)
+    # shellcheck disable=SC2086 # flags are words
+    "$BIN/embed-load" "$dir/base.fvecs" |
+        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" $bflags \
+            -o "$run/$engine.idx" 2>"$run/$engine.build.log" ||
+        die "$label: graph-build failed for $engine (see $run/$engine.build.log)"
+    build_s=$(elapsed "$t0" "$(now)")
+    mem=$(sed -n 's/.*traversal memory \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
+    [ -n "$mem" ] || mem=$(sed -n 's/.* levels, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
+    mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
+    say "$label: $engine build ${build_s}s, memory $mem bytes"
+    for ef in $efs_words; do
+        out=$run/$engine.ef$ef.frames
+        log=$run/$engine.ef$ef.log
+        # shellcheck disable=SC2086
+        "$BIN/embed-load" "$dir/queries.fvecs" |
+            "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$out" 2>"$log" ||
+            die "$label: $engine query --ef $ef failed (see $log)"
+        # query: 10000 queries, 1.234 s, 8103.4 QPS, 812.3 mean distance computations
+        summary=$(grep '^query: .* QPS' "$log" | tail -n 1)
+        [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"
+        qps=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p')
+        mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
+        rec=$(recall_of "$out")
+        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem" >>"$rows"
+        say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
+        rm -f "$out"
+    done
+}
+
 run_set() {
     set_name=$1
     case $set_name in
@@ -121,50 +159,23 @@ run_set() {
     rows=$run/rows.csv
     : >"$rows"
 
-    # ours: build
-    t0=$(now)
-    "$BIN/embed-load" "$dir/base.fvecs" |
-        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" -o "$run/hnswflow.idx" ||
-        die "$label: graph-build failed"
-    build_s=$(elapsed "$t0" "$(now)")
-    say "$label: hnswflow build ${build_s}s"
-
-    # ground truth (exact), cached next to the data
+    # ground truth (exact), cached next to the data; computed from a plain
+    # build so it does not depend on any engine's graph
     GT=$dir/gt.frames
     if [ ! -s "$GT" ] || newer "$BIN/query" "$GT" || newer "$dir/base.fvecs" "$GT"; then
         say "$label: exact ground truth"
+        "$BIN/embed-load" "$dir/base.fvecs" | "$BIN/graph-build" -M 2 --ef-construction 1 -o "$run/flat.idx" 2>/dev/null ||
+            die "$label: flat index failed"
         "$BIN/embed-load" "$dir/queries.fvecs" |
-            "$BIN/query" --index "$run/hnswflow.idx" --exact -k "$K" >"$GT.tmp" || die "$label: exact query failed"
+            "$BIN/query" --index "$run/flat.idx" --exact -k "$K" >"$GT.tmp" || die "$label: exact query failed"
         mv "$GT.tmp" "$GT"
+        rm -f "$run/flat.idx"
     fi
 
-    # ours: one process per ef; peak RSS of bin/query as its memory
-    have_time=0
-    /usr/bin/time -f %M true >/dev/null 2>&1 && have_time=1
-    for ef in $efs_words; do
-        out=$run/hnswflow.ef$ef.frames
-        log=$run/hnswflow.ef$ef.log
-        if [ $have_time = 1 ]; then
-            "$BIN/embed-load" "$dir/queries.fvecs" |
-                /usr/bin/time -f 'peak_rss_kb %M' -o "$run/rss.txt" \
-                    "$BIN/query" --index "$run/hnswflow.idx" -k "$K" --ef "$ef" >"$out" 2>"$log" ||
-                die "$label: query --ef $ef failed (see $log)"
-            mem=$(awk '/^peak_rss_kb/ { print $2 * 1024 }' "$run/rss.txt")
-        else
-            "$BIN/embed-load" "$dir/queries.fvecs" |
-                "$BIN/query" --index "$run/hnswflow.idx" -k "$K" --ef "$ef" >"$out" 2>"$log" ||
-                die "$label: query --ef $ef failed (see $log)"
-            mem=$(wc -c <"$run/hnswflow.idx")
-        fi
-        # query: 10000 queries, 1.234 s, 8103.4 QPS, 812.3 mean distance computations
-        summary=$(grep '^query: .* QPS' "$log" | tail -n 1)
-        [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"
-        qps=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p')
-        mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
-        rec=$(recall_of "$out")
-        echo "hnswflow,$ef,$rec,$qps,$mdist,$build_s,$mem" >>"$rows"
-        say "$label: hnswflow ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
-    done
+    # ours, once per configuration: f32 traversal, and int8 codes with exact
+    # re-ranking (engine name hnswflow-int8; RERANK candidates re-ranked)
+    run_ours hnswflow ""
+    run_ours hnswflow-int8 "--compress int8" "--rerank $RERANK"
 
     # peers: one process each, building once and sweeping every ef
     for engine in hnswlib faiss; do
