@@ -39,7 +39,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format lint
+.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format lint bench-edges
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -78,14 +78,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
 
+# `make test` = the normal suite + the same suite on the ASan/UBSan build in
+# build/asan + a fuzz smoke run (tests/run.sh), summed into one final line.
 test: deps
 	@$(MAKE) --no-print-directory binaries unit-tests
-	@BUILD=$(BUILD) BIN=$(BIN) sh tests/run.sh
+	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin SAN=1 CC=gcc binaries unit-tests
+	@BUILD=$(BUILD) BIN=$(BIN) ASAN_BUILD=build/asan ASAN_BIN=build/asan/bin sh tests/run.sh
 
 unit-tests: $(UNIT_BIN)
 
-test-asan:
-	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 CC=gcc test
+# the ASan/UBSan suite alone (no fuzz smoke); any sanitizer report fails it
+test-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin SAN=1 CC=gcc binaries unit-tests
+	@BUILD=build/asan BIN=build/asan/bin SUITE=asan FUZZ_SMOKE_SECONDS=0 sh tests/run.sh
 
 demo: all
 	@sh pipelines/demo.sh
@@ -93,8 +98,9 @@ demo: all
 bench: all
 	@sh bench/run.sh
 
+# every libFuzzer target for FUZZ_SECONDS (default 600) on a copy of its corpus
 fuzz:
-	@sh tests/fuzz/run.sh $${FUZZ_SECONDS:-60}
+	@sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),600)
 
 fuzz-smoke:
 	@sh tests/fuzz/run.sh 5
@@ -107,3 +113,6 @@ lint:
 
 clean:
 	rm -rf build bin
+
+bench-edges: all
+	@sh bench/edges.sh

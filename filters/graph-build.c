@@ -29,6 +29,9 @@ static void usage(void)
            "  -t, --threads N       insertion threads (default: all cores)\n"
            "      --seed S          level draws (default 42); one thread + one seed\n"
            "                        gives the same index every time\n"
+           "      --no-permute      keep the input's dimension order (by default stored\n"
+           "                        dimensions are ordered by decreasing variance, which\n"
+           "                        lets L2 search stop reading a vector early)\n"
            "      --compress KIND   also store codes for traversal: f16, int8, pq8, pq4,\n"
            "                        binary (query re-ranks with exact distances)\n"
            "      --max-dim N       refuse dimensions above N (default 65536)\n"
@@ -50,7 +53,7 @@ int main(int argc, char **argv)
         {"metric", required_argument, 0, 3},  {"threads", required_argument, 0, 't'},
         {"seed", required_argument, 0, 4},    {"max-dim", required_argument, 0, 5},
         {"max-frame", required_argument, 0, 6}, {"output", required_argument, 0, 'o'},
-        {"compress", required_argument, 0, 7},
+        {"compress", required_argument, 0, 7}, {"no-permute", no_argument, 0, 8},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     hnsw_params p = {.M = 16, .ef_construction = 200, .seed = 42, .metric = METRIC_L2};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -58,6 +61,7 @@ int main(int argc, char **argv)
     uint64_t max_dim = 0, max_frame = 0;
     const char *out_ep = "-";
     quant_kind compress = QUANT_NONE;
+    int permute = 1;
     hf_err e = {0};
     int c;
     while ((c = getopt_long(argc, argv, "M:t:o:h", opts, NULL)) != -1) {
@@ -77,6 +81,7 @@ int main(int argc, char **argv)
             if (quant_parse(optarg, &compress, &e))
                 cli_usage_error(prog, "%s", e.msg);
             break;
+        case 8: permute = 0; break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
@@ -123,6 +128,8 @@ int main(int argc, char **argv)
     if (hnsw_build(h, 0, threads, on_progress, &pr, &e))
         cli_fail(prog, in_name, &e);
     progress_done(&pr);
+    if (permute && hnsw_permute_dims(h, &e))
+        cli_fail(prog, in_name, &e);
     if (compress != QUANT_NONE && hnsw_codes_build(h, compress, p.seed, &e))
         cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;

@@ -116,7 +116,16 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
         knn_base b = {.rows = hnsw_vec(h, 0), .stride = h->node_bytes / sizeof(float), .n = h->n,
                       .dim = h->dim, .skip = h->n_deleted ? h->deleted : NULL,
                       .metric = h->p.metric};
-        *rc = knn_exact(&b, rows, n, k, ids, dists, e);
+        /* stored vectors have their dimensions reordered: reorder the queries */
+        float *permuted = h->perm ? calloc(n * h->dim, sizeof(float)) : NULL;
+        if (h->perm && !permuted) {
+            *rc = hf_err_set(e, HF_ENOMEM, "out of memory");
+            return 0;
+        }
+        for (size_t i = 0; permuted && i < n; i++)
+            hnsw_permute_query(h, rows + i * h->dim, permuted + i * h->dim);
+        *rc = knn_exact(&b, permuted ? permuted : rows, n, k, ids, dists, e);
+        free(permuted);
         size_t live = h->n - h->n_deleted;
         for (size_t i = 0; i < n; i++)
             found[i] = live < k ? live : k;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,10 @@ struct channel {
     msgpack_unpacker up;
     int up_live;
     msgpack_unpacked result;
+    struct mp_scan {
+        size_t pos;       /* bytes of the current frame walked so far */
+        uint64_t pending; /* elements still to walk; 0 before the first */
+    } scan;
     void *zctx, *zsock;
     zmq_msg_t zmsg;
     int zmsg_live;
@@ -96,6 +101,102 @@ void channel_install_signal_cleanup(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- MessagePack pre-scan ----
+ *
+ * msgpack-c allocates an array's or map's element table (16 or 32 bytes an
+ * element) as soon as it meets the container's header, before the elements
+ * arrive: five hostile bytes "array of 2^32-1" make it ask for 64 GiB. So
+ * frames are walked here first, without allocating: every element takes at
+ * least one byte, so a frame whose declared elements cannot fit in the size
+ * limit is refused, and msgpack-c only ever sees one complete frame, whose
+ * element tables are bounded by its real length. The walk keeps its place
+ * (mp_scan) across reads, so a large frame arriving in pieces is walked once.
+ */
+typedef struct mp_scan mp_scan; /* in struct channel */
+
+enum { MP_MORE = 0, MP_WHOLE = 1, MP_TOO_BIG = -1, MP_BAD = -2 };
+
+static uint64_t be_uint(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Walk p[0..avail) (the pending bytes, frame start at p[0]) as far as they
+ * go. MP_WHOLE: one complete object of st->pos bytes. MP_MORE: need more
+ * bytes. MP_TOO_BIG: cannot fit in limit bytes. MP_BAD: not MessagePack. */
+static int mp_scan_frame(mp_scan *st, const unsigned char *p, size_t avail, size_t limit)
+{
+    if (st->pos == 0 && st->pending == 0)
+        st->pending = 1;
+    while (st->pending > 0) {
+        if (st->pos >= avail)
+            return MP_MORE;
+        unsigned b = p[st->pos];
+        size_t head = 1;      /* type byte and fixed fields */
+        int nlen = 0;         /* bytes of a length or count field after it */
+        uint64_t body = 0;    /* payload bytes after the head */
+        uint64_t items = 0;   /* nested elements */
+        int count_kind = 0;   /* 1: array count, 2: map count, 3: byte length */
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixint, nil, bool */
+        } else if (b <= 0x8f) {
+            items = 2 * (uint64_t)(b & 0x0f);
+        } else if (b <= 0x9f) {
+            items = b & 0x0f;
+        } else if (b <= 0xbf) {
+            body = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4: case 0xd9: nlen = 1; count_kind = 3; break; /* bin8, str8 */
+            case 0xc5: case 0xda: nlen = 2; count_kind = 3; break;
+            case 0xc6: case 0xdb: nlen = 4; count_kind = 3; break;
+            case 0xc7: nlen = 1; count_kind = 3; head = 2; break; /* ext: + type byte */
+            case 0xc8: nlen = 2; count_kind = 3; head = 2; break;
+            case 0xc9: nlen = 4; count_kind = 3; head = 2; break;
+            case 0xca: body = 4; break;
+            case 0xcb: body = 8; break;
+            case 0xcc: case 0xd0: body = 1; break;
+            case 0xcd: case 0xd1: body = 2; break;
+            case 0xce: case 0xd2: body = 4; break;
+            case 0xcf: case 0xd3: body = 8; break;
+            case 0xd4: body = 2; break; /* fixext: type byte + data */
+            case 0xd5: body = 3; break;
+            case 0xd6: body = 5; break;
+            case 0xd7: body = 9; break;
+            case 0xd8: body = 17; break;
+            case 0xdc: nlen = 2; count_kind = 1; break;
+            case 0xdd: nlen = 4; count_kind = 1; break;
+            case 0xde: nlen = 2; count_kind = 2; break;
+            case 0xdf: nlen = 4; count_kind = 2; break;
+            default: return MP_BAD; /* 0xc1 is never used */
+            }
+        }
+        if (nlen) {
+            if (avail - st->pos < 1 + (size_t)nlen)
+                return MP_MORE;
+            uint64_t n = be_uint(p + st->pos + 1, nlen);
+            if (count_kind == 1)
+                items = n;
+            else if (count_kind == 2)
+                items = 2 * n;
+            else
+                body = n;
+            head = (head == 2 ? 2 : 1) + (size_t)nlen;
+        }
+        /* the head, the body and one byte for every element still owed must
+         * all fit in the limit */
+        uint64_t need = (uint64_t)st->pos + head + body + (st->pending - 1) + items;
+        if (need > limit)
+            return MP_TOO_BIG;
+        st->pos += head + (size_t)body;
+        st->pending = st->pending - 1 + items;
+    }
+    return st->pos <= avail ? MP_WHOLE : MP_MORE;
 }
 
 /* ---- helpers ---- */
@@ -225,14 +326,24 @@ int channel_open_out(const char *endpoint, channel **out, hf_err *e)
         snprintf(c->final_path, sizeof c->final_path, "%s", endpoint);
         int n = snprintf(c->tmp_path, sizeof c->tmp_path, "%s.tmp.XXXXXX", endpoint);
         int fd = -1;
+        /* a signal between creating the temporary and registering it would
+         * leave it behind: hold the cleanup signals off across both */
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigaddset(&block, SIGTERM);
+        sigaddset(&block, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &block, &old);
         if (n > 0 && (size_t)n < sizeof c->tmp_path)
             fd = mkostemp(c->tmp_path, O_CLOEXEC);
+        if (fd >= 0)
+            c->tmp_slot = tmp_register(c->tmp_path);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (fd < 0) {
             rc = hf_err_set(e, HF_EOPEN, "%s: cannot create output: %s", endpoint,
                             strerror(errno));
             c->tmp_path[0] = '\0';
         } else {
-            c->tmp_slot = tmp_register(c->tmp_path);
             fchmod(fd, 0644);
             c->fp = fdopen(fd, "wb");
             if (!c->fp) {
@@ -278,23 +389,27 @@ static int account_frame(channel *c, frame_in *f, hf_err *e)
 static int recv_fd(channel *c, frame_in *f, hf_err *e)
 {
     for (;;) {
-        size_t frame_bytes = 0;
-        msgpack_unpack_return r = msgpack_unpacker_next_with_size(&c->up, &c->result, &frame_bytes);
-        if (r == MSGPACK_UNPACK_SUCCESS) {
-            if (frame_bytes > c->max_frame)
-                return hf_err_set(e, HF_EDATA, "frame over the size limit (%zu bytes)",
-                                  c->max_frame);
-            return account_frame(c, f, e);
-        }
-        if (r == MSGPACK_UNPACK_PARSE_ERROR)
-            return hf_err_set(e, HF_EDATA, "bytes are not MessagePack");
-        if (r == MSGPACK_UNPACK_NOMEM_ERROR)
-            return hf_err_set(e, HF_EDATA, "frame declares more elements than memory allows");
-        size_t pending = msgpack_unpacker_message_size(&c->up);
-        if (pending > c->max_frame)
+        const unsigned char *p = (const unsigned char *)c->up.buffer + c->up.off;
+        size_t avail = c->up.used - c->up.off;
+        int s = mp_scan_frame(&c->scan, p, avail, c->max_frame);
+        if (s == MP_TOO_BIG)
             return hf_err_set(e, HF_EDATA, "frame over the size limit (%zu bytes)", c->max_frame);
+        if (s == MP_BAD)
+            return hf_err_set(e, HF_EDATA, "bytes are not MessagePack");
+        if (s == MP_WHOLE) {
+            /* the whole frame is buffered: msgpack-c decodes it in one go */
+            size_t frame_bytes = 0;
+            memset(&c->scan, 0, sizeof c->scan);
+            msgpack_unpack_return r =
+                msgpack_unpacker_next_with_size(&c->up, &c->result, &frame_bytes);
+            if (r == MSGPACK_UNPACK_SUCCESS)
+                return account_frame(c, f, e);
+            if (r == MSGPACK_UNPACK_NOMEM_ERROR)
+                return hf_err_set(e, HF_EDATA, "frame nests too deeply or exhausts memory");
+            return hf_err_set(e, HF_EDATA, "bytes are not MessagePack");
+        }
         if (c->eof) {
-            if (pending > 0)
+            if (avail > 0)
                 return hf_err_set(e, HF_EDATA, "truncated frame at end of input");
             return HF_EOF;
         }
@@ -328,6 +443,9 @@ static int recv_zmq(channel *c, frame_in *f, hf_err *e)
     if (n < 0)
         return hf_err_set(e, HF_EIO, "receive failed: %s", zmq_strerror(errno));
     size_t off = 0, size = zmq_msg_size(&c->zmsg);
+    mp_scan scan = {0, 0};
+    if (mp_scan_frame(&scan, zmq_msg_data(&c->zmsg), size, size) != MP_WHOLE || scan.pos != size)
+        return hf_err_set(e, HF_EDATA, "message is not exactly one MessagePack frame");
     msgpack_unpack_return r =
         msgpack_unpack_next(&c->result, zmq_msg_data(&c->zmsg), size, &off);
     if (r != MSGPACK_UNPACK_SUCCESS || off != size)

@@ -35,10 +35,24 @@ float dist_l1_scalar(const float *a, const float *b, size_t n)
     return (float)s;
 }
 
-static const dist_kernels k_scalar = {"scalar", dist_l2sq_scalar, dist_dot_scalar, dist_l1_scalar};
-static const dist_kernels k_avx2 = {"avx2", dist_l2sq_avx2, dist_dot_avx2, dist_l1_avx2};
-static const dist_kernels k_avx512 = {"avx512", dist_l2sq_avx512, dist_dot_avx512,
-                                      dist_l1_avx512};
+float dist_l2sq_bounded_scalar(const float *a, const float *b, size_t n, float bound)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        s += d * d;
+        if ((i & 63) == 63 && s > bound)
+            return (float)s;
+    }
+    return (float)s;
+}
+
+static const dist_kernels k_scalar = {"scalar", dist_l2sq_scalar, dist_dot_scalar, dist_l1_scalar,
+                                      dist_l2sq_bounded_scalar};
+static const dist_kernels k_avx2 = {"avx2", dist_l2sq_avx2, dist_dot_avx2, dist_l1_avx2,
+                                    dist_l2sq_bounded_avx2};
+static const dist_kernels k_avx512 = {"avx512", dist_l2sq_avx512, dist_dot_avx512, dist_l1_avx512,
+                                      dist_l2sq_bounded_avx512};
 
 static int have_avx2(void)
 {

@@ -22,12 +22,18 @@
 typedef enum { METRIC_L2 = 0, METRIC_IP, METRIC_COSINE, METRIC_L1 } metric_t;
 
 typedef float (*dist_fn)(const float *a, const float *b, size_t n);
+/* Squared L2 that may stop early: once a prefix of the sum exceeds bound
+ * the result is some value > bound (not the full distance). Exact when the
+ * full distance is <= bound. Search uses it to drop candidates that cannot
+ * enter the result set without reading the rest of their vector. */
+typedef float (*dist_bounded_fn)(const float *a, const float *b, size_t n, float bound);
 
 typedef struct dist_kernels {
     const char *isa; /* "scalar", "avx2", "avx512" */
     dist_fn l2sq;
     dist_fn dot;
     dist_fn l1;
+    dist_bounded_fn l2sq_bounded;
 } dist_kernels;
 
 /* The kernels chosen for this CPU (set once, thread-safe). */
@@ -60,6 +66,9 @@ float dist_l2sq_avx2(const float *a, const float *b, size_t n);
 float dist_dot_avx2(const float *a, const float *b, size_t n);
 float dist_l1_avx2(const float *a, const float *b, size_t n);
 float dist_l2sq_avx512(const float *a, const float *b, size_t n);
+float dist_l2sq_bounded_scalar(const float *a, const float *b, size_t n, float bound);
+float dist_l2sq_bounded_avx2(const float *a, const float *b, size_t n, float bound);
+float dist_l2sq_bounded_avx512(const float *a, const float *b, size_t n, float bound);
 float dist_dot_avx512(const float *a, const float *b, size_t n);
 float dist_l1_avx512(const float *a, const float *b, size_t n);
 

@@ -57,6 +57,7 @@ typedef struct hnsw {
     /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
      * per node [u32 degree][u32 links[M0]] then the code, cnode_bytes each,
      * a copy of level 0 with codes in place of vectors. */
+    uint32_t *perm; /* stored dimension i is input dimension perm[i]; NULL: identity */
     struct quant *codes;
     char *cblock;
     size_t cnode_bytes, clinks_bytes;
@@ -81,6 +82,14 @@ int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e);
 typedef void (*hnsw_progress_fn)(size_t done, size_t total, void *arg);
 int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg,
                hf_err *e);
+
+/* Reorder the dimensions of every stored vector by decreasing variance
+ * (queries are reordered the same way at search time). Distances of all
+ * four metrics are unchanged; L2 search can then stop reading a vector
+ * sooner because the dimensions that matter most come first. */
+int hnsw_permute_dims(hnsw *h, hf_err *e);
+/* Apply the stored permutation to an input vector (out != in). */
+void hnsw_permute_query(const hnsw *h, const float *in, float *out);
 
 /* Make every node reachable from the entry point on level 0: each node a
  * breadth-first walk misses gets a link from its nearest reachable node

@@ -65,6 +65,7 @@ void hnsw_destroy(hnsw **hp)
     free(h->upper);
     free(h->deleted);
     free(h->cblock);
+    free(h->perm);
     quant_destroy(&h->codes);
     free(h);
     *hp = NULL;

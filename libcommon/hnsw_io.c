@@ -47,13 +47,27 @@ int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
         rc = rc ? rc : hf_err_set(e, HF_ENOMEM, "out of memory saving index");
     for (size_t s = 0; rc == 0 && s < h->n; s += VEC_BATCH) {
         size_t n = h->n - s < VEC_BATCH ? h->n - s : VEC_BATCH;
-        for (size_t i = 0; i < n; i++)
-            memcpy(buf + i * h->dim, hnsw_vec(h, (uint32_t)(s + i)), h->dim * sizeof(float));
+        /* vectors are saved in the input's dimension order, so the file
+         * holds the user's vectors whatever the in-memory layout */
+        for (size_t i = 0; i < n; i++) {
+            const float *v = hnsw_vec(h, (uint32_t)(s + i));
+            float *row = buf + i * h->dim;
+            if (h->perm)
+                for (size_t j = 0; j < h->dim; j++)
+                    row[h->perm[j]] = v[j];
+            else
+                memcpy(row, v, h->dim * sizeof(float));
+        }
         frame_begin(&fo, "vectors", 4);
         frame_put_u64(&fo, "start", s);
         frame_put_u64(&fo, "n", n);
         frame_put_bin(&fo, "data", buf, n * h->dim * sizeof(float));
         frame_put_bin(&fo, "levels", h->levels + s, n);
+        rc = channel_send(c, &fo, e);
+    }
+    if (rc == 0 && h->perm) {
+        frame_begin(&fo, "perm", 1);
+        frame_put_bin(&fo, "order", h->perm, h->dim * sizeof(uint32_t));
         rc = channel_send(c, &fo, e);
     }
     for (int l = 0; rc == 0 && l <= h->max_level; l++) {
@@ -304,6 +318,40 @@ static int load_deleted(load_state *st, const frame_in *f, hf_err *e)
     return 0;
 }
 
+static int load_perm(load_state *st, const frame_in *f, hf_err *e)
+{
+    hnsw *h = st->h;
+    const void *p;
+    size_t len;
+    int rc = want_bin(f, "order", &p, &len, e);
+    if (rc)
+        return rc;
+    if (h->perm)
+        return hf_err_set(e, HF_EDATA, "second perm frame");
+    if (len != h->dim * sizeof(uint32_t))
+        return hf_err_set(e, HF_EDATA, "perm order has %zu bytes, dimension %zu needs %zu", len,
+                          h->dim, h->dim * sizeof(uint32_t));
+    uint32_t *perm = malloc(len);
+    uint8_t *seen = calloc(h->dim, 1);
+    if (!perm || !seen) {
+        free(perm);
+        free(seen);
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    }
+    memcpy(perm, p, len);
+    for (size_t j = 0; j < h->dim; j++) {
+        if (perm[j] >= h->dim || seen[perm[j]]) {
+            free(perm);
+            free(seen);
+            return hf_err_set(e, HF_EDATA, "perm order is not a permutation of 0..%zu", h->dim - 1);
+        }
+        seen[perm[j]] = 1;
+    }
+    free(seen);
+    h->perm = perm;
+    return 0;
+}
+
 static int load_codebook(load_state *st, const frame_in *f, hf_err *e)
 {
     if (st->q)
@@ -356,6 +404,17 @@ static int load_finish(load_state *st, const frame_in *f, hf_err *e)
                           (unsigned long long)st->entry, (long long)st->max_level);
     h->entry = (uint32_t)st->entry;
     h->max_level = (int)st->max_level;
+    if (h->perm) { /* reorder the stored dimensions as they were in memory */
+        float *tmp = malloc(h->dim * sizeof(float));
+        if (!tmp)
+            return hf_err_set(e, HF_ENOMEM, "out of memory");
+        for (size_t i = 0; i < h->n; i++) {
+            float *v = hnsw_vec(h, (uint32_t)i);
+            hnsw_permute_query(h, v, tmp);
+            memcpy(v, tmp, h->dim * sizeof(float));
+        }
+        free(tmp);
+    }
     if (st->q) {
         quant *q = st->q;
         st->q = NULL; /* adopted by the graph, even on failure */
@@ -394,6 +453,8 @@ int hnsw_load(channel *c, hnsw **out, hnsw_other_fn other, void *arg, hf_err *e)
             rc = load_links(&st, &f, e);
         else if (strcmp(f.type, "deleted") == 0)
             rc = load_deleted(&st, &f, e);
+        else if (strcmp(f.type, "perm") == 0)
+            rc = load_perm(&st, &f, e);
         else if (strcmp(f.type, "codebook") == 0)
             rc = load_codebook(&st, &f, e);
         else if (strcmp(f.type, "codes") == 0)

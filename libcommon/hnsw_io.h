@@ -3,8 +3,11 @@
  *   header  {t:"header", schema:"hnswflow.index", v:1, dim, metric, dtype:"f32",
  *            count, M, M0, ef_construction, seed, entry, max_level}
  *   vectors {t:"vectors", start, n, data: bin f32[n*dim], levels: bin u8[n]}
+ *   perm    {t:"perm", order: bin u32[dim]}      (in memory, dimension i is input dimension
+ *                                                    order[i]; vectors frames keep input order)
  *   links   {t:"links", level, nodes: bin u32[n], deg: bin u32[n], ids: bin u32[sum deg]}
  *   deleted {t:"deleted", ids: bin u32[]}              (only when there are tombstones)
+ *   codebook, codes                                    (only with compressed codes, quant.h)
  *   ...any other frames (models), passed through in order...
  *   end     {t:"end", count, checksum}
  * The loader trusts nothing: every id, degree, level and size is checked, and

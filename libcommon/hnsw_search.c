@@ -102,6 +102,7 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
     uint64_t ndist = 0, hops = 0;
     const dist_fn kern = h->kern;
     const metric_t metric = h->p.metric;
+    const dist_bounded_fn bounded = metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
     const size_t dim = h->dim;
     size_t vlines = (dim * sizeof(float) + 63) / 64;
     if (vlines > PREFETCH_LINES)
@@ -129,7 +130,13 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
         }
         for (uint32_t j = 0; j < nt; j++) {
             uint32_t nb = todo[j];
-            float d = dist_finish(metric, kern(q, hnsw_vec(h, nb), dim));
+            float d;
+            /* once the results are full only distances below the worst kept
+             * matter, so L2 may stop reading a vector early */
+            if (bounded && res->n >= ef)
+                d = bounded(q, hnsw_vec(h, nb), dim, res->a[0].d);
+            else
+                d = dist_finish(metric, kern(q, hnsw_vec(h, nb), dim));
             if (res->n < ef || d < res->a[0].d) {
                 if (cand_push(cand, d, nb) != 0)
                     break;
@@ -160,11 +167,15 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
         ef = k;
     if (ef + 2 > s->res.cap)
         ef = s->res.cap - 2;
-    if (h->p.metric == METRIC_COSINE) {
+    if (h->perm) {
+        hnsw_permute_query(h, q, s->qbuf);
+        q = s->qbuf;
+    } else if (h->p.metric == METRIC_COSINE) {
         memcpy(s->qbuf, q, h->dim * sizeof(float));
-        vec_normalize(s->qbuf, h->dim);
         q = s->qbuf;
     }
+    if (h->p.metric == METRIC_COSINE)
+        vec_normalize(s->qbuf, h->dim);
     uint32_t cur = h->entry;
     float curd = qdist(h, q, cur);
     st->ndist++;
@@ -277,11 +288,15 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
         ef = k;
     if (ef + 2 > s->res.cap)
         ef = s->res.cap - 2;
-    if (h->p.metric == METRIC_COSINE) {
+    if (h->perm) {
+        hnsw_permute_query(h, q, s->qbuf);
+        q = s->qbuf;
+    } else if (h->p.metric == METRIC_COSINE) {
         memcpy(s->qbuf, q, h->dim * sizeof(float));
-        vec_normalize(s->qbuf, h->dim);
         q = s->qbuf;
     }
+    if (h->p.metric == METRIC_COSINE)
+        vec_normalize(s->qbuf, h->dim);
     quant_query_set(s->qq, q);
     uint32_t cur = h->entry;
     float curd = quant_distance(s->qq, hnsw_code(h, cur));

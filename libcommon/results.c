@@ -1,6 +1,10 @@
 /*
  * results.c - see results.h. Storage grows with the qids seen, so a hostile
- * header count cannot force a large allocation.
+ * header count cannot force a large allocation: it starts small (a header's
+ * k alone buys at most RESULTS_MIN_ROWS rows), and a qid may run at most
+ * RESULTS_QID_SLACK ahead of twice the result frames read so far, so one
+ * frame claiming qid 4e9 cannot make the table (qid + 1) * k entries long.
+ * Streams from query number their results densely from 0, which fits.
  */
 #include "results.h"
 
@@ -8,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RESULTS_MIN_ROWS 64
+#define RESULTS_QID_SLACK 4096
+
 static int grow(results *r, size_t need, hf_err *e)
 {
     if (need <= r->nq)
         return 0;
-    size_t nc = r->nq ? r->nq : 1024;
+    size_t nc = r->nq ? r->nq : RESULTS_MIN_ROWS;
     while (nc < need)
         nc *= 2;
     uint32_t *ids = realloc(r->ids, nc * r->k * sizeof *ids);
@@ -50,6 +57,7 @@ int results_read(const char *endpoint, results *r, hf_err *e)
         return rc;
     frame_in f;
     size_t maxq = 0;
+    uint64_t nres = 0;
     int have_header = 0, ended = 0;
     while (rc == 0 && !ended) {
         rc = channel_recv(c, &f, e);
@@ -91,6 +99,15 @@ int results_read(const char *endpoint, results *r, hf_err *e)
                             (unsigned long long)f.index);
             break;
         }
+        if (qid > 2 * nres + RESULTS_QID_SLACK) {
+            rc = hf_err_set(e, HF_EDATA,
+                            "frame %llu: qid %llu is far beyond the %llu results read so far "
+                            "(qids must be dense from 0)",
+                            (unsigned long long)f.index, (unsigned long long)qid,
+                            (unsigned long long)nres);
+            break;
+        }
+        nres++;
         if ((rc = grow(r, (size_t)qid + 1, e)) != 0)
             break;
         memcpy(r->ids + qid * r->k, ids, il);

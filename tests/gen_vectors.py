@@ -7,7 +7,7 @@ never committed.
 
 usage: gen_vectors.py [-n N] [-d D] [--seed S] [-f FORMAT] [options] OUT
 
-formats (-f, default from OUT's extension):
+formats (-f; default from OUT's extension, frames when it has none):
   fvecs   int32 dim + dim f32 per row
   npy     numpy .npy, float32, shape (N, D)
   csv     one row per line, comma-separated, f32-exact decimal ('%.9g')
@@ -126,7 +126,8 @@ def main():
         return 0
     if not a.out:
         p.error("OUT is required")
-    fmt = a.format or a.out.rsplit(".", 1)[-1]
+    base = a.out.rsplit("/", 1)[-1]
+    fmt = a.format or (base.rsplit(".", 1)[-1] if "." in base else "frames")
     if fmt == "fvecs":
         write_fvecs(a.out, x)
     elif fmt == "npy":

@@ -46,7 +46,9 @@ for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False):
 EOF
 }
 
-# frames_to_npy STREAM OUT.npy : rows of a vectors (or index) stream.
+# frames_to_npy STREAM OUT.npy : rows of a vectors (or index) stream, as
+# stored in the file (an index keeps the input's dimension order in its
+# vectors frames; its perm frame only describes the in-memory layout).
 frames_to_npy() {
     $PY - "$1" "$2" <<'EOF'
 import sys, msgpack, numpy as np
@@ -58,7 +60,8 @@ for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False):
         rows.append(np.frombuffer(f["data"], "<f4").reshape(f["n"], hdr["dim"]))
     elif f["t"] == "end":
         break
-np.save(sys.argv[2], np.concatenate(rows) if rows else np.zeros((0, hdr["dim"]), "<f4"))
+x = np.concatenate(rows) if rows else np.zeros((0, hdr["dim"]), "<f4")
+np.save(sys.argv[2], x)
 EOF
 }
 

@@ -12,10 +12,11 @@ checks the rules that span frames:
     crc32 of the raw bytes of the stream's frames before the end frame;
   * vectors: data is n*dim*4 bytes, batches are contiguous from 0, values are
     finite; index vectors carry levels (n bytes, <= max_level);
+  * perm: at most once, a permutation of 0..dim-1, before the links;
   * links: nodes/deg same length, ids = sum(deg), ids < count, deg <= M/M0;
   * results: ids/dists same length, at most k, distances non-decreasing.
 
-Frames of unknown type (models) are skipped.
+Frames of a type without a schema file (and model frames) are skipped.
 
 usage: validate_frames.py [--schemas DIR] [--expect vectors|index|results]
                           [--single] [-q] FILE|-...
@@ -25,6 +26,7 @@ Exit 0 when every file is valid, 1 with a message naming the frame otherwise,
 """
 import json
 import math
+import re
 import os
 import sys
 import zlib
@@ -38,10 +40,11 @@ HEADER_SCHEMAS = {
     "hnswflow.index": "header-index.json",
     "hnswflow.results": "header-results.json",
 }
-FRAME_SCHEMAS = {
-    t: t + ".json"
-    for t in ("vectors", "links", "deleted", "query", "result", "error", "end")
-}
+# Every other frame type t is checked against schemas/<t>.json when that file
+# exists (vectors, perm, links, deleted, query, result, error, end, info,
+# codebook, codes, ...). Model frames are skipped: model.json documents bins as
+# strings with contentEncoding "binary", not as {"$bin": length}.
+SKIP_TYPES = {"header", "model"}
 
 
 class Invalid(Exception):
@@ -65,6 +68,9 @@ class Schemas:
     def __init__(self, d):
         self.dir = d
         self.cache = {}
+
+    def has(self, fname):
+        return os.path.exists(os.path.join(self.dir, fname))
 
     def get(self, fname):
         if fname not in self.cache:
@@ -92,7 +98,13 @@ def schema_for(frame, where):
         if s not in HEADER_SCHEMAS:
             raise Invalid(f"{where}: header with unknown schema {s!r}")
         return HEADER_SCHEMAS[s]
-    return FRAME_SCHEMAS.get(t)
+    if not isinstance(t, str) or t in SKIP_TYPES or not re.fullmatch(r"[a-z0-9_-]+", t):
+        return None
+    return t + ".json"
+
+
+def t_is_header(f):
+    return f.get("t") == "header"
 
 
 def u32s(b):
@@ -108,6 +120,7 @@ class Stream:
         self.rows = 0
         self.results = 0
         self.link_level = -1
+        self.perm_seen = False
 
     def frame(self, f, where):
         t = f["t"]
@@ -165,6 +178,16 @@ class Stream:
             if (len(nodes) and int(nodes.max()) >= h["count"]) or \
                (len(ids) and int(ids.max()) >= h["count"]):
                 raise Invalid(f"{where}: node id beyond count {h['count']}")
+        elif t == "perm":
+            if self.kind != "index":
+                raise Invalid(f"{where}: perm frame outside an index stream")
+            if self.perm_seen or self.link_level >= 0:
+                raise Invalid(f"{where}: perm frame repeated or after links frames")
+            self.perm_seen = True
+            order = u32s(f["order"])
+            if len(order) != h["dim"] or \
+               not np.array_equal(np.sort(order), np.arange(h["dim"], dtype=np.uint32)):
+                raise Invalid(f"{where}: order is not a permutation of 0..{h['dim'] - 1}")
         elif t == "deleted":
             if self.kind != "index":
                 raise Invalid(f"{where}: deleted frame outside an index stream")
@@ -229,7 +252,7 @@ def validate_file(path, schemas, expect=None, single=False):
         if not isinstance(f, dict) or not isinstance(f.get("t"), str):
             raise Invalid(f"{where}: not a map with a string \"t\"")
         sname = schema_for(f, where)
-        if sname is not None:
+        if sname is not None and (t_is_header(f) or schemas.has(sname)):
             validate_schema(schemas, sname, f, where)
         if single:
             if end_pos != len(raw):

@@ -1,0 +1,379 @@
+/*
+ * edge-score - learned edge selection: read an index stream, learn which
+ * level-0 edges carry routes to true neighbours, keep the best of them up to
+ * a budget, and write the rewritten index stream (same format: `query` uses
+ * it unchanged) with the model frame {t:"model", kind:"edge-scorer"} before
+ * the end frame. The logic lives in libcommon/edge_*.c (edge.h).
+ *
+ * --baseline random|usage prunes to the same budget without a model (random
+ * scores, or usage counts from the training searches with random
+ * tie-breaks), for the ablation in bench/edges.sh.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "cli.h"
+#include "edge.h"
+#include "hnsw.h"
+#include "hnsw_io.h"
+#include "progress.h"
+#include "vecstream.h"
+
+static const char *prog = "edge-score";
+
+static void usage(void)
+{
+    printf("usage: edge-score [options] [INDEX]\n"
+           "Learn which level-0 edges of an index to keep; write the pruned index stream\n"
+           "(stdin/stdout by default) with an \"edge-scorer\" model frame.\n\n"
+           "The input graph must offer a choice: build it with more level-0 links than a\n"
+           "classic graph, e.g. `graph-build --M0 48` (the classic default is M0 = 2*M = 32),\n"
+           "then keep about as many edges as the classic graph has, or fewer.\n\n"
+           "      --train FILE      training queries (a vector frame stream); default: a\n"
+           "                        sample of base vectors, perturbed (never test queries)\n"
+           "      --queries N       training queries to use (default 5000)\n"
+           "      --noise F         perturbation of sampled base vectors, as a fraction of\n"
+           "                        the node's mean neighbour distance (default 0.5)\n"
+           "      --epochs E        training passes (default 8)\n"
+           "      --nodes N         source nodes sampled per pass (default 4096)\n"
+           "      --budget F        fraction of level-0 edges to keep (default 0.85)\n"
+           "      --edges N         keep at most N level-0 edges (overrides --budget)\n"
+           "      --min-keep N      every node keeps at least its N best edges (default 2)\n"
+           "      --min-frac F      ... and at least this fraction of them (default 0.7)\n"
+           "      --label-ef N      beam width of the labelling searches (default 32)\n"
+           "      --far-every N     every Nth labelling search starts level 0 at an\n"
+           "                        arbitrary node, to label bridging edges (default 4; 0 off)\n"
+           "      --baseline KIND   no model: prune by `random` scores or by `usage` counts\n"
+           "                        of the training searches (ties broken at random)\n"
+           "      --seed S          sampling, noise, initialisation (default 42)\n"
+           "  -t, --threads N       threads for features and labelling (default: all cores)\n"
+           "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
+           "  -h, --help            this text\n\n"
+           "Every node stays reachable from the entry point at level 0 (edges are put\n"
+           "back where pruning cut a node off, within the budget). Prints edges kept,\n"
+           "label and training statistics and times on stderr.\n");
+}
+
+typedef struct passthru {
+    msgpack_sbuffer *v;
+    size_t n, cap;
+} passthru;
+
+/* Keep frames the loader does not know (other models) to write them back;
+ * an earlier edge-scorer model is replaced, so it is dropped. */
+static int keep_other(const frame_in *f, void *arg, hf_err *e)
+{
+    passthru *p = arg;
+    if (strcmp(f->type, "model") == 0) {
+        const msgpack_object *k = frame_find(f, "kind");
+        if (k && k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(EDGE_MODEL_KIND) &&
+            memcmp(k->via.str.ptr, EDGE_MODEL_KIND, k->via.str.size) == 0)
+            return 0;
+    }
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 4;
+        msgpack_sbuffer *nv = realloc(p->v, nc * sizeof *nv);
+        if (!nv)
+            return hf_err_set(e, HF_ENOMEM, "out of memory");
+        p->v = nv;
+        p->cap = nc;
+    }
+    msgpack_sbuffer_init(&p->v[p->n]);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &p->v[p->n], msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *f->map);
+    p->n++;
+    return 0;
+}
+
+static float *read_train(const char *ep, size_t max_frame, size_t dim, size_t limit, size_t *nq)
+{
+    hf_err e = {0};
+    channel *c = NULL;
+    vecstream vs;
+    if (channel_open_in(ep, max_frame, &c, &e) || vecstream_open(&vs, c, 0, &e))
+        cli_fail(prog, ep, &e);
+    if (vs.dim != dim) {
+        hf_err_set(&e, HF_EDATA, "frame 1: training queries have dimension %zu, index has %zu",
+                   vs.dim, dim);
+        cli_fail(prog, ep, &e);
+    }
+    float *q = NULL;
+    size_t n = 0, cap = 0;
+    const float *rows;
+    size_t r;
+    uint64_t first;
+    int rc;
+    while ((rc = vecstream_next(&vs, &rows, &r, &first, &e)) == 0) {
+        if (n >= limit)
+            continue; /* read to the end so the stream is checked whole */
+        size_t take = r < limit - n ? r : limit - n;
+        if (n + take > cap) {
+            cap = (n + take) * 2;
+            float *nq2 = realloc(q, cap * dim * sizeof *q);
+            if (!nq2) {
+                hf_err_set(&e, HF_ENOMEM, "out of memory for training queries");
+                cli_fail(prog, ep, &e);
+            }
+            q = nq2;
+        }
+        memcpy(q + n * dim, rows, take * dim * sizeof *q);
+        n += take;
+    }
+    if (rc != HF_EOF)
+        cli_fail(prog, ep, &e);
+    vecstream_close(&vs);
+    channel_destroy(&c);
+    *nq = n;
+    return q;
+}
+
+/* nq base vectors (without replacement while nq <= n), each moved by
+ * Gaussian noise of expected length noise * its mean neighbour distance. */
+static float *sample_queries(const hnsw *h, const edge_graph *g, size_t nq, float noise,
+                             nn_rng *rng, uint32_t **self_out)
+{
+    float *q = malloc(nq * h->dim * sizeof *q);
+    uint32_t *self = malloc(nq * sizeof *self);
+    uint32_t *perm = malloc(h->n * sizeof *perm);
+    if (!q || !self || !perm) {
+        hf_err e;
+        hf_err_set(&e, HF_ENOMEM, "out of memory for training queries");
+        cli_fail(prog, "sampling", &e);
+    }
+    for (size_t i = 0; i < h->n; i++)
+        perm[i] = (uint32_t)i;
+    for (size_t i = 0; i < nq; i++) {
+        size_t r = i % h->n;
+        if (i < h->n) { /* past n: reuse the shuffled order */
+            size_t j = r + (size_t)nn_rng_below(rng, h->n - r);
+            uint32_t t = perm[r];
+            perm[r] = perm[j];
+            perm[j] = t;
+        }
+        uint32_t id = perm[r];
+        self[i] = id;
+        const float *v = hnsw_vec(h, id);
+        float s = noise * g->dens[id] / sqrtf((float)h->dim);
+        for (size_t c = 0; c < h->dim; c++)
+            q[i * h->dim + c] = v[c] + s * nn_rng_normal(rng);
+    }
+    free(perm);
+    *self_out = self;
+    return q;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"train", required_argument, 0, 1},     {"queries", required_argument, 0, 2},
+        {"epochs", required_argument, 0, 3},    {"budget", required_argument, 0, 4},
+        {"seed", required_argument, 0, 5},      {"threads", required_argument, 0, 't'},
+        {"output", required_argument, 0, 'o'},  {"edges", required_argument, 0, 6},
+        {"min-keep", required_argument, 0, 7},  {"label-ef", required_argument, 0, 8},
+        {"baseline", required_argument, 0, 9},  {"noise", required_argument, 0, 10},
+        {"nodes", required_argument, 0, 11},    {"max-frame", required_argument, 0, 12},
+        {"min-frac", required_argument, 0, 13}, {"far-every", required_argument, 0, 14},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
+    size_t nq = 5000, edges = 0, max_frame = 0;
+    double budget = 0.85, noise = 0.5, min_frac = 0.7;
+    uint32_t min_keep = 2;
+    uint64_t seed = 42;
+    edge_train_cfg tc = edge_train_defaults();
+    edge_label_cfg lc = {.k = 10, .ef = 32, .far_every = 4};
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = ncpu > 0 ? (int)ncpu : 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            train_ep = optarg;
+            break;
+        case 2:
+            nq = cli_u64(prog, "--queries", optarg, 1, 10000000);
+            break;
+        case 3:
+            tc.epochs = cli_u64(prog, "--epochs", optarg, 0, 100000);
+            break;
+        case 4:
+            budget = cli_f64(prog, "--budget", optarg, 0.0, 1.0);
+            break;
+        case 5:
+            seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX);
+            break;
+        case 't':
+            threads = (int)cli_u64(prog, "--threads", optarg, 1, 64);
+            break;
+        case 'o':
+            out_ep = optarg;
+            break;
+        case 6:
+            edges = cli_u64(prog, "--edges", optarg, 0, UINT64_MAX);
+            break;
+        case 7:
+            min_keep = (uint32_t)cli_u64(prog, "--min-keep", optarg, 0, 4096);
+            break;
+        case 8:
+            lc.ef = cli_u64(prog, "--label-ef", optarg, 1, 100000);
+            break;
+        case 9:
+            if (strcmp(optarg, "random") && strcmp(optarg, "usage"))
+                cli_usage_error(prog, "--baseline is random or usage, not \"%s\"", optarg);
+            baseline = optarg;
+            break;
+        case 10:
+            noise = cli_f64(prog, "--noise", optarg, 0.0, 100.0);
+            break;
+        case 11:
+            tc.nodes_per_epoch = cli_u64(prog, "--nodes", optarg, 1, 1u << 30);
+            break;
+        case 14:
+            lc.far_every = cli_u64(prog, "--far-every", optarg, 0, 1u << 30);
+            break;
+        case 13:
+            min_frac = cli_f64(prog, "--min-frac", optarg, 0.0, 1.0);
+            break;
+        case 12:
+            max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX);
+            break;
+        case 'h':
+            usage();
+            return 0;
+        default:
+            cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (argc - optind > 1)
+        cli_usage_error(prog, "one input at most");
+    tc.seed = seed;
+    lc.threads = threads;
+    const char *in_ep = optind < argc ? argv[optind] : "-";
+    const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
+    channel_install_signal_cleanup();
+    hf_err e = {0};
+    double t0 = now_seconds();
+
+    channel *in = NULL;
+    hnsw *h = NULL;
+    passthru pt = {0};
+    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
+        cli_fail(prog, in_name, &e);
+    channel_destroy(&in);
+    if (h->n == 0 || h->entry == HNSW_NONE) {
+        hf_err_set(&e, HF_EDATA, "the index is empty");
+        cli_fail(prog, in_name, &e);
+    }
+    float *queries = NULL;
+    uint32_t *self = NULL;
+    if (train_ep && (!baseline || strcmp(baseline, "usage") == 0))
+        queries = read_train(train_ep, max_frame, h->dim, nq, &nq);
+
+    edge_graph *g = NULL;
+    if (edge_graph_new(h, threads, &g, &e))
+        cli_fail(prog, in_name, &e);
+    double t_feat = now_seconds() - t0;
+    size_t ne = g->nedges;
+    size_t keep_n = edges ? edges : (size_t)(budget * (double)ne + 0.5);
+    if (keep_n > ne)
+        keep_n = ne;
+
+    nn_rng rng;
+    nn_rng_seed(&rng, seed);
+    float *score = malloc((ne ? ne : 1) * sizeof *score);
+    uint32_t *usage_c = malloc((ne ? ne : 1) * sizeof *usage_c);
+    uint32_t *expanded = malloc(h->n * sizeof *expanded);
+    uint8_t *keep = malloc(ne ? ne : 1);
+    if (!score || !usage_c || !expanded || !keep) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, in_name, &e);
+    }
+    double t_label = 0, t_train = 0, auc = 0.5, bce = 0;
+    float loss = 0;
+    size_t used = 0;
+    edge_model *m = NULL;
+    if (!baseline || strcmp(baseline, "usage") == 0) {
+        double t1 = now_seconds();
+        if (!queries)
+            queries = sample_queries(h, g, nq, (float)noise, &rng, &self);
+        if (edge_label(h, g, queries, nq, self, &lc, usage_c, expanded, &e))
+            cli_fail(prog, in_name, &e);
+        for (size_t x = 0; x < ne; x++)
+            used += usage_c[x] > 0;
+        t_label = now_seconds() - t1;
+    }
+    if (!baseline) {
+        double t1 = now_seconds();
+        edge_model_cfg mc = edge_model_defaults();
+        mc.seed = seed;
+        if (edge_model_new(&mc, h->dim, g->m0, &m, &e) ||
+            edge_model_train(m, h, g, usage_c, expanded, &tc, &loss, &e) ||
+            edge_model_score(m, h, g, score, &e))
+            cli_fail(prog, in_name, &e);
+        edge_eval(g, score, usage_c, expanded, &bce, &auc);
+        t_train = now_seconds() - t1;
+    } else if (strcmp(baseline, "random") == 0) {
+        for (size_t x = 0; x < ne; x++)
+            score[x] = nn_rng_uniform(&rng);
+    } else {
+        for (size_t x = 0; x < ne; x++)
+            score[x] = (float)usage_c[x] + 0.5f * nn_rng_uniform(&rng);
+    }
+    edge_prune_stats ps;
+    if (edge_prune(g, score, keep_n, min_keep, (float)min_frac, h->entry, keep, &ps, &e))
+        cli_fail(prog, in_name, &e);
+    edge_graph_apply(g, keep, h);
+
+    /* Open the output only once everything worked: no output file on failure. */
+    channel *out = NULL;
+    if (channel_open_out(out_ep, &out, &e) || hnsw_save_body(h, out, &e))
+        cli_fail(prog, out_ep, &e);
+    frame_out fo;
+    frame_out_init(&fo);
+    if (m) {
+        msgpack_sbuffer_clear(&fo.sb);
+        if (edge_model_pack(m, &fo.sb, &e) || channel_send(out, &fo, &e))
+            cli_fail(prog, out_ep, &e);
+    }
+    for (size_t i = 0; i < pt.n; i++) {
+        msgpack_sbuffer_clear(&fo.sb);
+        msgpack_sbuffer_write(&fo.sb, pt.v[i].data, pt.v[i].size);
+        if (channel_send(out, &fo, &e))
+            cli_fail(prog, out_ep, &e);
+        msgpack_sbuffer_destroy(&pt.v[i]);
+    }
+    free(pt.v);
+    frame_out_free(&fo);
+    if (channel_send_end(out, h->n, &e) || channel_commit(out, &e))
+        cli_fail(prog, out_ep, &e);
+    channel_destroy(&out);
+
+    fprintf(stderr,
+            "edge-score: %zu nodes, M0 %u, %s: level-0 edges %zu -> %zu (%.1f%%, budget %zu), "
+            "%zu put back for reachability, %zu unreachable",
+            h->n, g->m0, baseline ? baseline : "learned", ne, ps.kept,
+            ne ? 100.0 * ps.kept / ne : 0.0, keep_n, ps.repaired, ps.unreachable);
+    if (!baseline || strcmp(baseline, "usage") == 0)
+        fprintf(stderr, "; %zu training queries, %.1f%% of edges carried a route", nq,
+                ne ? 100.0 * used / ne : 0.0);
+    if (!baseline)
+        fprintf(stderr, "; loss %.4f, AUC %.3f", bce, auc);
+    fprintf(stderr, "; features %.1f s, labels %.1f s, training %.1f s, total %.1f s\n", t_feat,
+            t_label, t_train, now_seconds() - t0);
+    edge_model_destroy(&m);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+    free(queries);
+    free(self);
+    free(score);
+    free(usage_c);
+    free(expanded);
+    free(keep);
+    return 0;
+}

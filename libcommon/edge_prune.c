@@ -1,0 +1,212 @@
+/*
+ * edge_prune.c - keep the best-scored level-0 edges up to a budget, then
+ * make the graph navigable again.
+ *
+ * Selection is global, not per node: the budget goes to the edges with the
+ * highest scores wherever they are, after every node has kept its best
+ * max(min_keep, ceil(min_frac * deg)): a floor, so no region is stripped
+ * bare because its edges look useless to the few queries that pass by
+ * (without it the learned graph lost recall at large ef). Pruning
+ * can cut a node off from the entry point; reachability is restored by BFS
+ * from the entry and, for each node still unreached, putting back its
+ * best-scored input in-edge whose source is already reached (then BFS on from
+ * there). Repairs cost edges, so the selection is redone with the budget
+ * lowered by the overshoot until the repaired graph fits (or the floor alone
+ * exceeds the budget). Nodes the input graph itself cannot reach stay
+ * unreached and are counted.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge.h"
+
+/* A plain array of (score, id) pairs sorts faster than ids through a pointer. */
+typedef struct scored {
+    float s;
+    uint32_t hi, lo; /* 64-bit edge id split to keep the struct 12 bytes */
+} scored;
+
+static int scored_cmp(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->s != y->s)
+        return (x->s < y->s) - (x->s > y->s); /* descending score */
+    uint64_t ix = ((uint64_t)x->hi << 32) | x->lo, iy = ((uint64_t)y->hi << 32) | y->lo;
+    return (ix > iy) - (ix < iy);
+}
+
+static size_t bfs(const edge_graph *g, const uint8_t *keep, uint8_t *reach, uint32_t *queue,
+                  size_t qn, size_t count)
+{
+    size_t qh = 0;
+    while (qh < qn) {
+        uint32_t v = queue[qh++];
+        for (uint64_t x = g->off[v]; x < g->off[v + 1]; x++) {
+            if (keep && !keep[x])
+                continue;
+            uint32_t u = g->dst[x];
+            if (!reach[u]) {
+                reach[u] = 1;
+                queue[qn++] = u;
+                count++;
+            }
+        }
+    }
+    return count;
+}
+
+size_t edge_reachable(const edge_graph *g, const uint8_t *keep, uint32_t entry, uint8_t *reach)
+{
+    if (g->n == 0 || entry >= g->n)
+        return 0;
+    uint8_t *r = reach ? reach : calloc(g->n, 1);
+    uint32_t *queue = malloc(g->n * sizeof *queue);
+    if (!r || !queue) {
+        if (!reach)
+            free(r);
+        free(queue);
+        return 0;
+    }
+    if (reach)
+        memset(r, 0, g->n);
+    r[entry] = 1;
+    queue[0] = entry;
+    size_t c = bfs(g, keep, r, queue, 1, 1);
+    if (!reach)
+        free(r);
+    free(queue);
+    return c;
+}
+
+/* Restore reachability; returns the number of edges put back. */
+static size_t repair(const edge_graph *g, const float *score, const uint64_t *in_off,
+                     const uint64_t *in_edge, const uint32_t *src, uint32_t entry, uint8_t *keep,
+                     uint8_t *reach, uint32_t *queue, size_t *unreached)
+{
+    memset(reach, 0, g->n);
+    reach[entry] = 1;
+    queue[0] = entry;
+    size_t count = bfs(g, keep, reach, queue, 1, 1), added = 0;
+    int changed = 1;
+    while (changed && count < g->n) {
+        changed = 0;
+        for (size_t u = 0; u < g->n; u++) {
+            if (reach[u])
+                continue;
+            uint64_t best = UINT64_MAX;
+            for (uint64_t y = in_off[u]; y < in_off[u + 1]; y++) {
+                uint64_t x = in_edge[y];
+                if (reach[src[x]] && (best == UINT64_MAX || score[x] > score[best]))
+                    best = x;
+            }
+            if (best == UINT64_MAX)
+                continue;
+            keep[best] = 1;
+            added++;
+            reach[u] = 1;
+            queue[0] = (uint32_t)u;
+            count = bfs(g, keep, reach, queue, 1, count + 1);
+            changed = 1;
+        }
+    }
+    *unreached = g->n - count;
+    return added;
+}
+
+int edge_prune(const edge_graph *g, const float *score, size_t budget, uint32_t min_keep,
+               float min_frac, uint32_t entry, uint8_t *keep, edge_prune_stats *st, hf_err *e)
+{
+    memset(st, 0, sizeof *st);
+    size_t n = g->n, ne = g->nedges;
+    memset(keep, 0, ne ? ne : 1);
+    if (n == 0 || ne == 0)
+        return 0;
+    if (entry >= n)
+        return hf_err_set(e, HF_EDATA, "entry point %u outside the graph", entry);
+    scored *order = malloc(ne * sizeof *order);
+    uint32_t *src = malloc(ne * sizeof *src);
+    uint64_t *in_off = calloc(n + 1, sizeof *in_off);
+    uint64_t *in_edge = malloc(ne * sizeof *in_edge);
+    uint32_t *cnt = malloc(n * sizeof *cnt);
+    uint8_t *reach = malloc(n);
+    uint32_t *queue = malloc(n * sizeof *queue);
+    int rc = 0;
+    if (!order || !src || !in_off || !in_edge || !cnt || !reach || !queue) {
+        rc = hf_err_set(e, HF_ENOMEM, "out of memory pruning edges");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++) {
+            src[x] = (uint32_t)i;
+            in_off[g->dst[x] + 1]++;
+        }
+    for (size_t i = 0; i < n; i++)
+        in_off[i + 1] += in_off[i];
+    memset(cnt, 0, n * sizeof *cnt);
+    for (uint64_t x = 0; x < ne; x++)
+        in_edge[in_off[g->dst[x]] + cnt[g->dst[x]]++] = x;
+    for (uint64_t x = 0; x < ne; x++) {
+        float s = score[x];
+        order[x] = (scored){s == s ? s : -1e30f, (uint32_t)(x >> 32), (uint32_t)x};
+    }
+    qsort(order, ne, sizeof *order, scored_cmp);
+
+    /* The floor may not take more than the budget: scale the fraction down. */
+    for (int it = 0; it < 64 && min_frac > 0; it++) {
+        size_t fs = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t deg = (uint32_t)(g->off[i + 1] - g->off[i]);
+            uint32_t fl = (uint32_t)ceilf(min_frac * (float)deg);
+            fl = fl > min_keep ? fl : min_keep;
+            fs += fl < deg ? fl : deg;
+        }
+        if (fs <= budget)
+            break;
+        min_frac = it == 63 ? 0.0f : min_frac * 0.97f * (float)budget / (float)fs;
+    }
+    size_t target = budget;
+    for (size_t round = 1; round <= 32; round++) {
+        memset(keep, 0, ne);
+        memset(cnt, 0, n * sizeof *cnt);
+        size_t kept = 0;
+        for (uint64_t r = 0; r < ne; r++) {
+            uint64_t x = ((uint64_t)order[r].hi << 32) | order[r].lo;
+            uint32_t i = src[x], deg = (uint32_t)(g->off[i + 1] - g->off[i]);
+            uint32_t fl = (uint32_t)ceilf(min_frac * (float)deg);
+            if (cnt[i] < (fl > min_keep ? fl : min_keep)) {
+                cnt[i]++;
+                keep[x] = 1;
+                kept++;
+            }
+        }
+        size_t floor_kept = kept;
+        for (uint64_t r = 0; r < ne && kept < target; r++) {
+            uint64_t x = ((uint64_t)order[r].hi << 32) | order[r].lo;
+            if (!keep[x]) {
+                keep[x] = 1;
+                kept++;
+            }
+        }
+        size_t unreached = 0;
+        size_t added =
+            repair(g, score, in_off, in_edge, src, entry, keep, reach, queue, &unreached);
+        st->rounds = round;
+        st->repaired = added;
+        st->kept = kept + added;
+        st->unreachable = unreached;
+        if (st->kept <= budget || target <= floor_kept)
+            break;
+        size_t over = st->kept - budget;
+        target = target > floor_kept + over ? target - over : floor_kept;
+    }
+out:
+    free(order);
+    free(src);
+    free(in_off);
+    free(in_edge);
+    free(cnt);
+    free(reach);
+    free(queue);
+    return rc;
+}

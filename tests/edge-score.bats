@@ -1,0 +1,116 @@
+#!/usr/bin/env bats
+# edge-score: an index stream in, the same index with fewer level-0 edges and
+# an "edge-scorer" model frame out.
+
+load helpers
+
+setup_file() {
+    need_bins embed-load graph-build edge-score query recall
+    $GEN -n 2000 -d 16 --seed 21 -f frames "$FIX/base.frames"
+    $GEN -n 200 -d 16 --seed 22 -f frames "$FIX/queries.frames"
+    $GEN -n 300 -d 16 --seed 23 -f frames "$FIX/train.frames"
+    $GEN -n 10 -d 8 --seed 24 -f frames "$FIX/wrongdim.frames"
+    "$BIN/graph-build" --threads 1 --seed 7 --M0 48 -o "$FIX/cand.idx" "$FIX/base.frames" 2>/dev/null
+    "$BIN/edge-score" --threads 2 --queries 500 --epochs 2 --nodes 1024 --budget 0.7 \
+        -o "$FIX/pruned.idx" "$FIX/cand.idx" 2>"$FIX/pruned.log"
+    "$BIN/query" --index "$FIX/cand.idx" --exact -k 10 -o "$FIX/gt" "$FIX/queries.frames" 2>/dev/null
+}
+
+# level-0 edge count of an index stream
+l0_edges() {
+    $PY - "$1" <<'EOF'
+import sys, msgpack, numpy as np
+t = 0
+for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False):
+    if f["t"] == "links" and f["level"] == 0:
+        t += int(np.frombuffer(f["deg"], "<u4").sum())
+print(t)
+EOF
+}
+
+@test "edge-score --help exits 0 and explains the --M0 input graph" {
+    run "$BIN/edge-score" --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"usage: edge-score"* ]]
+    [[ "$output" == *"--M0 48"* ]]
+}
+
+@test "edge-score keeps the budget and writes a valid index with the model frame" {
+    validate --expect index "$FIX/pruned.idx"
+    local before after
+    before=$(l0_edges "$FIX/cand.idx")
+    after=$(l0_edges "$FIX/pruned.idx")
+    echo "edges $before -> $after" >&2
+    [ "$after" -le $((before * 70 / 100 + 1)) ]
+    [ "$after" -ge $((before * 60 / 100)) ]
+    # one model frame, right before the end frame, matching its schemas
+    $PY - "$FIX/pruned.idx" "$REPO/schemas" <<'EOF'
+import json, sys, msgpack
+from jsonschema import Draft202012Validator
+d = sys.argv[2]
+model = json.load(open(d + "/model.json"))
+edge = json.load(open(d + "/edge-model.json"))
+edge.pop("allOf")  # its $ref is model.json, checked on its own below
+vs = [Draft202012Validator(model), Draft202012Validator(edge)]
+def bins(x):
+    if isinstance(x, bytes):
+        return "b" * len(x)
+    if isinstance(x, dict):
+        return {k: bins(y) for k, y in x.items()}
+    if isinstance(x, list):
+        return [bins(y) for y in x]
+    return x
+frames = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+models = [f for f in frames if f["t"] == "model"]
+assert len(models) == 1, len(models)
+assert frames[-2]["t"] == "model" and frames[-2]["kind"] == "edge-scorer"
+assert frames[-1]["t"] == "end"
+for v in vs:
+    v.validate(bins(frames[-2]))
+EOF
+    grep -q "0 unreachable" "$FIX/pruned.log"
+}
+
+@test "the pruned index loads in query and still finds neighbours" {
+    run --separate-stderr "$BIN/query" --index "$FIX/pruned.idx" --ef 64 -k 10 \
+        -o "$BATS_TEST_TMPDIR/res" "$FIX/queries.frames"
+    [ "$status" -eq 0 ]
+    recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/res" 0.85
+}
+
+@test "edge-score takes --train queries and both baselines from stdin to stdout" {
+    run --separate-stderr bash -c '"$BIN/edge-score" --train "$FIX/train.frames" --epochs 1 \
+        --nodes 256 --edges 20000 <"$FIX/cand.idx" >"$BATS_TEST_TMPDIR/t.idx"'
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"300 training queries"* ]]
+    [ "$(l0_edges "$BATS_TEST_TMPDIR/t.idx")" -le 20000 ]
+    for b in random usage; do
+        "$BIN/edge-score" --baseline "$b" --queries 200 --edges 20000 \
+            -o "$BATS_TEST_TMPDIR/$b.idx" "$FIX/cand.idx" 2>/dev/null
+        [ "$(l0_edges "$BATS_TEST_TMPDIR/$b.idx")" -le 20000 ]
+        validate --expect index "$BATS_TEST_TMPDIR/$b.idx"
+        run grep -c edge-scorer "$BATS_TEST_TMPDIR/$b.idx"
+        [ "$output" = 0 ]
+    done
+}
+
+@test "edge-score on a truncated index prints one error line and writes nothing" {
+    cut_file "$FIX/cand.idx" "$BATS_TEST_TMPDIR/cut.idx"
+    run --separate-stderr "$BIN/edge-score" -o "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/cut.idx"
+    assert_one_error_line edge-score "cut.idx"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+}
+
+@test "edge-score refuses a vector stream, wrong-dimension --train, and bad options" {
+    run --separate-stderr "$BIN/edge-score" -o "$BATS_TEST_TMPDIR/out" "$FIX/base.frames"
+    assert_one_error_line edge-score "not an index"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+    run --separate-stderr "$BIN/edge-score" --train "$FIX/wrongdim.frames" \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/cand.idx"
+    assert_one_error_line edge-score "dimension 8"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+    run --separate-stderr "$BIN/edge-score" --baseline nope "$FIX/cand.idx"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/edge-score" --budget 1.5 "$FIX/cand.idx"
+    [ "$status" -eq 64 ]
+}

@@ -1,0 +1,30 @@
+#!/bin/sh
+# make_corpus_index.sh - write the small seed corpus for fuzz_index with the
+# project's own filters: tiny indexes from graph-build (50 x 4 vectors with
+# several metrics and M, so upper levels exist) and one index stream with a
+# model frame appended. Every seed is under 8 KB. Needs bin/ built (make).
+# Usage: sh tests/fuzz/make_corpus_index.sh [dir]
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${BIN:-$root/bin}
+out=${1:-$root/tests/fuzz/corpus/index}
+PY=/usr/bin/python3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$out"
+
+$PY "$root/tests/gen_vectors.py" -n 50 -d 4 --seed 3 -f frames "$tmp/base.frames"
+"$BIN/graph-build" -M 4 --threads 1 --seed 1 -o "$out/l2_m4" "$tmp/base.frames" 2>/dev/null
+"$BIN/graph-build" -M 2 --threads 1 --seed 7 --metric cosine -o "$out/cos_m2" "$tmp/base.frames" 2>/dev/null
+$PY "$root/tests/gen_vectors.py" -n 5 -d 3 --seed 4 -f frames "$tmp/small.frames"
+"$BIN/graph-build" -M 2 --threads 1 --metric ip -o "$out/ip_n5" "$tmp/small.frames" 2>/dev/null
+# the n5 index with a model frame before its end frame (checksum recomputed)
+$PY - "$out/ip_n5" "$out/ip_n5_model" <<'PY'
+import sys, zlib, msgpack
+frames = [f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] != "end"]
+frames.append({"t": "model", "kind": "demo", "n": 1, "data": b"\x01\x02\x03\x04"})
+body = b"".join(msgpack.packb(f) for f in frames)
+end = msgpack.packb({"t": "end", "count": 5, "checksum": zlib.crc32(body)})
+open(sys.argv[2], "wb").write(body + end)
+PY
+ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'

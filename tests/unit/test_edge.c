@@ -1,0 +1,320 @@
+/*
+ * test_edge.c - learned edge selection (libcommon/edge_*.c): features on a
+ * hand-made graph, labels independent of the thread count, pruning within
+ * the budget with every node reachable, reachability repair, and the model
+ * frame's bit-exact round trip. Graphs are tiny so the suite runs in about
+ * a second.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "edge.h"
+#include "hnsw.h"
+
+/* A level-0-only graph over the given 2-d points with the given lists. */
+static hnsw *hand_graph(const float *pts, size_t n, const uint32_t *const *lists,
+                        const uint32_t *degs, uint32_t m0)
+{
+    hnsw_params p = {.M = 2, .M0 = m0, .ef_construction = 10, .seed = 1, .metric = METRIC_L2};
+    hnsw *h = NULL;
+    hf_err e;
+    assert_int_equal(hnsw_new(&p, 2, &h, &e), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(hnsw_append_with_level(h, pts + 2 * i, 0, &e), 0);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t *ln = hnsw_links0(h, (uint32_t)i);
+        ln[0] = degs[i];
+        memcpy(ln + 1, lists[i], degs[i] * sizeof(uint32_t));
+    }
+    h->entry = 0;
+    h->max_level = 0;
+    return h;
+}
+
+static hnsw *random_graph(size_t n, size_t dim, uint32_t m0, uint64_t seed)
+{
+    hnsw_params p = {.M = 8, .M0 = m0, .ef_construction = 40, .seed = seed, .metric = METRIC_L2};
+    hnsw *h = NULL;
+    hf_err e;
+    assert_int_equal(hnsw_new(&p, dim, &h, &e), 0);
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    float *v = malloc(n * dim * sizeof *v);
+    for (size_t i = 0; i < n * dim; i++)
+        v[i] = nn_rng_normal(&r);
+    assert_int_equal(hnsw_append(h, v, n, NULL, &e), 0);
+    assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
+    free(v);
+    return h;
+}
+
+static void features_match_hand_computed_values(void **st)
+{
+    (void)st;
+    /* 0 (0,0), 1 (1,0), 2 (2,0), 3 (0,3); lists given out of distance order */
+    const float pts[] = {0, 0, 1, 0, 2, 0, 0, 3};
+    const uint32_t l0[] = {3, 2, 1}, l1[] = {2, 0}, l2[] = {1}, l3[] = {0};
+    const uint32_t *lists[] = {l0, l1, l2, l3};
+    const uint32_t degs[] = {3, 2, 1, 1};
+    hnsw *h = hand_graph(pts, 4, lists, degs, 4);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 2, &g, &e), 0);
+    assert_int_equal(g->nedges, 7);
+    /* node 0's run is sorted nearest first: 1, 2, 3 */
+    assert_int_equal(g->off[1], 3);
+    assert_int_equal(g->dst[0], 1);
+    assert_int_equal(g->dst[1], 2);
+    assert_int_equal(g->dst[2], 3);
+    assert_float_equal(g->dist[2], 9.0f, 1e-6);
+    /* ties in distance keep the lower id first: node 1 -> 0, 2 */
+    assert_int_equal(g->dst[3], 0);
+    assert_int_equal(g->dst[4], 2);
+    assert_int_equal(g->indeg[0], 2);
+    assert_int_equal(g->indeg[3], 1);
+    assert_float_equal(g->dens[0], 2.0f, 1e-6); /* (1 + 2 + 3) / 3 */
+    assert_float_equal(g->dens[3], 3.0f, 1e-6);
+    const float *f01 = g->feat + 0 * EDGE_NFEAT, *f02 = g->feat + 1 * EDGE_NFEAT,
+                *f03 = g->feat + 2 * EDGE_NFEAT;
+    assert_float_equal(f01[EF_RANK], 0.0f, 1e-6);
+    assert_float_equal(f02[EF_RANK], 0.5f, 1e-6);
+    assert_float_equal(f03[EF_RANK], 1.0f, 1e-6);
+    /* 0 -> 2 is occluded by 1 (d(1,2) = 1 < d(0,2) = 4) */
+    assert_float_equal(f02[EF_OCCLUDED], 1.0f, 0);
+    assert_float_equal(f02[EF_OCCL_FRAC], 1.0f, 1e-6);
+    assert_float_equal(f02[EF_OCCL_LOG], log1pf(1.0f), 1e-6);
+    assert_float_equal(f02[EF_OCCL_MIN], 0.5f, 1e-6);
+    /* 0 -> 3 is not: d(1,3) = 10 and d(2,3) = 13 exceed d(0,3) = 9 */
+    assert_float_equal(f03[EF_OCCLUDED], 0.0f, 0);
+    assert_float_equal(f03[EF_OCCL_MIN], sqrtf(10.0f) / 3.0f, 1e-5);
+    assert_float_equal(f01[EF_OCCL_MIN], 2.0f, 0); /* nothing closer */
+    assert_float_equal(f03[EF_DIST_I], 1.5f, 1e-6);
+    assert_float_equal(f03[EF_DIST_J], 1.0f, 1e-6);
+    assert_float_equal(f03[EF_REVERSE], 1.0f, 0);
+    assert_float_equal(f02[EF_REVERSE], 0.0f, 0);
+    assert_float_equal(f03[EF_DEG_I], 0.75f, 1e-6);
+    assert_float_equal(f03[EF_DEG_J], 0.25f, 1e-6);
+    assert_float_equal(f03[EF_INDEG_J], 0.25f, 1e-6);
+    assert_float_equal(f01[EF_DENS_RATIO], logf(0.5f), 1e-6);
+    edge_graph_destroy(&g);
+    assert_null(g);
+    hnsw_destroy(&h);
+}
+
+static void labels_do_not_depend_on_the_thread_count(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(600, 8, 24, 3);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
+    size_t nq = 60;
+    float *q = malloc(nq * 8 * sizeof *q);
+    uint32_t *self = malloc(nq * sizeof *self);
+    for (size_t i = 0; i < nq; i++) {
+        self[i] = (uint32_t)(i * 7);
+        for (size_t c = 0; c < 8; c++)
+            q[i * 8 + c] = hnsw_vec(h, self[i])[c] + 0.01f;
+    }
+    uint32_t *u1 = malloc(g->nedges * sizeof *u1), *u2 = malloc(g->nedges * sizeof *u2);
+    uint32_t *x1 = malloc(g->n * sizeof *x1), *x2 = malloc(g->n * sizeof *x2);
+    edge_label_cfg c1 = {.k = 10, .ef = 20, .threads = 1}, c2 = c1;
+    c2.threads = 3;
+    assert_int_equal(edge_label(h, g, q, nq, self, &c1, u1, x1, &e), 0);
+    assert_int_equal(edge_label(h, g, q, nq, self, &c2, u2, x2, &e), 0);
+    assert_memory_equal(u1, u2, g->nedges * sizeof *u1);
+    assert_memory_equal(x1, x2, g->n * sizeof *x1);
+    size_t used = 0, exp = 0;
+    for (size_t x = 0; x < g->nedges; x++)
+        used += u1[x] > 0;
+    for (size_t i = 0; i < g->n; i++)
+        exp += x1[i] > 0;
+    assert_true(used > 0 && used < g->nedges);
+    assert_true(exp > 0);
+    free(q);
+    free(self);
+    free(u1);
+    free(u2);
+    free(x1);
+    free(x2);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
+static void pruning_keeps_the_budget_and_every_node_reachable(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(800, 8, 24, 5);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 2, &g, &e), 0);
+    size_t all = edge_reachable(g, NULL, h->entry, NULL);
+    float *score = malloc(g->nedges * sizeof *score);
+    uint8_t *keep = malloc(g->nedges);
+    nn_rng r;
+    nn_rng_seed(&r, 9);
+    for (size_t x = 0; x < g->nedges; x++)
+        score[x] = nn_rng_uniform(&r);
+    const double fracs[] = {0.9, 0.6, 0.3};
+    for (size_t t = 0; t < 3; t++) {
+        size_t budget = (size_t)(fracs[t] * g->nedges);
+        edge_prune_stats ps;
+        assert_int_equal(edge_prune(g, score, budget, 2, 0.0f, h->entry, keep, &ps, &e), 0);
+        size_t kept = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            uint32_t d = 0, deg = (uint32_t)(g->off[i + 1] - g->off[i]);
+            for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++)
+                d += keep[x];
+            assert_true(d >= (deg < 2 ? deg : 2));
+            kept += d;
+        }
+        assert_int_equal(kept, ps.kept);
+        assert_true(kept <= budget);
+        assert_int_equal(edge_reachable(g, keep, h->entry, NULL), all);
+        assert_int_equal(ps.unreachable, g->n - all);
+    }
+    /* applied to the index, the graph holds exactly the kept edges */
+    edge_graph_apply(g, keep, h);
+    size_t deg_sum = 0;
+    for (size_t i = 0; i < h->n; i++)
+        deg_sum += hnsw_links0(h, (uint32_t)i)[0];
+    size_t kept = 0;
+    for (size_t x = 0; x < g->nedges; x++)
+        kept += keep[x];
+    assert_int_equal(deg_sum, kept);
+    free(score);
+    free(keep);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
+static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
+{
+    (void)st;
+    /* a chain 0 -> 1 -> 2 -> 3 with back edges; the back edges score best,
+     * so a budget of 3 first picks only them and cuts 1, 2, 3 off */
+    const float pts[] = {0, 0, 1, 0, 2, 0, 3, 0};
+    const uint32_t l0[] = {1}, l1[] = {0, 2}, l2[] = {1, 3}, l3[] = {2};
+    const uint32_t *lists[] = {l0, l1, l2, l3};
+    const uint32_t degs[] = {1, 2, 2, 1};
+    hnsw *h = hand_graph(pts, 4, lists, degs, 4);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
+    assert_int_equal(g->nedges, 6);
+    /* CSR: 0->1 | 1->0 1->2 | 2->1 2->3 | 3->2 */
+    const float score[] = {0.1f, 0.9f, 0.2f, 0.8f, 0.3f, 0.7f};
+    uint8_t keep[6];
+    edge_prune_stats ps;
+    assert_int_equal(edge_prune(g, score, 3, 0, 0.0f, 0, keep, &ps, &e), 0);
+    const uint8_t want[] = {1, 0, 1, 0, 1, 0};
+    assert_memory_equal(keep, want, 6);
+    assert_int_equal(ps.kept, 3);
+    assert_int_equal(ps.unreachable, 0);
+    assert_true(ps.rounds >= 2);
+    assert_int_equal(edge_reachable(g, keep, 0, NULL), 4);
+    /* with room to spare the best edges stay and repairs come on top */
+    assert_int_equal(edge_prune(g, score, 6, 0, 0.0f, 0, keep, &ps, &e), 0);
+    assert_int_equal(ps.kept, 6);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
+static void model_frame_round_trips_bit_exact(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(300, 6, 16, 7);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
+    edge_model_cfg mc = edge_model_defaults();
+    mc.d_node = 8;
+    mc.d_msg = 8;
+    mc.heads = 2;
+    mc.hidden = 8;
+    mc.thr_hidden = 4;
+    edge_model *m = NULL;
+    assert_int_equal(edge_model_new(&mc, 6, 16, &m, &e), 0);
+    /* a short training run on made-up labels, so the frame holds fitted stats */
+    uint32_t *usage = malloc(g->nedges * sizeof *usage), *exp = malloc(g->n * sizeof *exp);
+    for (size_t x = 0; x < g->nedges; x++)
+        usage[x] = g->feat[x * EDGE_NFEAT + EF_OCCLUDED] == 0.0f;
+    for (size_t i = 0; i < g->n; i++)
+        exp[i] = 1;
+    edge_train_cfg tc = edge_train_defaults();
+    tc.epochs = 3;
+    tc.batch = 32;
+    float loss = -1;
+    assert_int_equal(edge_model_train(m, h, g, usage, exp, &tc, &loss, &e), 0);
+    assert_true(isfinite(loss) && loss > 0 && loss < 0.7f);
+    float *s1 = malloc(g->nedges * sizeof *s1), *s2 = malloc(g->nedges * sizeof *s2);
+    assert_int_equal(edge_model_score(m, h, g, s1, &e), 0);
+    double auc = 0;
+    edge_eval(g, s1, usage, exp, NULL, &auc);
+    assert_true(auc > 0.6); /* "not occluded" is learnable from the features */
+
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(edge_model_pack(m, &sb, &e), 0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    edge_model *m2 = NULL;
+    assert_int_equal(edge_model_unpack(&u.data, &m2, &e), 0);
+    const nn_params *p1 = edge_model_params(m), *p2 = edge_model_params(m2);
+    assert_int_equal(p1->n, p2->n);
+    for (size_t i = 0; i < p1->n; i++) {
+        assert_string_equal(p1->v[i].name, p2->v[i].name);
+        assert_int_equal(nn_tensor_len(p1->v[i].w), nn_tensor_len(p2->v[i].w));
+        assert_memory_equal(p1->v[i].w->data, p2->v[i].w->data,
+                            nn_tensor_len(p1->v[i].w) * sizeof(float));
+    }
+    assert_int_equal(edge_model_score(m2, h, g, s2, &e), 0);
+    assert_memory_equal(s1, s2, g->nedges * sizeof *s1);
+    /* a frame of another kind is refused */
+    msgpack_sbuffer sb2;
+    msgpack_sbuffer_init(&sb2);
+    nn_hparam hp[] = {{"dim", 6},        {"m0", 16},          {"d_node", 8},
+                      {"d_msg", 8},      {"heads", 2},        {"hidden", 8},
+                      {"thr_hidden", 4}, {"proj", EDGE_PROJ}, {"nfeat", EDGE_NFEAT}};
+    assert_int_equal(nn_model_pack(&sb2, "graph", hp, 9, p1, &e), 0);
+    msgpack_unpacked u2;
+    msgpack_unpacked_init(&u2);
+    assert_int_equal(msgpack_unpack_next(&u2, sb2.data, sb2.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    edge_model *m3 = NULL;
+    assert_int_not_equal(edge_model_unpack(&u2.data, &m3, &e), 0);
+    assert_null(m3);
+    msgpack_unpacked_destroy(&u2);
+    msgpack_sbuffer_destroy(&sb2);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    edge_model_destroy(&m2);
+    edge_model_destroy(&m);
+    assert_null(m);
+    free(s1);
+    free(s2);
+    free(usage);
+    free(exp);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(features_match_hand_computed_values),
+        cmocka_unit_test(labels_do_not_depend_on_the_thread_count),
+        cmocka_unit_test(pruning_keeps_the_budget_and_every_node_reachable),
+        cmocka_unit_test(repair_puts_back_the_best_edge_into_cut_off_nodes),
+        cmocka_unit_test(model_frame_round_trips_bit_exact),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
