@@ -131,7 +131,7 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
             found[i] = live < k ? live : k;
         return (uint64_t)n * live;
     }
-    batch_job jobs[256];
+    batch_job jobs[256] = {0};
     uint64_t nd[256] = {0};
     pthread_t tid[256];
     int T = en->threads;
@@ -236,9 +236,12 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
     while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
         if (n > cap) {
             cap = n;
-            ids = realloc(ids, cap * k * sizeof *ids);
-            dists = realloc(dists, cap * k * sizeof *dists);
-            found = realloc(found, cap * sizeof *found);
+            free(ids);
+            free(dists);
+            free(found);
+            ids = malloc(cap * k * sizeof *ids);
+            dists = malloc(cap * k * sizeof *dists);
+            found = malloc(cap * sizeof *found);
         }
         if (!ids || !dists || !found) {
             hf_err_set(&e, HF_ENOMEM, "out of memory");
