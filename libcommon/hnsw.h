@@ -66,6 +66,9 @@ typedef struct hnsw {
 /* Create an empty graph; caller owns it (hnsw_destroy). */
 int hnsw_new(const hnsw_params *p, size_t dim, hnsw **out, hf_err *e);
 void hnsw_destroy(hnsw **h);
+/* A 64-byte aligned block for node data; large blocks are 2 MiB aligned
+ * and advised to use transparent huge pages. Free with free(). */
+void *hnsw_alloc_block(size_t bytes);
 /* Fill defaults into unset (zero) fields. */
 void hnsw_params_defaults(hnsw_params *p);
 

@@ -25,7 +25,7 @@ static int layout(hnsw *h, hf_err *e)
     if (h->n && h->cnode_bytes > SIZE_MAX / h->n)
         return hf_err_set(e, HF_ENOMEM, "code block too large");
     size_t bytes = ((h->n * h->cnode_bytes + 63) / 64) * 64;
-    h->cblock = aligned_alloc(64, bytes ? bytes : 64);
+    h->cblock = hnsw_alloc_block(bytes);
     if (!h->cblock)
         return hf_err_set(e, HF_ENOMEM, "cannot allocate code block");
     memset(h->cblock, 0, bytes ? bytes : 64);
