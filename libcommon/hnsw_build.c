@@ -24,7 +24,8 @@ typedef struct build_scratch {
     hheap cand, res;
     hnsw_hit *sorted;   /* ef_construction results, nearest first */
     hnsw_hit *prune;    /* M0 + 1 candidates when pruning a neighbour */
-    uint32_t *selected; /* heuristic output */
+    uint32_t *selected; /* heuristic output for the node being inserted */
+    uint32_t *pruned;   /* heuristic output when pruning a neighbour's list */
     uint32_t *copy;     /* a neighbour list copied out under its lock */
 } build_scratch;
 
@@ -46,9 +47,10 @@ static int scratch_init(build_scratch *b, const hnsw *h)
     b->sorted = malloc((ef + 1) * sizeof(hnsw_hit));
     b->prune = malloc((h->p.M0 + 2) * sizeof(hnsw_hit));
     b->selected = malloc((h->p.M0 + 2) * sizeof(uint32_t));
+    b->pruned = malloc((h->p.M0 + 2) * sizeof(uint32_t));
     b->copy = malloc((h->p.M0 + 2) * sizeof(uint32_t));
     return b->vis.mark && b->cand.a && b->res.a && b->sorted && b->prune && b->selected &&
-                   b->copy
+                   b->pruned && b->copy
                ? 0
                : -1;
 }
@@ -61,6 +63,7 @@ static void scratch_free(build_scratch *b)
     free(b->sorted);
     free(b->prune);
     free(b->selected);
+    free(b->pruned);
     free(b->copy);
 }
 
@@ -163,8 +166,9 @@ static void link_back(hnsw *h, build_scratch *b, uint32_t s, uint32_t q, int l)
         b->prune[deg].id = q;
         b->prune[deg].d = node_dist(h, s, q);
         qsort(b->prune, deg + 1, sizeof(hnsw_hit), hit_cmp);
-        uint32_t kept = select_heuristic(h, b->prune, deg + 1, maxdeg, b->selected);
-        memcpy(ln + 1, b->selected, kept * sizeof(uint32_t));
+        /* not b->selected: the caller is iterating over it */
+        uint32_t kept = select_heuristic(h, b->prune, deg + 1, maxdeg, b->pruned);
+        memcpy(ln + 1, b->pruned, kept * sizeof(uint32_t));
         /* clear dropped slots so a saved and reloaded graph is byte-identical */
         memset(ln + 1 + kept, 0, (deg - kept) * sizeof(uint32_t));
         ln[0] = kept;
