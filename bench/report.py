@@ -22,7 +22,7 @@ import os
 import sys
 
 TARGETS = (0.90, 0.95, 0.99)
-ENGINES = ("hnswflow", "hnswflow-int8", "hnswlib", "faiss")
+ENGINES = ("hnswflow", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss")
 
 
 def load(path):
@@ -103,7 +103,7 @@ def table(name, by):
         ]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    for ours_name in ("hnswflow", "hnswflow-int8"):
+    for ours_name in ("hnswflow", "hnswflow-int8", "hnswflow-pq8"):
         if ours_name not in by:
             continue
         out.append(f"| ratio ({ours_name}) | " + " | ".join(f"@{t:.2f}" for t in TARGETS) + " | build time | memory |")
@@ -144,7 +144,7 @@ def main():
         "  ratios > 1 mean hnswflow is faster (QPS) or larger/slower (build time, memory).",
         "- build time: wall seconds with the run's build threads (hnswflow: the whole",
         "  embed-load | graph-build pipe; peers: the add calls only).",
-        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8: traversal memory, codes + links, the f32 vectors kept for re-ranking not counted); peers: RSS growth across the build (see bench/README.md).",
+        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, codes + links, the f32 vectors kept for re-ranking not counted); peers: RSS growth across the build (see bench/README.md).",
         "",
     ]
     for name, _m, _d, by in sets:

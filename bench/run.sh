@@ -33,6 +33,7 @@ QUICK=${QUICK:-0}
 THREADS=${THREADS:-$(nproc)}
 K=10
 RERANK=${RERANK:-20}
+RERANK_PQ=${RERANK_PQ:-50}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered"}
@@ -172,10 +173,11 @@ run_set() {
         rm -f "$run/flat.idx"
     fi
 
-    # ours, once per configuration: f32 traversal, and int8 codes with exact
-    # re-ranking (engine name hnswflow-int8; RERANK candidates re-ranked)
+    # ours, once per configuration: f32 traversal, and traversal on int8 or
+    # pq8 codes with exact re-ranking of the best RERANK / RERANK_PQ candidates
     run_ours hnswflow ""
     run_ours hnswflow-int8 "--compress int8" "--rerank $RERANK"
+    run_ours hnswflow-pq8 "--compress pq8" "--rerank $RERANK_PQ"
 
     # peers: one process each, building once and sweeping every ef
     for engine in hnswlib faiss; do

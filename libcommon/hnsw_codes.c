@@ -19,7 +19,7 @@ static int layout(hnsw *h, hf_err *e)
 {
     h->clinks_bytes = sizeof(uint32_t) * (1 + (size_t)h->p.M0);
     size_t raw = h->clinks_bytes + h->codes->code_bytes;
-    h->cnode_bytes = (raw + 15) & ~(size_t)15;
+    h->cnode_bytes = (raw + 3) & ~(size_t)3; /* u32 links stay aligned; no padding beyond */
     free(h->cblock);
     h->cblock = NULL;
     if (h->n && h->cnode_bytes > SIZE_MAX / h->n)

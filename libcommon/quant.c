@@ -216,7 +216,7 @@ int quant_train(quant_kind kind, metric_t metric, size_t dim, const float *rows,
     case QUANT_PQ8:
     case QUANT_PQ4:
         q->ksub = kind == QUANT_PQ8 ? 256 : 16;
-        q->dsub = kind == QUANT_PQ8 ? 4 : 2;
+        q->dsub = 2; /* finer sub-spaces rank neighbours far better than 4-dim ones */
         q->m = (dim + q->dsub - 1) / q->dsub;
         if (kind == QUANT_PQ4 && q->m % 2)
             q->m++;

@@ -6,8 +6,10 @@
  *   int8    d unsigned bytes, one global affine scale (lo, step) fitted on
  *           the data: x ~ lo + step * code. Symmetric integer distances, so
  *           data that already is 8-bit (MNIST pixels) is coded exactly.
- *   pq8     m sub-spaces of d/m dims, 256 centroids each (k-means); m bytes;
- *           asymmetric distances from a per-query lookup table.
+ *   pq8     m = d/2 sub-spaces of 2 dims, 256 centroids each (k-means); m
+ *           bytes (4 bits a dimension); asymmetric distances from a per-query
+ *           lookup table. 2-dim sub-spaces rank neighbours far better than
+ *           4-dim ones at twice the code size (measured on the clustered set).
  *   pq4     as pq8 with 16 centroids, two codes per byte; m/2 bytes.
  *   binary  one bit per dimension (value above the dimension's mean); Hamming
  *           distance. Only an ordering hint: re-ranking does the real work.
