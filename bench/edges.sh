@@ -12,6 +12,9 @@
 #        random   edge-score --baseline random
 #        usage    edge-score --baseline usage (least-used edges dropped; usage
 #                 from the same training searches, never from test queries)
+#      All three use the same training queries (perturbed base vectors; a
+#      fraction of the base size: sparse labels hurt the model badly) and the
+#      same pruning policy (edge-score's floors and reachability repair).
 #   4. exact ground truth (query --exact), then one query run per graph and
 #      ef (single thread), recall@10 from bin/recall, QPS and mean distance
 #      computations from query's summary line;
@@ -37,11 +40,11 @@ K=10
 if [ "$QUICK" = 1 ]; then
     RES=bench/results/quick
     EFS=${EFS:-10,16,24,32,64,128}
-    FM_N=20000 FM_NQ=1000 CL_N=20000 CL_NQ=1000 TRAINQ=3000
+    FM_N=20000 FM_NQ=1000 CL_N=20000 CL_NQ=1000 FM_TQ=7000 CL_TQ=20000
 else
     RES=bench/results
     EFS=${EFS:-10,12,16,24,32,48,64,96,128,256}
-    FM_N=60000 FM_NQ=10000 CL_N=100000 CL_NQ=10000 TRAINQ=5000
+    FM_N=60000 FM_NQ=10000 CL_N=100000 CL_NQ=10000 FM_TQ=15000 CL_TQ=40000
 fi
 
 say() { echo "bench-edges: $*" >&2; }
@@ -64,8 +67,8 @@ nd_of() { sed -n 's/.*QPS, \([0-9.]*\) mean distance.*/\1/p' "$1"; }
 
 for set in $DATASETS; do
     case $set in
-    fashion-mnist) n=$FM_N nq=$FM_NQ ;;
-    clustered) n=$CL_N nq=$CL_NQ ;;
+    fashion-mnist) n=$FM_N nq=$FM_NQ tq=$FM_TQ ;;
+    clustered) n=$CL_N nq=$CL_NQ tq=$CL_TQ ;;
     *) die "unknown data set $set" ;;
     esac
     dir=$DATA/edges-$set-$n-$nq
@@ -99,7 +102,7 @@ for set in $DATASETS; do
         opt=""
         [ "$v" = learned ] || opt="--baseline $v"
         # shellcheck disable=SC2086
-        "$BIN/edge-score" $opt --edges "$budget" --queries "$TRAINQ" -t "$THREADS" \
+        "$BIN/edge-score" $opt --edges "$budget" --queries "$tq" -t "$THREADS" \
             -o "$w/$v.idx" "$w/cand.idx" 2>"$w/$v.log" || { cat "$w/$v.log" >&2; die "edge-score $v failed"; }
         cat "$w/$v.log" >&2
         tr=$(sed -n 's/.*training \([0-9.]*\) s.*/\1/p' "$w/$v.log")

@@ -80,8 +80,12 @@ def report(raw, md, out_csv, keep):
         "",
         "classic = graph-build default (M0 32); candidates = the same build with --M0 48;",
         f"learned / random / usage = the candidate graph pruned by edge-score to {keep:g} x the",
-        "classic graph's level-0 edges (learned model; random drop; least-used drop, usage",
-        "from the training searches only). Test queries are never used in training.",
+        "classic graph's level-0 edges, all three through the same pruning policy (per-node",
+        "out- and in-degree floors, reachability repair) and the same training searches;",
+        "only the edge score differs: learned = graph-layer model logit + log1p(route count),",
+        "random = random, usage = route count of the training searches (least-used dropped).",
+        "Test queries are never used in training. QPS on this shared 2-core machine is noisy",
+        "(other jobs run beside it); mean distance computations are the stable cost measure.",
         "",
     ]
     csv_rows = []

@@ -7,7 +7,17 @@
  *
  * --baseline random|usage prunes to the same budget without a model (random
  * scores, or usage counts from the training searches with random
- * tie-breaks), for the ablation in bench/edges.sh.
+ * tie-breaks), for the ablation in bench/edges.sh. Baselines and model go
+ * through the same pruning policy (edge_prune: per-node out- and in-degree
+ * floors, reachability repair); only the per-edge score differs.
+ *
+ * The learned keep score is the model's logit plus usage_weight *
+ * log1p(route count): the model alone ranks the many edges no training
+ * search used (it generalises), the counts separate the used ones (they are
+ * exact where they exist); at the same edge count the sum beat both the
+ * model alone and the usage baseline (bench/results/edges.md). Training
+ * queries sampled from the base are in stored (dimension-permuted) order;
+ * --train queries are read in input order and permuted to match.
  */
 #include <getopt.h>
 #include <math.h>
@@ -36,7 +46,8 @@ static void usage(void)
            "then keep about as many edges as the classic graph has, or fewer.\n\n"
            "      --train FILE      training queries (a vector frame stream); default: a\n"
            "                        sample of base vectors, perturbed (never test queries)\n"
-           "      --queries N       training queries to use (default 5000)\n"
+           "      --queries N       training queries to use (default 5000; the labels get\n"
+           "                        much better with about one query per base vector)\n"
            "      --noise F         perturbation of sampled base vectors, as a fraction of\n"
            "                        the node's mean neighbour distance (default 0.5)\n"
            "      --epochs E        training passes (default 8)\n"
@@ -45,7 +56,11 @@ static void usage(void)
            "      --edges N         keep at most N level-0 edges (overrides --budget)\n"
            "      --min-keep N      every node keeps at least its N best edges (default 2)\n"
            "      --min-frac F      ... and at least this fraction of them (default 0.7)\n"
-           "      --label-ef N      beam width of the labelling searches (default 32)\n"
+           "      --min-in N        every node keeps at least N in-edges (default 2)\n"
+           "      --protect N       never drop a node's N nearest edges (default 0)\n"
+           "      --usage-weight W  keep score = model logit + W * log1p(route count of the\n"
+           "                        training searches) (default 1; 0: the model alone)\n"
+           "      --label-ef N      beam width of the labelling searches (default 64)\n"
            "      --far-every N     every Nth labelling search starts level 0 at an\n"
            "                        arbitrary node, to label bridging edges (default 4; 0 off)\n"
            "      --baseline KIND   no model: prune by `random` scores or by `usage` counts\n"
@@ -171,23 +186,34 @@ static float *sample_queries(const hnsw *h, const edge_graph *g, size_t nq, floa
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"train", required_argument, 0, 1},     {"queries", required_argument, 0, 2},
-        {"epochs", required_argument, 0, 3},    {"budget", required_argument, 0, 4},
-        {"seed", required_argument, 0, 5},      {"threads", required_argument, 0, 't'},
-        {"output", required_argument, 0, 'o'},  {"edges", required_argument, 0, 6},
-        {"min-keep", required_argument, 0, 7},  {"label-ef", required_argument, 0, 8},
-        {"baseline", required_argument, 0, 9},  {"noise", required_argument, 0, 10},
-        {"nodes", required_argument, 0, 11},    {"max-frame", required_argument, 0, 12},
-        {"min-frac", required_argument, 0, 13}, {"far-every", required_argument, 0, 14},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"train", required_argument, 0, 1},
+                                         {"queries", required_argument, 0, 2},
+                                         {"epochs", required_argument, 0, 3},
+                                         {"budget", required_argument, 0, 4},
+                                         {"seed", required_argument, 0, 5},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"edges", required_argument, 0, 6},
+                                         {"min-keep", required_argument, 0, 7},
+                                         {"label-ef", required_argument, 0, 8},
+                                         {"baseline", required_argument, 0, 9},
+                                         {"noise", required_argument, 0, 10},
+                                         {"nodes", required_argument, 0, 11},
+                                         {"max-frame", required_argument, 0, 12},
+                                         {"min-frac", required_argument, 0, 13},
+                                         {"far-every", required_argument, 0, 14},
+                                         {"min-in", required_argument, 0, 15},
+                                         {"protect", required_argument, 0, 16},
+                                         {"usage-weight", required_argument, 0, 17},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
     size_t nq = 5000, edges = 0, max_frame = 0;
-    double budget = 0.85, noise = 0.5, min_frac = 0.7;
-    uint32_t min_keep = 2;
+    double budget = 0.85, noise = 0.5, min_frac = 0.7, usage_w = 1.0;
+    edge_prune_cfg pc = {.min_keep = 2, .min_in = 2, .protect = 0};
     uint64_t seed = 42;
     edge_train_cfg tc = edge_train_defaults();
-    edge_label_cfg lc = {.k = 10, .ef = 32, .far_every = 4};
+    edge_label_cfg lc = {.k = 10, .ef = 64, .far_every = 4};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     int c;
@@ -218,7 +244,7 @@ int main(int argc, char **argv)
             edges = cli_u64(prog, "--edges", optarg, 0, UINT64_MAX);
             break;
         case 7:
-            min_keep = (uint32_t)cli_u64(prog, "--min-keep", optarg, 0, 4096);
+            pc.min_keep = (uint32_t)cli_u64(prog, "--min-keep", optarg, 0, 4096);
             break;
         case 8:
             lc.ef = cli_u64(prog, "--label-ef", optarg, 1, 100000);
@@ -239,6 +265,15 @@ int main(int argc, char **argv)
             break;
         case 13:
             min_frac = cli_f64(prog, "--min-frac", optarg, 0.0, 1.0);
+            break;
+        case 15:
+            pc.min_in = (uint32_t)cli_u64(prog, "--min-in", optarg, 0, 4096);
+            break;
+        case 16:
+            pc.protect = (uint32_t)cli_u64(prog, "--protect", optarg, 0, 4096);
+            break;
+        case 17:
+            usage_w = cli_f64(prog, "--usage-weight", optarg, 0.0, 1000.0);
             break;
         case 12:
             max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX);
@@ -274,6 +309,20 @@ int main(int argc, char **argv)
     uint32_t *self = NULL;
     if (train_ep && (!baseline || strcmp(baseline, "usage") == 0))
         queries = read_train(train_ep, max_frame, h->dim, nq, &nq);
+    if (queries && h->perm) {
+        /* the labelling searches compare with stored (dimension-permuted)
+         * vectors: put the --train queries, read in input order, in that order */
+        float *tmp = malloc(h->dim * sizeof *tmp);
+        if (!tmp) {
+            hf_err_set(&e, HF_ENOMEM, "out of memory for training queries");
+            cli_fail(prog, train_ep, &e);
+        }
+        for (size_t q = 0; q < nq; q++) {
+            memcpy(tmp, queries + q * h->dim, h->dim * sizeof *tmp);
+            hnsw_permute_query(h, tmp, queries + q * h->dim);
+        }
+        free(tmp);
+    }
 
     edge_graph *g = NULL;
     if (edge_graph_new(h, threads, &g, &e))
@@ -317,6 +366,9 @@ int main(int argc, char **argv)
             edge_model_score(m, h, g, score, &e))
             cli_fail(prog, in_name, &e);
         edge_eval(g, score, usage_c, expanded, &bce, &auc);
+        /* the usage prior: counts the model cannot see rank its edges too */
+        for (size_t x = 0; usage_w > 0 && x < ne; x++)
+            score[x] += (float)usage_w * log1pf((float)usage_c[x]);
         t_train = now_seconds() - t1;
     } else if (strcmp(baseline, "random") == 0) {
         for (size_t x = 0; x < ne; x++)
@@ -326,7 +378,8 @@ int main(int argc, char **argv)
             score[x] = (float)usage_c[x] + 0.5f * nn_rng_uniform(&rng);
     }
     edge_prune_stats ps;
-    if (edge_prune(g, score, keep_n, min_keep, (float)min_frac, h->entry, keep, &ps, &e))
+    pc.min_frac = (float)min_frac;
+    if (edge_prune(g, score, keep_n, &pc, h->entry, keep, &ps, &e))
         cli_fail(prog, in_name, &e);
     edge_graph_apply(g, keep, h);
 

@@ -22,7 +22,7 @@
  *                 is score - threshold(source), trained with binary
  *                 cross-entropy against "the edge carried a route".
  *   edge_prune.c  keep the best edges up to a global budget (every node keeps
- *                 at least min_keep), then make every node reachable from the
+ *                 a floor of out-edges and of in-edges), then make every node reachable from the
  *                 entry point at level 0 again (BFS; the best-scored input
  *                 edge into an unreachable node from a reachable one is put
  *                 back), and repeat with a smaller budget until the repaired
@@ -95,7 +95,7 @@ void edge_graph_apply(const edge_graph *g, const uint8_t *keep, hnsw *h);
 
 typedef struct edge_label_cfg {
     size_t k;         /* true neighbours per query (10) */
-    size_t ef;        /* beam width of the labelling searches (32) */
+    size_t ef;        /* beam width of the labelling searches (edge-score: 64) */
     size_t far_every; /* every far_every-th query starts level 0 at an arbitrary node (0: never) */
     int threads;
 } edge_label_cfg;
@@ -168,14 +168,21 @@ typedef struct edge_prune_stats {
     size_t unreachable; /* nodes still unreachable (also unreachable in the input) */
 } edge_prune_stats;
 
-/* Choose keep[nedges] with at most `budget` edges (but every node keeps its
- * best max(min_keep, ceil(min_frac * deg)), at most deg; min_frac is scaled
- * down when that floor alone would exceed the budget), highest score
- * first (ties: lower edge id),
- * then repair reachability from `entry`. score is any per-edge number
- * (higher = keep). */
-int edge_prune(const edge_graph *g, const float *score, size_t budget, uint32_t min_keep,
-               float min_frac, uint32_t entry, uint8_t *keep, edge_prune_stats *st, hf_err *e);
+typedef struct edge_prune_cfg {
+    uint32_t min_keep; /* every node keeps at least this many out-edges */
+    float min_frac;    /* ... and at least ceil(min_frac * deg) of them */
+    uint32_t min_in;   /* every node keeps min(min_in, candidate in-degree) in-edges */
+    uint32_t protect;  /* a node's `protect` nearest edges are always kept */
+} edge_prune_cfg;
+
+/* Choose keep[nedges] with at most `budget` edges, highest score first (ties:
+ * lower edge id), after the floor: each node's `protect` nearest edges, its
+ * best max(min_keep, ceil(min_frac * deg)) out-edges and its best
+ * min(min_in, in-degree) in-edges (the floor is relaxed, min_frac first,
+ * when it alone would exceed the budget); then repair reachability from
+ * `entry`. score is any per-edge number (higher = keep). */
+int edge_prune(const edge_graph *g, const float *score, size_t budget, const edge_prune_cfg *cfg,
+               uint32_t entry, uint8_t *keep, edge_prune_stats *st, hf_err *e);
 /* Nodes reachable from entry over the kept edges (keep NULL = all edges);
  * fills reach[n] (1 = reachable) when non-NULL, returns the count. */
 size_t edge_reachable(const edge_graph *g, const uint8_t *keep, uint32_t entry, uint8_t *reach);

@@ -6,7 +6,12 @@
  * highest scores wherever they are, after every node has kept its best
  * max(min_keep, ceil(min_frac * deg)): a floor, so no region is stripped
  * bare because its edges look useless to the few queries that pass by
- * (without it the learned graph lost recall at large ef). Pruning
+ * (without it the learned graph lost recall at large ef). A second floor
+ * keeps each node's best min(min_in, in-degree) in-edges: a node that is
+ * rarely a training query's neighbour gets low scores on all its in-edges,
+ * and a score-only cut left such nodes nearly unreachable (recall stopped
+ * climbing with ef). `protect` keeps each node's nearest edges outright
+ * (measured: no effect once the model is trained; kept as an option). Pruning
  * can cut a node off from the entry point; reachability is restored by BFS
  * from the entry and, for each node still unreached, putting back its
  * best-scored input in-edge whose source is already reached (then BFS on from
@@ -114,8 +119,45 @@ static size_t repair(const edge_graph *g, const float *score, const uint64_t *in
     return added;
 }
 
-int edge_prune(const edge_graph *g, const float *score, size_t budget, uint32_t min_keep,
-               float min_frac, uint32_t entry, uint8_t *keep, edge_prune_stats *st, hf_err *e)
+/* The floor: every node's nearest `protect` edges, then, in score order,
+ * edges that a node needs for its out-degree floor max(min_keep,
+ * ceil(min_frac * deg)) or its target needs for the in-degree floor
+ * min(min_in, candidate in-degree). Returns the edges kept. */
+static size_t floor_pass(const edge_graph *g, const scored *order, const uint32_t *src,
+                         const uint64_t *in_off, const edge_prune_cfg *c, float min_frac,
+                         uint8_t *keep, uint32_t *cnt, uint32_t *incnt)
+{
+    size_t n = g->n, ne = g->nedges, kept = 0;
+    memset(keep, 0, ne);
+    memset(cnt, 0, n * sizeof *cnt);
+    memset(incnt, 0, n * sizeof *incnt);
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t x = g->off[i]; x < g->off[i + 1] && x < g->off[i] + c->protect; x++) {
+            keep[x] = 1;
+            cnt[i]++;
+            incnt[g->dst[x]]++;
+            kept++;
+        }
+    for (uint64_t r = 0; r < ne; r++) {
+        uint64_t x = ((uint64_t)order[r].hi << 32) | order[r].lo;
+        if (keep[x])
+            continue;
+        uint32_t i = src[x], j = g->dst[x], deg = (uint32_t)(g->off[i + 1] - g->off[i]);
+        uint32_t fl = (uint32_t)ceilf(min_frac * (float)deg);
+        uint32_t ind = (uint32_t)(in_off[j + 1] - in_off[j]);
+        uint32_t infl = c->min_in < ind ? c->min_in : ind;
+        if (cnt[i] < (fl > c->min_keep ? fl : c->min_keep) || incnt[j] < infl) {
+            cnt[i]++;
+            incnt[j]++;
+            keep[x] = 1;
+            kept++;
+        }
+    }
+    return kept;
+}
+
+int edge_prune(const edge_graph *g, const float *score, size_t budget, const edge_prune_cfg *cfg,
+               uint32_t entry, uint8_t *keep, edge_prune_stats *st, hf_err *e)
 {
     memset(st, 0, sizeof *st);
     size_t n = g->n, ne = g->nedges;
@@ -124,15 +166,17 @@ int edge_prune(const edge_graph *g, const float *score, size_t budget, uint32_t 
         return 0;
     if (entry >= n)
         return hf_err_set(e, HF_EDATA, "entry point %u outside the graph", entry);
+    edge_prune_cfg c = *cfg;
     scored *order = malloc(ne * sizeof *order);
     uint32_t *src = malloc(ne * sizeof *src);
     uint64_t *in_off = calloc(n + 1, sizeof *in_off);
     uint64_t *in_edge = malloc(ne * sizeof *in_edge);
     uint32_t *cnt = malloc(n * sizeof *cnt);
+    uint32_t *incnt = malloc(n * sizeof *incnt);
     uint8_t *reach = malloc(n);
     uint32_t *queue = malloc(n * sizeof *queue);
     int rc = 0;
-    if (!order || !src || !in_off || !in_edge || !cnt || !reach || !queue) {
+    if (!order || !src || !in_off || !in_edge || !cnt || !incnt || !reach || !queue) {
         rc = hf_err_set(e, HF_ENOMEM, "out of memory pruning edges");
         goto out;
     }
@@ -152,34 +196,29 @@ int edge_prune(const edge_graph *g, const float *score, size_t budget, uint32_t 
     }
     qsort(order, ne, sizeof *order, scored_cmp);
 
-    /* The floor may not take more than the budget: scale the fraction down. */
-    for (int it = 0; it < 64 && min_frac > 0; it++) {
-        size_t fs = 0;
-        for (size_t i = 0; i < n; i++) {
-            uint32_t deg = (uint32_t)(g->off[i + 1] - g->off[i]);
-            uint32_t fl = (uint32_t)ceilf(min_frac * (float)deg);
-            fl = fl > min_keep ? fl : min_keep;
-            fs += fl < deg ? fl : deg;
-        }
+    /* The floor may not take more than the budget: scale the out-degree
+     * fraction down, then give up the in-degree floor, then protection. */
+    float min_frac = c.min_frac;
+    for (int it = 0; it < 96; it++) {
+        size_t fs = floor_pass(g, order, src, in_off, &c, min_frac, keep, cnt, incnt);
         if (fs <= budget)
             break;
-        min_frac = it == 63 ? 0.0f : min_frac * 0.97f * (float)budget / (float)fs;
+        if (min_frac > 0.01f)
+            min_frac = it >= 60 ? 0.0f : min_frac * 0.97f * (float)budget / (float)fs;
+        else if (c.min_in > 0)
+            c.min_in--;
+        else if (c.protect > 0)
+            c.protect--;
+        else if (c.min_keep > 0)
+            c.min_keep--;
+        else
+            break;
+        if (min_frac <= 0.01f)
+            min_frac = 0.0f;
     }
     size_t target = budget;
     for (size_t round = 1; round <= 32; round++) {
-        memset(keep, 0, ne);
-        memset(cnt, 0, n * sizeof *cnt);
-        size_t kept = 0;
-        for (uint64_t r = 0; r < ne; r++) {
-            uint64_t x = ((uint64_t)order[r].hi << 32) | order[r].lo;
-            uint32_t i = src[x], deg = (uint32_t)(g->off[i + 1] - g->off[i]);
-            uint32_t fl = (uint32_t)ceilf(min_frac * (float)deg);
-            if (cnt[i] < (fl > min_keep ? fl : min_keep)) {
-                cnt[i]++;
-                keep[x] = 1;
-                kept++;
-            }
-        }
+        size_t kept = floor_pass(g, order, src, in_off, &c, min_frac, keep, cnt, incnt);
         size_t floor_kept = kept;
         for (uint64_t r = 0; r < ne && kept < target; r++) {
             uint64_t x = ((uint64_t)order[r].hi << 32) | order[r].lo;
@@ -206,6 +245,7 @@ out:
     free(in_off);
     free(in_edge);
     free(cnt);
+    free(incnt);
     free(reach);
     free(queue);
     return rc;

@@ -167,7 +167,9 @@ static void pruning_keeps_the_budget_and_every_node_reachable(void **st)
     for (size_t t = 0; t < 3; t++) {
         size_t budget = (size_t)(fracs[t] * g->nedges);
         edge_prune_stats ps;
-        assert_int_equal(edge_prune(g, score, budget, 2, 0.0f, h->entry, keep, &ps, &e), 0);
+        assert_int_equal(
+            edge_prune(g, score, budget, &(edge_prune_cfg){.min_keep = 2}, h->entry, keep, &ps, &e),
+            0);
         size_t kept = 0;
         for (size_t i = 0; i < g->n; i++) {
             uint32_t d = 0, deg = (uint32_t)(g->off[i + 1] - g->off[i]);
@@ -196,6 +198,39 @@ static void pruning_keeps_the_budget_and_every_node_reachable(void **st)
     hnsw_destroy(&h);
 }
 
+static void pruning_keeps_the_in_degree_floor_of_low_scored_targets(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(600, 8, 24, 11);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 2, &g, &e), 0);
+    /* every edge into an even node scores below every other edge: a
+     * score-only cut at 60% would take most of their in-edges */
+    float *score = malloc(g->nedges * sizeof *score);
+    uint8_t *keep = malloc(g->nedges);
+    uint32_t *in = calloc(g->n, sizeof *in), *cand = calloc(g->n, sizeof *cand);
+    for (size_t x = 0; x < g->nedges; x++) {
+        score[x] = (g->dst[x] % 2 ? 1.0f : 0.0f) + 0.001f * (float)(x % 97);
+        cand[g->dst[x]]++;
+    }
+    edge_prune_cfg pc = {.min_keep = 1, .min_in = 3};
+    size_t budget = (size_t)(0.6 * g->nedges);
+    edge_prune_stats ps;
+    assert_int_equal(edge_prune(g, score, budget, &pc, h->entry, keep, &ps, &e), 0);
+    assert_true(ps.kept <= budget);
+    for (size_t x = 0; x < g->nedges; x++)
+        in[g->dst[x]] += keep[x];
+    for (size_t i = 0; i < g->n; i++)
+        assert_true(in[i] >= (cand[i] < 3 ? cand[i] : 3));
+    free(score);
+    free(keep);
+    free(in);
+    free(cand);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
 static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
 {
     (void)st;
@@ -214,7 +249,7 @@ static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
     const float score[] = {0.1f, 0.9f, 0.2f, 0.8f, 0.3f, 0.7f};
     uint8_t keep[6];
     edge_prune_stats ps;
-    assert_int_equal(edge_prune(g, score, 3, 0, 0.0f, 0, keep, &ps, &e), 0);
+    assert_int_equal(edge_prune(g, score, 3, &(edge_prune_cfg){0}, 0, keep, &ps, &e), 0);
     const uint8_t want[] = {1, 0, 1, 0, 1, 0};
     assert_memory_equal(keep, want, 6);
     assert_int_equal(ps.kept, 3);
@@ -222,7 +257,7 @@ static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
     assert_true(ps.rounds >= 2);
     assert_int_equal(edge_reachable(g, keep, 0, NULL), 4);
     /* with room to spare the best edges stay and repairs come on top */
-    assert_int_equal(edge_prune(g, score, 6, 0, 0.0f, 0, keep, &ps, &e), 0);
+    assert_int_equal(edge_prune(g, score, 6, &(edge_prune_cfg){0}, 0, keep, &ps, &e), 0);
     assert_int_equal(ps.kept, 6);
     edge_graph_destroy(&g);
     hnsw_destroy(&h);
@@ -313,6 +348,7 @@ int main(void)
         cmocka_unit_test(features_match_hand_computed_values),
         cmocka_unit_test(labels_do_not_depend_on_the_thread_count),
         cmocka_unit_test(pruning_keeps_the_budget_and_every_node_reachable),
+        cmocka_unit_test(pruning_keeps_the_in_degree_floor_of_low_scored_targets),
         cmocka_unit_test(repair_puts_back_the_best_edge_into_cut_off_nodes),
         cmocka_unit_test(model_frame_round_trips_bit_exact),
     };
