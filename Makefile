@@ -109,7 +109,7 @@ format:
 	clang-format -i libcommon/*.[ch] filters/*.c tests/unit/*.c bench/*.c
 
 lint:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --suppress=missingIncludeSystem -Ilibcommon libcommon filters
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr --suppress=missingIncludeSystem -Ilibcommon libcommon filters
 
 clean:
 	rm -rf build bin

@@ -138,6 +138,8 @@ static float *read_train(const char *ep, size_t max_frame, size_t dim, size_t li
             }
             q = nq2;
         }
+        /* q is non-NULL here: the branch above allocated it */
+        // cppcheck-suppress nullPointerArithmeticRedundantCheck
         memcpy(q + n * dim, rows, take * dim * sizeof *q);
         n += take;
     }

@@ -140,7 +140,7 @@ static void *feat_worker(void *arg)
 
 static int run_phase(const hnsw *h, edge_graph *g, int threads, int phase)
 {
-    feat_job jobs[64];
+    feat_job jobs[64] = {0};
     pthread_t tid[64];
     if (threads < 1)
         threads = 1;

@@ -214,7 +214,7 @@ int edge_label(const hnsw *h, const edge_graph *g, const float *queries, size_t 
         free(truth);
         return rc;
     }
-    label_job jobs[64];
+    label_job jobs[64] = {0};
     pthread_t tid[64];
     int started[64] = {0};
     for (int t = 0; t < threads; t++) {

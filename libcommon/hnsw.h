@@ -103,11 +103,11 @@ int hnsw_repair_reachability(hnsw *h, size_t *repaired, hf_err *e);
 /* Node accessors. */
 static inline uint32_t *hnsw_links0(const hnsw *h, uint32_t id)
 {
-    return (uint32_t *)(h->level0 + (size_t)id * h->node_bytes);
+    return (uint32_t *)(void *)(h->level0 + (size_t)id * h->node_bytes);
 }
 static inline float *hnsw_vec(const hnsw *h, uint32_t id)
 {
-    return (float *)(h->level0 + (size_t)id * h->node_bytes + h->links_bytes);
+    return (float *)(void *)(h->level0 + (size_t)id * h->node_bytes + h->links_bytes);
 }
 /* Degree-prefixed link list of node id at level l (l <= levels[id]). */
 static inline uint32_t *hnsw_links(const hnsw *h, uint32_t id, int l)
