@@ -105,7 +105,10 @@ int main(int argc, char **argv)
     hnsw *h = NULL;
     if (hnsw_new(&p, vs.dim, &h, &e))
         cli_fail(prog, in_name, &e);
-    if (vs.count_hint && vs.count_hint < (1u << 28) && hnsw_reserve(h, vs.count_hint, &e))
+    /* reserve for the declared count, capped at 1 GiB: a header's claim must
+     * not buy memory the frames never fill */
+    size_t cap = ((size_t)1 << 30) / h->node_bytes;
+    if (vs.count_hint && hnsw_reserve(h, vs.count_hint < cap ? (size_t)vs.count_hint : cap, &e))
         cli_fail(prog, in_name, &e);
     const float *rows;
     size_t n;

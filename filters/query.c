@@ -378,14 +378,23 @@ static int run_serve(const opts *o, engine *en)
     frame_out fo;
     frame_out_init(&fo);
     uint64_t served = 0, ndist = 0;
-    double t0 = now_seconds();
+    double t0 = now_seconds(), t_stop = 0;
     for (;;) {
         server_req *req;
         frame_in f;
-        /* after a stop request: drain what is queued (timeout 0), then leave */
-        int rc = server_recv(s, stop_requested ? 0 : 100, &req, &f, &e);
+        /* After a stop request, keep answering what arrives (requests sent
+         * before the signal may still be on the wire) and leave once nothing
+         * came for 200 ms, or 10 s after the signal under endless load.
+         * `stopping` is read before the wait: a signal interrupting the
+         * wait returns HF_EOF too, and must start the drain, not skip it. */
+        int stopping = stop_requested;
+        if (stopping && t_stop == 0)
+            t_stop = now_seconds();
+        if (stopping && now_seconds() - t_stop > 10.0)
+            break;
+        int rc = server_recv(s, stopping ? 200 : 100, &req, &f, &e);
         if (rc == HF_EOF) {
-            if (stop_requested)
+            if (stopping)
                 break;
             continue;
         }
@@ -576,6 +585,11 @@ int main(int argc, char **argv)
         o.queries_ep = argv[optind];
     if ((k_set && o.k > o.max_k) || (ef_set && o.ef > o.max_ef))
         cli_usage_error(prog, "-k/--ef above --max-k/--max-ef");
+    /* defaults give way to smaller limits rather than failing every request */
+    if (o.k > o.max_k)
+        o.k = o.max_k;
+    if (o.ef > o.max_ef)
+        o.ef = o.max_ef;
     if (o.serve_ep && o.connect_ep)
         cli_usage_error(prog, "--serve and --connect exclude each other");
     channel_install_signal_cleanup();

@@ -13,12 +13,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zmq.h>
@@ -308,6 +308,40 @@ int channel_open_in(const char *endpoint, size_t max_frame_bytes, channel **out,
     return 0;
 }
 
+/* Create "<target>.tmp.<random>" for writing and register it for signal
+ * cleanup. The name is registered BEFORE the file exists: a signal handled
+ * by any thread (OpenBLAS and ZeroMQ start their own, so blocking signals in
+ * this one is not enough) between creating and registering would otherwise
+ * leave the file behind. Unlinking a name that does not exist yet is
+ * harmless. Returns the descriptor, or -1 with errno set. */
+static int create_tmp(channel *c, const char *endpoint)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 17) ^
+                 (uint64_t)(uintptr_t)c;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        int n = snprintf(c->tmp_path, sizeof c->tmp_path, "%s.tmp.%08llx", endpoint,
+                         (unsigned long long)(x >> 32));
+        if (n < 0 || (size_t)n >= sizeof c->tmp_path) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        c->tmp_slot = tmp_register(c->tmp_path);
+        int fd = open(c->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0)
+            return fd;
+        int err = errno;
+        tmp_unregister(c->tmp_slot);
+        c->tmp_slot = -1;
+        errno = err;
+        if (err != EEXIST)
+            return -1;
+    }
+    return -1;
+}
+
 int channel_open_out(const char *endpoint, channel **out, hf_err *e)
 {
     *out = NULL;
@@ -324,21 +358,7 @@ int channel_open_out(const char *endpoint, channel **out, hf_err *e)
     } else {
         c->kind = CH_FILE_OUT;
         snprintf(c->final_path, sizeof c->final_path, "%s", endpoint);
-        int n = snprintf(c->tmp_path, sizeof c->tmp_path, "%s.tmp.XXXXXX", endpoint);
-        int fd = -1;
-        /* a signal between creating the temporary and registering it would
-         * leave it behind: hold the cleanup signals off across both */
-        sigset_t block, old;
-        sigemptyset(&block);
-        sigaddset(&block, SIGINT);
-        sigaddset(&block, SIGTERM);
-        sigaddset(&block, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &block, &old);
-        if (n > 0 && (size_t)n < sizeof c->tmp_path)
-            fd = mkostemp(c->tmp_path, O_CLOEXEC);
-        if (fd >= 0)
-            c->tmp_slot = tmp_register(c->tmp_path);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        int fd = create_tmp(c, endpoint);
         if (fd < 0) {
             rc = hf_err_set(e, HF_EOPEN, "%s: cannot create output: %s", endpoint,
                             strerror(errno));

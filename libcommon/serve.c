@@ -174,8 +174,13 @@ void server_destroy(server **sp)
     server *s = *sp;
     req_clear(&s->req);
     msgpack_unpacked_destroy(&s->result);
-    if (s->sock)
+    if (s->sock) {
+        /* answers still queued must go out (the last ones of a drain after
+         * SIGTERM), but a stuck peer may not hold the exit up for long */
+        int linger = 2000;
+        zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(s->sock);
+    }
     if (s->ctx)
         zmq_ctx_term(s->ctx);
     free(s);

@@ -163,13 +163,13 @@ stop_server() {
 @test "query --serve: SIGTERM during load answers every request it received, then exits 0" {
     start_server
     run $LOAD --endpoint "$EP" --queries "$FIX/q32.npy" --expected "$FIX/expected32" \
-        --clients 8 --per-client 3000 --sigterm "$SPID" --sigterm-delay 0.2 --timeout 10
+        --clients 8 --per-client 1000 --sigterm "$SPID" --sigterm-delay 0.2 --timeout 10
     echo "$output"
     local rc=0
     wait "$SPID" || rc=$?
     cat "$BATS_TEST_TMPDIR/server.err"
     [ "$status" -eq 0 ]
-    [[ "$output" == *"answered 24000, lost 0"* ]]
+    [[ "$output" == *"answered 8000, lost 0"* ]]
     [[ "$output" =~ after\ SIGTERM\ ([1-9][0-9]*) ]] # it really was mid-load
     [ "$rc" -eq 0 ]
     grep -q "shutting down" "$BATS_TEST_TMPDIR/server.err"
@@ -372,11 +372,8 @@ EOF
 }
 
 @test "graph-build: a vectors header claiming count 2^28-1 at dimension 65536 does not make it reserve 70 TB" {
-    skip "known bug in filters/graph-build.c (uncapped hnsw_reserve of the header count); see comment"
-    # BUG (filters/graph-build.c:103, outside this suite's files): the
-    # header's count hint goes to hnsw_reserve uncapped; under ASan that is an
-    # allocation-size-too-big abort, normally exit 70 on a stream that may be
-    # valid. Fix: cap the reservation as hnsw_io.c's loader does (1 GiB).
+    # graph-build reserves for the header's count, capped at 1 GiB as the
+    # index loader does; the frames actually received decide the rest.
     $PY - "$BATS_TEST_TMPDIR/h" <<'EOF'
 import sys, zlib, msgpack
 body = msgpack.packb({"t": "header", "schema": "hnswflow.vectors", "v": 1, "dim": 65536,
