@@ -10,14 +10,17 @@
 
 #include "hnsw.h"
 
-static const double *sort_key;
+typedef struct dim_var {
+    double var;
+    uint32_t dim;
+} dim_var;
 
 static int by_variance_desc(const void *a, const void *b)
 {
-    double x = sort_key[*(const uint32_t *)a], y = sort_key[*(const uint32_t *)b];
-    if (x != y)
-        return x < y ? 1 : -1;
-    return (*(const uint32_t *)a > *(const uint32_t *)b) - (*(const uint32_t *)a < *(const uint32_t *)b);
+    const dim_var *x = a, *y = b;
+    if (x->var != y->var)
+        return x->var < y->var ? 1 : -1;
+    return (x->dim > y->dim) - (x->dim < y->dim);
 }
 
 int hnsw_permute_dims(hnsw *h, hf_err *e)
@@ -26,11 +29,13 @@ int hnsw_permute_dims(hnsw *h, hf_err *e)
     if (h->perm || h->n == 0)
         return 0;
     double *mean = calloc(d, sizeof(double)), *var = calloc(d, sizeof(double));
+    dim_var *order = malloc(d * sizeof *order);
     uint32_t *perm = malloc(d * sizeof(uint32_t));
     float *tmp = malloc(d * sizeof(float));
-    if (!mean || !var || !perm || !tmp) {
+    if (!mean || !var || !perm || !tmp || !order) {
         free(mean);
         free(var);
+        free(order);
         free(perm);
         free(tmp);
         return hf_err_set(e, HF_ENOMEM, "out of memory");
@@ -48,12 +53,11 @@ int hnsw_permute_dims(hnsw *h, hf_err *e)
             var[j] += (v[j] - mean[j]) * (v[j] - mean[j]);
     }
     for (size_t j = 0; j < d; j++)
-        perm[j] = (uint32_t)j;
-    /* qsort has no context argument; the key is set and used right here,
-     * on one thread (graph-build calls this once, before any search) */
-    sort_key = var;
-    qsort(perm, d, sizeof(uint32_t), by_variance_desc);
-    sort_key = NULL;
+        order[j] = (dim_var){var[j], (uint32_t)j};
+    qsort(order, d, sizeof *order, by_variance_desc);
+    for (size_t j = 0; j < d; j++)
+        perm[j] = order[j].dim;
+    free(order);
     for (size_t i = 0; i < h->n; i++) {
         float *v = hnsw_vec(h, (uint32_t)i);
         for (size_t j = 0; j < d; j++)
