@@ -44,7 +44,8 @@ if [ "$QUICK" = 1 ]; then
 else
     RES=bench/results
     EFS=${EFS:-10,12,16,24,32,48,64,96,128,256}
-    FM_N=60000 FM_NQ=10000 CL_N=100000 CL_NQ=10000 FM_TQ=15000 CL_TQ=40000
+    FM_N=60000 FM_NQ=10000 CL_N=100000 CL_NQ=10000
+    FM_TQ=${FM_TQ:-15000} CL_TQ=${CL_TQ:-40000}
 fi
 
 say() { echo "bench-edges: $*" >&2; }
