@@ -9,6 +9,7 @@
  * files, which a signal handler must be able to reach to remove them.
  */
 #include "channel.h"
+#include "frame_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,10 +39,7 @@ struct channel {
     msgpack_unpacker up;
     int up_live;
     msgpack_unpacked result;
-    struct mp_scan {
-        size_t pos;       /* bytes of the current frame walked so far */
-        uint64_t pending; /* elements still to walk; 0 before the first */
-    } scan;
+    frame_scan scan; /* pre-scan of the frame being read (frame_scan.h) */
     void *zctx, *zsock;
     zmq_msg_t zmsg;
     int zmsg_live;
@@ -101,102 +99,6 @@ void channel_install_signal_cleanup(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-}
-
-/* ---- MessagePack pre-scan ----
- *
- * msgpack-c allocates an array's or map's element table (16 or 32 bytes an
- * element) as soon as it meets the container's header, before the elements
- * arrive: five hostile bytes "array of 2^32-1" make it ask for 64 GiB. So
- * frames are walked here first, without allocating: every element takes at
- * least one byte, so a frame whose declared elements cannot fit in the size
- * limit is refused, and msgpack-c only ever sees one complete frame, whose
- * element tables are bounded by its real length. The walk keeps its place
- * (mp_scan) across reads, so a large frame arriving in pieces is walked once.
- */
-typedef struct mp_scan mp_scan; /* in struct channel */
-
-enum { MP_MORE = 0, MP_WHOLE = 1, MP_TOO_BIG = -1, MP_BAD = -2 };
-
-static uint64_t be_uint(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Walk p[0..avail) (the pending bytes, frame start at p[0]) as far as they
- * go. MP_WHOLE: one complete object of st->pos bytes. MP_MORE: need more
- * bytes. MP_TOO_BIG: cannot fit in limit bytes. MP_BAD: not MessagePack. */
-static int mp_scan_frame(mp_scan *st, const unsigned char *p, size_t avail, size_t limit)
-{
-    if (st->pos == 0 && st->pending == 0)
-        st->pending = 1;
-    while (st->pending > 0) {
-        if (st->pos >= avail)
-            return MP_MORE;
-        unsigned b = p[st->pos];
-        size_t head = 1;      /* type byte and fixed fields */
-        int nlen = 0;         /* bytes of a length or count field after it */
-        uint64_t body = 0;    /* payload bytes after the head */
-        uint64_t items = 0;   /* nested elements */
-        int count_kind = 0;   /* 1: array count, 2: map count, 3: byte length */
-        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            /* fixint, nil, bool */
-        } else if (b <= 0x8f) {
-            items = 2 * (uint64_t)(b & 0x0f);
-        } else if (b <= 0x9f) {
-            items = b & 0x0f;
-        } else if (b <= 0xbf) {
-            body = b & 0x1f;
-        } else {
-            switch (b) {
-            case 0xc4: case 0xd9: nlen = 1; count_kind = 3; break; /* bin8, str8 */
-            case 0xc5: case 0xda: nlen = 2; count_kind = 3; break;
-            case 0xc6: case 0xdb: nlen = 4; count_kind = 3; break;
-            case 0xc7: nlen = 1; count_kind = 3; head = 2; break; /* ext: + type byte */
-            case 0xc8: nlen = 2; count_kind = 3; head = 2; break;
-            case 0xc9: nlen = 4; count_kind = 3; head = 2; break;
-            case 0xca: body = 4; break;
-            case 0xcb: body = 8; break;
-            case 0xcc: case 0xd0: body = 1; break;
-            case 0xcd: case 0xd1: body = 2; break;
-            case 0xce: case 0xd2: body = 4; break;
-            case 0xcf: case 0xd3: body = 8; break;
-            case 0xd4: body = 2; break; /* fixext: type byte + data */
-            case 0xd5: body = 3; break;
-            case 0xd6: body = 5; break;
-            case 0xd7: body = 9; break;
-            case 0xd8: body = 17; break;
-            case 0xdc: nlen = 2; count_kind = 1; break;
-            case 0xdd: nlen = 4; count_kind = 1; break;
-            case 0xde: nlen = 2; count_kind = 2; break;
-            case 0xdf: nlen = 4; count_kind = 2; break;
-            default: return MP_BAD; /* 0xc1 is never used */
-            }
-        }
-        if (nlen) {
-            if (avail - st->pos < 1 + (size_t)nlen)
-                return MP_MORE;
-            uint64_t n = be_uint(p + st->pos + 1, nlen);
-            if (count_kind == 1)
-                items = n;
-            else if (count_kind == 2)
-                items = 2 * n;
-            else
-                body = n;
-            head = (head == 2 ? 2 : 1) + (size_t)nlen;
-        }
-        /* the head, the body and one byte for every element still owed must
-         * all fit in the limit */
-        uint64_t need = (uint64_t)st->pos + head + body + (st->pending - 1) + items;
-        if (need > limit)
-            return MP_TOO_BIG;
-        st->pos += head + (size_t)body;
-        st->pending = st->pending - 1 + items;
-    }
-    return st->pos <= avail ? MP_WHOLE : MP_MORE;
 }
 
 /* ---- helpers ---- */
@@ -411,12 +313,12 @@ static int recv_fd(channel *c, frame_in *f, hf_err *e)
     for (;;) {
         const unsigned char *p = (const unsigned char *)c->up.buffer + c->up.off;
         size_t avail = c->up.used - c->up.off;
-        int s = mp_scan_frame(&c->scan, p, avail, c->max_frame);
-        if (s == MP_TOO_BIG)
+        int s = frame_scan_step(&c->scan, p, avail, c->max_frame);
+        if (s == FRAME_SCAN_TOO_BIG)
             return hf_err_set(e, HF_EDATA, "frame over the size limit (%zu bytes)", c->max_frame);
-        if (s == MP_BAD)
+        if (s == FRAME_SCAN_BAD)
             return hf_err_set(e, HF_EDATA, "bytes are not MessagePack");
-        if (s == MP_WHOLE) {
+        if (s == FRAME_SCAN_WHOLE) {
             /* the whole frame is buffered: msgpack-c decodes it in one go */
             size_t frame_bytes = 0;
             memset(&c->scan, 0, sizeof c->scan);
@@ -463,8 +365,8 @@ static int recv_zmq(channel *c, frame_in *f, hf_err *e)
     if (n < 0)
         return hf_err_set(e, HF_EIO, "receive failed: %s", zmq_strerror(errno));
     size_t off = 0, size = zmq_msg_size(&c->zmsg);
-    mp_scan scan = {0, 0};
-    if (mp_scan_frame(&scan, zmq_msg_data(&c->zmsg), size, size) != MP_WHOLE || scan.pos != size)
+    frame_scan scan = {0, 0};
+    if (frame_scan_step(&scan, zmq_msg_data(&c->zmsg), size, size) != FRAME_SCAN_WHOLE || scan.pos != size)
         return hf_err_set(e, HF_EDATA, "message is not exactly one MessagePack frame");
     msgpack_unpack_return r =
         msgpack_unpack_next(&c->result, zmq_msg_data(&c->zmsg), size, &off);

@@ -84,12 +84,34 @@ static inline float qdist(const hnsw *h, const float *q, uint32_t id)
     return dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, id), h->dim));
 }
 
-/* Lines of each neighbour's vector to prefetch before computing: enough to
- * get the hardware prefetcher streaming the rest. */
+/* Lines of each neighbour's data to prefetch before computing: enough to get
+ * the hardware prefetcher streaming the rest. */
 #define PREFETCH_LINES 4
 
-static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t ep, float epd,
-                          size_t ef, hnsw_stats *st)
+/* One traversal, two representations: f32 vectors in the level-0 block, or
+ * codes in the code block. The functions below take CODES as a constant
+ * and are always inlined, so each caller gets its own branch-free copy. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE const uint32_t *node_links0(const hnsw *h, uint32_t id, int codes)
+{
+    return codes ? hnsw_clinks0(h, id) : hnsw_links0(h, id);
+}
+
+ALWAYS_INLINE const void *node_data(const hnsw *h, uint32_t id, int codes)
+{
+    return codes ? (const void *)hnsw_code(h, id) : (const void *)hnsw_vec(h, id);
+}
+
+ALWAYS_INLINE float node_dist(const hnsw *h, const hnsw_searcher *s, const float *q, uint32_t id,
+                              int codes)
+{
+    return codes ? quant_distance(s->qq, hnsw_code(h, id)) : qdist(h, q, id);
+}
+
+/* Beam search of width ef on level 0 from ep; the best ef are left in s->res. */
+ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t ep,
+                                 float epd, size_t ef, hnsw_stats *st, int codes)
 {
     visited *vis = &s->vis;
     hheap *cand = &s->cand, *res = &s->res;
@@ -100,13 +122,12 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
     if (!h->deleted[ep])
         hmax_push(res, epd, ep);
     uint64_t ndist = 0, hops = 0;
-    const dist_fn kern = h->kern;
-    const metric_t metric = h->p.metric;
-    const dist_bounded_fn bounded = metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
-    const size_t dim = h->dim;
-    size_t vlines = (dim * sizeof(float) + 63) / 64;
-    if (vlines > PREFETCH_LINES)
-        vlines = PREFETCH_LINES;
+    const dist_bounded_fn bounded =
+        !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    size_t bytes = codes ? h->codes->code_bytes : h->dim * sizeof(float);
+    size_t lines = (bytes + 63) / 64;
+    if (lines > PREFETCH_LINES)
+        lines = PREFETCH_LINES;
     uint32_t todo[4096];
     while (cand->n) {
         hnsw_hit c = cand->a[0];
@@ -114,7 +135,7 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
             break;
         hmin_pop(cand);
         hops++;
-        const uint32_t *links = hnsw_links0(h, c.id);
+        const uint32_t *links = node_links0(h, c.id, codes);
         uint32_t deg = links[0];
         /* gather the unvisited neighbours and start fetching all of them at
          * once, so their memory latencies overlap */
@@ -124,8 +145,8 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
             if (visited_test_set(vis, nb))
                 continue;
             todo[nt++] = nb;
-            const char *v = (const char *)hnsw_vec(h, nb);
-            for (size_t l = 0; l < vlines; l++)
+            const char *v = node_data(h, nb, codes);
+            for (size_t l = 0; l < lines; l++)
                 __builtin_prefetch(v + 64 * l);
         }
         for (uint32_t j = 0; j < nt; j++) {
@@ -134,13 +155,13 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
             /* once the results are full only distances below the worst kept
              * matter, so L2 may stop reading a vector early */
             if (bounded && res->n >= ef)
-                d = bounded(q, hnsw_vec(h, nb), dim, res->a[0].d);
+                d = bounded(q, hnsw_vec(h, nb), h->dim, res->a[0].d);
             else
-                d = dist_finish(metric, kern(q, hnsw_vec(h, nb), dim));
+                d = node_dist(h, s, q, nb, codes);
             if (res->n < ef || d < res->a[0].d) {
                 if (cand_push(cand, d, nb) != 0)
                     break;
-                __builtin_prefetch(hnsw_links0(h, cand->a[0].id));
+                __builtin_prefetch(node_links0(h, cand->a[0].id, codes));
                 if (!h->deleted[nb]) {
                     hmax_push(res, d, nb);
                     if (res->n > ef)
@@ -152,6 +173,53 @@ static void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint3
     }
     st->ndist += ndist;
     st->hops += hops;
+}
+
+/* Prepare the query (dimension order, normalisation, codes), descend the
+ * upper levels greedily and search level 0; returns the clamped ef. */
+ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float *q, size_t ef,
+                                   hnsw_stats *st, int codes)
+{
+    if (h->perm) {
+        hnsw_permute_query(h, q, s->qbuf);
+        q = s->qbuf;
+    } else if (h->p.metric == METRIC_COSINE) {
+        memcpy(s->qbuf, q, h->dim * sizeof(float));
+        q = s->qbuf;
+    }
+    if (h->p.metric == METRIC_COSINE)
+        vec_normalize(s->qbuf, h->dim);
+    if (codes)
+        quant_query_set(s->qq, q);
+    uint32_t cur = h->entry;
+    float curd = node_dist(h, s, q, cur, codes);
+    st->ndist++;
+    for (int l = h->max_level; l > 0; l--) {
+        int changed = 1;
+        while (changed) {
+            changed = 0;
+            const uint32_t *links = hnsw_links(h, cur, l);
+            for (uint32_t j = 0; j < links[0]; j++) {
+                float d = node_dist(h, s, q, links[1 + j], codes);
+                st->ndist++;
+                if (d < curd) {
+                    curd = d;
+                    cur = links[1 + j];
+                    changed = 1;
+                }
+            }
+            st->hops++;
+        }
+    }
+    search_level0(h, s, q, cur, curd, ef, st, codes);
+    return q;
+}
+
+static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
+{
+    if (ef < k)
+        ef = k;
+    return ef + 2 > s->res.cap ? s->res.cap - 2 : ef;
 }
 
 int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
@@ -163,40 +231,7 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
     *nout = 0;
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
-    if (ef < k)
-        ef = k;
-    if (ef + 2 > s->res.cap)
-        ef = s->res.cap - 2;
-    if (h->perm) {
-        hnsw_permute_query(h, q, s->qbuf);
-        q = s->qbuf;
-    } else if (h->p.metric == METRIC_COSINE) {
-        memcpy(s->qbuf, q, h->dim * sizeof(float));
-        q = s->qbuf;
-    }
-    if (h->p.metric == METRIC_COSINE)
-        vec_normalize(s->qbuf, h->dim);
-    uint32_t cur = h->entry;
-    float curd = qdist(h, q, cur);
-    st->ndist++;
-    for (int l = h->max_level; l > 0; l--) {
-        int changed = 1;
-        while (changed) {
-            changed = 0;
-            const uint32_t *links = hnsw_links(h, cur, l);
-            for (uint32_t j = 0; j < links[0]; j++) {
-                float d = qdist(h, q, links[1 + j]);
-                st->ndist++;
-                if (d < curd) {
-                    curd = d;
-                    cur = links[1 + j];
-                    changed = 1;
-                }
-            }
-            st->hops++;
-        }
-    }
-    search_level0(h, s, q, cur, curd, ef, st);
+    descend(h, s, q, clamp_ef(s, k, ef), st, 0);
     hheap *res = &s->res;
     while (res->n > k)
         hmax_pop(res);
@@ -207,62 +242,6 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
     }
     *nout = n;
     return 0;
-}
-
-/* ---- traversal on codes ---- */
-
-static void search_level0_codes(const hnsw *h, hnsw_searcher *s, uint32_t ep, float epd, size_t ef,
-                                hnsw_stats *st)
-{
-    visited *vis = &s->vis;
-    hheap *cand = &s->cand, *res = &s->res;
-    visited_next(vis);
-    cand->n = res->n = 0;
-    visited_test_set(vis, ep);
-    cand_push(cand, epd, ep);
-    if (!h->deleted[ep])
-        hmax_push(res, epd, ep);
-    uint64_t ndist = 0, hops = 0;
-    size_t clines = (h->codes->code_bytes + 63) / 64;
-    if (clines > PREFETCH_LINES)
-        clines = PREFETCH_LINES;
-    uint32_t todo[4096];
-    while (cand->n) {
-        hnsw_hit c = cand->a[0];
-        if (res->n >= ef && c.d > res->a[0].d)
-            break;
-        hmin_pop(cand);
-        hops++;
-        const uint32_t *links = hnsw_clinks0(h, c.id);
-        uint32_t deg = links[0];
-        uint32_t nt = 0;
-        for (uint32_t j = 0; j < deg; j++) {
-            uint32_t nb = links[1 + j];
-            if (visited_test_set(vis, nb))
-                continue;
-            todo[nt++] = nb;
-            const char *code = (const char *)hnsw_code(h, nb);
-            for (size_t l = 0; l < clines; l++)
-                __builtin_prefetch(code + 64 * l);
-        }
-        for (uint32_t j = 0; j < nt; j++) {
-            uint32_t nb = todo[j];
-            float d = quant_distance(s->qq, hnsw_code(h, nb));
-            if (res->n < ef || d < res->a[0].d) {
-                if (cand_push(cand, d, nb) != 0)
-                    break;
-                __builtin_prefetch(hnsw_clinks0(h, cand->a[0].id));
-                if (!h->deleted[nb]) {
-                    hmax_push(res, d, nb);
-                    if (res->n > ef)
-                        hmax_pop(res);
-                }
-            }
-        }
-        ndist += nt;
-    }
-    st->ndist += ndist;
-    st->hops += hops;
 }
 
 static int hit_less(const void *a, const void *b)
@@ -284,41 +263,7 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     *nout = 0;
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
-    if (ef < k)
-        ef = k;
-    if (ef + 2 > s->res.cap)
-        ef = s->res.cap - 2;
-    if (h->perm) {
-        hnsw_permute_query(h, q, s->qbuf);
-        q = s->qbuf;
-    } else if (h->p.metric == METRIC_COSINE) {
-        memcpy(s->qbuf, q, h->dim * sizeof(float));
-        q = s->qbuf;
-    }
-    if (h->p.metric == METRIC_COSINE)
-        vec_normalize(s->qbuf, h->dim);
-    quant_query_set(s->qq, q);
-    uint32_t cur = h->entry;
-    float curd = quant_distance(s->qq, hnsw_code(h, cur));
-    st->ndist++;
-    for (int l = h->max_level; l > 0; l--) {
-        int changed = 1;
-        while (changed) {
-            changed = 0;
-            const uint32_t *links = hnsw_links(h, cur, l);
-            for (uint32_t j = 0; j < links[0]; j++) {
-                float d = quant_distance(s->qq, hnsw_code(h, links[1 + j]));
-                st->ndist++;
-                if (d < curd) {
-                    curd = d;
-                    cur = links[1 + j];
-                    changed = 1;
-                }
-            }
-            st->hops++;
-        }
-    }
-    search_level0_codes(h, s, cur, curd, ef, st);
+    q = descend(h, s, q, clamp_ef(s, k, ef), st, 1);
     /* approximate order first, then exact distances for the best `rerank` */
     hheap *res = &s->res;
     size_t n = res->n;
