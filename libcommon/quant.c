@@ -351,10 +351,15 @@ void quant_query_set(quant_query *qq, const float *v)
     switch (q->kind) {
     case QUANT_INT8:
         /* L2/L1 compare in code units: q' = (q - lo) / step */
-        if (q->metric == METRIC_L2 || q->metric == METRIC_L1)
-            for (size_t j = 0; j < q->dim; j++)
+        if (q->metric == METRIC_L2 || q->metric == METRIC_L1) {
+            for (size_t j = 0; j < q->dim; j++) {
                 qq->qf[j] = (v[j] - q->lo) / q->step;
-        else {
+                /* the integer kernel compares codes with codes: round the
+                 * query too (exact for 8-bit data; re-ranking mends the rest) */
+                float c = roundf(qq->qf[j]);
+                qq->qcode[j] = (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
+            }
+        } else {
             memcpy(qq->qf, v, q->dim * sizeof(float));
             float sq = 0;
             for (size_t j = 0; j < q->dim; j++)
@@ -395,6 +400,12 @@ float quant_f16_l2(const float *qf, const uint8_t *c, size_t n);
 float quant_f16_dot(const float *qf, const uint8_t *c, size_t n);
 typedef float (*qkern)(const float *, const uint8_t *, size_t);
 qkern quant_kernel(const char *name);
+uint32_t (*quant_kernel_u8(void))(const uint8_t *, const uint8_t *, size_t);
+
+static float d_int8_l2_u8(const quant_query *qq, const uint8_t *code)
+{
+    return qq->q->step * qq->q->step * (float)qq->kern_u8(qq->qcode, code, qq->q->dim);
+}
 
 static float d_int8_l2(const quant_query *qq, const uint8_t *code)
 {
@@ -476,6 +487,9 @@ static void choose_dist(quant_query *qq)
     case QUANT_INT8:
         qq->kern = quant_kernel(ip ? "int8_dot" : "int8_l2");
         qq->dist = q->metric == METRIC_L2 ? d_int8_l2 : q->metric == METRIC_L1 ? d_int8_l1 : d_int8_ip;
+        qq->kern_u8 = quant_kernel_u8();
+        if (q->metric == METRIC_L2 && qq->kern_u8)
+            qq->dist = d_int8_l2_u8;
         break;
     case QUANT_F16:
         qq->kern = quant_kernel(ip ? "f16_dot" : "f16_l2");

@@ -51,6 +51,9 @@ struct quant_query {
     const quant *q;
     quant_dist_fn dist; /* chosen once for the kind, metric and CPU */
     float (*kern)(const float *qf, const uint8_t *code, size_t n);
+    /* int8 L2 on a CPU with AVX-512BW: integer distance between the query
+     * rounded to code units (qcode) and a code; NULL elsewhere */
+    uint32_t (*kern_u8)(const uint8_t *a, const uint8_t *b, size_t n);
     float bias;         /* per-query constant term (int8 inner product) */
     float *qf;       /* query as float (f16 path) */
     uint8_t *qcode;  /* int8 / binary code of the query */
