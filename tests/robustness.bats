@@ -82,7 +82,9 @@ index_loads() {
         else
             [ "$res" = "exit 137" ]
             kills=$((kills + 1))
-            cmp "$d/out.idx" "$FIX/prev.idx"
+            # killed before the rename: the previous index; killed after it
+            # (while the process frees memory and exits): the whole new one
+            cmp -s "$d/out.idx" "$FIX/prev.idx" || cmp "$d/out.idx" "$d/new.idx"
         fi
         index_loads "$d/out.idx"
         rm -f "$d"/out.idx.tmp.* # SIGKILL cannot clean up; only the rename is atomic
