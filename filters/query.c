@@ -157,7 +157,7 @@ static void pack_result(frame_out *fo, uint64_t qid, const uint32_t *ids, const 
     frame_put_bin(fo, "dists", dists, n * sizeof(float));
 }
 
-static int put_results_header(channel *c, const engine *en, size_t k, uint64_t count, hf_err *e)
+static int put_results_header(channel *c, const char *metric, size_t k, uint64_t count, hf_err *e)
 {
     frame_out fo;
     frame_out_init(&fo);
@@ -165,7 +165,7 @@ static int put_results_header(channel *c, const engine *en, size_t k, uint64_t c
     frame_put_str(&fo, "schema", STREAM_RESULTS);
     frame_put_u64(&fo, "v", 1);
     frame_put_u64(&fo, "k", k);
-    frame_put_str(&fo, "metric", metric_name(en->h->p.metric));
+    frame_put_str(&fo, "metric", metric);
     frame_put_u64(&fo, "count", count);
     int rc = channel_send(c, &fo, e);
     frame_out_free(&fo);
@@ -219,7 +219,7 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
     if (channel_open_out(o->out_ep, &out, &e))
         cli_fail(prog, o->out_ep, &e);
     size_t k = o->k;
-    if (put_results_header(out, en, k, vs.count_hint, &e))
+    if (put_results_header(out, metric_name(en->h->p.metric), k, vs.count_hint, &e))
         cli_fail(prog, o->out_ep, &e);
     size_t cap = VECSTREAM_BATCH;
     uint32_t *ids = malloc(cap * k * sizeof *ids);
@@ -416,6 +416,17 @@ static int run_serve(const opts *o, engine *en)
     return 0;
 }
 
+/* Wait for the server's next answer; an error or a minute of silence ends the client. */
+static void await_answer(const opts *o, client *cl, frame_in *f)
+{
+    hf_err e = {0};
+    int rc = client_recv(cl, 60000, f, &e);
+    if (rc == HF_EOF)
+        hf_err_set(&e, HF_EIO, "no answer within 60 s");
+    if (rc)
+        cli_fail(prog, o->connect_ep, &e);
+}
+
 /* Client mode: forward each query to a server, print answers in input order. */
 static int run_connect(const opts *o)
 {
@@ -433,9 +444,8 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->connect_ep, &e);
     if (channel_open_out(o->out_ep, &out, &e))
         cli_fail(prog, o->out_ep, &e);
-    frame_out fo, hdr;
+    frame_out fo;
     frame_out_init(&fo);
-    frame_out_init(&hdr);
     /* ask the server what it serves: the results header names the metric */
     char metric[16] = "l2";
     frame_begin(&fo, "info", 0);
@@ -443,11 +453,7 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->connect_ep, &e);
     {
         frame_in f;
-        rc = client_recv(cl, 60000, &f, &e);
-        if (rc == HF_EOF)
-            hf_err_set(&e, HF_EIO, "no answer within 60 s");
-        if (rc)
-            cli_fail(prog, o->connect_ep, &e);
+        await_answer(o, cl, &f);
         uint64_t dim = 0;
         if (strcmp(f.type, "info") != 0 || frame_get_u64(&f, "dim", &dim, NULL) ||
             frame_get_str(&f, "metric", metric, sizeof metric, NULL)) {
@@ -460,13 +466,7 @@ static int run_connect(const opts *o)
             cli_fail(prog, in_name, &e);
         }
     }
-    frame_begin(&hdr, "header", 5);
-    frame_put_str(&hdr, "schema", STREAM_RESULTS);
-    frame_put_u64(&hdr, "v", 1);
-    frame_put_u64(&hdr, "k", o->k);
-    frame_put_str(&hdr, "metric", metric);
-    frame_put_u64(&hdr, "count", vs.count_hint);
-    if (channel_send(out, &hdr, &e))
+    if (put_results_header(out, metric, o->k, vs.count_hint, &e))
         cli_fail(prog, o->out_ep, &e);
     frame_out *answers = NULL;
     size_t cap = 0;
@@ -497,11 +497,7 @@ static int run_connect(const opts *o)
         }
         for (size_t got = 0; got < n; got++) {
             frame_in f;
-            rc = client_recv(cl, 60000, &f, &e);
-            if (rc == HF_EOF)
-                hf_err_set(&e, HF_EIO, "no answer within 60 s");
-            if (rc)
-                cli_fail(prog, o->connect_ep, &e);
+            await_answer(o, cl, &f);
             uint64_t pos;
             char msg[256] = "";
             if (strcmp(f.type, "error") == 0) {
@@ -536,7 +532,6 @@ static int run_connect(const opts *o)
         frame_out_free(&answers[i]);
     free(answers);
     frame_out_free(&fo);
-    frame_out_free(&hdr);
     client_destroy(&cl);
     vecstream_close(&vs);
     channel_destroy(&in);

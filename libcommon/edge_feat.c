@@ -24,19 +24,6 @@ float edge_scale_dist(metric_t m, float d)
     return m == METRIC_L2 ? sqrtf(d) : d;
 }
 
-static inline float ndist(const hnsw *h, uint32_t a, uint32_t b)
-{
-    return dist_finish(h->p.metric, h->kern(hnsw_vec(h, a), hnsw_vec(h, b), h->dim));
-}
-
-static int hit_cmp(const void *a, const void *b)
-{
-    const hnsw_hit *x = a, *y = b;
-    if (x->d != y->d)
-        return (x->d > y->d) - (x->d < y->d);
-    return (x->id > y->id) - (x->id < y->id);
-}
-
 void edge_graph_destroy(edge_graph **self_p)
 {
     if (!self_p || !*self_p)
@@ -65,9 +52,9 @@ static void sort_node(const hnsw *h, edge_graph *g, uint32_t i, hnsw_hit *tmp)
     uint32_t deg = ln[0];
     for (uint32_t j = 0; j < deg; j++) {
         tmp[j].id = ln[1 + j];
-        tmp[j].d = ndist(h, i, ln[1 + j]);
+        tmp[j].d = hnsw_node_dist(h, i, ln[1 + j]);
     }
-    qsort(tmp, deg, sizeof *tmp, hit_cmp);
+    qsort(tmp, deg, sizeof *tmp, hnsw_hit_cmp);
     uint64_t o = g->off[i];
     double s = 0;
     for (uint32_t j = 0; j < deg; j++) {
@@ -99,7 +86,7 @@ static void feat_node(const hnsw *h, edge_graph *g, uint32_t i)
         uint32_t occl = 0;
         float minratio = 2.0f;
         for (uint32_t k = 0; k < r; k++) {
-            float dkj = ndist(h, g->dst[o + k], j);
+            float dkj = hnsw_node_dist(h, g->dst[o + k], j);
             if (dkj < dij)
                 occl++;
             float ratio = sij > 0 ? edge_scale_dist(m, dkj) / sij : 2.0f;

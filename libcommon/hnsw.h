@@ -121,12 +121,21 @@ static inline uint32_t hnsw_maxdeg(const hnsw *h, int l)
     return l == 0 ? h->p.M0 : h->p.M;
 }
 
+/* Distance between two stored nodes, in the metric's terms. */
+static inline float hnsw_node_dist(const hnsw *h, uint32_t a, uint32_t b)
+{
+    return dist_finish(h->p.metric, h->kern(hnsw_vec(h, a), hnsw_vec(h, b), h->dim));
+}
+
 /* ---- search ---- */
 
 typedef struct hnsw_hit {
     float d;
     uint32_t id;
 } hnsw_hit;
+
+/* qsort order for hits: nearest first, ties by id (so sorting is deterministic). */
+int hnsw_hit_cmp(const void *a, const void *b);
 
 typedef struct hnsw_stats {
     uint64_t ndist; /* distance computations */

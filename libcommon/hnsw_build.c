@@ -29,11 +29,6 @@ typedef struct build_scratch {
     uint32_t *copy;     /* a neighbour list copied out under its lock */
 } build_scratch;
 
-static inline float node_dist(const hnsw *h, uint32_t a, uint32_t b)
-{
-    return dist_finish(h->p.metric, h->kern(hnsw_vec(h, a), hnsw_vec(h, b), h->dim));
-}
-
 static int scratch_init(build_scratch *b, const hnsw *h)
 {
     size_t ef = h->p.ef_construction + 1;
@@ -125,7 +120,7 @@ static uint32_t select_heuristic(const hnsw *h, const hnsw_hit *cands, size_t n,
     for (size_t i = 0; i < n && kept < m; i++) {
         int good = 1;
         for (uint32_t j = 0; j < kept; j++) {
-            if (node_dist(h, cands[i].id, out[j]) < cands[i].d) {
+            if (hnsw_node_dist(h, cands[i].id, out[j]) < cands[i].d) {
                 good = 0;
                 break;
             }
@@ -134,12 +129,6 @@ static uint32_t select_heuristic(const hnsw *h, const hnsw_hit *cands, size_t n,
             out[kept++] = cands[i].id;
     }
     return kept;
-}
-
-static int hit_cmp(const void *a, const void *b)
-{
-    const hnsw_hit *x = a, *y = b;
-    return (x->d > y->d) - (x->d < y->d);
 }
 
 /* Add q to node s's level-l list, pruning with the heuristic when full. */
@@ -161,11 +150,11 @@ static void link_back(hnsw *h, build_scratch *b, uint32_t s, uint32_t q, int l)
     } else {
         for (uint32_t j = 0; j < deg; j++) {
             b->prune[j].id = ln[1 + j];
-            b->prune[j].d = node_dist(h, s, ln[1 + j]);
+            b->prune[j].d = hnsw_node_dist(h, s, ln[1 + j]);
         }
         b->prune[deg].id = q;
-        b->prune[deg].d = node_dist(h, s, q);
-        qsort(b->prune, deg + 1, sizeof(hnsw_hit), hit_cmp);
+        b->prune[deg].d = hnsw_node_dist(h, s, q);
+        qsort(b->prune, deg + 1, sizeof(hnsw_hit), hnsw_hit_cmp);
         /* not b->selected: the caller is iterating over it */
         uint32_t kept = select_heuristic(h, b->prune, deg + 1, maxdeg, b->pruned);
         memcpy(ln + 1, b->pruned, kept * sizeof(uint32_t));
@@ -192,14 +181,14 @@ static void insert_node(hnsw *h, build_scratch *b, uint32_t q)
     if (!hold)
         pthread_mutex_unlock(&h->entry_lock);
 
-    float epd = node_dist(h, q, ep);
+    float epd = hnsw_node_dist(h, q, ep);
     for (int l = maxl; l > level; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
             uint32_t deg = read_links(h, ep, l, b->copy);
             for (uint32_t j = 0; j < deg; j++) {
-                float d = node_dist(h, q, b->copy[j]);
+                float d = hnsw_node_dist(h, q, b->copy[j]);
                 if (d < epd) {
                     epd = d;
                     ep = b->copy[j];

@@ -244,7 +244,7 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
     return 0;
 }
 
-static int hit_less(const void *a, const void *b)
+int hnsw_hit_cmp(const void *a, const void *b)
 {
     const hnsw_hit *x = a, *y = b;
     if (x->d != y->d)
@@ -277,7 +277,7 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     for (size_t i = 0; i < r; i++)
         s->sorted[i].d = qdist(h, q, s->sorted[i].id);
     st->ndist += r;
-    qsort(s->sorted, r, sizeof(hnsw_hit), hit_less);
+    qsort(s->sorted, r, sizeof(hnsw_hit), hnsw_hit_cmp);
     size_t m = r < k ? r : k;
     memcpy(out, s->sorted, m * sizeof(hnsw_hit));
     *nout = m;
