@@ -40,6 +40,7 @@ def load(path):
                 "mean_dist": float(r["mean_dist"]) if r["mean_dist"] else float("nan"),
                 "build_s": float(r["build_s"]),
                 "mem_bytes": float(r["mem_bytes"]) if r["mem_bytes"] else float("nan"),
+                "mem_vs_f32": float(r["mem_vs_f32"]) if r.get("mem_vs_f32") else None,
             }
         except (KeyError, ValueError) as e:
             sys.exit(f"report: {path}: bad row {r}: {e}")
@@ -86,7 +87,8 @@ def table(name, by):
                + ", ".join(f"{e} {n}" for e, n in npts.items()))
     out.append("")
     hdr = ["engine"] + [f"QPS @{t:.2f}" for t in TARGETS] + ["dist comps @0.95", "max recall",
-                                                             "build s", "memory MiB"]
+                                                             "build s", "memory MiB",
+                                                             "traversal memory / f32 vectors"]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
     engines = [e for e in ENGINES if e in by] + sorted(e for e in by if e not in ENGINES)
@@ -100,6 +102,7 @@ def table(name, by):
             f"{max(p['recall'] for p in pts):.4f}",
             f"{pts[0]['build_s']:.1f}",
             f"{mem / 2**20:,.1f}",
+            f"{pts[0]['mem_vs_f32']:.3f}x" if pts[0]["mem_vs_f32"] is not None else "",
         ]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
@@ -144,7 +147,7 @@ def main():
         "  ratios > 1 mean hnswflow is faster (QPS) or larger/slower (build time, memory).",
         "- build time: wall seconds with the run's build threads (hnswflow: the whole",
         "  embed-load | graph-build pipe; peers: the add calls only).",
-        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, codes + links, the f32 vectors kept for re-ranking not counted); peers: RSS growth across the build (see bench/README.md).",
+        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, codes + packed links + upper levels, the f32 vectors kept for re-ranking not counted, also shown as a fraction of the f32 vectors); peers: RSS growth across the build (see bench/README.md).",
         "",
     ]
     for name, _m, _d, by in sets:

@@ -32,7 +32,7 @@ BUILD=${BUILD:-build}
 QUICK=${QUICK:-0}
 THREADS=${THREADS:-$(nproc)}
 K=10
-RERANK=${RERANK:-20}
+RERANK=${RERANK:-10}
 RERANK_PQ=${RERANK_PQ:-50}
 M=16
 EFC=200
@@ -122,6 +122,8 @@ run_ours() {
     mem=$(sed -n 's/.*traversal memory \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
     [ -n "$mem" ] || mem=$(sed -n 's/.* levels, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
     mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
+    # compressed engines: traversal memory as a fraction of the f32 vectors
+    vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
     say "$label: $engine build ${build_s}s, memory $mem bytes"
     for ef in $efs_words; do
         out=$run/$engine.ef$ef.frames
@@ -136,7 +138,7 @@ run_ours() {
         qps=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p')
         mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
         rec=$(recall_of "$out")
-        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem" >>"$rows"
+        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf" >>"$rows"
         say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
         rm -f "$out"
     done
@@ -193,14 +195,14 @@ run_set() {
             mem=$(echo "$line" | sed -n 's/.* mem_bytes=\([0-9-]*\).*/\1/p')
             [ -n "$ef" ] || continue
             rec=$(recall_of "$run/$engine.ef$ef.frames")
-            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem" >>"$rows"
+            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem," >>"$rows"
             say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
         done <"$run/$engine.log"
     done
 
     csv=$RES/$label.csv
     {
-        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,machine,date"
+        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,machine,date"
         sed "s|\$|,\"$MACHINE\",$DATE|" "$rows"
     } >"$csv.tmp"
     mv "$csv.tmp" "$csv"

@@ -144,7 +144,7 @@ int main(int argc, char **argv)
             h->n, h->dim, metric_name(p.metric), p.M, p.M0, p.ef_construction, threads, t_build,
             h->max_level + 1, hnsw_memory_bytes(h) / 1048576.0);
     if (h->codes)
-        fprintf(stderr, "; %s codes %zu B/vector, traversal memory %.1f MiB (%.2fx of f32 vectors)",
+        fprintf(stderr, "; %s codes %zu B/vector, traversal memory %.2f MiB (%.3fx of f32 vectors)",
                 quant_name(compress), h->codes->code_bytes, hnsw_codes_memory_bytes(h) / 1048576.0,
                 (double)hnsw_codes_memory_bytes(h) / ((double)h->n * h->dim * sizeof(float)));
     fprintf(stderr, "\n");

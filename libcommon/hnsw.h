@@ -55,12 +55,14 @@ typedef struct hnsw {
     int max_level;
     dist_fn kern;
     /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
-     * per node [u32 degree][u32 links[M0]] then the code, cnode_bytes each,
-     * a copy of level 0 with codes in place of vectors. */
+     * per node M0 level-0 links packed in cid_bits each (a short list ends
+     * with the all-ones id), then the code; cnode_bytes each, unaligned. A
+     * copy of level 0 with codes in place of vectors. */
     uint32_t *perm; /* stored dimension i is input dimension perm[i]; NULL: identity */
     struct quant *codes;
     char *cblock;
     size_t cnode_bytes, clinks_bytes;
+    unsigned cid_bits;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -175,9 +177,27 @@ static inline const uint8_t *hnsw_code(const hnsw *h, uint32_t id)
 {
     return (const uint8_t *)(h->cblock + (size_t)id * h->cnode_bytes + h->clinks_bytes);
 }
-static inline const uint32_t *hnsw_clinks0(const hnsw *h, uint32_t id)
+static inline const char *hnsw_cnode(const hnsw *h, uint32_t id)
 {
-    return (const uint32_t *)(h->cblock + (size_t)id * h->cnode_bytes);
+    return h->cblock + (size_t)id * h->cnode_bytes;
+}
+/* Unpack node id's level-0 links from the code block into out[0..M0);
+ * returns the degree. */
+static inline uint32_t hnsw_clinks0_unpack(const hnsw *h, uint32_t id, uint32_t *out)
+{
+    const char *p = hnsw_cnode(h, id);
+    unsigned bits = h->cid_bits;
+    uint64_t mask = ((uint64_t)1 << bits) - 1;
+    uint32_t n = 0;
+    for (size_t j = 0, bit = 0; j < h->p.M0; j++, bit += bits) {
+        uint64_t w;
+        __builtin_memcpy(&w, p + (bit >> 3), 8);
+        uint64_t v = (w >> (bit & 7)) & mask;
+        if (v == mask)
+            break;
+        out[n++] = (uint32_t)v;
+    }
+    return n;
 }
 
 /* Tombstone a node: it stays in the graph for routing, never in results. */

@@ -2,10 +2,13 @@
  * hnsw_codes.c - the compressed copy of level 0 used for traversal on codes.
  *
  * Why a copy: traversal should touch only links and codes, packed together
- * per node so one node is one or two cache lines of links plus a short code;
- * the f32 vectors stay in the level-0 block for building and re-ranking.
- * Links are duplicated (M0 + 1 u32 per node), which is small next to a
- * vector; hnsw_codes_sync_links refreshes them after the graph changes.
+ * per node so one node is a few cache lines of links plus a short code; the
+ * f32 vectors stay in the level-0 block for building and re-ranking.
+ * Why packed links: at 128 dimensions an int8 code is 128 B while M0 = 32
+ * u32 links are 132 B, so plain links would double traversal memory. Each
+ * link takes cid_bits = bits(n) instead (18 at 200k nodes); a list shorter
+ * than M0 ends with the all-ones id. hnsw_codes_sync_links refreshes the
+ * copy after the graph changes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,29 +18,55 @@
 
 #define TRAIN_SAMPLE 20000
 
+/* Bits per packed id: enough for every id and the all-ones end marker. */
+static unsigned id_bits(size_t n)
+{
+    unsigned b = 1;
+    while (b < 32 && ((uint64_t)1 << b) - 1 < n)
+        b++;
+    return b;
+}
+
 static int layout(hnsw *h, hf_err *e)
 {
-    h->clinks_bytes = sizeof(uint32_t) * (1 + (size_t)h->p.M0);
-    size_t raw = h->clinks_bytes + h->codes->code_bytes;
-    h->cnode_bytes = (raw + 3) & ~(size_t)3; /* u32 links stay aligned; no padding beyond */
+    h->cid_bits = id_bits(h->n);
+    h->clinks_bytes = ((size_t)h->p.M0 * h->cid_bits + 7) / 8;
+    h->cnode_bytes = h->clinks_bytes + h->codes->code_bytes;
     free(h->cblock);
     h->cblock = NULL;
-    if (h->n && h->cnode_bytes > SIZE_MAX / h->n)
+    if (h->n && h->cnode_bytes > (SIZE_MAX - 128) / h->n)
         return hf_err_set(e, HF_ENOMEM, "code block too large");
-    size_t bytes = ((h->n * h->cnode_bytes + 63) / 64) * 64;
+    /* unpacking reads 8 bytes at a time: pad past the last node */
+    size_t bytes = ((h->n * h->cnode_bytes + 8 + 63) / 64) * 64;
     h->cblock = hnsw_alloc_block(bytes);
     if (!h->cblock)
         return hf_err_set(e, HF_ENOMEM, "cannot allocate code block");
-    memset(h->cblock, 0, bytes ? bytes : 64);
+    memset(h->cblock, 0, bytes);
     return 0;
+}
+
+/* Read-modify-write of 8 bytes: the bits around the field (neighbouring ids,
+ * the code that follows) are written back unchanged. */
+static void put_bits(uint8_t *p, size_t bit, unsigned bits, uint64_t v)
+{
+    uint64_t w;
+    memcpy(&w, p + (bit >> 3), 8);
+    uint64_t mask = (((uint64_t)1 << bits) - 1) << (bit & 7);
+    w = (w & ~mask) | (v << (bit & 7));
+    memcpy(p + (bit >> 3), &w, 8);
 }
 
 void hnsw_codes_sync_links(hnsw *h)
 {
     if (!h->cblock)
         return;
-    for (size_t i = 0; i < h->n; i++)
-        memcpy(h->cblock + i * h->cnode_bytes, hnsw_links0(h, (uint32_t)i), h->clinks_bytes);
+    uint32_t end = (uint32_t)(((uint64_t)1 << h->cid_bits) - 1);
+    for (size_t i = 0; i < h->n; i++) {
+        uint8_t *p = (uint8_t *)h->cblock + i * h->cnode_bytes;
+        const uint32_t *l = hnsw_links0(h, (uint32_t)i);
+        for (uint32_t j = 0; j < h->p.M0; j++)
+            put_bits(p, (size_t)j * h->cid_bits, h->cid_bits, j < l[0] ? l[1 + j] : end);
+    }
 }
 
 int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e)

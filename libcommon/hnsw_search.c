@@ -20,6 +20,7 @@ struct hnsw_searcher {
     size_t n;
     quant_query *qq; /* when the graph has codes */
     hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
+    uint32_t *links;  /* one unpacked level-0 list of the code block */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -37,11 +38,12 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     s->cand.a = malloc(s->cand.cap * sizeof(hnsw_hit));
     s->qbuf = malloc(h->dim * sizeof(float));
     s->sorted = malloc(s->res.cap * sizeof(hnsw_hit));
+    s->links = malloc(((size_t)h->p.M0 + 1) * sizeof(uint32_t));
     if (h->codes && quant_query_new(h->codes, &s->qq, e) != 0) {
         hnsw_searcher_destroy(&s);
         return HF_ENOMEM;
     }
-    if (!s->vis.mark || !s->res.a || !s->cand.a || !s->qbuf || !s->sorted) {
+    if (!s->vis.mark || !s->res.a || !s->cand.a || !s->qbuf || !s->sorted || !s->links) {
         hnsw_searcher_destroy(&s);
         return hf_err_set(e, HF_ENOMEM, "out of memory for search scratch");
     }
@@ -59,6 +61,7 @@ void hnsw_searcher_destroy(hnsw_searcher **sp)
     free(s->cand.a);
     free(s->qbuf);
     free(s->sorted);
+    free(s->links);
     quant_query_destroy(&s->qq);
     free(s);
     *sp = NULL;
@@ -93,9 +96,24 @@ static inline float qdist(const hnsw *h, const float *q, uint32_t id)
  * and are always inlined, so each caller gets its own branch-free copy. */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-ALWAYS_INLINE const uint32_t *node_links0(const hnsw *h, uint32_t id, int codes)
+/* Level-0 neighbours of id: a pointer into the level-0 block, or the list
+ * unpacked from the code block into the searcher's scratch. */
+ALWAYS_INLINE const uint32_t *node_links0(const hnsw *h, hnsw_searcher *s, uint32_t id,
+                                          uint32_t *deg, int codes)
 {
-    return codes ? hnsw_clinks0(h, id) : hnsw_links0(h, id);
+    if (codes) {
+        *deg = hnsw_clinks0_unpack(h, id, s->links);
+        return s->links;
+    }
+    const uint32_t *l = hnsw_links0(h, id);
+    *deg = l[0];
+    return l + 1;
+}
+
+/* Start of a node's record (its links come first in both blocks). */
+ALWAYS_INLINE const void *node_head(const hnsw *h, uint32_t id, int codes)
+{
+    return codes ? (const void *)hnsw_cnode(h, id) : (const void *)hnsw_links0(h, id);
 }
 
 ALWAYS_INLINE const void *node_data(const hnsw *h, uint32_t id, int codes)
@@ -124,6 +142,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     uint64_t ndist = 0, hops = 0;
     const dist_bounded_fn bounded =
         !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    float (*const cbounded)(const quant_query *, const uint8_t *, float) =
+        codes ? s->qq->dist_bounded : NULL;
     size_t bytes = codes ? h->codes->code_bytes : h->dim * sizeof(float);
     size_t lines = (bytes + 63) / 64;
     if (lines > PREFETCH_LINES)
@@ -135,13 +155,13 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
             break;
         hmin_pop(cand);
         hops++;
-        const uint32_t *links = node_links0(h, c.id, codes);
-        uint32_t deg = links[0];
+        uint32_t deg;
+        const uint32_t *links = node_links0(h, s, c.id, &deg, codes);
         /* gather the unvisited neighbours and start fetching all of them at
          * once, so their memory latencies overlap */
         uint32_t nt = 0;
         for (uint32_t j = 0; j < deg; j++) {
-            uint32_t nb = links[1 + j];
+            uint32_t nb = links[j];
             if (visited_test_set(vis, nb))
                 continue;
             todo[nt++] = nb;
@@ -156,12 +176,14 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
              * matter, so L2 may stop reading a vector early */
             if (bounded && res->n >= ef)
                 d = bounded(q, hnsw_vec(h, nb), h->dim, res->a[0].d);
+            else if (cbounded && res->n >= ef)
+                d = cbounded(s->qq, hnsw_code(h, nb), res->a[0].d);
             else
                 d = node_dist(h, s, q, nb, codes);
             if (res->n < ef || d < res->a[0].d) {
                 if (cand_push(cand, d, nb) != 0)
                     break;
-                __builtin_prefetch(node_links0(h, cand->a[0].id, codes));
+                __builtin_prefetch(node_head(h, cand->a[0].id, codes));
                 if (!h->deleted[nb]) {
                     hmax_push(res, d, nb);
                     if (res->n > ef)

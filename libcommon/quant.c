@@ -202,14 +202,21 @@ int quant_train(quant_kind kind, metric_t metric, size_t dim, const float *rows,
     case QUANT_F16: q->code_bytes = 2 * dim; break;
     case QUANT_INT8: {
         float lo = INFINITY, hi = -INFINITY;
+        int integral = 1;
         for (size_t i = 0; i < n; i++)
             for (size_t j = 0; j < dim; j++) {
                 float v = rows[i * stride + j];
                 lo = v < lo ? v : lo;
                 hi = v > hi ? v : hi;
+                integral &= v == rintf(v);
             }
         q->lo = lo;
         q->step = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+        /* integer data spanning at most 256 values (pixels, SIFT) is coded
+         * exactly with unit steps; stretching it over 0..255 would put the
+         * grid between its values and blur every distance */
+        if (integral && hi - lo <= 255.0f)
+            q->step = 1.0f;
         q->code_bytes = dim;
         break;
     }
@@ -352,12 +359,15 @@ void quant_query_set(quant_query *qq, const float *v)
     case QUANT_INT8:
         /* L2/L1 compare in code units: q' = (q - lo) / step */
         if (q->metric == METRIC_L2 || q->metric == METRIC_L1) {
+            /* the integer kernel compares codes with codes: round the query
+             * too (exact for 8-bit data; re-ranking mends the rest); clamp
+             * then add 0.5 and truncate, which the compiler vectorises */
+            float inv = 1.0f / q->step, lo = q->lo;
             for (size_t j = 0; j < q->dim; j++) {
-                qq->qf[j] = (v[j] - q->lo) / q->step;
-                /* the integer kernel compares codes with codes: round the
-                 * query too (exact for 8-bit data; re-ranking mends the rest) */
-                float c = roundf(qq->qf[j]);
-                qq->qcode[j] = (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
+                float x = (v[j] - lo) * inv;
+                qq->qf[j] = x;
+                x = x < 0.0f ? 0.0f : x > 255.0f ? 255.0f : x;
+                qq->qcode[j] = (uint8_t)(int)(x + 0.5f);
             }
         } else {
             memcpy(qq->qf, v, q->dim * sizeof(float));
@@ -405,6 +415,17 @@ uint32_t (*quant_kernel_u8(void))(const uint8_t *, const uint8_t *, size_t);
 static float d_int8_l2_u8(const quant_query *qq, const uint8_t *code)
 {
     return qq->q->step * qq->q->step * (float)qq->kern_u8(qq->qcode, code, qq->q->dim);
+}
+
+uint32_t (*quant_kernel_u8_bounded(void))(const uint8_t *, const uint8_t *, size_t, uint32_t);
+
+static float d_int8_l2_u8_bounded(const quant_query *qq, const uint8_t *code, float bound)
+{
+    float s2 = qq->q->step * qq->q->step;
+    float b = bound / s2;
+    /* a partial sum above the floor of b is above b itself */
+    uint32_t ub = b >= 4.0e9f ? UINT32_MAX : (uint32_t)b;
+    return s2 * (float)qq->kern_u8_bounded(qq->qcode, code, qq->q->dim, ub);
 }
 
 static float d_int8_l2(const quant_query *qq, const uint8_t *code)
@@ -488,8 +509,12 @@ static void choose_dist(quant_query *qq)
         qq->kern = quant_kernel(ip ? "int8_dot" : "int8_l2");
         qq->dist = q->metric == METRIC_L2 ? d_int8_l2 : q->metric == METRIC_L1 ? d_int8_l1 : d_int8_ip;
         qq->kern_u8 = quant_kernel_u8();
-        if (q->metric == METRIC_L2 && qq->kern_u8)
+        qq->kern_u8_bounded = quant_kernel_u8_bounded();
+        if (q->metric == METRIC_L2 && qq->kern_u8) {
             qq->dist = d_int8_l2_u8;
+            if (qq->kern_u8_bounded)
+                qq->dist_bounded = d_int8_l2_u8_bounded;
+        }
         break;
     case QUANT_F16:
         qq->kern = quant_kernel(ip ? "f16_dot" : "f16_l2");

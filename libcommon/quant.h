@@ -54,6 +54,10 @@ struct quant_query {
     /* int8 L2 on a CPU with AVX-512BW: integer distance between the query
      * rounded to code units (qcode) and a code; NULL elsewhere */
     uint32_t (*kern_u8)(const uint8_t *a, const uint8_t *b, size_t n);
+    uint32_t (*kern_u8_bounded)(const uint8_t *a, const uint8_t *b, size_t n, uint32_t bound);
+    /* distance that may stop early once it exceeds bound (returning some
+     * value > bound); NULL for kinds without one */
+    float (*dist_bounded)(const quant_query *qq, const uint8_t *code, float bound);
     float bias;         /* per-query constant term (int8 inner product) */
     float *qf;       /* query as float (f16 path) */
     uint8_t *qcode;  /* int8 / binary code of the query */

@@ -99,6 +99,34 @@ int8_l2_u8_avx512bw(const uint8_t *a, const uint8_t *b, size_t n)
     return (uint32_t)_mm512_reduce_add_epi32(acc);
 }
 
+/* As above, stopping once the partial sum exceeds bound (checked every 128
+ * dimensions): a candidate already farther than the worst kept result needs
+ * no more bytes read. Codes follow the stored dimension order (decreasing
+ * variance), so the first stretch carries most of the distance. */
+__attribute__((target("avx512f,avx512bw"))) static uint32_t
+int8_l2_u8_bounded_avx512bw(const uint8_t *a, const uint8_t *b, size_t n, uint32_t bound)
+{
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    while (i < n) {
+        for (size_t end = i + 128; i < end && i < n; i += 64) {
+            __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
+            __m512i x = _mm512_maskz_loadu_epi8(m, a + i), y = _mm512_maskz_loadu_epi8(m, b + i);
+            __m512i d = _mm512_sub_epi8(_mm512_max_epu8(x, y), _mm512_min_epu8(x, y));
+            __m512i lo = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(d));
+            __m512i hi = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(d, 1));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(lo, lo));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(hi, hi));
+        }
+        if (i < n) {
+            uint32_t part = (uint32_t)_mm512_reduce_add_epi32(acc);
+            if (part > bound)
+                return part;
+        }
+    }
+    return (uint32_t)_mm512_reduce_add_epi32(acc);
+}
+
 typedef float (*qfn)(const float *, const uint8_t *, size_t);
 qfn quant_kernel(const char *name);
 static qfn k_int8_l2 = quant_int8_l2_scalar, k_int8_dot = quant_int8_dot_scalar,
@@ -125,6 +153,15 @@ qfn_u8 quant_kernel_u8(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bw") ? int8_l2_u8_avx512bw : NULL;
+}
+
+typedef uint32_t (*qfn_u8_bounded)(const uint8_t *, const uint8_t *, size_t, uint32_t);
+
+/* The bounded integer int8 L2 kernel, or NULL when the CPU lacks AVX-512BW. */
+qfn_u8_bounded quant_kernel_u8_bounded(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bw") ? int8_l2_u8_bounded_avx512bw : NULL;
 }
 
 /* Kernel by name, resolved once per query object, not per distance. */

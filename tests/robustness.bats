@@ -165,13 +165,13 @@ stop_server() {
 @test "query --serve: SIGTERM during load answers every request it received, then exits 0" {
     start_server
     run $LOAD --endpoint "$EP" --queries "$FIX/q32.npy" --expected "$FIX/expected32" \
-        --clients 8 --per-client 1000 --sigterm "$SPID" --sigterm-delay 0.2 --timeout 10
+        --clients 8 --per-client 4000 --sigterm "$SPID" --sigterm-delay 0.05 --timeout 30
     echo "$output"
     local rc=0
     wait "$SPID" || rc=$?
     cat "$BATS_TEST_TMPDIR/server.err"
     [ "$status" -eq 0 ]
-    [[ "$output" == *"answered 8000, lost 0"* ]]
+    [[ "$output" == *"answered 32000, lost 0"* ]]
     [[ "$output" =~ after\ SIGTERM\ ([1-9][0-9]*) ]] # it really was mid-load
     [ "$rc" -eq 0 ]
     grep -q "shutting down" "$BATS_TEST_TMPDIR/server.err"

@@ -80,6 +80,102 @@ static void int8_codes_are_exact_on_8_bit_data(void **st)
     assert_true(rel_err_of(QUANT_INT8, METRIC_L1) < 1e-5);
 }
 
+/* Integer data spanning fewer than 256 values gets unit steps, so codes are
+ * still exact (a stretched grid would fall between the data's values). */
+static void int8_codes_are_exact_on_narrow_integer_data(void **st)
+{
+    (void)st;
+    unsigned seed = 5;
+    float *rows = malloc(500 * DIM * sizeof(float));
+    for (size_t i = 0; i < 500 * DIM; i++)
+        rows[i] = (float)(rand_r(&seed) % 121) - 7.0f; /* -7 .. 113 */
+    quant *q = NULL;
+    quant_query *qq = NULL;
+    hf_err e;
+    assert_int_equal(quant_train(QUANT_INT8, METRIC_L2, DIM, rows, DIM, 500, 1, &q, &e), 0);
+    assert_true(q->step == 1.0f);
+    assert_int_equal(quant_query_new(q, &qq, &e), 0);
+    uint8_t code[DIM];
+    for (size_t i = 0; i < 10; i++) {
+        quant_query_set(qq, rows + (499 - i) * DIM);
+        for (size_t j = 0; j < 40; j++) {
+            quant_encode(q, rows + j * DIM, code);
+            float want = metric_distance(METRIC_L2, rows + (499 - i) * DIM, rows + j * DIM, DIM);
+            assert_true(quant_distance(qq, code) == want);
+        }
+    }
+    quant_query_destroy(&qq);
+    quant_destroy(&q);
+    free(rows);
+}
+
+/* The bounded int8 distance is exact when the distance is within the bound
+ * and otherwise returns something beyond the bound (never a smaller value,
+ * which would let a far candidate in). */
+static void bounded_int8_distance_respects_its_bound(void **st)
+{
+    (void)st;
+    enum { D = 300, ROWS = 200 };
+    unsigned seed = 9;
+    float *rows = malloc(ROWS * D * sizeof(float));
+    for (size_t i = 0; i < ROWS * D; i++)
+        rows[i] = (float)(rand_r(&seed) % 256);
+    quant *q = NULL;
+    quant_query *qq = NULL;
+    hf_err e;
+    assert_int_equal(quant_train(QUANT_INT8, METRIC_L2, D, rows, D, ROWS, 1, &q, &e), 0);
+    assert_int_equal(quant_query_new(q, &qq, &e), 0);
+    if (!qq->dist_bounded) {
+        quant_query_destroy(&qq);
+        quant_destroy(&q);
+        free(rows);
+        skip(); /* no AVX-512BW on this CPU: search uses the full distance */
+    }
+    uint8_t code[D];
+    quant_query_set(qq, rows);
+    for (size_t j = 1; j < ROWS; j++) {
+        quant_encode(q, rows + j * D, code);
+        float full = quant_distance(qq, code);
+        assert_true(qq->dist_bounded(qq, code, full) == full);
+        assert_true(qq->dist_bounded(qq, code, 2 * full) == full);
+        float b = full * (float)(j % 10) / 10.0f;
+        assert_true(qq->dist_bounded(qq, code, b) > b);
+    }
+    quant_query_destroy(&qq);
+    quant_destroy(&q);
+    free(rows);
+}
+
+/* The code block's bit-packed level-0 links unpack to exactly the graph's
+ * lists, at node counts on both sides of a bit-width step (255 fits 8 bits
+ * with the end marker, 256 needs 9). */
+static void packed_links_unpack_to_the_graph_lists(void **st)
+{
+    (void)st;
+    size_t counts[] = {255, 256, N};
+    for (size_t c = 0; c < 3; c++) {
+        hnsw_params p = {.M = 6, .ef_construction = 40, .seed = 2};
+        hnsw_params_defaults(&p);
+        hnsw *h = NULL;
+        hf_err e;
+        assert_int_equal(hnsw_new(&p, DIM, &h, &e), 0);
+        assert_int_equal(hnsw_append(h, base, counts[c], NULL, &e), 0);
+        assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
+        assert_int_equal(hnsw_codes_build(h, QUANT_INT8, 3, &e), 0);
+        assert_int_equal(h->cid_bits, counts[c] == 255 ? 8u : counts[c] == 256 ? 9u : 11u);
+        uint32_t got[64];
+        for (uint32_t i = 0; i < h->n; i++) {
+            const uint32_t *want = hnsw_links0(h, i);
+            assert_int_equal(hnsw_clinks0_unpack(h, i, got), want[0]);
+            assert_memory_equal(got, want + 1, want[0] * sizeof(uint32_t));
+            uint8_t code[DIM];
+            quant_encode(h->codes, hnsw_vec(h, i), code);
+            assert_memory_equal(hnsw_code(h, i), code, DIM);
+        }
+        hnsw_destroy(&h);
+    }
+}
+
 static void f16_codes_are_close(void **st)
 {
     (void)st;
@@ -207,6 +303,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(int8_codes_are_exact_on_8_bit_data),
+        cmocka_unit_test(int8_codes_are_exact_on_narrow_integer_data),
+        cmocka_unit_test(bounded_int8_distance_respects_its_bound),
+        cmocka_unit_test(packed_links_unpack_to_the_graph_lists),
         cmocka_unit_test(f16_codes_are_close),
         cmocka_unit_test(pq_codes_approximate_l2),
         cmocka_unit_test(codebooks_round_trip_through_frames),
