@@ -105,4 +105,26 @@ static inline int visited_test_set(visited *v, uint32_t id)
     return 0;
 }
 
+/* Visited set as a bitset, cleared per search: 16 times smaller than the
+ * epoch marks, so a search's random probes stay in L1/L2 (200k nodes: 25 KB)
+ * and clearing costs n/8 bytes of memset. */
+typedef struct visited_bits {
+    uint64_t *w;
+    size_t words;
+} visited_bits;
+
+static inline void visited_bits_clear(visited_bits *v)
+{
+    memset(v->w, 0, v->words * sizeof(uint64_t));
+}
+
+static inline int visited_bits_test_set(visited_bits *v, uint32_t id)
+{
+    uint64_t m = (uint64_t)1 << (id & 63), *w = v->w + (id >> 6);
+    if (*w & m)
+        return 1;
+    *w |= m;
+    return 0;
+}
+
 #endif

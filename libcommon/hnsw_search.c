@@ -14,7 +14,7 @@
 #include "quant.h"
 
 struct hnsw_searcher {
-    visited vis;
+    visited_bits vis;
     hheap cand, res;
     float *qbuf; /* normalised query for cosine */
     size_t n;
@@ -30,8 +30,8 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     if (!s)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     s->n = h->n;
-    s->vis.n = h->n ? h->n : 1;
-    s->vis.mark = calloc(s->vis.n, sizeof(uint16_t));
+    s->vis.words = (h->n + 63) / 64 + 1;
+    s->vis.w = calloc(s->vis.words, sizeof(uint64_t));
     s->res.cap = max_ef + 2;
     s->res.a = malloc(s->res.cap * sizeof(hnsw_hit));
     s->cand.cap = max_ef * 4 + 64;
@@ -43,7 +43,7 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
         hnsw_searcher_destroy(&s);
         return HF_ENOMEM;
     }
-    if (!s->vis.mark || !s->res.a || !s->cand.a || !s->qbuf || !s->sorted || !s->links) {
+    if (!s->vis.w || !s->res.a || !s->cand.a || !s->qbuf || !s->sorted || !s->links) {
         hnsw_searcher_destroy(&s);
         return hf_err_set(e, HF_ENOMEM, "out of memory for search scratch");
     }
@@ -56,7 +56,7 @@ void hnsw_searcher_destroy(hnsw_searcher **sp)
     if (!sp || !*sp)
         return;
     hnsw_searcher *s = *sp;
-    free(s->vis.mark);
+    free(s->vis.w);
     free(s->res.a);
     free(s->cand.a);
     free(s->qbuf);
@@ -131,11 +131,11 @@ ALWAYS_INLINE float node_dist(const hnsw *h, const hnsw_searcher *s, const float
 ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t ep,
                                  float epd, size_t ef, hnsw_stats *st, int codes)
 {
-    visited *vis = &s->vis;
+    visited_bits *vis = &s->vis;
     hheap *cand = &s->cand, *res = &s->res;
-    visited_next(vis);
+    visited_bits_clear(vis);
     cand->n = res->n = 0;
-    visited_test_set(vis, ep);
+    visited_bits_test_set(vis, ep);
     cand_push(cand, epd, ep);
     if (!h->deleted[ep])
         hmax_push(res, epd, ep);
@@ -145,9 +145,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     size_t bytes = codes ? h->codes->code_bytes : h->dim * sizeof(float);
-    size_t lines = (bytes + 63) / 64;
-    if (lines > PREFETCH_LINES)
-        lines = PREFETCH_LINES;
+    if (bytes > 64 * PREFETCH_LINES)
+        bytes = 64 * PREFETCH_LINES;
     uint32_t todo[4096];
     while (cand->n) {
         hnsw_hit c = cand->a[0];
@@ -162,12 +161,14 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
         uint32_t nt = 0;
         for (uint32_t j = 0; j < deg; j++) {
             uint32_t nb = links[j];
-            if (visited_test_set(vis, nb))
+            if (visited_bits_test_set(vis, nb))
                 continue;
             todo[nt++] = nb;
-            const char *v = node_data(h, nb, codes);
-            for (size_t l = 0; l < lines; l++)
-                __builtin_prefetch(v + 64 * l);
+            /* code records are not line-aligned: fetch every line the
+             * first `bytes` touch */
+            uintptr_t v = (uintptr_t)node_data(h, nb, codes);
+            for (uintptr_t a = v & ~(uintptr_t)63; a < v + bytes; a += 64)
+                __builtin_prefetch((const void *)a);
         }
         for (uint32_t j = 0; j < nt; j++) {
             uint32_t nb = todo[j];
