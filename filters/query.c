@@ -39,6 +39,8 @@ static void usage(void)
            "      --rerank N        with a compressed index: re-rank the best N candidates\n"
            "                        found on codes with exact distances (default: ef)\n"
            "      --no-codes        ignore the index's codes, traverse on f32 vectors\n"
+           "      --no-reorder      keep the index's node order in memory (default: renumber\n"
+           "                        nodes breadth-first for cache locality; ids unchanged)\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
            "  -o, --output EP       where results go (default -)\n"
@@ -56,7 +58,7 @@ typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
-    int threads, exact, no_codes;
+    int threads, exact, no_codes, no_reorder;
 } opts;
 
 typedef struct engine {
@@ -549,7 +551,7 @@ int main(int argc, char **argv)
         {"max-ef", required_argument, 0, 6},   {"max-dim", required_argument, 0, 7},
         {"max-frame", required_argument, 0, 8}, {"help", no_argument, 0, 'h'},
         {"rerank", required_argument, 0, 9},   {"no-codes", no_argument, 0, 10},
-        {0, 0, 0, 0}};
+        {"no-reorder", no_argument, 0, 11},   {0, 0, 0, 0}};
     opts o = {.queries_ep = "-", .out_ep = "-", .k = 10, .ef = 64, .max_k = 1000,
               .max_ef = 10000, .threads = 1};
     int c;
@@ -570,6 +572,7 @@ int main(int argc, char **argv)
         case 8: o.max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 9: o.rerank = cli_u64(prog, "--rerank", optarg, 1, 1 << 24); break;
         case 10: o.no_codes = 1; break;
+        case 11: o.no_reorder = 1; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -601,6 +604,9 @@ int main(int argc, char **argv)
     if (hnsw_load(ich, &en.h, ignore_models, NULL, &e))
         cli_fail(prog, idx_name, &e);
     en.use_codes = en.h->codes && !o.no_codes;
+    /* brute force reads the vectors in stored order: leave them be */
+    if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
+        cli_fail(prog, idx_name, &e);
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
     if (max_ef < o.max_k)
         max_ef = o.max_k;

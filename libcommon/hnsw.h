@@ -59,6 +59,7 @@ typedef struct hnsw {
      * with the all-ones id), then the code; cnode_bytes each, unaligned. A
      * copy of level 0 with codes in place of vectors. */
     uint32_t *perm; /* stored dimension i is input dimension perm[i]; NULL: identity */
+    uint32_t *ext_id; /* after hnsw_reorder: original id of each node; NULL: identity */
     struct quant *codes;
     char *cblock;
     size_t cnode_bytes, clinks_bytes;
@@ -95,6 +96,11 @@ int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, vo
 int hnsw_permute_dims(hnsw *h, hf_err *e);
 /* Apply the stored permutation to an input vector (out != in). */
 void hnsw_permute_query(const hnsw *h, const float *in, float *out);
+
+/* Renumber nodes in breadth-first order of level 0 for cache locality
+ * (hnsw_reorder.c). Searches keep returning the original ids (ext_id); the
+ * graph must not be changed or saved afterwards. */
+int hnsw_reorder(hnsw *h, hf_err *e);
 
 /* Make every node reachable from the entry point on level 0: each node a
  * breadth-first walk misses gets a link from its nearest reachable node

@@ -85,6 +85,7 @@ void hnsw_destroy(hnsw **hp)
     free(h->deleted);
     free(h->cblock);
     free(h->perm);
+    free(h->ext_id);
     quant_destroy(&h->codes);
     free(h);
     *hp = NULL;

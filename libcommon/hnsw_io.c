@@ -36,6 +36,8 @@ static int put_header(const hnsw *h, channel *c, hf_err *e)
 
 int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
 {
+    if (h->ext_id)
+        return hf_err_set(e, HF_EUSAGE, "a reordered graph cannot be saved (its ids are internal)");
     int rc = put_header(h, c, e);
     frame_out fo;
     frame_out_init(&fo);

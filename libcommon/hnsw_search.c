@@ -238,6 +238,14 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     return q;
 }
 
+/* Internal ids back to the caller's (after hnsw_reorder). */
+static void external_ids(const hnsw *h, hnsw_hit *out, size_t n)
+{
+    if (h->ext_id)
+        for (size_t i = 0; i < n; i++)
+            out[i].id = h->ext_id[out[i].id];
+}
+
 static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
 {
     if (ef < k)
@@ -263,6 +271,7 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
         out[i] = res->a[0];
         hmax_pop(res);
     }
+    external_ids(h, out, n);
     *nout = n;
     return 0;
 }
@@ -300,6 +309,8 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     for (size_t i = 0; i < r; i++)
         s->sorted[i].d = qdist(h, q, s->sorted[i].id);
     st->ndist += r;
+    /* original ids before sorting, so ties fall the same way in any order */
+    external_ids(h, s->sorted, r);
     qsort(s->sorted, r, sizeof(hnsw_hit), hnsw_hit_cmp);
     size_t m = r < k ? r : k;
     memcpy(out, s->sorted, m * sizeof(hnsw_hit));

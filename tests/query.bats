@@ -70,6 +70,15 @@ stop_server() {
     [[ "${lines[5]}" == *'"ids": {"$bin": 12}'* ]]
 }
 
+@test "query --no-reorder gives the same bytes as the default (nodes renumbered in memory)" {
+    "$BIN/query" --index "$FIX/index" --no-reorder -o "$BATS_TEST_TMPDIR/plain" "$FIX/queries.frames" 2>/dev/null
+    cmp "$BATS_TEST_TMPDIR/plain" "$FIX/res"
+    "$BIN/graph-build" --compress int8 -o "$BATS_TEST_TMPDIR/i8" "$FIX/base.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/i8" --rerank 12 -o "$BATS_TEST_TMPDIR/a" "$FIX/queries.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/i8" --rerank 12 --no-reorder -o "$BATS_TEST_TMPDIR/b" "$FIX/queries.frames" 2>/dev/null
+    cmp "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
+}
+
 @test "cat index queries | query gives the same bytes as query --index" {
     cat "$FIX/index" "$FIX/queries.frames" | "$BIN/query" >"$BATS_TEST_TMPDIR/piped" 2>/dev/null
     cmp "$BATS_TEST_TMPDIR/piped" "$FIX/res"

@@ -1,7 +1,8 @@
 /*
  * test_hnsw.c - the graph finds true neighbours (checked against knn_exact
  * for every metric), is deterministic for one thread and a seed, survives a
- * save/load round trip unchanged, never returns tombstoned nodes, and the
+ * save/load round trip unchanged, never returns tombstoned nodes, answers the
+ * same after renumbering for locality, and the
  * loader refuses a graph whose links point outside it.
  */
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 #include "hnsw.h"
 #include "hnsw_io.h"
 #include "knn.h"
+#include "quant.h"
 
 #define N 3000
 #define DIM 24
@@ -167,6 +169,59 @@ static void tombstoned_nodes_are_never_returned(void **st)
     hnsw_destroy(&h);
 }
 
+/* Renumbering nodes for locality changes nothing a caller sees: the same
+ * ids and distances on f32 vectors and on codes, tombstones still skipped;
+ * the renumbered graph refuses to be saved. */
+static void reordered_graph_answers_exactly_as_before(void **st)
+{
+    (void)st;
+    hnsw *h = build(METRIC_L2, 1, 5), *g = build(METRIC_L2, 1, 5);
+    hf_err e;
+    assert_int_equal(hnsw_codes_build(h, QUANT_INT8, 1, &e), 0);
+    assert_int_equal(hnsw_codes_build(g, QUANT_INT8, 1, &e), 0);
+    assert_int_equal(hnsw_mark_deleted(h, 11, NULL), 0);
+    assert_int_equal(hnsw_mark_deleted(g, 11, NULL), 0);
+    assert_int_equal(hnsw_reorder(g, &e), 0);
+    size_t moved = 0;
+    uint8_t *seen = calloc(N, 1);
+    for (uint32_t i = 0; i < N; i++) {
+        assert_true(g->ext_id[i] < N && !seen[g->ext_id[i]]);
+        seen[g->ext_id[i]] = 1;
+        moved += g->ext_id[i] != i;
+    }
+    free(seen);
+    assert_true(moved > N / 2); /* it really renumbered */
+    hnsw_searcher *sh = NULL, *sg = NULL;
+    assert_int_equal(hnsw_searcher_new(h, 64, &sh, NULL), 0);
+    assert_int_equal(hnsw_searcher_new(g, 64, &sg, NULL), 0);
+    for (size_t q = 0; q < NQ; q++) {
+        hnsw_hit a[K], b[K];
+        size_t na, nb;
+        hnsw_search(h, sh, queries + q * DIM, K, 32, a, &na, NULL);
+        hnsw_search(g, sg, queries + q * DIM, K, 32, b, &nb, NULL);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na * sizeof *a);
+        hnsw_search_codes(h, sh, queries + q * DIM, K, 32, 20, a, &na, NULL);
+        hnsw_search_codes(g, sg, queries + q * DIM, K, 32, 20, b, &nb, NULL);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na * sizeof *a);
+        for (size_t i = 0; i < nb; i++)
+            assert_int_not_equal(b[i].id, 11);
+    }
+    char path[] = "/tmp/hf_test_reorder_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    channel *c = NULL;
+    assert_int_equal(channel_open_out(path, &c, &e), 0);
+    assert_int_equal(hnsw_save_body(g, c, &e), HF_EUSAGE);
+    channel_destroy(&c);
+    unlink(path);
+    hnsw_searcher_destroy(&sh);
+    hnsw_searcher_destroy(&sg);
+    hnsw_destroy(&h);
+    hnsw_destroy(&g);
+}
+
 static void bad_parameters_are_refused(void **st)
 {
     (void)st;
@@ -187,6 +242,7 @@ int main(void)
         cmocka_unit_test(one_thread_and_one_seed_give_the_same_graph),
         cmocka_unit_test(save_then_load_gives_the_same_graph),
         cmocka_unit_test(tombstoned_nodes_are_never_returned),
+        cmocka_unit_test(reordered_graph_answers_exactly_as_before),
         cmocka_unit_test(bad_parameters_are_refused),
     };
     return cmocka_run_group_tests(tests, make_data, free_data);
