@@ -105,6 +105,12 @@ int frame_in_wrap(frame_in *f, const msgpack_object *obj, uint64_t index, hf_err
         return hf_err_set(e, HF_EDATA, "frame has no string key \"t\"");
     if (t->via.str.size == 0 || t->via.str.size >= sizeof f->type)
         return hf_err_set(e, HF_EDATA, "frame type name has bad length %u", t->via.str.size);
+    /* names go into error messages: printable ASCII only, no quotes */
+    for (uint32_t i = 0; i < t->via.str.size; i++) {
+        unsigned char ch = (unsigned char)t->via.str.ptr[i];
+        if (ch < 0x21 || ch > 0x7e || ch == '"' || ch == '\\')
+            return hf_err_set(e, HF_EDATA, "frame type name has a non-printable byte 0x%02x", ch);
+    }
     memcpy(f->type, t->via.str.ptr, t->via.str.size);
     f->type[t->via.str.size] = '\0';
     return 0;

@@ -159,6 +159,23 @@ static void garbage_bytes_are_not_frames(void **st)
     assert_non_null(strstr(e.msg, "not a map"));
 }
 
+/* A frame type name with control bytes would end up raw in error messages:
+ * it is refused with the offending byte named instead. */
+static void frame_type_with_control_bytes_is_refused(void **st)
+{
+    (void)st;
+    char path[128];
+    snprintf(path, sizeof path, "%s/ctltype", dir);
+    FILE *fp = fopen(path, "wb");
+    /* {"t": "ve\x1b[2Jc"}: fixmap 1, fixstr "t", fixstr of 6 bytes */
+    fwrite("\x81\xa1t\xa6ve\x1b[2J", 1, 10, fp);
+    fclose(fp);
+    hf_err e;
+    int n;
+    assert_int_equal(read_all(path, 0, &e, &n), HF_EDATA);
+    assert_non_null(strstr(e.msg, "non-printable byte 0x1b"));
+}
+
 static void uncommitted_output_leaves_no_file(void **st)
 {
     (void)st;
@@ -187,6 +204,7 @@ int main(void)
         cmocka_unit_test(truncated_frame_is_an_error_not_eof),
         cmocka_unit_test(frame_over_the_size_limit_is_refused),
         cmocka_unit_test(garbage_bytes_are_not_frames),
+        cmocka_unit_test(frame_type_with_control_bytes_is_refused),
         cmocka_unit_test(uncommitted_output_leaves_no_file),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
