@@ -45,28 +45,33 @@ static int layout(hnsw *h, hf_err *e)
     return 0;
 }
 
-/* Read-modify-write of 8 bytes: the bits around the field (neighbouring ids,
- * the code that follows) are written back unchanged. */
-static void put_bits(uint8_t *p, size_t bit, unsigned bits, uint64_t v)
+/* Pack one level-0 list (degree-prefixed) into out[0..clinks_bytes) with an
+ * accumulator, low bits first; absent slots get the all-ones end id. */
+static void pack_links(const hnsw *h, const uint32_t *l, uint8_t *out)
 {
-    uint64_t w;
-    memcpy(&w, p + (bit >> 3), 8);
-    uint64_t mask = (((uint64_t)1 << bits) - 1) << (bit & 7);
-    w = (w & ~mask) | (v << (bit & 7));
-    memcpy(p + (bit >> 3), &w, 8);
+    unsigned bits = h->cid_bits;
+    uint64_t end = ((uint64_t)1 << bits) - 1, acc = 0;
+    unsigned have = 0;
+    size_t pos = 0;
+    for (uint32_t j = 0; j < h->p.M0; j++) {
+        acc |= (j < l[0] ? l[1 + j] : end) << have;
+        have += bits;
+        while (have >= 8) {
+            out[pos++] = (uint8_t)acc;
+            acc >>= 8;
+            have -= 8;
+        }
+    }
+    if (have)
+        out[pos] = (uint8_t)acc;
 }
 
 void hnsw_codes_sync_links(hnsw *h)
 {
     if (!h->cblock)
         return;
-    uint32_t end = (uint32_t)(((uint64_t)1 << h->cid_bits) - 1);
-    for (size_t i = 0; i < h->n; i++) {
-        uint8_t *p = (uint8_t *)h->cblock + i * h->cnode_bytes;
-        const uint32_t *l = hnsw_links0(h, (uint32_t)i);
-        for (uint32_t j = 0; j < h->p.M0; j++)
-            put_bits(p, (size_t)j * h->cid_bits, h->cid_bits, j < l[0] ? l[1 + j] : end);
-    }
+    for (size_t i = 0; i < h->n; i++)
+        pack_links(h, hnsw_links0(h, (uint32_t)i), (uint8_t *)h->cblock + i * h->cnode_bytes);
 }
 
 int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e)

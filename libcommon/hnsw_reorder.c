@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "hnsw.h"
-#include "quant.h"
 
 /* Breadth-first order of level 0 from the entry point; nodes it cannot
  * reach (none after reachability repair) follow in id order. */
@@ -47,55 +46,74 @@ static void remap_list(uint32_t *l, const uint32_t *new_id)
         l[1 + j] = new_id[l[1 + j]];
 }
 
+/* Move n records of `size` bytes in place so that position i receives the
+ * record at order[i], one cycle at a time through tmp; done[] is scratch
+ * (zeroed). In place because the level-0 block is most of the index: a
+ * second copy would double the peak memory of a query server. */
+static void permute_records(char *base, size_t size, size_t n, const uint32_t *order,
+                            uint8_t *done, char *tmp)
+{
+    memset(done, 0, n);
+    for (size_t s = 0; s < n; s++) {
+        if (done[s] || order[s] == s) {
+            done[s] = 1;
+            continue;
+        }
+        memcpy(tmp, base + s * size, size);
+        size_t j = s;
+        while (order[j] != s) {
+            memcpy(base + j * size, base + (size_t)order[j] * size, size);
+            done[j] = 1;
+            j = order[j];
+        }
+        memcpy(base + j * size, tmp, size);
+        done[j] = 1;
+    }
+}
+
+/* Same for a small per-node array, through a copy. */
+static void permute_small(void *arr, size_t size, size_t n, const uint32_t *order, char *copy)
+{
+    memcpy(copy, arr, n * size);
+    for (size_t i = 0; i < n; i++)
+        memcpy((char *)arr + i * size, copy + (size_t)order[i] * size, size);
+}
+
 int hnsw_reorder(hnsw *h, hf_err *e)
 {
     if (h->n < 2)
         return 0;
     size_t n = h->n;
+    size_t rec = h->node_bytes > h->cnode_bytes ? h->node_bytes : h->cnode_bytes;
     uint32_t *order = malloc(n * sizeof *order), *new_id = malloc(n * sizeof *new_id);
-    /* per-node arrays keep their capacity (h->cap) as hnsw_reserve expects */
-    uint32_t *ext = malloc(n * sizeof *ext), *upper_off = calloc(h->cap, sizeof *upper_off);
-    uint8_t *seen = calloc(n, 1), *levels = calloc(h->cap, 1), *deleted = calloc(h->cap, 1);
-    char *blk = hnsw_alloc_block(h->cap * h->node_bytes);
-    uint8_t *codes = h->codes ? malloc(n * h->codes->code_bytes) : NULL;
-    if (!order || !new_id || !ext || !upper_off || !seen || !levels || !deleted || !blk ||
-        (h->codes && !codes)) {
-        free(order), free(new_id), free(ext), free(upper_off), free(seen), free(levels);
-        free(deleted), free(blk), free(codes);
+    uint32_t *ext = malloc(n * sizeof *ext);
+    uint8_t *seen = calloc(n, 1);
+    char *copy = malloc(n * sizeof(uint32_t)), *tmp = malloc(rec);
+    if (!order || !new_id || !ext || !seen || !copy || !tmp) {
+        free(order), free(new_id), free(ext), free(seen), free(copy), free(tmp);
         return hf_err_set(e, HF_ENOMEM, "out of memory for reordering %zu nodes", n);
     }
     bfs_order(h, order, seen);
-    for (size_t i = 0; i < n; i++)
-        new_id[order[i]] = (uint32_t)i;
     for (size_t i = 0; i < n; i++) {
-        uint32_t o = order[i];
-        memcpy(blk + i * h->node_bytes, h->level0 + (size_t)o * h->node_bytes, h->node_bytes);
-        remap_list((uint32_t *)(void *)(blk + i * h->node_bytes), new_id);
-        levels[i] = h->levels[o];
-        upper_off[i] = h->upper_off[o];
-        deleted[i] = h->deleted[o];
-        ext[i] = h->ext_id ? h->ext_id[o] : o;
-        if (codes)
-            memcpy(codes + i * h->codes->code_bytes, hnsw_code(h, o), h->codes->code_bytes);
+        new_id[order[i]] = (uint32_t)i;
+        ext[i] = h->ext_id ? h->ext_id[order[i]] : order[i];
+    }
+    permute_records(h->level0, h->node_bytes, n, order, seen, tmp);
+    if (h->cblock)
+        permute_records(h->cblock, h->cnode_bytes, n, order, seen, tmp);
+    permute_small(h->levels, 1, n, order, copy);
+    permute_small(h->deleted, 1, n, order, copy);
+    permute_small(h->upper_off, sizeof(uint32_t), n, order, copy);
+    for (size_t i = 0; i < n; i++) {
+        remap_list(hnsw_links0(h, (uint32_t)i), new_id);
         /* upper lists stay where they are in the pool; only their ids change */
-        for (int l = 1; l <= levels[i]; l++)
-            remap_list(h->upper + upper_off[i] + (size_t)(l - 1) * (1 + h->p.M), new_id);
+        for (int l = 1; l <= h->levels[i]; l++)
+            remap_list(hnsw_links(h, (uint32_t)i, l), new_id);
     }
-    free(h->level0), free(h->levels), free(h->upper_off), free(h->deleted), free(h->ext_id);
-    h->level0 = blk;
-    h->levels = levels;
-    h->upper_off = upper_off;
-    h->deleted = deleted;
-    h->ext_id = ext;
     h->entry = new_id[h->entry];
-    free(order), free(new_id), free(seen);
-    int rc = 0;
-    if (codes) {
-        /* the code block is a copy of level 0: rebuild it in the new order */
-        quant *q = h->codes;
-        h->codes = NULL;
-        rc = hnsw_codes_adopt(h, q, codes, n, e);
-        free(codes);
-    }
-    return rc;
+    free(h->ext_id);
+    h->ext_id = ext;
+    hnsw_codes_sync_links(h); /* the code block's packed links, renumbered */
+    free(order), free(new_id), free(seen), free(copy), free(tmp);
+    return 0;
 }
