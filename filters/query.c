@@ -601,7 +601,8 @@ int main(int argc, char **argv)
     if (channel_open_in(idx_ep, o.max_frame, &ich, &e))
         cli_fail(prog, idx_name, &e);
     engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank};
-    if (hnsw_load(ich, &en.h, ignore_models, NULL, &e))
+    if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h,
+                          ignore_models, NULL, &e))
         cli_fail(prog, idx_name, &e);
     en.use_codes = en.h->codes && !o.no_codes;
     /* brute force reads the vectors in stored order: leave them be */

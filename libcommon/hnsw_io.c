@@ -147,6 +147,7 @@ typedef struct load_state {
     uint64_t count, entry;
     int64_t max_level;
     int seen_links;
+    size_t max_dim; /* refuse a header claiming more */
 } load_state;
 
 static int want_u64(const frame_in *f, const char *key, uint64_t *v, hf_err *e)
@@ -205,8 +206,9 @@ static int load_header(load_state *st, const frame_in *f, hf_err *e)
                           (unsigned long long)M0);
     if ((rc = metric_parse(metric, &p.metric, e)) != 0)
         return hf_err_set(e, HF_EDATA, "%s", e->msg);
-    if (dim == 0 || dim > (1u << 20))
-        return hf_err_set(e, HF_EDATA, "dimension %llu out of range", (unsigned long long)dim);
+    if (dim == 0 || dim > st->max_dim)
+        return hf_err_set(e, HF_EDATA, "dimension %llu out of range 1..%zu",
+                          (unsigned long long)dim, st->max_dim);
     rc = hnsw_new(&p, (size_t)dim, &st->h, e);
     if (rc)
         return hf_err_set(e, HF_EDATA, "%s", e->msg);
@@ -429,8 +431,14 @@ static int load_finish(load_state *st, const frame_in *f, hf_err *e)
 
 int hnsw_load(channel *c, hnsw **out, hnsw_other_fn other, void *arg, hf_err *e)
 {
+    return hnsw_load_limited(c, (size_t)1 << 20, out, other, arg, e);
+}
+
+int hnsw_load_limited(channel *c, size_t max_dim, hnsw **out, hnsw_other_fn other, void *arg,
+                      hf_err *e)
+{
     *out = NULL;
-    load_state st = {0};
+    load_state st = {.max_dim = max_dim < ((size_t)1 << 20) ? max_dim : (size_t)1 << 20};
     frame_in f;
     int rc, done = 0;
     while (!done) {

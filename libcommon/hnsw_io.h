@@ -30,5 +30,9 @@ typedef int (*hnsw_other_fn)(const frame_in *f, void *arg, hf_err *e);
 /* Read an index stream from c up to and including its end frame. The caller
  * owns *out. On error *out is NULL and e names the frame. */
 int hnsw_load(channel *c, hnsw **out, hnsw_other_fn other, void *arg, hf_err *e);
+/* The same, refusing a header whose dimension exceeds max_dim (capped at
+ * the loader's own limit, 2^20). */
+int hnsw_load_limited(channel *c, size_t max_dim, hnsw **out, hnsw_other_fn other, void *arg,
+                      hf_err *e);
 
 #endif

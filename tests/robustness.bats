@@ -326,6 +326,13 @@ EOF
     assert_no_output "$BATS_TEST_TMPDIR/out"
 }
 
+@test "query --max-dim also bounds the index it loads" {
+    run --separate-stderr "$BIN/query" --index "$FIX/prev.idx" --max-dim 8 -o "$BATS_TEST_TMPDIR/out" "$FIX/q16.frames"
+    [ "$status" -eq 65 ]
+    [[ "$stderr" == *"prev.idx"*"dimension 16 out of range 1..8"* ]]
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+}
+
 @test "query refuses -k above --max-k and --ef above --max-ef with exit 64" {
     run "$BIN/query" --index "$FIX/prev.idx" --max-k 5 -k 6 "$FIX/q16.frames"
     [ "$status" -eq 64 ]

@@ -44,6 +44,7 @@ static void search_some(const hnsw *h)
         size_t got = 0;
         hnsw_stats st = {0, 0};
         hnsw_search(h, s, q, 10, 32, hits, &got, &st);
+        hnsw_search_codes(h, s, q, 10, 32, 12, hits, &got, &st); /* plain search without codes */
     }
     free(q);
     hnsw_searcher_destroy(&s);
@@ -63,6 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             hnsw *h = NULL;
             if (hnsw_load(c, &h, other_frame, NULL, &e) == 0) {
                 search_some(h);
+                /* as query does: renumber for locality, then search again */
+                if (hnsw_reorder(h, &e) == 0)
+                    search_some(h);
                 hnsw_destroy(&h);
             }
             channel_destroy(&c);

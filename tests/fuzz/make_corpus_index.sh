@@ -16,6 +16,9 @@ mkdir -p "$out"
 $PY "$root/tests/gen_vectors.py" -n 50 -d 4 --seed 3 -f frames "$tmp/base.frames"
 "$BIN/graph-build" -M 4 --threads 1 --seed 1 -o "$out/l2_m4" "$tmp/base.frames" 2>/dev/null
 "$BIN/graph-build" -M 2 --threads 1 --seed 7 --metric cosine -o "$out/cos_m2" "$tmp/base.frames" 2>/dev/null
+# codes: int8 (packed links in the code block) and pq4
+"$BIN/graph-build" -M 4 --threads 1 --seed 2 --compress int8 -o "$out/l2_int8" "$tmp/base.frames" 2>/dev/null
+"$BIN/graph-build" -M 4 --threads 1 --seed 2 --compress pq4 -o "$out/l2_pq4" "$tmp/base.frames" 2>/dev/null
 $PY "$root/tests/gen_vectors.py" -n 5 -d 3 --seed 4 -f frames "$tmp/small.frames"
 "$BIN/graph-build" -M 2 --threads 1 --metric ip -o "$out/ip_n5" "$tmp/small.frames" 2>/dev/null
 # the n5 index with a model frame before its end frame (checksum recomputed)
