@@ -55,14 +55,17 @@ typedef struct hnsw {
     int max_level;
     dist_fn kern;
     /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
-     * per node M0 level-0 links packed in cid_bits each (a short list ends
-     * with the all-ones id), then the code; cnode_bytes each, unaligned. A
-     * copy of level 0 with codes in place of vectors. */
+     * the codes, cnode_bytes apart; clinks the level-0 lists, node i's at
+     * byte cloff[i], cid_bits a link, a short list ending with the all-ones
+     * id. A copy of level 0 with codes in place of vectors. */
     uint32_t *perm; /* stored dimension i is input dimension perm[i]; NULL: identity */
     uint32_t *ext_id; /* after hnsw_reorder: original id of each node; NULL: identity */
     struct quant *codes;
     char *cblock;
-    size_t cnode_bytes, clinks_bytes;
+    size_t cnode_bytes;
+    uint8_t *clinks;
+    uint32_t *cloff;
+    size_t clinks_len;
     unsigned cid_bits;
 } hnsw;
 
@@ -175,23 +178,24 @@ int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e);
 /* Adopt a quantizer and n codes (code_bytes each, node order) from a
  * loaded index; takes ownership of q. */
 int hnsw_codes_adopt(hnsw *h, struct quant *q, const uint8_t *codes, size_t n, hf_err *e);
-/* Copy level-0 links into the code block (after the graph changed). */
-void hnsw_codes_sync_links(hnsw *h);
-/* Bytes touched by traversal on codes: code block plus upper levels. */
+/* Rebuild the packed level-0 lists (after the graph changed). */
+int hnsw_codes_sync_links(hnsw *h, hf_err *e);
+/* Bytes a search on codes reads from: codes, packed level-0 lists and their
+ * offsets, upper levels and their offsets, tombstones. */
 size_t hnsw_codes_memory_bytes(const hnsw *h);
 static inline const uint8_t *hnsw_code(const hnsw *h, uint32_t id)
 {
-    return (const uint8_t *)(h->cblock + (size_t)id * h->cnode_bytes + h->clinks_bytes);
+    return (const uint8_t *)(h->cblock + (size_t)id * h->cnode_bytes);
 }
-static inline const char *hnsw_cnode(const hnsw *h, uint32_t id)
+static inline const uint8_t *hnsw_clist(const hnsw *h, uint32_t id)
 {
-    return h->cblock + (size_t)id * h->cnode_bytes;
+    return h->clinks + h->cloff[id];
 }
-/* Unpack node id's level-0 links from the code block into out[0..M0);
+/* Unpack node id's level-0 links from the packed lists into out[0..M0);
  * returns the degree. */
 static inline uint32_t hnsw_clinks0_unpack(const hnsw *h, uint32_t id, uint32_t *out)
 {
-    const char *p = hnsw_cnode(h, id);
+    const uint8_t *p = hnsw_clist(h, id);
     unsigned bits = h->cid_bits;
     uint64_t mask = ((uint64_t)1 << bits) - 1;
     uint32_t n = 0;

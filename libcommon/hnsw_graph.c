@@ -84,6 +84,8 @@ void hnsw_destroy(hnsw **hp)
     free(h->upper);
     free(h->deleted);
     free(h->cblock);
+    free(h->clinks);
+    free(h->cloff);
     free(h->perm);
     free(h->ext_id);
     quant_destroy(&h->codes);

@@ -113,7 +113,6 @@ int hnsw_reorder(hnsw *h, hf_err *e)
     h->entry = new_id[h->entry];
     free(h->ext_id);
     h->ext_id = ext;
-    hnsw_codes_sync_links(h); /* the code block's packed links, renumbered */
     free(order), free(new_id), free(seen), free(copy), free(tmp);
-    return 0;
+    return hnsw_codes_sync_links(h, e); /* the packed lists, renumbered */
 }

@@ -110,10 +110,10 @@ ALWAYS_INLINE const uint32_t *node_links0(const hnsw *h, hnsw_searcher *s, uint3
     return l + 1;
 }
 
-/* Start of a node's record (its links come first in both blocks). */
+/* Where a node's level-0 links start (to prefetch them before expanding it). */
 ALWAYS_INLINE const void *node_head(const hnsw *h, uint32_t id, int codes)
 {
-    return codes ? (const void *)hnsw_cnode(h, id) : (const void *)hnsw_links0(h, id);
+    return codes ? (const void *)hnsw_clist(h, id) : (const void *)hnsw_links0(h, id);
 }
 
 ALWAYS_INLINE const void *node_data(const hnsw *h, uint32_t id, int codes)
