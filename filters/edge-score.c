@@ -5,6 +5,9 @@
  * it unchanged) with the model frame {t:"model", kind:"edge-scorer"} before
  * the end frame. The logic lives in libcommon/edge_*.c (edge.h).
  *
+ * --no-graph trains the same scorer without the graph layer (an ablation:
+ * does the neighbourhood context earn its place?).
+ *
  * --baseline random|usage prunes to the same budget without a model (random
  * scores, or usage counts from the training searches with random
  * tie-breaks), for the ablation in bench/edges.sh. Baselines and model go
@@ -66,6 +69,8 @@ static void usage(void)
            "      --protect N       never drop a node's N nearest edges (default 0)\n"
            "      --usage-weight W  keep score = model logit + W * log1p(route count of the\n"
            "                        training searches) (default 1; 0: the model alone)\n"
+           "      --no-graph        ablation: no graph layer, the edge scorer is a plain MLP\n"
+           "                        over both ends' own inputs and the edge features\n"
            "      --label-ef N      beam width of the labelling searches (default 64)\n"
            "      --far-every N     every Nth labelling search starts level 0 at an\n"
            "                        arbitrary node, to label bridging edges (default 4; 0 off)\n"
@@ -213,6 +218,7 @@ int main(int argc, char **argv)
                                          {"min-in", required_argument, 0, 15},
                                          {"protect", required_argument, 0, 16},
                                          {"usage-weight", required_argument, 0, 17},
+                                         {"no-graph", no_argument, 0, 18},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
@@ -222,6 +228,7 @@ int main(int argc, char **argv)
     uint64_t seed = 42;
     edge_train_cfg tc = edge_train_defaults();
     edge_label_cfg lc = {.k = 10, .ef = 64, .far_every = 4};
+    int no_graph = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     int c;
@@ -282,6 +289,9 @@ int main(int argc, char **argv)
             break;
         case 17:
             usage_w = cli_f64(prog, "--usage-weight", optarg, 0.0, 1000.0);
+            break;
+        case 18:
+            no_graph = 1;
             break;
         case 12:
             max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX);
@@ -369,6 +379,7 @@ int main(int argc, char **argv)
         double t1 = now_seconds();
         edge_model_cfg mc = edge_model_defaults();
         mc.seed = seed;
+        mc.no_graph = no_graph;
         if (edge_model_new(&mc, h->dim, g->m0, &m, &e) ||
             edge_model_train(m, h, g, usage_c, expanded, &tc, &loss, &e) ||
             edge_model_score(m, h, g, score, &e))
