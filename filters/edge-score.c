@@ -24,8 +24,10 @@
  * that are not the bench's test queries: spending the floor on in-edges
  * rather than out-edges keeps rarely-visited nodes findable, which is where
  * the learned graph lost recall at ef 12-48 with the earlier floors
- * (--min-in 2, --min-frac 0.7). Training queries sampled from the base are in stored (dimension-permuted) order;
- * --train queries are read in input order and permuted to match.
+ * (--min-in 2, --min-frac 0.7; bench/edges_val.py makes the validation
+ * queries). Training queries sampled from the base are in stored
+ * (dimension-permuted) order; --train queries are read in input order and
+ * permuted to match.
  */
 #include <getopt.h>
 #include <math.h>
