@@ -9,6 +9,8 @@
 #   3. three pruned versions of the candidate graph, all cut to the same
 #      level-0 edge count, 85% of the classic graph's:
 #        learned  edge-score (model trained on perturbed base vectors)
+#        plain-mlp edge-score --no-graph (the same scorer without the graph
+#                 layer: does the neighbourhood context earn its place?)
 #        random   edge-score --baseline random
 #        usage    edge-score --baseline usage (least-used edges dropped; usage
 #                 from the same training searches, never from test queries)
@@ -99,9 +101,12 @@ for set in $DATASETS; do
     say "$set: classic $ec level-0 edges, candidates $ecand, budget $budget"
     echo "$set,classic,$ec,,,,,," >>"$RAW"
     echo "$set,candidates-M0-48,$ecand,,,,,," >>"$RAW"
-    for v in learned random usage; do
-        opt=""
-        [ "$v" = learned ] || opt="--baseline $v"
+    for v in learned plain-mlp random usage; do
+        case $v in
+        learned) opt="" ;;
+        plain-mlp) opt="--no-graph" ;;
+        *) opt="--baseline $v" ;;
+        esac
         # shellcheck disable=SC2086
         "$BIN/edge-score" $opt --edges "$budget" --queries "$tq" -t "$THREADS" \
             -o "$w/$v.idx" "$w/cand.idx" 2>"$w/$v.log" || { cat "$w/$v.log" >&2; die "edge-score $v failed"; }
@@ -113,7 +118,7 @@ for set in $DATASETS; do
     done
     say "$set: ground truth"
     "$BIN/query" --index "$w/classic.idx" --exact -k "$K" "$dir/queries.frames" -o "$w/gt.frames" 2>/dev/null
-    for v in classic learned random usage; do
+    for v in classic learned plain-mlp random usage; do
         e=$($PY bench/edges_report.py --count "$w/$v.idx")
         for ef in $(echo "$EFS" | tr ',' ' '); do
             "$BIN/query" --index "$w/$v.idx" -k "$K" --ef "$ef" "$dir/queries.frames" \

@@ -79,11 +79,13 @@ def report(raw, md, out_csv, keep):
         f"Machine: {mach}. Date: {when}. One run, single-thread queries, k = 10.",
         "",
         "classic = graph-build default (M0 32); candidates = the same build with --M0 48;",
-        f"learned / random / usage = the candidate graph pruned by edge-score to {keep:g} x the",
-        "classic graph's level-0 edges, all three through the same pruning policy (per-node",
-        "out- and in-degree floors, reachability repair) and the same training searches;",
-        "only the edge score differs: learned = graph-layer model logit + log1p(route count),",
+        f"learned / plain-mlp / random / usage = the candidate graph pruned by edge-score to {keep:g}",
+        "x the classic graph's level-0 edges, all through the same pruning policy (per-node",
+        "floors: best 8 in-edges, best 30% of out-edges; reachability repair) and the same",
+        "training searches; only the edge score differs: learned = graph-layer model logit +",
+        "log1p(route count), plain-mlp = the same without the graph layer (--no-graph),",
         "random = random, usage = route count of the training searches (least-used dropped).",
+        "The floors were chosen on validation queries (bench/edges_val.py), not these.",
         "Test queries are never used in training. QPS on this shared 2-core machine is noisy",
         "(other jobs run beside it); mean distance computations are the stable cost measure.",
         "",
@@ -93,7 +95,8 @@ def report(raw, md, out_csv, keep):
         rs = [r for r in rows if r["set"] == s]
         edges = {r["variant"]: int(r["edges"]) for r in rs if r["edges"]}
         times = {r["variant"]: (r["train_s"], r["total_s"]) for r in rs if r["total_s"]}
-        variants = [v for v in ("classic", "learned", "random", "usage") if v in edges]
+        variants = [v for v in ("classic", "learned", "plain-mlp", "random", "usage")
+                    if v in edges]
         pts = {v: [] for v in variants}
         for r in rs:
             if r["ef"]:

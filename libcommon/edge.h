@@ -118,6 +118,7 @@ typedef struct edge_model_cfg {
     size_t heads;      /* attention heads (4) */
     size_t hidden;     /* edge MLP hidden width (48) */
     size_t thr_hidden; /* threshold MLP hidden width (16) */
+    int no_graph;      /* ablation: skip the graph layer, context = first node state */
     uint64_t seed;
 } edge_model_cfg;
 

@@ -16,6 +16,10 @@
  * from a cache refreshed at the start of every epoch (no gradient through
  * it): scoring both ends exactly would need every neighbour's own
  * neighbourhood in the batch, K times the work, for little gain.
+ * With cfg.no_graph (edge-score --no-graph, an ablation) the graph layer is
+ * skipped: c_i = h0_i, so the scorer is a plain MLP over the node's own inputs,
+ * the target's and the edge features; its parameters are still allocated and
+ * saved (untrained), and the frame's graph_layer = 0 says they are unused.
  * The random projection and the standardisation statistics are not trained
  * but travel in the model frame as parameters, so a reloaded model scores the
  * same graph bit for bit.
@@ -299,6 +303,8 @@ static int ctx_forward(edge_model *m, const edge_graph *g, const float *X, const
         return rc;
     memcpy(m->hb->data, y->data, B * d * sizeof(float));
     memcpy(m->hn->data, y->data + B * d, B * K * d * sizeof(float));
+    if (m->cfg.no_graph)
+        return nn_tensor_copy(m->hp, m->hb, e);
     if ((rc = nn_graph_forward(m->graph, m->hb, m->hn, m->mask, K, &hp, e)))
         return rc;
     return nn_tensor_copy(m->hp, hp, e);
@@ -451,11 +457,17 @@ static int train_step(edge_model *m, const edge_graph *g, const float *X, const 
         return rc;
     for (size_t i = 0; i < B * d; i++)
         m->dhp->data[i] += dx->data[i];
-    if ((rc = nn_graph_backward(m->graph, m->dhp, &dh, &dnbr, e)) ||
-        (rc = nn_tensor_resize(m->dy, B + B * K, d, e)))
+    if ((rc = nn_tensor_resize(m->dy, B + B * K, d, e)))
         return rc;
-    memcpy(m->dy->data, dh->data, B * d * sizeof(float));
-    memcpy(m->dy->data + B * d, dnbr->data, B * K * d * sizeof(float));
+    if (m->cfg.no_graph) { /* c = h0: the gradient goes straight to the batch's own rows */
+        nn_tensor_zero(m->dy);
+        memcpy(m->dy->data, m->dhp->data, B * d * sizeof(float));
+    } else {
+        if ((rc = nn_graph_backward(m->graph, m->dhp, &dh, &dnbr, e)))
+            return rc;
+        memcpy(m->dy->data, dh->data, B * d * sizeof(float));
+        memcpy(m->dy->data + B * d, dnbr->data, B * K * d * sizeof(float));
+    }
     if ((rc = nn_seq_backward(m->inp, m->dy, &dy2, e)))
         return rc;
     return nn_adam_step(opt, &m->train, lr, e);
@@ -592,7 +604,8 @@ int edge_model_pack(edge_model *m, msgpack_sbuffer *sb, hf_err *e)
                       {"hidden", (double)m->cfg.hidden},
                       {"thr_hidden", (double)m->cfg.thr_hidden},
                       {"proj", EDGE_PROJ},
-                      {"nfeat", EDGE_NFEAT}};
+                      {"nfeat", EDGE_NFEAT},
+                      {"graph_layer", m->cfg.no_graph ? 0 : 1}};
     return nn_model_pack(sb, EDGE_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &m->all, e);
 }
 
@@ -618,6 +631,21 @@ int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e)
                           .hidden = (size_t)v[5],
                           .thr_hidden = (size_t)v[6],
                           .seed = 0};
+    /* graph_layer is optional (frames before the --no-graph ablation lack it: 1) */
+    const msgpack_object_map *mp = &obj->via.map;
+    for (uint32_t i = 0; obj->type == MSGPACK_OBJECT_MAP && i < mp->size; i++) {
+        const msgpack_object *k = &mp->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 11 &&
+            memcmp(k->via.str.ptr, "graph_layer", 11) == 0) {
+            double g;
+            int rc = nn_model_hparam(obj, "graph_layer", &g, e);
+            if (rc)
+                return rc;
+            if (g != 0 && g != 1)
+                return hf_err_set(e, HF_EDATA, "edge model: graph_layer is 0 or 1, not %g", g);
+            cfg.no_graph = g == 0;
+        }
+    }
     edge_model *m = NULL;
     int rc = edge_model_new(&cfg, (size_t)v[0], (uint32_t)v[1], &m, e);
     if (!rc)

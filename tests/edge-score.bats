@@ -94,6 +94,23 @@ EOF
     done
 }
 
+@test "edge-score --no-graph trains a plain MLP: the model frame says graph_layer 0 and query still finds neighbours" {
+    "$BIN/edge-score" --threads 2 --queries 500 --epochs 2 --nodes 1024 --budget 0.7 --no-graph \
+        -o "$BATS_TEST_TMPDIR/plain.idx" "$FIX/cand.idx" 2>"$BATS_TEST_TMPDIR/plain.log"
+    validate --expect index "$BATS_TEST_TMPDIR/plain.idx"
+    $PY - "$BATS_TEST_TMPDIR/plain.idx" "$FIX/pruned.idx" <<'EOF'
+import sys, msgpack
+def model(p):
+    return [f for f in msgpack.Unpacker(open(p, "rb"), raw=False) if f["t"] == "model"][0]
+assert model(sys.argv[1])["graph_layer"] == 0
+assert model(sys.argv[2])["graph_layer"] == 1
+EOF
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/plain.idx" --ef 64 -k 10 \
+        -o "$BATS_TEST_TMPDIR/res" "$FIX/queries.frames"
+    [ "$status" -eq 0 ]
+    recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/res" 0.85
+}
+
 @test "edge-score on a truncated index prints one error line and writes nothing" {
     cut_file "$FIX/cand.idx" "$BATS_TEST_TMPDIR/cut.idx"
     run --separate-stderr "$BIN/edge-score" -o "$BATS_TEST_TMPDIR/out" "$BATS_TEST_TMPDIR/cut.idx"

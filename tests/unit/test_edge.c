@@ -263,9 +263,10 @@ static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
     hnsw_destroy(&h);
 }
 
-static void model_frame_round_trips_bit_exact(void **st)
+/* Train, pack, unpack, and score again: the reloaded model must give the
+ * same logits bit for bit (with no_graph, only if the frame says so). */
+static void round_trip(int no_graph)
 {
-    (void)st;
     hnsw *h = random_graph(300, 6, 16, 7);
     edge_graph *g = NULL;
     hf_err e;
@@ -276,6 +277,7 @@ static void model_frame_round_trips_bit_exact(void **st)
     mc.heads = 2;
     mc.hidden = 8;
     mc.thr_hidden = 4;
+    mc.no_graph = no_graph;
     edge_model *m = NULL;
     assert_int_equal(edge_model_new(&mc, 6, 16, &m, &e), 0);
     /* a short training run on made-up labels, so the frame holds fitted stats */
@@ -342,6 +344,18 @@ static void model_frame_round_trips_bit_exact(void **st)
     hnsw_destroy(&h);
 }
 
+static void model_frame_round_trips_bit_exact(void **st)
+{
+    (void)st;
+    round_trip(0);
+}
+
+static void plain_mlp_model_frame_round_trips_bit_exact(void **st)
+{
+    (void)st;
+    round_trip(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +365,7 @@ int main(void)
         cmocka_unit_test(pruning_keeps_the_in_degree_floor_of_low_scored_targets),
         cmocka_unit_test(repair_puts_back_the_best_edge_into_cut_off_nodes),
         cmocka_unit_test(model_frame_round_trips_bit_exact),
+        cmocka_unit_test(plain_mlp_model_frame_round_trips_bit_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
