@@ -14,9 +14,11 @@
 #        random   edge-score --baseline random
 #        usage    edge-score --baseline usage (least-used edges dropped; usage
 #                 from the same training searches, never from test queries)
-#      All three use the same training queries (perturbed base vectors; a
+#      All use the same training queries (perturbed base vectors; a
 #      fraction of the base size: sparse labels hurt the model badly) and the
-#      same pruning policy (edge-score's floors and reachability repair).
+#      same pruning policy (edge-score's floors, at most 32 = the classic M0
+#      links a node, which the output then declares, so every pruned graph has
+#      the classic graph's node layout; reachability repair).
 #   4. exact ground truth (query --exact), then one query run per graph and
 #      ef (single thread), recall@10 from bin/recall, QPS and mean distance
 #      computations from query's summary line;

@@ -71,6 +71,10 @@ static void usage(void)
            "      --protect N       never drop a node's N nearest edges (default 0)\n"
            "      --usage-weight W  keep score = model logit + W * log1p(route count of the\n"
            "                        training searches) (default 1; 0: the model alone)\n"
+           "      --max-degree N    no node keeps more than N level-0 links, and the output\n"
+           "                        index gets M0 = N (default 2*M, the classic M0: the\n"
+           "                        learned graph then has the classic graph's layout;\n"
+           "                        0 keeps the input's M0)\n"
            "      --no-graph        ablation: no graph layer, the edge scorer is a plain MLP\n"
            "                        over both ends' own inputs and the edge features\n"
            "      --label-ef N      beam width of the labelling searches (default 64)\n"
@@ -221,6 +225,7 @@ int main(int argc, char **argv)
                                          {"protect", required_argument, 0, 16},
                                          {"usage-weight", required_argument, 0, 17},
                                          {"no-graph", no_argument, 0, 18},
+                                         {"max-degree", required_argument, 0, 19},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
@@ -230,7 +235,8 @@ int main(int argc, char **argv)
     uint64_t seed = 42;
     edge_train_cfg tc = edge_train_defaults();
     edge_label_cfg lc = {.k = 10, .ef = 64, .far_every = 4};
-    int no_graph = 0;
+    int no_graph = 0, max_degree_set = 0;
+    uint32_t max_degree = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     int c;
@@ -294,6 +300,10 @@ int main(int argc, char **argv)
             break;
         case 18:
             no_graph = 1;
+            break;
+        case 19:
+            max_degree = (uint32_t)cli_u64(prog, "--max-degree", optarg, 0, 4096);
+            max_degree_set = 1;
             break;
         case 12:
             max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX);
@@ -400,9 +410,15 @@ int main(int argc, char **argv)
     }
     edge_prune_stats ps;
     pc.min_frac = (float)min_frac;
+    if (!max_degree_set)
+        max_degree = 2 * h->p.M;
+    pc.max_out = max_degree < h->p.M0 ? max_degree : 0;
     if (edge_prune(g, score, keep_n, &pc, h->entry, keep, &ps, &e))
         cli_fail(prog, in_name, &e);
     edge_graph_apply(g, keep, h);
+    /* the output's M0: the cap, or more where reachability repair needed it */
+    if (pc.max_out && hnsw_shrink_m0(h, pc.max_out, &e))
+        cli_fail(prog, in_name, &e);
 
     /* Open the output only once everything worked: no output file on failure. */
     channel *out = NULL;
@@ -429,9 +445,9 @@ int main(int argc, char **argv)
     channel_destroy(&out);
 
     fprintf(stderr,
-            "edge-score: %zu nodes, M0 %u, %s: level-0 edges %zu -> %zu (%.1f%%, budget %zu), "
+            "edge-score: %zu nodes, M0 %u -> %u, %s: level-0 edges %zu -> %zu (%.1f%%, budget %zu), "
             "%zu put back for reachability, %zu unreachable",
-            h->n, g->m0, baseline ? baseline : "learned", ne, ps.kept,
+            h->n, g->m0, h->p.M0, baseline ? baseline : "learned", ne, ps.kept,
             ne ? 100.0 * ps.kept / ne : 0.0, keep_n, ps.repaired, ps.unreachable);
     if (!baseline || strcmp(baseline, "usage") == 0)
         fprintf(stderr, "; %zu training queries, %.1f%% of edges carried a route", nq,

@@ -174,6 +174,7 @@ typedef struct edge_prune_cfg {
     float min_frac;    /* ... and at least ceil(min_frac * deg) of them */
     uint32_t min_in;   /* every node keeps min(min_in, candidate in-degree) in-edges */
     uint32_t protect;  /* a node's `protect` nearest edges are always kept */
+    uint32_t max_out;  /* no node keeps more out-edges (0: no cap); repairs may exceed it */
 } edge_prune_cfg;
 
 /* Choose keep[nedges] with at most `budget` edges, highest score first (ties:

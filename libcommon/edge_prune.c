@@ -6,7 +6,10 @@
  * highest scores wherever they are, after every node has kept its best
  * max(min_keep, ceil(min_frac * deg)): a floor, so no region is stripped
  * bare because its edges look useless to the few queries that pass by
- * (without it the learned graph lost recall at large ef). A second floor
+ * (without it the learned graph lost recall at large ef). No node keeps
+ * more than max_out out-edges, so the result fits the classic graph's link
+ * slots (a larger node record costs cache misses at equal distance counts).
+ * A second floor
  * keeps each node's best min(min_in, in-degree) in-edges: a node that is
  * rarely a training query's neighbour gets low scores on all its in-edges,
  * and a score-only cut left such nodes nearly unreachable (recall stopped
@@ -131,8 +134,10 @@ static size_t floor_pass(const edge_graph *g, const scored *order, const uint32_
     memset(keep, 0, ne);
     memset(cnt, 0, n * sizeof *cnt);
     memset(incnt, 0, n * sizeof *incnt);
+    uint32_t cap = c->max_out ? c->max_out : UINT32_MAX;
     for (size_t i = 0; i < n; i++)
-        for (uint64_t x = g->off[i]; x < g->off[i + 1] && x < g->off[i] + c->protect; x++) {
+        for (uint64_t x = g->off[i];
+             x < g->off[i + 1] && x < g->off[i] + c->protect && cnt[i] < cap; x++) {
             keep[x] = 1;
             cnt[i]++;
             incnt[g->dst[x]]++;
@@ -146,7 +151,7 @@ static size_t floor_pass(const edge_graph *g, const scored *order, const uint32_
         uint32_t fl = (uint32_t)ceilf(min_frac * (float)deg);
         uint32_t ind = (uint32_t)(in_off[j + 1] - in_off[j]);
         uint32_t infl = c->min_in < ind ? c->min_in : ind;
-        if (cnt[i] < (fl > c->min_keep ? fl : c->min_keep) || incnt[j] < infl) {
+        if (cnt[i] < cap && (cnt[i] < (fl > c->min_keep ? fl : c->min_keep) || incnt[j] < infl)) {
             cnt[i]++;
             incnt[j]++;
             keep[x] = 1;
@@ -220,10 +225,12 @@ int edge_prune(const edge_graph *g, const float *score, size_t budget, const edg
     for (size_t round = 1; round <= 32; round++) {
         size_t kept = floor_pass(g, order, src, in_off, &c, min_frac, keep, cnt, incnt);
         size_t floor_kept = kept;
+        uint32_t cap = c.max_out ? c.max_out : UINT32_MAX;
         for (uint64_t r = 0; r < ne && kept < target; r++) {
             uint64_t x = ((uint64_t)order[r].hi << 32) | order[r].lo;
-            if (!keep[x]) {
+            if (!keep[x] && cnt[src[x]] < cap) {
                 keep[x] = 1;
+                cnt[src[x]]++;
                 kept++;
             }
         }

@@ -105,6 +105,11 @@ void hnsw_permute_query(const hnsw *h, const float *in, float *out);
  * graph must not be changed or saved afterwards. */
 int hnsw_reorder(hnsw *h, hf_err *e);
 
+/* Lower M0 to max(m0, the largest level-0 degree) after links were removed,
+ * so a saved index declares (and a loader lays out) only the slots it needs.
+ * The in-memory block keeps its stride. */
+int hnsw_shrink_m0(hnsw *h, uint32_t m0, hf_err *e);
+
 /* Make every node reachable from the entry point on level 0: each node a
  * breadth-first walk misses gets a link from its nearest reachable node
  * (replacing that node's link to its most-linked-to neighbour when full).

@@ -223,3 +223,16 @@ size_t hnsw_memory_bytes(const hnsw *h)
     return h->n * h->node_bytes + h->upper_len * sizeof(uint32_t) +
            h->n * (sizeof(uint8_t) * 2 + sizeof(uint32_t));
 }
+
+int hnsw_shrink_m0(hnsw *h, uint32_t m0, hf_err *e)
+{
+    uint32_t need = m0 > h->p.M ? m0 : h->p.M;
+    for (size_t i = 0; i < h->n; i++) {
+        uint32_t d = hnsw_links0(h, (uint32_t)i)[0];
+        need = d > need ? d : need;
+    }
+    if (need > h->p.M0)
+        return hf_err_set(e, HF_EDATA, "level-0 degree %u above M0 %u", need, h->p.M0);
+    h->p.M0 = need;
+    return 0;
+}

@@ -131,3 +131,39 @@ EOF
     run --separate-stderr "$BIN/edge-score" --budget 1.5 "$FIX/cand.idx"
     [ "$status" -eq 64 ]
 }
+
+# header M0 and largest level-0 degree of an index stream
+m0_and_maxdeg() {
+    $PY - "$1" <<'EOF2'
+import sys, msgpack, numpy as np
+m0, mx = None, 0
+for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False):
+    if f["t"] == "header":
+        m0 = f["M0"]
+    if f["t"] == "links" and f["level"] == 0:
+        mx = max(mx, int(np.frombuffer(f["deg"], "<u4").max()))
+print(m0, mx)
+EOF2
+}
+
+@test "edge-score caps level-0 degree at --max-degree (default 2*M) and writes that M0; 0 keeps the input's" {
+    run m0_and_maxdeg "$FIX/cand.idx"
+    [ "$output" = "48 48" ]
+    run m0_and_maxdeg "$FIX/pruned.idx"
+    echo "pruned: $output"
+    local m0=${output% *} mx=${output#* }
+    [ "$m0" -eq 32 ]
+    [ "$mx" -le 32 ]
+    "$BIN/edge-score" --threads 1 --baseline random --budget 0.9 --max-degree 20 \
+        -o "$BATS_TEST_TMPDIR/d20.idx" "$FIX/cand.idx" 2>/dev/null
+    run m0_and_maxdeg "$BATS_TEST_TMPDIR/d20.idx"
+    echo "max-degree 20: $output"
+    m0=${output% *} mx=${output#* }
+    [ "$m0" -ge 20 ] && [ "$m0" -eq "$mx" -o "$m0" -eq 20 ] && [ "$mx" -le "$m0" ]
+    "$BIN/edge-score" --threads 1 --baseline random --budget 0.9 --max-degree 0 \
+        -o "$BATS_TEST_TMPDIR/d0.idx" "$FIX/cand.idx" 2>/dev/null
+    run m0_and_maxdeg "$BATS_TEST_TMPDIR/d0.idx"
+    [ "${output% *}" -eq 48 ]
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/d20.idx" -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
+    validate --expect results "$BATS_TEST_TMPDIR/r"
+}
