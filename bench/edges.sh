@@ -16,9 +16,10 @@
 #                 from the same training searches, never from test queries)
 #      All use the same training queries (perturbed base vectors; a
 #      fraction of the base size: sparse labels hurt the model badly) and the
-#      same pruning policy (edge-score's floors, at most 32 = the classic M0
-#      links a node, which the output then declares, so every pruned graph has
-#      the classic graph's node layout; reachability repair).
+#      same pruning policy (edge-score's floors; at most 47 links a node, as
+#      many as fit the classic M0 = 32 graph's 192-byte link block, so every
+#      pruned graph's nodes take the classic graph's memory; reachability
+#      repair).
 #   4. exact ground truth (query --exact), then one query run per graph and
 #      ef (single thread), recall@10 from bin/recall, QPS and mean distance
 #      computations from query's summary line;

@@ -72,8 +72,9 @@ static void usage(void)
            "      --usage-weight W  keep score = model logit + W * log1p(route count of the\n"
            "                        training searches) (default 1; 0: the model alone)\n"
            "      --max-degree N    no node keeps more than N level-0 links, and the output\n"
-           "                        index gets M0 = N (default 2*M, the classic M0: the\n"
-           "                        learned graph then has the classic graph's layout;\n"
+           "                        index gets M0 = N (default: as many as fit in the link\n"
+           "                        block of a classic M0 = 2*M graph, 47 for M 16, so a\n"
+           "                        node takes the same memory as in the classic graph;\n"
            "                        0 keeps the input's M0)\n"
            "      --no-graph        ablation: no graph layer, the edge scorer is a plain MLP\n"
            "                        over both ends' own inputs and the edge features\n"
@@ -410,8 +411,12 @@ int main(int argc, char **argv)
     }
     edge_prune_stats ps;
     pc.min_frac = (float)min_frac;
+    /* default: as many links as fit the classic graph's link block (M0 =
+     * 2M rounded up to whole cache lines: 47 for M = 16), so a node's record
+     * is exactly as large as in the classic graph */
     if (!max_degree_set)
-        max_degree = 2 * h->p.M;
+        max_degree = (uint32_t)(((sizeof(uint32_t) * (1 + 2 * (size_t)h->p.M) + 63) / 64 * 64) /
+                                    sizeof(uint32_t) - 1);
     pc.max_out = max_degree < h->p.M0 ? max_degree : 0;
     if (edge_prune(g, score, keep_n, &pc, h->entry, keep, &ps, &e))
         cli_fail(prog, in_name, &e);

@@ -146,14 +146,14 @@ print(m0, mx)
 EOF2
 }
 
-@test "edge-score caps level-0 degree at --max-degree (default 2*M) and writes that M0; 0 keeps the input's" {
+@test "edge-score caps level-0 degree at --max-degree (default: what fits the classic link block, 47) and writes that M0; 0 keeps the input's" {
     run m0_and_maxdeg "$FIX/cand.idx"
     [ "$output" = "48 48" ]
     run m0_and_maxdeg "$FIX/pruned.idx"
     echo "pruned: $output"
     local m0=${output% *} mx=${output#* }
-    [ "$m0" -eq 32 ]
-    [ "$mx" -le 32 ]
+    [ "$m0" -eq 47 ]
+    [ "$mx" -le 47 ]
     "$BIN/edge-score" --threads 1 --baseline random --budget 0.9 --max-degree 20 \
         -o "$BATS_TEST_TMPDIR/d20.idx" "$FIX/cand.idx" 2>/dev/null
     run m0_and_maxdeg "$BATS_TEST_TMPDIR/d20.idx"
