@@ -20,15 +20,16 @@
 #      many as fit the classic M0 = 32 graph's 192-byte link block, so every
 #      pruned graph's nodes take the classic graph's memory; reachability
 #      repair).
-#   4. exact ground truth (query --exact), then one query run per graph and
-#      ef (single thread), recall@10 from bin/recall, QPS and mean distance
-#      computations from query's summary line;
+#   4. exact ground truth (query --exact), then REPEAT query runs per graph
+#      and ef (single thread, graphs interleaved), recall@10 from bin/recall,
+#      median QPS and mean distance computations from query's summary line;
 # then bench/edges_report.py writes bench/results/edges.md and edges.csv
 # (QUICK=1: bench/results/quick/).
 #
 # Environment: QUICK=1 (small subsets, a few minutes), THREADS (build and
 # training threads, default nproc), EFS=a,b,... (ef sweep), DATASETS,
 # KEEP (fraction of the classic graph's edges to keep, default 0.85),
+# REPEAT (query runs per graph and ef, median QPS reported; default 3),
 # BIN (default bin).
 set -eu
 
@@ -37,6 +38,7 @@ BIN=${BIN:-bin}
 QUICK=${QUICK:-0}
 THREADS=${THREADS:-$(nproc)}
 KEEP=${KEEP:-0.85}
+REPEAT=${REPEAT:-3}
 DATASETS=${DATASETS:-"fashion-mnist clustered"}
 FM=/usr/share/datasets/fashion-mnist
 DATA=bench/data
@@ -121,16 +123,32 @@ for set in $DATASETS; do
     done
     say "$set: ground truth"
     "$BIN/query" --index "$w/classic.idx" --exact -k "$K" "$dir/queries.frames" -o "$w/gt.frames" 2>/dev/null
+    # QPS: REPEAT runs per graph and ef, the graphs interleaved within each
+    # ef so machine drift hits them alike; the median goes into the table.
+    # Recall and distance counts are deterministic: taken from the first run.
     for v in classic learned plain-mlp random usage; do
-        e=$($PY bench/edges_report.py --count "$w/$v.idx")
-        for ef in $(echo "$EFS" | tr ',' ' '); do
-            "$BIN/query" --index "$w/$v.idx" -k "$K" --ef "$ef" "$dir/queries.frames" \
-                -o "$w/res.frames" 2>"$w/q.log" || die "query $v ef $ef failed"
-            r=$("$BIN/recall" --gt "$w/gt.frames" "$w/res.frames" | awk '{print $2}')
-            echo "$set,$v,$e,$ef,$r,$(qps_of "$w/q.log"),$(nd_of "$w/q.log"),," >>"$RAW"
-            say "$set $v ef $ef: recall $r"
+        echo "$($PY bench/edges_report.py --count "$w/$v.idx")" >"$w/$v.edges"
+    done
+    for ef in $(echo "$EFS" | tr ',' ' '); do
+        for rep in $(seq "$REPEAT"); do
+            for v in classic learned plain-mlp random usage; do
+                "$BIN/query" --index "$w/$v.idx" -k "$K" --ef "$ef" "$dir/queries.frames" \
+                    -o "$w/res.frames" 2>"$w/q.log" || die "query $v ef $ef failed"
+                if [ "$rep" = 1 ]; then
+                    r=$("$BIN/recall" --gt "$w/gt.frames" "$w/res.frames" | awk '{print $2}')
+                    echo "$r $(nd_of "$w/q.log")" >"$w/$v.ef$ef.first"
+                    : >"$w/$v.ef$ef.qps"
+                fi
+                qps_of "$w/q.log" >>"$w/$v.ef$ef.qps"
+            done
+        done
+        for v in classic learned plain-mlp random usage; do
+            read -r r nd <"$w/$v.ef$ef.first"
+            q=$(sort -n "$w/$v.ef$ef.qps" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+            echo "$set,$v,$(cat "$w/$v.edges"),$ef,$r,$q,$nd,," >>"$RAW"
+            say "$set $v ef $ef: recall $r, median QPS $q of $REPEAT"
         done
     done
 done
-$PY bench/edges_report.py --raw "$RAW" --md "$RES/edges.md" --csv "$RES/edges.csv" --keep "$KEEP"
+$PY bench/edges_report.py --raw "$RAW" --md "$RES/edges.md" --csv "$RES/edges.csv" --keep "$KEEP" --repeat "$REPEAT"
 cat "$RES/edges.md"

@@ -65,7 +65,7 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def report(raw, md, out_csv, keep):
+def report(raw, md, out_csv, keep, repeat):
     rows = list(csv.DictReader(open(raw)))
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     mach = machine()
@@ -76,9 +76,12 @@ def report(raw, md, out_csv, keep):
     lines = [
         "# edge-score ablation",
         "",
-        f"Machine: {mach}. Date: {when}. One run, single-thread queries, k = 10.",
+        f"Machine: {mach}. Date: {when}. One training run per graph; single-thread queries, k = 10;",
+        f"QPS = median of {repeat} query runs per graph and ef, the graphs interleaved.",
         "",
         "classic = graph-build default (M0 32); candidates = the same build with --M0 48;",
+        "pruned graphs keep at most 47 links a node (what fits the classic 192-byte link block),",
+        "so every graph's nodes take the same memory;",
         f"learned / plain-mlp / random / usage = the candidate graph pruned by edge-score to {keep:g}",
         "x the classic graph's level-0 edges, all through the same pruning policy (per-node",
         "floors: best 8 in-edges, best 30% of out-edges; reachability repair) and the same",
@@ -166,11 +169,12 @@ def main():
     ap.add_argument("--md")
     ap.add_argument("--csv")
     ap.add_argument("--keep", type=float, default=0.85)
+    ap.add_argument("--repeat", type=int, default=1, help="query runs behind each QPS median")
     a = ap.parse_args()
     if a.count:
         print(count_edges(a.count))
     elif a.raw and a.md and a.csv:
-        report(a.raw, a.md, a.csv, a.keep)
+        report(a.raw, a.md, a.csv, a.keep, a.repeat)
     else:
         ap.error("--count INDEX, or --raw/--md/--csv")
 
