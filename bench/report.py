@@ -147,7 +147,7 @@ def main():
         "  ratios > 1 mean hnswflow is faster (QPS) or larger/slower (build time, memory).",
         "- build time: wall seconds with the run's build threads (hnswflow: the whole",
         "  embed-load | graph-build pipe; peers: the add calls only).",
-        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, codes + packed links + upper levels, the f32 vectors kept for re-ranking not counted, also shown as a fraction of the f32 vectors); peers: RSS growth across the build (see bench/README.md).",
+        "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, everything a search on codes reads (codes, packed level-0 lists and their offsets, upper levels and their offsets, tombstones), the f32 vectors kept for re-ranking not counted, also shown as a fraction of the f32 vectors); peers: RSS growth across the build (see bench/README.md).",
         "",
     ]
     for name, _m, _d, by in sets:
