@@ -128,11 +128,13 @@ int main(int argc, char **argv)
     progress pr;
     progress_start(&pr, "graph-build");
     double t0 = now_seconds();
+    /* dimensions by variance first: the build's own searches then stop
+     * reading far candidates early too (the graph is the same up to rounding) */
+    if (permute && hnsw_permute_dims(h, &e))
+        cli_fail(prog, in_name, &e);
     if (hnsw_build(h, 0, threads, on_progress, &pr, &e))
         cli_fail(prog, in_name, &e);
     progress_done(&pr);
-    if (permute && hnsw_permute_dims(h, &e))
-        cli_fail(prog, in_name, &e);
     if (compress != QUANT_NONE && hnsw_codes_build(h, compress, p.seed, &e))
         cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;

@@ -84,6 +84,9 @@ static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, f
     hmin_push(&b->cand, epd, ep);
     hmax_push(&b->res, epd, ep);
     const float *qv = hnsw_vec(h, q);
+    /* as in query search: once ef results are kept, L2 may stop reading a
+     * candidate whose partial distance already exceeds the worst of them */
+    const dist_bounded_fn bounded = h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
     while (b->cand.n) {
         hnsw_hit c = b->cand.a[0];
         if (b->res.n >= ef && c.d > b->res.a[0].d)
@@ -94,7 +97,9 @@ static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, f
             uint32_t nb = b->copy[j];
             if (visited_test_set(&b->vis, nb))
                 continue;
-            float d = dist_finish(h->p.metric, h->kern(qv, hnsw_vec(h, nb), h->dim));
+            float d = bounded && b->res.n >= ef
+                          ? bounded(qv, hnsw_vec(h, nb), h->dim, b->res.a[0].d)
+                          : dist_finish(h->p.metric, h->kern(qv, hnsw_vec(h, nb), h->dim));
             if (b->res.n < ef || d < b->res.a[0].d) {
                 hmin_push(&b->cand, d, nb);
                 hmax_push(&b->res, d, nb);
@@ -117,10 +122,15 @@ static uint32_t select_heuristic(const hnsw *h, const hnsw_hit *cands, size_t n,
                                  uint32_t *out)
 {
     uint32_t kept = 0;
+    /* only "closer than cands[i].d?" matters: L2 may stop past that bound */
+    const dist_bounded_fn bounded = h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
     for (size_t i = 0; i < n && kept < m; i++) {
         int good = 1;
+        const float *cv = hnsw_vec(h, cands[i].id);
         for (uint32_t j = 0; j < kept; j++) {
-            if (hnsw_node_dist(h, cands[i].id, out[j]) < cands[i].d) {
+            float d = bounded ? bounded(cv, hnsw_vec(h, out[j]), h->dim, cands[i].d)
+                              : hnsw_node_dist(h, cands[i].id, out[j]);
+            if (d < cands[i].d) {
                 good = 0;
                 break;
             }
