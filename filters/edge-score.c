@@ -411,12 +411,10 @@ int main(int argc, char **argv)
     }
     edge_prune_stats ps;
     pc.min_frac = (float)min_frac;
-    /* default: as many links as fit the classic graph's link block (M0 =
-     * 2M rounded up to whole cache lines: 47 for M = 16), so a node's record
-     * is exactly as large as in the classic graph */
+    /* default: as many links as fit the classic (M0 = 2M) graph's link
+     * block, so a node's record is exactly as large as in the classic graph */
     if (!max_degree_set)
-        max_degree = (uint32_t)(((sizeof(uint32_t) * (1 + 2 * (size_t)h->p.M) + 63) / 64 * 64) /
-                                    sizeof(uint32_t) - 1);
+        max_degree = hnsw_m0_fitting(2 * h->p.M);
     pc.max_out = max_degree < h->p.M0 ? max_degree : 0;
     if (edge_prune(g, score, keep_n, &pc, h->entry, keep, &ps, &e))
         cli_fail(prog, in_name, &e);

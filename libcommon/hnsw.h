@@ -105,6 +105,10 @@ void hnsw_permute_query(const hnsw *h, const float *in, float *out);
  * graph must not be changed or saved afterwards. */
 int hnsw_reorder(hnsw *h, hf_err *e);
 
+/* The most level-0 links whose block takes the memory of an M0 = m0 block
+ * (link blocks are whole cache lines: 47 for 32). */
+uint32_t hnsw_m0_fitting(uint32_t m0);
+
 /* Lower M0 to max(m0, the largest level-0 degree) after links were removed,
  * so a saved index declares (and a loader lays out) only the slots it needs.
  * The in-memory block keeps its stride. */

@@ -58,6 +58,12 @@ static size_t list_slots(const hnsw *h, uint32_t deg)
     return deg < h->p.M0 ? (size_t)deg + 1 : deg;
 }
 
+/* Bytes of a packed list of degree deg (lists start byte-aligned). */
+static size_t list_bytes(const hnsw *h, uint32_t deg)
+{
+    return (list_slots(h, deg) * h->cid_bits + 7) / 8;
+}
+
 /* Pack one degree-prefixed list into out with an accumulator, low bits first. */
 static void pack_list(const hnsw *h, const uint32_t *l, uint8_t *out)
 {
@@ -85,7 +91,7 @@ int hnsw_codes_sync_links(hnsw *h, hf_err *e)
     h->cid_bits = id_bits(h->n);
     size_t total = 0;
     for (size_t i = 0; i < h->n; i++)
-        total += (list_slots(h, hnsw_links0(h, (uint32_t)i)[0]) * h->cid_bits + 7) / 8;
+        total += list_bytes(h, hnsw_links0(h, (uint32_t)i)[0]);
     if (total > UINT32_MAX)
         return hf_err_set(e, HF_ENOMEM, "packed level-0 links exceed 4 GiB");
     free(h->clinks);
@@ -102,7 +108,7 @@ int hnsw_codes_sync_links(hnsw *h, hf_err *e)
         const uint32_t *l = hnsw_links0(h, (uint32_t)i);
         h->cloff[i] = (uint32_t)off;
         pack_list(h, l, h->clinks + off);
-        off += (list_slots(h, l[0]) * h->cid_bits + 7) / 8;
+        off += list_bytes(h, l[0]);
     }
     return 0;
 }

@@ -16,6 +16,17 @@ static size_t round64(size_t x)
     return (x + 63) & ~(size_t)63;
 }
 
+/* A node's level-0 link block: degree and M0 links, whole cache lines. */
+static size_t links_block_bytes(uint32_t m0)
+{
+    return round64(sizeof(uint32_t) * (1 + (size_t)m0));
+}
+
+uint32_t hnsw_m0_fitting(uint32_t m0)
+{
+    return (uint32_t)(links_block_bytes(m0) / sizeof(uint32_t) - 1);
+}
+
 #define HUGE_PAGE ((size_t)2 << 20)
 
 void *hnsw_alloc_block(size_t bytes)
@@ -57,7 +68,7 @@ int hnsw_new(const hnsw_params *p, size_t dim, hnsw **out, hf_err *e)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     h->dim = dim;
     h->p = *p;
-    h->links_bytes = round64(sizeof(uint32_t) * (1 + (size_t)p->M0));
+    h->links_bytes = links_block_bytes(p->M0);
     h->node_bytes = h->links_bytes + round64(sizeof(float) * dim);
     h->entry = HNSW_NONE;
     h->max_level = -1;

@@ -164,8 +164,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
             if (visited_bits_test_set(vis, nb))
                 continue;
             todo[nt++] = nb;
-            /* code records are not line-aligned: fetch every line the
-             * first `bytes` touch */
+            /* a code stride need not be whole lines (see hnsw_codes.c):
+             * fetch every line the first `bytes` touch */
             uintptr_t v = (uintptr_t)node_data(h, nb, codes);
             for (uintptr_t a = v & ~(uintptr_t)63; a < v + bytes; a += 64)
                 __builtin_prefetch((const void *)a);
@@ -199,7 +199,7 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
 }
 
 /* Prepare the query (dimension order, normalisation, codes), descend the
- * upper levels greedily and search level 0; returns the clamped ef. */
+ * upper levels greedily and search level 0; returns the prepared query. */
 ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float *q, size_t ef,
                                    hnsw_stats *st, int codes)
 {

@@ -78,24 +78,30 @@ AVX512 static float f16_dot_avx512(const float *qf, const uint8_t *c, size_t n)
     return s;
 }
 
-/* Squared L2 between two u8 vectors in integers: |a - b| as max - min per
- * byte, widened to 16 bits and squared-and-summed by vpmaddwd. 64 dimensions
- * an iteration against 16 for the float kernel. Lanes cannot overflow: each
- * adds at most 4 * 255^2 per 64 dimensions. */
-__attribute__((target("avx512f,avx512bw"))) static uint32_t
-int8_l2_u8_avx512bw(const uint8_t *a, const uint8_t *b, size_t n)
+#define AVX512BW __attribute__((target("avx512f,avx512bw")))
+
+/* Squared L2 of up to 64 dimensions from i on, added to acc in integers:
+ * |a - b| as max - min per byte, widened to 16 bits and squared-and-summed
+ * by vpmaddwd. Lanes cannot overflow: each adds at most 4 * 255^2 per call. */
+AVX512BW static inline __m512i l2_u8_step(__m512i acc, const uint8_t *a, const uint8_t *b,
+                                          size_t i, size_t n)
+{
+    __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
+    __m512i x = _mm512_maskz_loadu_epi8(m, a + i), y = _mm512_maskz_loadu_epi8(m, b + i);
+    __m512i d = _mm512_sub_epi8(_mm512_max_epu8(x, y), _mm512_min_epu8(x, y));
+    __m512i lo = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(d));
+    __m512i hi = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(d, 1));
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(lo, lo));
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(hi, hi));
+}
+
+/* Squared L2 between two u8 vectors, 64 dimensions an iteration against 16
+ * for the float kernel. */
+AVX512BW static uint32_t int8_l2_u8_avx512bw(const uint8_t *a, const uint8_t *b, size_t n)
 {
     __m512i acc = _mm512_setzero_si512();
-    size_t i = 0;
-    for (; i < n; i += 64) {
-        __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
-        __m512i x = _mm512_maskz_loadu_epi8(m, a + i), y = _mm512_maskz_loadu_epi8(m, b + i);
-        __m512i d = _mm512_sub_epi8(_mm512_max_epu8(x, y), _mm512_min_epu8(x, y));
-        __m512i lo = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(d));
-        __m512i hi = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(d, 1));
-        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(lo, lo));
-        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(hi, hi));
-    }
+    for (size_t i = 0; i < n; i += 64)
+        acc = l2_u8_step(acc, a, b, i, n);
     return (uint32_t)_mm512_reduce_add_epi32(acc);
 }
 
@@ -103,21 +109,14 @@ int8_l2_u8_avx512bw(const uint8_t *a, const uint8_t *b, size_t n)
  * dimensions): a candidate already farther than the worst kept result needs
  * no more bytes read. Codes follow the stored dimension order (decreasing
  * variance), so the first stretch carries most of the distance. */
-__attribute__((target("avx512f,avx512bw"))) static uint32_t
-int8_l2_u8_bounded_avx512bw(const uint8_t *a, const uint8_t *b, size_t n, uint32_t bound)
+AVX512BW static uint32_t int8_l2_u8_bounded_avx512bw(const uint8_t *a, const uint8_t *b, size_t n,
+                                                     uint32_t bound)
 {
     __m512i acc = _mm512_setzero_si512();
     size_t i = 0;
     while (i < n) {
-        for (size_t end = i + 128; i < end && i < n; i += 64) {
-            __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
-            __m512i x = _mm512_maskz_loadu_epi8(m, a + i), y = _mm512_maskz_loadu_epi8(m, b + i);
-            __m512i d = _mm512_sub_epi8(_mm512_max_epu8(x, y), _mm512_min_epu8(x, y));
-            __m512i lo = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(d));
-            __m512i hi = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(d, 1));
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(lo, lo));
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(hi, hi));
-        }
+        for (size_t end = i + 128; i < end && i < n; i += 64)
+            acc = l2_u8_step(acc, a, b, i, n);
         if (i < n) {
             uint32_t part = (uint32_t)_mm512_reduce_add_epi32(acc);
             if (part > bound)

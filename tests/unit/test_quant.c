@@ -146,6 +146,20 @@ static void bounded_int8_distance_respects_its_bound(void **st)
     free(rows);
 }
 
+/* A graph over the first n base vectors with codes of the given kind. */
+static hnsw *build_with_codes(size_t n, uint32_t M, uint32_t efc, uint64_t seed, quant_kind kind)
+{
+    hnsw_params p = {.M = M, .ef_construction = efc, .seed = seed};
+    hnsw_params_defaults(&p);
+    hnsw *h = NULL;
+    hf_err e;
+    assert_int_equal(hnsw_new(&p, DIM, &h, &e), 0);
+    assert_int_equal(hnsw_append(h, base, n, NULL, &e), 0);
+    assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
+    assert_int_equal(hnsw_codes_build(h, kind, 3, &e), 0);
+    return h;
+}
+
 /* The code block's bit-packed level-0 links unpack to exactly the graph's
  * lists, at node counts on both sides of a bit-width step (255 fits 8 bits
  * with the end marker, 256 needs 9). */
@@ -154,14 +168,7 @@ static void packed_links_unpack_to_the_graph_lists(void **st)
     (void)st;
     size_t counts[] = {255, 256, N};
     for (size_t c = 0; c < 3; c++) {
-        hnsw_params p = {.M = 6, .ef_construction = 40, .seed = 2};
-        hnsw_params_defaults(&p);
-        hnsw *h = NULL;
-        hf_err e;
-        assert_int_equal(hnsw_new(&p, DIM, &h, &e), 0);
-        assert_int_equal(hnsw_append(h, base, counts[c], NULL, &e), 0);
-        assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
-        assert_int_equal(hnsw_codes_build(h, QUANT_INT8, 3, &e), 0);
+        hnsw *h = build_with_codes(counts[c], 6, 40, 2, QUANT_INT8);
         assert_int_equal(h->cid_bits, counts[c] == 255 ? 8u : counts[c] == 256 ? 9u : 11u);
         uint32_t got[64];
         for (uint32_t i = 0; i < h->n; i++) {
@@ -251,14 +258,7 @@ static void search_on_codes_with_reranking_finds_true_neighbours(void **st)
     (void)st;
     quant_kind kinds[] = {QUANT_F16, QUANT_INT8, QUANT_PQ8, QUANT_PQ4, QUANT_BINARY};
     for (size_t k = 0; k < 5; k++) {
-        hnsw_params p = {.M = 12, .ef_construction = 100, .seed = 1};
-        hnsw_params_defaults(&p);
-        hnsw *h = NULL;
-        hf_err e;
-        assert_int_equal(hnsw_new(&p, DIM, &h, &e), 0);
-        assert_int_equal(hnsw_append(h, base, N, NULL, &e), 0);
-        assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
-        assert_int_equal(hnsw_codes_build(h, kinds[k], 3, &e), 0);
+        hnsw *h = build_with_codes(N, 12, 100, 1, kinds[k]);
         /* binary codes (1 bit a dimension) only hint at the order on uniform
          * data; re-ranking 128 candidates still recovers most neighbours */
         double r = recall_on_codes(h, 128), want = kinds[k] == QUANT_BINARY ? 0.6 : 0.9;
@@ -273,14 +273,8 @@ static void codes_survive_save_and_load(void **st)
     (void)st;
     char path[] = "/tmp/hf_test_quant_XXXXXX";
     close(mkstemp(path));
-    hnsw_params p = {.M = 8, .ef_construction = 50, .seed = 1};
-    hnsw_params_defaults(&p);
-    hnsw *h = NULL, *g = NULL;
+    hnsw *h = build_with_codes(500, 8, 50, 1, QUANT_PQ8), *g = NULL;
     hf_err e;
-    assert_int_equal(hnsw_new(&p, DIM, &h, &e), 0);
-    assert_int_equal(hnsw_append(h, base, 500, NULL, &e), 0);
-    assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
-    assert_int_equal(hnsw_codes_build(h, QUANT_PQ8, 3, &e), 0);
     channel *c = NULL;
     assert_int_equal(channel_open_out(path, &c, &e), 0);
     assert_int_equal(hnsw_save_body(h, c, &e), 0);
