@@ -130,6 +130,11 @@ EOF
     [ "$status" -eq 64 ]
     run --separate-stderr "$BIN/edge-score" --budget 1.5 "$FIX/cand.idx"
     [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/edge-score" --max-degree 5000 "$FIX/cand.idx"
+    [ "$status" -eq 64 ]
+    [[ "$stderr" == *"--max-degree"* ]]
+    run --separate-stderr "$BIN/edge-score" --max-degree ten "$FIX/cand.idx"
+    [ "$status" -eq 64 ]
 }
 
 # header M0 and largest level-0 degree of an index stream
