@@ -217,17 +217,34 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     uint32_t cur = h->entry;
     float curd = node_dist(h, s, q, cur, codes);
     st->ndist++;
+    /* greedy steps only ask "closer than the current node?", so L2 may stop
+     * reading a vector once its partial sum passes curd */
+    const dist_bounded_fn bounded =
+        !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    float (*const cbounded)(const quant_query *, const uint8_t *, float) =
+        codes ? s->qq->dist_bounded : NULL;
+    visited_bits_clear(&s->vis);
+    visited_bits_test_set(&s->vis, cur);
     for (int l = h->max_level; l > 0; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
             const uint32_t *links = hnsw_links(h, cur, l);
+            for (uint32_t j = 0; j < links[0]; j++)
+                __builtin_prefetch(node_data(h, links[1 + j], codes));
             for (uint32_t j = 0; j < links[0]; j++) {
-                float d = node_dist(h, s, q, links[1 + j], codes);
+                uint32_t nb = links[1 + j];
+                /* curd only falls, so a node already measured (on this
+                 * level or above) cannot be closer now: skip it */
+                if (visited_bits_test_set(&s->vis, nb))
+                    continue;
+                float d = bounded    ? bounded(q, hnsw_vec(h, nb), h->dim, curd)
+                          : cbounded ? cbounded(s->qq, hnsw_code(h, nb), curd)
+                                     : node_dist(h, s, q, nb, codes);
                 st->ndist++;
                 if (d < curd) {
                     curd = d;
-                    cur = links[1 + j];
+                    cur = nb;
                     changed = 1;
                 }
             }
@@ -306,8 +323,16 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     size_t r = rerank < k ? k : rerank;
     if (r > n)
         r = n;
-    for (size_t i = 0; i < r; i++)
+    /* the re-ranked vectors are cold: fetch the next one while computing */
+    size_t vbytes = h->dim * sizeof(float);
+    for (size_t i = 0; i < r; i++) {
+        if (i + 1 < r) {
+            uintptr_t v = (uintptr_t)hnsw_vec(h, s->sorted[i + 1].id);
+            for (uintptr_t a = v & ~(uintptr_t)63; a < v + vbytes; a += 64)
+                __builtin_prefetch((const void *)a);
+        }
         s->sorted[i].d = qdist(h, q, s->sorted[i].id);
+    }
     st->ndist += r;
     /* original ids before sorting, so ties fall the same way in any order */
     external_ids(h, s->sorted, r);
