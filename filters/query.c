@@ -37,7 +37,11 @@ static void usage(void)
            "  -t, --threads N       search threads (default 1)\n"
            "      --exact           brute force with OpenBLAS (ground truth)\n"
            "      --rerank N        with a compressed index: re-rank the best N candidates\n"
-           "                        found on codes with exact distances (default: ef)\n"
+           "                        found on codes with exact distances (default: ef); where\n"
+           "                        the codes are lossless (int8 of 8-bit data, L2) and the\n"
+           "                        query is coded exactly, code distances are exact and\n"
+           "                        only the best k are sorted, no vectors read\n"
+           "      --rerank-vectors  re-rank from the f32 vectors even with lossless codes\n"
            "      --no-codes        ignore the index's codes, traverse on f32 vectors\n"
            "      --no-reorder      keep the index's node order in memory (default: renumber\n"
            "                        nodes breadth-first for cache locality; ids unchanged)\n"
@@ -58,7 +62,7 @@ typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
-    int threads, exact, no_codes, no_reorder;
+    int threads, exact, no_codes, no_reorder, rerank_vectors;
 } opts;
 
 typedef struct engine {
@@ -551,7 +555,8 @@ int main(int argc, char **argv)
         {"max-ef", required_argument, 0, 6},   {"max-dim", required_argument, 0, 7},
         {"max-frame", required_argument, 0, 8}, {"help", no_argument, 0, 'h'},
         {"rerank", required_argument, 0, 9},   {"no-codes", no_argument, 0, 10},
-        {"no-reorder", no_argument, 0, 11},   {0, 0, 0, 0}};
+        {"no-reorder", no_argument, 0, 11},   {"rerank-vectors", no_argument, 0, 12},
+        {0, 0, 0, 0}};
     opts o = {.queries_ep = "-", .out_ep = "-", .k = 10, .ef = 64, .max_k = 1000,
               .max_ef = 10000, .threads = 1};
     int c;
@@ -573,6 +578,7 @@ int main(int argc, char **argv)
         case 9: o.rerank = cli_u64(prog, "--rerank", optarg, 1, 1 << 24); break;
         case 10: o.no_codes = 1; break;
         case 11: o.no_reorder = 1; break;
+        case 12: o.rerank_vectors = 1; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -605,6 +611,8 @@ int main(int argc, char **argv)
                           ignore_models, NULL, &e))
         cli_fail(prog, idx_name, &e);
     en.use_codes = en.h->codes && !o.no_codes;
+    if (o.rerank_vectors)
+        en.h->codes_exact = 0;
     /* brute force reads the vectors in stored order: leave them be */
     if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
         cli_fail(prog, idx_name, &e);

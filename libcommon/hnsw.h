@@ -67,6 +67,10 @@ typedef struct hnsw {
     uint32_t *cloff;
     size_t clinks_len;
     unsigned cid_bits;
+    /* the codes decode to exactly the stored vectors (int8 of integer data
+     * spanning <= 256 values, L2): code distances of an exactly coded query
+     * are the exact distances, so re-ranking need not read the vectors */
+    int codes_exact;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -187,6 +191,8 @@ int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e);
 /* Adopt a quantizer and n codes (code_bytes each, node order) from a
  * loaded index; takes ownership of q. */
 int hnsw_codes_adopt(hnsw *h, struct quant *q, const uint8_t *codes, size_t n, hf_err *e);
+/* Whether every stored vector is its code decoded exactly (sets nothing). */
+int hnsw_codes_lossless(const hnsw *h);
 /* Rebuild the packed level-0 lists (after the graph changed). */
 int hnsw_codes_sync_links(hnsw *h, hf_err *e);
 /* Bytes a search on codes reads from: codes, packed level-0 lists and their

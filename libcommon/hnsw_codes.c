@@ -132,6 +132,7 @@ int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e)
         return rc;
     for (size_t i = 0; i < h->n; i++)
         quant_encode(h->codes, hnsw_vec(h, (uint32_t)i), (uint8_t *)h->cblock + i * h->cnode_bytes);
+    h->codes_exact = hnsw_codes_lossless(h);
     return hnsw_codes_sync_links(h, e);
 }
 
@@ -146,7 +147,25 @@ int hnsw_codes_adopt(hnsw *h, quant *q, const uint8_t *codes, size_t n, hf_err *
         return rc;
     for (size_t i = 0; i < n; i++)
         memcpy(h->cblock + i * h->cnode_bytes, codes + i * q->code_bytes, q->code_bytes);
+    h->codes_exact = hnsw_codes_lossless(h);
     return hnsw_codes_sync_links(h, e);
+}
+
+/* Checked against the vectors rather than trusted from the quantizer's fit,
+ * which saw only a sample. One pass over the vectors (tens of ms at load). */
+int hnsw_codes_lossless(const hnsw *h)
+{
+    const quant *q = h->codes;
+    if (!q || q->kind != QUANT_INT8 || q->metric != METRIC_L2 || q->step != 1.0f)
+        return 0;
+    int ok = 1;
+    for (size_t i = 0; i < h->n && ok; i++) {
+        const float *v = hnsw_vec(h, (uint32_t)i);
+        const uint8_t *c = hnsw_code(h, (uint32_t)i);
+        for (size_t j = 0; j < h->dim; j++)
+            ok &= v[j] == q->lo + (float)c[j];
+    }
+    return ok;
 }
 
 /* Everything a search on codes reads: codes, packed level-0 lists and their

@@ -323,9 +323,14 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     size_t r = rerank < k ? k : rerank;
     if (r > n)
         r = n;
+    /* lossless codes and an exactly coded query: the traversal's distances
+     * are already exact (integer sums), re-ranking would recompute them */
+    int exact = h->codes_exact && s->qq->exact;
+    if (exact)
+        r = n < k ? n : k;
     /* the re-ranked vectors are cold: fetch the next one while computing */
     size_t vbytes = h->dim * sizeof(float);
-    for (size_t i = 0; i < r; i++) {
+    for (size_t i = 0; i < r && !exact; i++) {
         if (i + 1 < r) {
             uintptr_t v = (uintptr_t)hnsw_vec(h, s->sorted[i + 1].id);
             for (uintptr_t a = v & ~(uintptr_t)63; a < v + vbytes; a += 64)
@@ -333,7 +338,8 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
         }
         s->sorted[i].d = qdist(h, q, s->sorted[i].id);
     }
-    st->ndist += r;
+    if (!exact)
+        st->ndist += r;
     /* original ids before sorting, so ties fall the same way in any order */
     external_ids(h, s->sorted, r);
     qsort(s->sorted, r, sizeof(hnsw_hit), hnsw_hit_cmp);

@@ -363,12 +363,15 @@ void quant_query_set(quant_query *qq, const float *v)
              * too (exact for 8-bit data; re-ranking mends the rest); clamp
              * then add 0.5 and truncate, which the compiler vectorises */
             float inv = 1.0f / q->step, lo = q->lo;
+            int exact = 1;
             for (size_t j = 0; j < q->dim; j++) {
                 float x = (v[j] - lo) * inv;
                 qq->qf[j] = x;
-                x = x < 0.0f ? 0.0f : x > 255.0f ? 255.0f : x;
-                qq->qcode[j] = (uint8_t)(int)(x + 0.5f);
+                float c = x < 0.0f ? 0.0f : x > 255.0f ? 255.0f : x;
+                qq->qcode[j] = (uint8_t)(int)(c + 0.5f);
+                exact &= x == (float)qq->qcode[j];
             }
+            qq->exact = exact;
         } else {
             memcpy(qq->qf, v, q->dim * sizeof(float));
             float sq = 0;

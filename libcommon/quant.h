@@ -59,6 +59,7 @@ struct quant_query {
      * value > bound); NULL for kinds without one */
     float (*dist_bounded)(const quant_query *qq, const uint8_t *code, float bound);
     float bias;         /* per-query constant term (int8 inner product) */
+    int exact;          /* int8 L2: qcode is the query itself, not a rounding */
     float *qf;       /* query as float (f16 path) */
     uint8_t *qcode;  /* int8 / binary code of the query */
     float *table;    /* pq: m * ksub partial distances */

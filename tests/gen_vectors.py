@@ -28,7 +28,8 @@ frames only:
   --bad-dim-batch I  vectors frame number I (0-based) carries one float too many
   --bad-checksum     end frame with a wrong checksum
 
-Also: --normalize (unit rows), --print (write the vectors as .npy to stdout
+Also: --normalize (unit rows), --integer (rows scaled, rounded and clipped
+to the integers 0..255, like 8-bit pixels), --print (write the vectors as .npy to stdout
 instead, for checks; OUT ignored).
 """
 import argparse
@@ -110,6 +111,7 @@ def main():
     p.add_argument("--nan")
     p.add_argument("--inf")
     p.add_argument("--normalize", action="store_true")
+    p.add_argument("--integer", action="store_true")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--no-header", action="store_true")
     p.add_argument("--no-end", action="store_true")
@@ -119,6 +121,8 @@ def main():
     a = p.parse_args()
 
     x = vectors(a.n, a.dim, a.seed, a.normalize)
+    if a.integer:
+        x = np.clip(np.rint(x * 40 + 128), 0, 255).astype("<f4")
     special(x, a.nan, np.nan)
     special(x, a.inf, np.inf)
     if a.print:

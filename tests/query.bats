@@ -79,6 +79,21 @@ stop_server() {
     cmp "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
 }
 
+@test "query on lossless int8 codes (8-bit data) answers as re-ranking from the vectors does, without reading them" {
+    $GEN -n 2000 -d 16 --seed 21 --integer "$BATS_TEST_TMPDIR/b8.frames"
+    $GEN -n 150 -d 16 --seed 22 --integer "$BATS_TEST_TMPDIR/q8.frames"
+    "$BIN/graph-build" --compress int8 -o "$BATS_TEST_TMPDIR/i8" "$BATS_TEST_TMPDIR/b8.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/i8" --ef 20 --rerank 10 -o "$BATS_TEST_TMPDIR/a" \
+        "$BATS_TEST_TMPDIR/q8.frames" 2>"$BATS_TEST_TMPDIR/a.log"
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/i8" --ef 20 --rerank 10 --rerank-vectors -o "$BATS_TEST_TMPDIR/b" \
+        "$BATS_TEST_TMPDIR/q8.frames" 2>"$BATS_TEST_TMPDIR/b.log"
+    cmp "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
+    # same traversal; re-ranking from vectors adds 10 distances a query
+    da=$(sed -n 's/.* \([0-9.]*\) mean distance computations.*/\1/p' "$BATS_TEST_TMPDIR/a.log")
+    db=$(sed -n 's/.* \([0-9.]*\) mean distance computations.*/\1/p' "$BATS_TEST_TMPDIR/b.log")
+    awk -v a="$da" -v b="$db" 'BEGIN { exit !(b - a == 10) }'
+}
+
 @test "cat index queries | query gives the same bytes as query --index" {
     cat "$FIX/index" "$FIX/queries.frames" | "$BIN/query" >"$BATS_TEST_TMPDIR/piped" 2>/dev/null
     cmp "$BATS_TEST_TMPDIR/piped" "$FIX/res"

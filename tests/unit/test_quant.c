@@ -268,6 +268,45 @@ static void search_on_codes_with_reranking_finds_true_neighbours(void **st)
     }
 }
 
+/* int8 codes of 8-bit data are lossless: the search then skips re-reading
+ * the vectors, and must answer exactly as re-ranking from them does; one
+ * fractional value anywhere (in a vector, or in the query) turns that off. */
+static void lossless_codes_answer_as_reranking_from_vectors(void **st)
+{
+    (void)st;
+    hf_err e;
+    hnsw *h = build_with_codes(N, 12, 100, 1, QUANT_INT8);
+    assert_true(h->codes_exact);
+    hnsw_searcher *s = NULL;
+    assert_int_equal(hnsw_searcher_new(h, 64, &s, &e), 0);
+    float q[DIM];
+    for (size_t i = 0; i < NQ; i++) {
+        memcpy(q, queries + i * DIM, sizeof q);
+        if (i % 5 == 0)
+            q[i % DIM] += 0.5f; /* not on the code grid: re-ranked from vectors */
+        hnsw_hit a[K], b[K];
+        size_t na, nb;
+        h->codes_exact = 1;
+        assert_int_equal(hnsw_search_codes(h, s, q, K, 32, K, a, &na, NULL), 0);
+        h->codes_exact = 0;
+        assert_int_equal(hnsw_search_codes(h, s, q, K, 32, K, b, &nb, NULL), 0);
+        assert_int_equal(na, nb);
+        for (size_t j = 0; j < na; j++) {
+            assert_int_equal(a[j].id, b[j].id);
+            assert_true(a[j].d == b[j].d);
+        }
+    }
+    hnsw_searcher_destroy(&s);
+    hnsw_destroy(&h);
+
+    float keep = base[7 * DIM + 3];
+    base[7 * DIM + 3] += 0.25f;
+    h = build_with_codes(N, 12, 100, 1, QUANT_INT8);
+    base[7 * DIM + 3] = keep;
+    assert_false(h->codes_exact);
+    hnsw_destroy(&h);
+}
+
 static void codes_survive_save_and_load(void **st)
 {
     (void)st;
@@ -304,6 +343,7 @@ int main(void)
         cmocka_unit_test(pq_codes_approximate_l2),
         cmocka_unit_test(codebooks_round_trip_through_frames),
         cmocka_unit_test(search_on_codes_with_reranking_finds_true_neighbours),
+        cmocka_unit_test(lossless_codes_answer_as_reranking_from_vectors),
         cmocka_unit_test(codes_survive_save_and_load),
     };
     return cmocka_run_group_tests(tests, make_data, free_data);
