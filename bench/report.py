@@ -41,6 +41,7 @@ def load(path):
                 "build_s": float(r["build_s"]),
                 "mem_bytes": float(r["mem_bytes"]) if r["mem_bytes"] else float("nan"),
                 "mem_vs_f32": float(r["mem_vs_f32"]) if r.get("mem_vs_f32") else None,
+                "pipe_s": float(r["pipe_s"]) if r.get("pipe_s") else None,
             }
         except (KeyError, ValueError) as e:
             sys.exit(f"report: {path}: bad row {r}: {e}")
@@ -87,7 +88,7 @@ def table(name, by):
                + ", ".join(f"{e} {n}" for e, n in npts.items()))
     out.append("")
     hdr = ["engine"] + [f"QPS @{t:.2f}" for t in TARGETS] + ["dist comps @0.95", "max recall",
-                                                             "build s", "memory MiB",
+                                                             "build s", "whole pipe s", "memory MiB",
                                                              "traversal memory / f32 vectors"]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
@@ -101,6 +102,7 @@ def table(name, by):
             dist_s,
             f"{max(p['recall'] for p in pts):.4f}",
             f"{pts[0]['build_s']:.1f}",
+            f"{pts[0]['pipe_s']:.1f}" if pts[0]["pipe_s"] is not None else "",
             f"{mem / 2**20:,.1f}",
             f"{pts[0]['mem_vs_f32']:.3f}x" if pts[0]["mem_vs_f32"] is not None else "",
         ]
@@ -109,8 +111,9 @@ def table(name, by):
     for ours_name in ("hnswflow", "hnswflow-int8", "hnswflow-pq8"):
         if ours_name not in by:
             continue
-        out.append(f"| ratio ({ours_name}) | " + " | ".join(f"@{t:.2f}" for t in TARGETS) + " | build time | memory |")
-        out.append("|---|" + "---|" * (len(TARGETS) + 2))
+        out.append(f"| ratio ({ours_name}) | " + " | ".join(f"@{t:.2f}" for t in TARGETS)
+                   + " | build time | build, our whole pipe | memory |")
+        out.append("|---|" + "---|" * (len(TARGETS) + 3))
         ours = by[ours_name]
         for peer in ("hnswlib", "faiss"):
             if peer not in by:
@@ -121,12 +124,29 @@ def table(name, by):
                 cells.append(fmt_ratio(at_recall(ours, t, "qps"), at_recall(theirs, t, "qps")))
             b0, b1 = ours[0]["build_s"], theirs[0]["build_s"]
             cells.append(f"{b0 / b1:.2f}x" if b1 > 0 else "n/a")
+            p0 = ours[0]["pipe_s"]
+            cells.append(f"{p0 / b1:.2f}x" if p0 is not None and b1 > 0 else "n/a")
             m0 = max(p["mem_bytes"] for p in ours)
             m1 = max(p["mem_bytes"] for p in theirs)
             cells.append(f"{m0 / m1:.2f}x" if m1 > 0 else "n/a")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return out
+
+
+def threads_line(path):
+    """Multi-threaded query throughput against one thread, from the
+    <set>-threads.csv run.sh writes beside <set>.csv (absent: nothing)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        rows = {int(r["threads"]): r for r in csv.DictReader(f)}
+    if 1 not in rows or len(rows) < 2:
+        return []
+    t = max(rows)
+    q1, qt = float(rows[1]["qps"]), float(rows[t]["qps"])
+    return [f"query --threads {t} on one batch of the queries (f32, ef {rows[t]['ef']}): "
+            f"{qt:,.0f} QPS against {q1:,.0f} with one thread = {qt / q1:.2f}x", ""]
 
 
 def main():
@@ -145,13 +165,17 @@ def main():
         "  QPS interpolated linearly in recall between neighbouring ef points;",
         "  `>=`: the smallest ef already exceeds that recall (lower bound), `~`: ratio built on one;",
         "  ratios > 1 mean hnswflow is faster (QPS) or larger/slower (build time, memory).",
-        "- build time: wall seconds with the run's build threads (hnswflow: the whole",
-        "  embed-load | graph-build pipe; peers: the add calls only).",
+        "- QPS: median of the run's timed passes per ef (REPEAT, see bench/README.md).",
+        "- build time: wall seconds of index construction from vectors in memory with the",
+        "  run's build threads (hnswflow: what graph-build reports, dimension ordering and",
+        "  codes included; peers: the add calls). 'whole pipe': our embed-load | graph-build",
+        "  wall time, reading the fvecs file and writing the index file included.",
         "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, everything a search on codes reads (codes, packed level-0 lists and their offsets, upper levels and their offsets, tombstones), the f32 vectors kept for re-ranking not counted, also shown as a fraction of the f32 vectors); peers: RSS growth across the build (see bench/README.md).",
         "",
     ]
-    for name, _m, _d, by in sets:
+    for (name, _m, _d, by), path in zip(sets, a.csvs):
         lines += table(name, by)
+        lines += threads_line(os.path.splitext(path)[0] + "-threads.csv")
     text = "\n".join(lines) + "\n"
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:

@@ -4,15 +4,19 @@
 # Called by `make bench` from the repository root after `make` has built bin/*.
 # For each data set (Fashion-MNIST, a generated SIFT-like clustered set):
 #   1. make the data (cached under bench/data/<set>-<n>-<nq>/),
-#   2. build our index with bin/graph-build (wall time of the whole pipe),
+#   2. build our index with bin/graph-build (build time: the construction
+#      graph-build reports, the analogue of the peers' add calls; the wall
+#      time of the whole load | build | save pipe is kept beside it),
 #   3. exact ground truth with `bin/query --exact` (cached; redone when
 #      bin/query is newer than the cached file),
-#   4. query our index once per ef (QPS and mean distance computations from
-#      bin/query's summary line, peak RSS of bin/query from /usr/bin/time),
+#   4. query our index REPEAT times per ef (median QPS and mean distance
+#      computations from bin/query's summary line; every pass must give the
+#      same bytes),
 #   5. run the peer drivers (bench/peers/*.cpp, compiled here into
 #      $BUILD/bench/), which build with THREADS threads and query one at a time
 #      on one thread,
 #   6. score every engine and ef with bin/recall against the ground truth,
+#   7. time `query --threads` 1 against nproc on one batch (<set>-threads.csv),
 # then writes <set>.csv and <set>.png and one summary.md (bench/report.py).
 #
 # Environment:
@@ -20,6 +24,9 @@
 #                 results go to bench/results/quick/ so full results stay intact
 #   THREADS=T     build threads for all engines (default: nproc)
 #   EFS=a,b,...   override the ef sweep
+#   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8 and hnswlib,
+#                 median reported (default 3; 1 in quick mode); hnswflow-pq8
+#                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
 #   DATASETS="fashion-mnist clustered"   which sets to run
 #   BIN=bin BUILD=build                  where the filters are / peers are built
 # Every run writes results to temporary names and renames them, so an
@@ -34,6 +41,8 @@ THREADS=${THREADS:-$(nproc)}
 K=10
 RERANK=${RERANK:-10}
 RERANK_PQ=${RERANK_PQ:-50}
+REPEAT_SLOW=${REPEAT_SLOW:-1}
+THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered"}
@@ -42,11 +51,14 @@ PEERBIN=$BUILD/bench
 
 if [ "$QUICK" = 1 ]; then
     RES=bench/results/quick
+    REPEAT=${REPEAT:-1}
     EFS=${EFS:-10,16,24,32,48,64,128,256,512}
     FM_N=20000 FM_NQ=1000 CL_N=50000 CL_NQ=1000
 else
     RES=bench/results
-    EFS=${EFS:-10,16,24,32,48,64,96,128,192,256,384,512,768}
+    REPEAT=${REPEAT:-3}
+    # dense at small ef, where Fashion-MNIST crosses 0.90 and 0.95
+    EFS=${EFS:-10,12,14,16,20,24,32,40,48,64,96,128,192,256,384,512,768}
     FM_N=60000 FM_NQ=10000 CL_N=200000 CL_NQ=10000
 fi
 
@@ -105,43 +117,85 @@ recall_of() {
         die "bin/recall gave no recall line for $1"
 }
 
-# run_ours ENGINE BUILD_FLAGS [QUERY_FLAGS]: build our index with extra
-# graph-build flags and sweep ef; memory is the index memory graph-build
-# reports (for compressed engines: traversal memory, codes + links).
+# median of the numbers on stdin, one a line
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
+# run_ours ENGINE REPEATS BUILD_FLAGS [QUERY_FLAGS]: build our index with
+# extra graph-build flags and sweep ef; memory is the index memory
+# graph-build reports (for compressed engines: traversal memory, codes +
+# links).
 run_ours() {
     engine=$1
-    bflags=$2
-    qflags=${3:-}
+    reps=$2
+    bflags=$3
+    qflags=${4:-}
     t0=$(now)
     # shellcheck disable=SC2086 # flags are words
     "$BIN/embed-load" "$dir/base.fvecs" |
         "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" $bflags \
             -o "$run/$engine.idx" 2>"$run/$engine.build.log" ||
         die "$label: graph-build failed for $engine (see $run/$engine.build.log)"
-    build_s=$(elapsed "$t0" "$(now)")
+    pipe_s=$(elapsed "$t0" "$(now)")
+    # graph-build: ... threads 2: built in 10.41 s, 5 levels, ...
+    build_s=$(sed -n 's/.*: built in \([0-9.]*\) s.*/\1/p' "$run/$engine.build.log")
+    [ -n "$build_s" ] || die "$label: no build time from graph-build (see $run/$engine.build.log)"
     mem=$(sed -n 's/.*traversal memory \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
     [ -n "$mem" ] || mem=$(sed -n 's/.* levels, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
     mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
     # compressed engines: traversal memory as a fraction of the f32 vectors
     vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
-    say "$label: $engine build ${build_s}s, memory $mem bytes"
+    say "$label: $engine build ${build_s}s (whole pipe ${pipe_s}s), memory $mem bytes"
     for ef in $efs_words; do
         out=$run/$engine.ef$ef.frames
         log=$run/$engine.ef$ef.log
-        # shellcheck disable=SC2086
-        "$BIN/embed-load" "$dir/queries.fvecs" |
-            "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$out" 2>"$log" ||
-            die "$label: $engine query --ef $ef failed (see $log)"
+        : >"$log"
+        for r in $(seq "$reps"); do
+            o=$out
+            [ "$r" = 1 ] || o=$out.again
+            # shellcheck disable=SC2086
+            "$BIN/embed-load" "$dir/queries.fvecs" |
+                "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$o" 2>>"$log" ||
+                die "$label: $engine query --ef $ef failed (see $log)"
+            [ "$r" = 1 ] || cmp -s "$out" "$o" || die "$label: $engine ef=$ef: pass $r answered differently"
+        done
+        rm -f "$out.again"
         # query: 10000 queries, 1.234 s, 8103.4 QPS, 812.3 mean distance computations
         summary=$(grep '^query: .* QPS' "$log" | tail -n 1)
         [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"
-        qps=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p')
+        qps=$(grep '^query: .* QPS' "$log" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p' | median)
         mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
         rec=$(recall_of "$out")
-        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf" >>"$rows"
-        say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
+        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf,$pipe_s" >>"$rows"
+        say "$label: $engine ef=$ef recall=$rec qps=$qps (median of $reps) mean_dist=$mdist"
         rm -f "$out"
     done
+}
+
+# thread_scaling: QPS of `query --threads T` on the f32 index at ef
+# THREAD_EF for T = 1 and T = nproc (at least 2), REPEAT passes each
+# alternating, medians into <set>-threads.csv
+thread_scaling() {
+    tmax=$(nproc)
+    [ "$tmax" -ge 2 ] || tmax=2
+    tlog=$run/threads.log
+    : >"$tlog"
+    for r in $(seq "$REPEAT"); do
+        for t in 1 "$tmax"; do
+            "$BIN/embed-load" "$dir/queries.fvecs" |
+                "$BIN/query" --index "$run/hnswflow.idx" -k "$K" --ef "$THREAD_EF" --threads "$t" \
+                    >/dev/null 2>"$tlog.one" || die "$label: query --threads $t failed (see $tlog.one)"
+            sed -n "s/^query: .*, *\([0-9.eE+-]*\) QPS.*/$t \1/p" "$tlog.one" >>"$tlog"
+        done
+    done
+    q1=$(awk '$1 == 1 { print $2 }' "$tlog" | median)
+    qn=$(awk -v t="$tmax" '$1 == t { print $2 }' "$tlog" | median)
+    {
+        echo "ef,threads,qps,machine,date"
+        echo "$THREAD_EF,1,$q1,\"$MACHINE\",$DATE"
+        echo "$THREAD_EF,$tmax,$qn,\"$MACHINE\",$DATE"
+    } >"$RES/$label-threads.csv.tmp"
+    mv "$RES/$label-threads.csv.tmp" "$RES/$label-threads.csv"
+    say "$label: query --threads 1: $q1 QPS, --threads $tmax: $qn QPS (ef $THREAD_EF, median of $REPEAT)"
 }
 
 run_set() {
@@ -177,15 +231,18 @@ run_set() {
 
     # ours, once per configuration: f32 traversal, and traversal on int8 or
     # pq8 codes with exact re-ranking of the best RERANK / RERANK_PQ candidates
-    run_ours hnswflow ""
-    run_ours hnswflow-int8 "--compress int8" "--rerank $RERANK"
-    run_ours hnswflow-pq8 "--compress pq8" "--rerank $RERANK_PQ"
+    run_ours hnswflow "$REPEAT" ""
+    run_ours hnswflow-int8 "$REPEAT" "--compress int8" "--rerank $RERANK"
+    run_ours hnswflow-pq8 "$REPEAT_SLOW" "--compress pq8" "--rerank $RERANK_PQ"
+    thread_scaling
 
     # peers: one process each, building once and sweeping every ef
     for engine in hnswlib faiss; do
+        reps=$REPEAT
+        [ "$engine" = faiss ] && reps=$REPEAT_SLOW
         say "$label: $engine build + sweep"
         "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" \
-            --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" \
+            --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" --repeat "$reps" \
             --out-prefix "$run/$engine" >"$run/$engine.log" || die "$label: $engine failed"
         while read -r line; do
             ef=$(echo "$line" | sed -n 's/.* ef=\([0-9]*\).*/\1/p')
@@ -195,14 +252,14 @@ run_set() {
             mem=$(echo "$line" | sed -n 's/.* mem_bytes=\([0-9-]*\).*/\1/p')
             [ -n "$ef" ] || continue
             rec=$(recall_of "$run/$engine.ef$ef.frames")
-            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem," >>"$rows"
+            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem,," >>"$rows"
             say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
         done <"$run/$engine.log"
     done
 
     csv=$RES/$label.csv
     {
-        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,machine,date"
+        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,pipe_s,machine,date"
         sed "s|\$|,\"$MACHINE\",$DATE|" "$rows"
     } >"$csv.tmp"
     mv "$csv.tmp" "$csv"

@@ -111,9 +111,7 @@ int main(int argc, char **argv)
             run_queries(idx, q, o.k, ids, dists);
             warm = true;
         }
-        double qt0 = peer_now();
-        run_queries(idx, q, o.k, ids, dists);
-        double qs = peer_now() - qt0;
+        double qs = peer_median_seconds(o.repeat, [&] { run_queries(idx, q, o.k, ids, dists); });
 
         storage->ndist = 0;
         storage->counting = true;

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,7 @@ struct peer_opts {
     int k = 10;
     std::vector<int> efs{10, 16, 32, 64, 128, 256};
     unsigned seed = 100;
+    int repeat = 1; /* timed passes per ef; the median is reported */
 };
 
 [[noreturn]] static inline void peer_die(const char *prog, const char *fmt, const char *arg, int code)
@@ -70,7 +72,8 @@ static inline void peer_usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s --base base.fvecs --queries q.fvecs [-M 16] [--ef-construction 200]\n"
-            "       [--threads T] [--k 10] [--efs 10,16,32,...] [--seed S] --out-prefix DIR/ENGINE\n",
+            "       [--threads T] [--k 10] [--efs 10,16,32,...] [--seed S] [--repeat R]\n"
+            "       --out-prefix DIR/ENGINE\n",
             prog);
     exit(64);
 }
@@ -100,6 +103,8 @@ static inline peer_opts peer_parse_args(int argc, char **argv)
             o.threads = peer_parse_int(prog, "--threads", v, 1, 1024);
         else if (a == "--k")
             o.k = peer_parse_int(prog, "--k", v, 1, 100000);
+        else if (a == "--repeat")
+            o.repeat = peer_parse_int(prog, "--repeat", v, 1, 100);
         else if (a == "--seed")
             o.seed = (unsigned)peer_parse_int(prog, "--seed", v, 0, 1 << 30);
         else if (a == "--efs") {
@@ -173,6 +178,20 @@ static inline double peer_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Median wall seconds of `repeat` timed runs of f (the query loop): one
+ * pass on a shared machine can be slowed by a neighbour's burst. */
+template <class F> static inline double peer_median_seconds(int repeat, F f)
+{
+    std::vector<double> t;
+    for (int r = 0; r < repeat; r++) {
+        double t0 = peer_now();
+        f();
+        t.push_back(peer_now() - t0);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
 }
 
 /* Resident set size in bytes, from /proc/self/statm (second field, pages). */
