@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,13 @@ typedef struct batch_job {
     size_t *found;
     uint64_t *ndist;
     int t;
+    atomic_size_t *next; /* first query not yet taken, shared by the threads */
 } batch_job;
+
+/* Queries a thread takes at a time: small enough to even out the threads'
+ * finishing times at the batch's end, large enough that neighbouring
+ * threads rarely write to the same cache line of the answers. */
+#define QUERY_CHUNK 16
 
 static void *search_part(void *arg)
 {
@@ -93,19 +100,25 @@ static void *search_part(void *arg)
     if (!hits)
         return NULL;
     hnsw_stats st = {0, 0};
-    for (size_t i = (size_t)j->t; i < j->n; i += (size_t)en->threads) {
-        size_t got = 0;
-        if (en->use_codes)
-            hnsw_search_codes(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef,
-                              en->rerank ? en->rerank : j->ef, hits, &got, &st);
-        else
-            hnsw_search(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef, hits,
-                        &got, &st);
-        for (size_t r = 0; r < got; r++) {
-            j->ids[i * j->k + r] = hits[r].id;
-            j->dists[i * j->k + r] = hits[r].d;
+    for (;;) {
+        size_t first = atomic_fetch_add(j->next, QUERY_CHUNK);
+        if (first >= j->n)
+            break;
+        size_t end = first + QUERY_CHUNK < j->n ? first + QUERY_CHUNK : j->n;
+        for (size_t i = first; i < end; i++) {
+            size_t got = 0;
+            if (en->use_codes)
+                hnsw_search_codes(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef,
+                                  en->rerank ? en->rerank : j->ef, hits, &got, &st);
+            else
+                hnsw_search(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef, hits,
+                            &got, &st);
+            for (size_t r = 0; r < got; r++) {
+                j->ids[i * j->k + r] = hits[r].id;
+                j->dists[i * j->k + r] = hits[r].d;
+            }
+            j->found[i] = got;
         }
-        j->found[i] = got;
     }
     j->ndist[j->t] = st.ndist;
     free(hits);
@@ -141,8 +154,9 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     uint64_t nd[256] = {0};
     pthread_t tid[256];
     int T = en->threads;
+    atomic_size_t next = 0;
     for (int t = 0; t < T; t++)
-        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, t};
+        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, t, &next};
     for (int t = 1; t < T; t++)
         pthread_create(&tid[t], NULL, search_part, &jobs[t]);
     search_part(&jobs[0]);

@@ -87,16 +87,28 @@ static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, f
     /* as in query search: once ef results are kept, L2 may stop reading a
      * candidate whose partial distance already exceeds the worst of them */
     const dist_bounded_fn bounded = h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    /* the first lines of each neighbour; the hardware streams the rest */
+    size_t pf_bytes = h->dim * sizeof(float) < 256 ? h->dim * sizeof(float) : 256;
     while (b->cand.n) {
         hnsw_hit c = b->cand.a[0];
         if (b->res.n >= ef && c.d > b->res.a[0].d)
             break;
         hmin_pop(&b->cand);
         uint32_t deg = read_links(h, c.id, l, b->copy);
+        /* keep the unvisited neighbours and start fetching them all before
+         * the first distance, so their memory latencies overlap */
+        uint32_t nt = 0;
         for (uint32_t j = 0; j < deg; j++) {
             uint32_t nb = b->copy[j];
             if (visited_test_set(&b->vis, nb))
                 continue;
+            b->copy[nt++] = nb;
+            const char *v = (const char *)hnsw_vec(h, nb);
+            for (size_t a = 0; a < pf_bytes; a += 64)
+                __builtin_prefetch(v + a);
+        }
+        for (uint32_t j = 0; j < nt; j++) {
+            uint32_t nb = b->copy[j];
             float d = bounded && b->res.n >= ef
                           ? bounded(qv, hnsw_vec(h, nb), h->dim, b->res.a[0].d)
                           : dist_finish(h->p.metric, h->kern(qv, hnsw_vec(h, nb), h->dim));
