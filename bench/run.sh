@@ -2,7 +2,8 @@
 # bench/run.sh - recall@10 against QPS for hnswflow, hnswlib and FAISS in one run.
 #
 # Called by `make bench` from the repository root after `make` has built bin/*.
-# For each data set (Fashion-MNIST, a generated SIFT-like clustered set):
+# For each data set (Fashion-MNIST, a generated SIFT-like clustered set,
+# Fashion-MNIST randomly projected to 256 real-valued dimensions):
 #   1. make the data (cached under bench/data/<set>-<n>-<nq>/),
 #   2. build our index with bin/graph-build (build time: the construction
 #      graph-build reports, the analogue of the peers' add calls; the wall
@@ -27,7 +28,7 @@
 #   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8 and hnswlib,
 #                 median reported (default 3; 1 in quick mode); hnswflow-pq8
 #                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
-#   DATASETS="fashion-mnist clustered"   which sets to run
+#   DATASETS="fashion-mnist clustered fmnist-proj256"   which sets to run
 #   BIN=bin BUILD=build                  where the filters are / peers are built
 # Every run writes results to temporary names and renames them, so an
 # interrupted run leaves the previous results in place.
@@ -39,13 +40,13 @@ BUILD=${BUILD:-build}
 QUICK=${QUICK:-0}
 THREADS=${THREADS:-$(nproc)}
 K=10
-RERANK=${RERANK:-10}
+RERANK=${RERANK:-20}
 RERANK_PQ=${RERANK_PQ:-50}
 REPEAT_SLOW=${REPEAT_SLOW:-1}
 THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
-DATASETS=${DATASETS:-"fashion-mnist clustered"}
+DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256"}
 DATA=bench/data
 PEERBIN=$BUILD/bench
 
@@ -107,6 +108,7 @@ make_data() {
     case $1 in
     fashion-mnist) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --out "$2" >&2 ;;
     clustered) $PY bench/gen_clustered.py -n "$CL_N" --nq "$CL_NQ" --out "$2" >&2 ;;
+    fmnist-proj256) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --project 256 --out "$2" >&2 ;;
     *) die "unknown data set $1" ;;
     esac
 }
@@ -201,7 +203,7 @@ thread_scaling() {
 run_set() {
     set_name=$1
     case $set_name in
-    fashion-mnist) n=$FM_N nq=$FM_NQ ;;
+    fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ ;;
     clustered) n=$CL_N nq=$CL_NQ ;;
     *) die "unknown data set $set_name" ;;
     esac
