@@ -39,7 +39,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format lint bench-edges
+.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -105,10 +105,16 @@ fuzz:
 fuzz-smoke:
 	@sh tests/fuzz/run.sh 5
 
-format:
-	clang-format -i libcommon/*.[ch] filters/*.c tests/unit/*.c bench/*.c
+FORMAT_SRC = libcommon/*.[ch] filters/*.c tests/unit/*.c tests/fuzz/*.c bench/*.c
 
-lint:
+format:
+	clang-format -i $(FORMAT_SRC)
+
+# lint fails on any file `make format` would change
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_SRC)
+
+lint: format-check
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr --suppress=missingIncludeSystem -Ilibcommon libcommon filters
 
 clean:

@@ -77,8 +77,7 @@ int main(int argc, char **argv)
             }
         }
         double denom = (double)gt.nq * k;
-        printf("recall@%zu %.4f (id overlap %.4f) %s\n", k, hits / denom, idhits / denom,
-               argv[a]);
+        printf("recall@%zu %.4f (id overlap %.4f) %s\n", k, hits / denom, idhits / denom, argv[a]);
         results_free(&r);
     }
     results_free(&gt);

@@ -243,77 +243,36 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 1:
-            train_ep = optarg;
-            break;
-        case 2:
-            nq = cli_u64(prog, "--queries", optarg, 1, 10000000);
-            break;
-        case 3:
-            tc.epochs = cli_u64(prog, "--epochs", optarg, 0, 100000);
-            break;
-        case 4:
-            budget = cli_f64(prog, "--budget", optarg, 0.0, 1.0);
-            break;
-        case 5:
-            seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX);
-            break;
-        case 't':
-            threads = (int)cli_u64(prog, "--threads", optarg, 1, 64);
-            break;
-        case 'o':
-            out_ep = optarg;
-            break;
-        case 6:
-            edges = cli_u64(prog, "--edges", optarg, 0, UINT64_MAX);
-            break;
-        case 7:
-            pc.min_keep = (uint32_t)cli_u64(prog, "--min-keep", optarg, 0, 4096);
-            break;
-        case 8:
-            lc.ef = cli_u64(prog, "--label-ef", optarg, 1, 100000);
-            break;
+        case 1: train_ep = optarg; break;
+        case 2: nq = cli_u64(prog, "--queries", optarg, 1, 10000000); break;
+        case 3: tc.epochs = cli_u64(prog, "--epochs", optarg, 0, 100000); break;
+        case 4: budget = cli_f64(prog, "--budget", optarg, 0.0, 1.0); break;
+        case 5: seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
+        case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
+        case 'o': out_ep = optarg; break;
+        case 6: edges = cli_u64(prog, "--edges", optarg, 0, UINT64_MAX); break;
+        case 7: pc.min_keep = (uint32_t)cli_u64(prog, "--min-keep", optarg, 0, 4096); break;
+        case 8: lc.ef = cli_u64(prog, "--label-ef", optarg, 1, 100000); break;
         case 9:
             if (strcmp(optarg, "random") && strcmp(optarg, "usage"))
                 cli_usage_error(prog, "--baseline is random or usage, not \"%s\"", optarg);
             baseline = optarg;
             break;
-        case 10:
-            noise = cli_f64(prog, "--noise", optarg, 0.0, 100.0);
-            break;
-        case 11:
-            tc.nodes_per_epoch = cli_u64(prog, "--nodes", optarg, 1, 1u << 30);
-            break;
-        case 14:
-            lc.far_every = cli_u64(prog, "--far-every", optarg, 0, 1u << 30);
-            break;
-        case 13:
-            min_frac = cli_f64(prog, "--min-frac", optarg, 0.0, 1.0);
-            break;
-        case 15:
-            pc.min_in = (uint32_t)cli_u64(prog, "--min-in", optarg, 0, 4096);
-            break;
-        case 16:
-            pc.protect = (uint32_t)cli_u64(prog, "--protect", optarg, 0, 4096);
-            break;
-        case 17:
-            usage_w = cli_f64(prog, "--usage-weight", optarg, 0.0, 1000.0);
-            break;
-        case 18:
-            no_graph = 1;
-            break;
+        case 10: noise = cli_f64(prog, "--noise", optarg, 0.0, 100.0); break;
+        case 11: tc.nodes_per_epoch = cli_u64(prog, "--nodes", optarg, 1, 1u << 30); break;
+        case 14: lc.far_every = cli_u64(prog, "--far-every", optarg, 0, 1u << 30); break;
+        case 13: min_frac = cli_f64(prog, "--min-frac", optarg, 0.0, 1.0); break;
+        case 15: pc.min_in = (uint32_t)cli_u64(prog, "--min-in", optarg, 0, 4096); break;
+        case 16: pc.protect = (uint32_t)cli_u64(prog, "--protect", optarg, 0, 4096); break;
+        case 17: usage_w = cli_f64(prog, "--usage-weight", optarg, 0.0, 1000.0); break;
+        case 18: no_graph = 1; break;
         case 19:
             max_degree = (uint32_t)cli_u64(prog, "--max-degree", optarg, 0, 4096);
             max_degree_set = 1;
             break;
-        case 12:
-            max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX);
-            break;
-        case 'h':
-            usage();
-            return 0;
-        default:
-            cli_usage_error(prog, "unknown option");
+        case 12: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 'h': usage(); return 0;
+        default: cli_usage_error(prog, "unknown option");
         }
     }
     if (argc - optind > 1)
@@ -447,11 +406,12 @@ int main(int argc, char **argv)
         cli_fail(prog, out_ep, &e);
     channel_destroy(&out);
 
-    fprintf(stderr,
-            "edge-score: %zu nodes, M0 %u -> %u, %s: level-0 edges %zu -> %zu (%.1f%%, budget %zu), "
-            "%zu put back for reachability, %zu unreachable",
-            h->n, g->m0, h->p.M0, baseline ? baseline : "learned", ne, ps.kept,
-            ne ? 100.0 * ps.kept / ne : 0.0, keep_n, ps.repaired, ps.unreachable);
+    fprintf(
+        stderr,
+        "edge-score: %zu nodes, M0 %u -> %u, %s: level-0 edges %zu -> %zu (%.1f%%, budget %zu), "
+        "%zu put back for reachability, %zu unreachable",
+        h->n, g->m0, h->p.M0, baseline ? baseline : "learned", ne, ps.kept,
+        ne ? 100.0 * ps.kept / ne : 0.0, keep_n, ps.repaired, ps.unreachable);
     if (!baseline || strcmp(baseline, "usage") == 0)
         fprintf(stderr, "; %zu training queries, %.1f%% of edges carried a route", nq,
                 ne ? 100.0 * used / ne : 0.0);

@@ -49,12 +49,12 @@ static void on_progress(size_t done, size_t total, void *arg)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"M0", required_argument, 0, 1},      {"ef-construction", required_argument, 0, 2},
-        {"metric", required_argument, 0, 3},  {"threads", required_argument, 0, 't'},
-        {"seed", required_argument, 0, 4},    {"max-dim", required_argument, 0, 5},
+        {"M0", required_argument, 0, 1},        {"ef-construction", required_argument, 0, 2},
+        {"metric", required_argument, 0, 3},    {"threads", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 4},      {"max-dim", required_argument, 0, 5},
         {"max-frame", required_argument, 0, 6}, {"output", required_argument, 0, 'o'},
-        {"compress", required_argument, 0, 7}, {"no-permute", no_argument, 0, 8},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+        {"compress", required_argument, 0, 7},  {"no-permute", no_argument, 0, 8},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     hnsw_params p = {.M = 16, .ef_construction = 200, .seed = 42, .metric = METRIC_L2};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
@@ -68,7 +68,9 @@ int main(int argc, char **argv)
         switch (c) {
         case 'M': p.M = (uint32_t)cli_u64(prog, "-M", optarg, 2, 1024); break;
         case 1: p.M0 = (uint32_t)cli_u64(prog, "--M0", optarg, 2, 4096); break;
-        case 2: p.ef_construction = (uint32_t)cli_u64(prog, "--ef-construction", optarg, 1, 100000); break;
+        case 2:
+            p.ef_construction = (uint32_t)cli_u64(prog, "--ef-construction", optarg, 1, 100000);
+            break;
         case 3:
             if (metric_parse(optarg, &p.metric, &e))
                 cli_usage_error(prog, "%s", e.msg);

@@ -132,8 +132,11 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     *rc = 0;
     if (en->exact) {
         const hnsw *h = en->h;
-        knn_base b = {.rows = hnsw_vec(h, 0), .stride = h->node_bytes / sizeof(float), .n = h->n,
-                      .dim = h->dim, .skip = h->n_deleted ? h->deleted : NULL,
+        knn_base b = {.rows = hnsw_vec(h, 0),
+                      .stride = h->node_bytes / sizeof(float),
+                      .n = h->n,
+                      .dim = h->dim,
+                      .skip = h->n_deleted ? h->deleted : NULL,
                       .metric = h->p.metric};
         /* stored vectors have their dimensions reordered: reorder the queries */
         float *permuted = h->perm ? calloc(n * h->dim, sizeof(float)) : NULL;
@@ -527,8 +530,8 @@ static int run_connect(const opts *o)
             }
             const void *ids, *dists;
             size_t il, dl;
-            if (strcmp(f.type, "result") != 0 || frame_get_u64(&f, "qid", &pos, NULL) ||
-                pos >= n || frame_get_bin(&f, "ids", &ids, &il, NULL) ||
+            if (strcmp(f.type, "result") != 0 || frame_get_u64(&f, "qid", &pos, NULL) || pos >= n ||
+                frame_get_bin(&f, "ids", &ids, &il, NULL) ||
                 frame_get_bin(&f, "dists", &dists, &dl, NULL) || il != dl || il % 4) {
                 hf_err_set(&e, HF_EDATA, "answer %llu is not a valid result frame",
                            (unsigned long long)f.index);
@@ -561,25 +564,43 @@ static int run_connect(const opts *o)
 
 int main(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"index", required_argument, 0, 'i'},  {"ef", required_argument, 0, 1},
-        {"threads", required_argument, 0, 't'}, {"exact", no_argument, 0, 2},
-        {"serve", required_argument, 0, 3},    {"connect", required_argument, 0, 4},
-        {"output", required_argument, 0, 'o'}, {"max-k", required_argument, 0, 5},
-        {"max-ef", required_argument, 0, 6},   {"max-dim", required_argument, 0, 7},
-        {"max-frame", required_argument, 0, 8}, {"help", no_argument, 0, 'h'},
-        {"rerank", required_argument, 0, 9},   {"no-codes", no_argument, 0, 10},
-        {"no-reorder", no_argument, 0, 11},   {"rerank-vectors", no_argument, 0, 12},
-        {0, 0, 0, 0}};
-    opts o = {.queries_ep = "-", .out_ep = "-", .k = 10, .ef = 64, .max_k = 1000,
-              .max_ef = 10000, .threads = 1};
+    static const struct option lopts[] = {{"index", required_argument, 0, 'i'},
+                                          {"ef", required_argument, 0, 1},
+                                          {"threads", required_argument, 0, 't'},
+                                          {"exact", no_argument, 0, 2},
+                                          {"serve", required_argument, 0, 3},
+                                          {"connect", required_argument, 0, 4},
+                                          {"output", required_argument, 0, 'o'},
+                                          {"max-k", required_argument, 0, 5},
+                                          {"max-ef", required_argument, 0, 6},
+                                          {"max-dim", required_argument, 0, 7},
+                                          {"max-frame", required_argument, 0, 8},
+                                          {"help", no_argument, 0, 'h'},
+                                          {"rerank", required_argument, 0, 9},
+                                          {"no-codes", no_argument, 0, 10},
+                                          {"no-reorder", no_argument, 0, 11},
+                                          {"rerank-vectors", no_argument, 0, 12},
+                                          {0, 0, 0, 0}};
+    opts o = {.queries_ep = "-",
+              .out_ep = "-",
+              .k = 10,
+              .ef = 64,
+              .max_k = 1000,
+              .max_ef = 10000,
+              .threads = 1};
     int c;
     int k_set = 0, ef_set = 0;
     while ((c = getopt_long(argc, argv, "i:k:t:o:h", lopts, NULL)) != -1) {
         switch (c) {
         case 'i': o.index_ep = optarg; break;
-        case 'k': o.k = cli_u64(prog, "-k", optarg, 1, UINT32_MAX); k_set = 1; break;
-        case 1: o.ef = cli_u64(prog, "--ef", optarg, 1, UINT32_MAX); ef_set = 1; break;
+        case 'k':
+            o.k = cli_u64(prog, "-k", optarg, 1, UINT32_MAX);
+            k_set = 1;
+            break;
+        case 1:
+            o.ef = cli_u64(prog, "--ef", optarg, 1, UINT32_MAX);
+            ef_set = 1;
+            break;
         case 't': o.threads = (int)cli_u64(prog, "--threads", optarg, 1, 256); break;
         case 2: o.exact = 1; break;
         case 3: o.serve_ep = optarg; break;

@@ -262,8 +262,7 @@ int channel_open_out(const char *endpoint, channel **out, hf_err *e)
         snprintf(c->final_path, sizeof c->final_path, "%s", endpoint);
         int fd = create_tmp(c, endpoint);
         if (fd < 0) {
-            rc = hf_err_set(e, HF_EOPEN, "%s: cannot create output: %s", endpoint,
-                            strerror(errno));
+            rc = hf_err_set(e, HF_EOPEN, "%s: cannot create output: %s", endpoint, strerror(errno));
             c->tmp_path[0] = '\0';
         } else {
             fchmod(fd, 0644);
@@ -339,7 +338,8 @@ static int recv_fd(channel *c, frame_in *f, hf_err *e)
             return hf_err_set(e, HF_ENOMEM, "out of memory reading frames");
         ssize_t n;
         do {
-            n = read(c->fd, msgpack_unpacker_buffer(&c->up), msgpack_unpacker_buffer_capacity(&c->up));
+            n = read(c->fd, msgpack_unpacker_buffer(&c->up),
+                     msgpack_unpacker_buffer_capacity(&c->up));
         } while (n < 0 && errno == EINTR);
         if (n < 0)
             return hf_err_set(e, HF_EIO, "read error: %s", strerror(errno));
@@ -366,10 +366,10 @@ static int recv_zmq(channel *c, frame_in *f, hf_err *e)
         return hf_err_set(e, HF_EIO, "receive failed: %s", zmq_strerror(errno));
     size_t off = 0, size = zmq_msg_size(&c->zmsg);
     frame_scan scan = {0, 0};
-    if (frame_scan_step(&scan, zmq_msg_data(&c->zmsg), size, size) != FRAME_SCAN_WHOLE || scan.pos != size)
+    if (frame_scan_step(&scan, zmq_msg_data(&c->zmsg), size, size) != FRAME_SCAN_WHOLE ||
+        scan.pos != size)
         return hf_err_set(e, HF_EDATA, "message is not exactly one MessagePack frame");
-    msgpack_unpack_return r =
-        msgpack_unpack_next(&c->result, zmq_msg_data(&c->zmsg), size, &off);
+    msgpack_unpack_return r = msgpack_unpack_next(&c->result, zmq_msg_data(&c->zmsg), size, &off);
     if (r != MSGPACK_UNPACK_SUCCESS || off != size)
         return hf_err_set(e, HF_EDATA, "message is not exactly one MessagePack frame");
     return account_frame(c, f, e);

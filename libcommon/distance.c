@@ -101,9 +101,9 @@ int metric_parse(const char *name, metric_t *out, hf_err *e)
     static const struct {
         const char *name;
         metric_t m;
-    } names[] = {{"l2", METRIC_L2},         {"euclidean", METRIC_L2}, {"ip", METRIC_IP},
-                 {"dot", METRIC_IP},        {"cosine", METRIC_COSINE}, {"angular", METRIC_COSINE},
-                 {"l1", METRIC_L1},         {"manhattan", METRIC_L1}};
+    } names[] = {{"l2", METRIC_L2},  {"euclidean", METRIC_L2},  {"ip", METRIC_IP},
+                 {"dot", METRIC_IP}, {"cosine", METRIC_COSINE}, {"angular", METRIC_COSINE},
+                 {"l1", METRIC_L1},  {"manhattan", METRIC_L1}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i].name) == 0) {
             *out = names[i].m;

@@ -57,12 +57,14 @@ AVX512 float dist_l1_avx512(const float *a, const float *b, size_t n)
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        s0 = _mm512_add_ps(s0, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))));
+        s0 = _mm512_add_ps(
+            s0, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))));
         s1 = _mm512_add_ps(s1, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i + 16),
                                                            _mm512_loadu_ps(b + i + 16))));
     }
     for (; i + 16 <= n; i += 16)
-        s0 = _mm512_add_ps(s0, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))));
+        s0 = _mm512_add_ps(
+            s0, _mm512_abs_ps(_mm512_sub_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i))));
     if (i < n) {
         __mmask16 m = tail_mask(n - i);
         s1 = _mm512_add_ps(s1, _mm512_abs_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, a + i),

@@ -56,8 +56,7 @@ const msgpack_object *frame_find(const frame_in *f, const char *key);
 int frame_get_u64(const frame_in *f, const char *key, uint64_t *out, hf_err *e);
 int frame_get_f64(const frame_in *f, const char *key, double *out, hf_err *e);
 int frame_get_str(const frame_in *f, const char *key, char *out, size_t cap, hf_err *e);
-int frame_get_bin(const frame_in *f, const char *key, const void **data, size_t *len,
-                  hf_err *e);
+int frame_get_bin(const frame_in *f, const char *key, const void **data, size_t *len, hf_err *e);
 
 /* Little-endian helpers: this code base targets little-endian hosts (x86-64,
  * aarch64); bulk arrays are memcpy'd. frame_is_little_endian is checked at

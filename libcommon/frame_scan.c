@@ -19,11 +19,11 @@ int frame_scan_step(frame_scan *st, const unsigned char *p, size_t avail, size_t
         if (st->pos >= avail)
             return FRAME_SCAN_MORE;
         unsigned b = p[st->pos];
-        size_t head = 1;      /* type byte and fixed fields */
-        int nlen = 0;         /* bytes of a length or count field after it */
-        uint64_t body = 0;    /* payload bytes after the head */
-        uint64_t items = 0;   /* nested elements */
-        int count_kind = 0;   /* 1: array count, 2: map count, 3: byte length */
+        size_t head = 1;    /* type byte and fixed fields */
+        int nlen = 0;       /* bytes of a length or count field after it */
+        uint64_t body = 0;  /* payload bytes after the head */
+        uint64_t items = 0; /* nested elements */
+        int count_kind = 0; /* 1: array count, 2: map count, 3: byte length */
         if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
             /* fixint, nil, bool */
         } else if (b <= 0x8f) {
@@ -33,6 +33,8 @@ int frame_scan_step(frame_scan *st, const unsigned char *p, size_t avail, size_t
         } else if (b <= 0xbf) {
             body = b & 0x1f;
         } else {
+            /* one MessagePack type per line, as in the spec's table */
+            // clang-format off
             switch (b) {
             case 0xc4: case 0xd9: nlen = 1; count_kind = 3; break; /* bin8, str8 */
             case 0xc5: case 0xda: nlen = 2; count_kind = 3; break;
@@ -57,6 +59,7 @@ int frame_scan_step(frame_scan *st, const unsigned char *p, size_t avail, size_t
             case 0xdf: nlen = 4; count_kind = 2; break;
             default: return FRAME_SCAN_BAD; /* 0xc1 is never used */
             }
+            // clang-format on
         }
         if (nlen) {
             if (avail - st->pos < 1 + (size_t)nlen)

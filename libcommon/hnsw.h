@@ -58,7 +58,7 @@ typedef struct hnsw {
      * the codes, cnode_bytes apart; clinks the level-0 lists, node i's at
      * byte cloff[i], cid_bits a link, a short list ending with the all-ones
      * id. A copy of level 0 with codes in place of vectors. */
-    uint32_t *perm; /* stored dimension i is input dimension perm[i]; NULL: identity */
+    uint32_t *perm;   /* stored dimension i is input dimension perm[i]; NULL: identity */
     uint32_t *ext_id; /* after hnsw_reorder: original id of each node; NULL: identity */
     struct quant *codes;
     char *cblock;
@@ -93,8 +93,7 @@ int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e);
 /* Link every appended node that is not linked yet, with `threads` threads.
  * progress(done, total, arg) is called now and then from one thread. */
 typedef void (*hnsw_progress_fn)(size_t done, size_t total, void *arg);
-int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg,
-               hf_err *e);
+int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg, hf_err *e);
 
 /* Reorder the dimensions of every stored vector by decreasing variance
  * (queries are reordered the same way at search time). Distances of all
@@ -174,8 +173,8 @@ void hnsw_searcher_destroy(hnsw_searcher **s);
 /* k nearest of q (a raw query; normalised internally for cosine), nearest
  * first, into out[0..*nout). ef is raised to k when smaller. Distances are
  * the metric's (see distance.h). */
-int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
-                hnsw_hit *out, size_t *nout, hnsw_stats *st);
+int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef, hnsw_hit *out,
+                size_t *nout, hnsw_stats *st);
 
 /* Search on codes: traverse with approximate distances, then re-rank the
  * best `rerank` candidates (at least k) with exact f32 distances. Falls back

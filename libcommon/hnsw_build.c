@@ -75,8 +75,8 @@ static uint32_t read_links(hnsw *h, uint32_t id, int l, uint32_t *out)
 
 /* Beam search of width ef at level l from ep; results left in b->sorted,
  * nearest first; returns their count. */
-static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, float epd,
-                           size_t ef, int l)
+static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, float epd, size_t ef,
+                           int l)
 {
     visited_next(&b->vis);
     b->cand.n = b->res.n = 0;
@@ -271,8 +271,7 @@ static void *build_worker(void *arg)
     return NULL;
 }
 
-int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg,
-               hf_err *e)
+int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, void *arg, hf_err *e)
 {
     if (first >= h->n)
         return 0;

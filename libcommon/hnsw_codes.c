@@ -125,8 +125,8 @@ int hnsw_codes_build(hnsw *h, int kind, uint64_t seed, hf_err *e)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         memcpy(sample + i * h->dim, hnsw_vec(h, (uint32_t)(i * h->n / n)), h->dim * sizeof(float));
-    int rc = quant_train((quant_kind)kind, h->p.metric, h->dim, sample, h->dim, n, seed, &h->codes,
-                         e);
+    int rc =
+        quant_train((quant_kind)kind, h->p.metric, h->dim, sample, h->dim, n, seed, &h->codes, e);
     free(sample);
     if (rc || (rc = layout(h, e)) != 0)
         return rc;

@@ -220,8 +220,7 @@ int hnsw_append(hnsw *h, const float *vecs, size_t n, uint32_t *first, hf_err *e
 int hnsw_mark_deleted(hnsw *h, uint32_t id, hf_err *e)
 {
     if (id >= h->n)
-        return hf_err_set(e, HF_EDATA, "delete of id %u: no such node (index holds %zu)", id,
-                          h->n);
+        return hf_err_set(e, HF_EDATA, "delete of id %u: no such node (index holds %zu)", id, h->n);
     if (!h->deleted[id]) {
         h->deleted[id] = 1;
         h->n_deleted++;

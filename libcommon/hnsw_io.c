@@ -140,8 +140,8 @@ int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
 /* ---- loading ---- */
 
 typedef struct load_state {
-    quant *q;         /* codebook, until the end frame */
-    uint8_t *codes;   /* codes received so far */
+    quant *q;       /* codebook, until the end frame */
+    uint8_t *codes; /* codes received so far */
     size_t ncodes;
     hnsw *h;
     uint64_t count, entry;
@@ -175,8 +175,7 @@ static int load_header(load_state *st, const frame_in *f, hf_err *e)
     if ((rc = frame_get_str(f, "schema", schema, sizeof schema, e)) != 0)
         return rc == HF_EOF ? hf_err_set(e, HF_EDATA, "header lacks \"schema\"") : rc;
     if (strcmp(schema, STREAM_INDEX) != 0)
-        return hf_err_set(e, HF_EDATA, "stream is \"%s\", not an index (%s)", schema,
-                          STREAM_INDEX);
+        return hf_err_set(e, HF_EDATA, "stream is \"%s\", not an index (%s)", schema, STREAM_INDEX);
     if ((rc = want_u64(f, "v", &v, e)) || (rc = want_u64(f, "dim", &dim, e)) ||
         (rc = want_u64(f, "count", &st->count, e)) || (rc = want_u64(f, "M", &M, e)) ||
         (rc = want_u64(f, "M0", &M0, e)) || (rc = want_u64(f, "ef_construction", &efc, e)) ||
@@ -199,8 +198,8 @@ static int load_header(load_state *st, const frame_in *f, hf_err *e)
     if (st->count > UINT32_MAX - 1)
         return hf_err_set(e, HF_EDATA, "count %llu too large", (unsigned long long)st->count);
     st->max_level = (int64_t)maxl;
-    hnsw_params p = {.M = (uint32_t)M, .M0 = (uint32_t)M0, .ef_construction = (uint32_t)efc,
-                     .seed = seed};
+    hnsw_params p = {
+        .M = (uint32_t)M, .M0 = (uint32_t)M0, .ef_construction = (uint32_t)efc, .seed = seed};
     if (M > 1024 || M0 > 4096 || efc > UINT32_MAX)
         return hf_err_set(e, HF_EDATA, "M=%llu M0=%llu out of range", (unsigned long long)M,
                           (unsigned long long)M0);
@@ -281,8 +280,8 @@ static int load_links(load_state *st, const frame_in *f, hf_err *e)
         memcpy(&node, (const char *)nodes_p + 4 * i, 4);
         memcpy(&deg, (const char *)deg_p + 4 * i, 4);
         if (node >= h->n || h->levels[node] < level)
-            return hf_err_set(e, HF_EDATA, "links for node %u at level %llu: no such node",
-                              node, (unsigned long long)level);
+            return hf_err_set(e, HF_EDATA, "links for node %u at level %llu: no such node", node,
+                              (unsigned long long)level);
         if (deg > maxdeg || deg > nid - used)
             return hf_err_set(e, HF_EDATA, "node %u has degree %u (max %u or ids run out)", node,
                               deg, maxdeg);
@@ -299,8 +298,7 @@ static int load_links(load_state *st, const frame_in *f, hf_err *e)
         used += deg;
     }
     if (used != nid)
-        return hf_err_set(e, HF_EDATA, "links frame has %zu ids but degrees sum to %zu", nid,
-                          used);
+        return hf_err_set(e, HF_EDATA, "links frame has %zu ids but degrees sum to %zu", nid, used);
     return 0;
 }
 

@@ -50,8 +50,8 @@ static void remap_list(uint32_t *l, const uint32_t *new_id)
  * record at order[i], one cycle at a time through tmp; done[] is scratch
  * (zeroed). In place because the level-0 block is most of the index: a
  * second copy would double the peak memory of a query server. */
-static void permute_records(char *base, size_t size, size_t n, const uint32_t *order,
-                            uint8_t *done, char *tmp)
+static void permute_records(char *base, size_t size, size_t n, const uint32_t *order, uint8_t *done,
+                            char *tmp)
 {
     memset(done, 0, n);
     for (size_t s = 0; s < n; s++) {

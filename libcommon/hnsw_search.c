@@ -18,7 +18,7 @@ struct hnsw_searcher {
     hheap cand, res;
     float *qbuf; /* normalised query for cosine */
     size_t n;
-    quant_query *qq; /* when the graph has codes */
+    quant_query *qq;  /* when the graph has codes */
     hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
     uint32_t *links;  /* one unpacked level-0 list of the code block */
 };
@@ -270,8 +270,8 @@ static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
     return ef + 2 > s->res.cap ? s->res.cap - 2 : ef;
 }
 
-int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
-                hnsw_hit *out, size_t *nout, hnsw_stats *st)
+int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef, hnsw_hit *out,
+                size_t *nout, hnsw_stats *st)
 {
     hnsw_stats local = {0, 0};
     if (!st)

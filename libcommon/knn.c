@@ -25,7 +25,8 @@ static void finish_query(const knn_base *b, const float *q, hheap *hp, size_t k,
     for (size_t i = 1; i < n; i++) { /* insertion sort: n is k + margin */
         hnsw_hit x = hp->a[i];
         size_t j = i;
-        while (j > 0 && (hp->a[j - 1].d > x.d || (hp->a[j - 1].d == x.d && hp->a[j - 1].id > x.id))) {
+        while (j > 0 &&
+               (hp->a[j - 1].d > x.d || (hp->a[j - 1].d == x.d && hp->a[j - 1].id > x.id))) {
             hp->a[j] = hp->a[j - 1];
             j--;
         }

@@ -116,20 +116,15 @@ int nn_model_hparam(const msgpack_object *obj, const char *key, double *val, hf_
     if (!o)
         return hf_err_set(e, HF_EDATA, "model: missing hyperparameter \"%s\"", key);
     switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        *val = (double)o->via.u64;
-        return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *val = (double)o->via.i64;
-        return 0;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: *val = (double)o->via.u64; return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *val = (double)o->via.i64; return 0;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         if (!isfinite(o->via.f64))
             break;
         *val = o->via.f64;
         return 0;
-    default:
-        break;
+    default: break;
     }
     return hf_err_set(e, HF_EDATA, "model: hyperparameter \"%s\" is not a finite number", key);
 }

@@ -132,20 +132,13 @@ void nn_layer_destroy(nn_layer **self_p)
 const char *nn_layer_kind_name(nn_layer_kind k)
 {
     switch (k) {
-    case NN_LINEAR:
-        return "linear";
-    case NN_RELU:
-        return "relu";
-    case NN_SIGMOID:
-        return "sigmoid";
-    case NN_TANH:
-        return "tanh";
-    case NN_LAYERNORM:
-        return "layernorm";
-    case NN_SOFTMAX:
-        return "softmax";
-    case NN_DROPOUT:
-        return "dropout";
+    case NN_LINEAR: return "linear";
+    case NN_RELU: return "relu";
+    case NN_SIGMOID: return "sigmoid";
+    case NN_TANH: return "tanh";
+    case NN_LAYERNORM: return "layernorm";
+    case NN_SOFTMAX: return "softmax";
+    case NN_DROPOUT: return "dropout";
     }
     return "?";
 }
@@ -268,12 +261,8 @@ int nn_layer_forward(nn_layer *l, const nn_tensor *x, bool train, const nn_tenso
     int rc = 0;
     size_t n = nn_tensor_len(x);
     switch (l->kind) {
-    case NN_LINEAR:
-        rc = linear_forward(l, x, e);
-        break;
-    case NN_LAYERNORM:
-        rc = layernorm_forward(l, x, e);
-        break;
+    case NN_LINEAR: rc = linear_forward(l, x, e); break;
+    case NN_LAYERNORM: rc = layernorm_forward(l, x, e); break;
     case NN_DROPOUT:
         rc = nn_tensor_copy(l->y, x, e);
         if (!rc && train && l->p > 0.0f) {
@@ -319,12 +308,8 @@ int nn_layer_backward(nn_layer *l, const nn_tensor *dy, const nn_tensor **dx, hf
     int rc = 0;
     size_t n = nn_tensor_len(dy);
     switch (l->kind) {
-    case NN_LINEAR:
-        rc = linear_backward(l, dy, e);
-        break;
-    case NN_LAYERNORM:
-        rc = layernorm_backward(l, dy, e);
-        break;
+    case NN_LINEAR: rc = linear_backward(l, dy, e); break;
+    case NN_LAYERNORM: rc = layernorm_backward(l, dy, e); break;
     default:
         rc = nn_tensor_resize(l->dx, dy->rows, dy->cols, e);
         if (rc)
@@ -345,20 +330,11 @@ int nn_layer_backward(nn_layer *l, const nn_tensor *dy, const nn_tensor **dx, hf
         }
         for (size_t i = 0; i < n; i++) {
             switch (l->kind) {
-            case NN_RELU:
-                g[i] = y[i] > 0.0f ? d[i] : 0.0f;
-                break;
-            case NN_SIGMOID:
-                g[i] = d[i] * y[i] * (1.0f - y[i]);
-                break;
-            case NN_TANH:
-                g[i] = d[i] * (1.0f - y[i] * y[i]);
-                break;
-            case NN_DROPOUT:
-                g[i] = l->trained ? d[i] * l->aux->data[i] : d[i];
-                break;
-            default:
-                return hf_err_set(e, HF_EINTERNAL, "nn: unknown layer kind");
+            case NN_RELU: g[i] = y[i] > 0.0f ? d[i] : 0.0f; break;
+            case NN_SIGMOID: g[i] = d[i] * y[i] * (1.0f - y[i]); break;
+            case NN_TANH: g[i] = d[i] * (1.0f - y[i] * y[i]); break;
+            case NN_DROPOUT: g[i] = l->trained ? d[i] * l->aux->data[i] : d[i]; break;
+            default: return hf_err_set(e, HF_EINTERNAL, "nn: unknown layer kind");
             }
         }
     }

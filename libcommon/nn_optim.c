@@ -106,8 +106,7 @@ static float sched_inner(const nn_sched *s, uint64_t step)
         return s->min_lr + (s->lr - s->min_lr) * 0.5f *
                                (1.0f + (float)cos(M_PI * (double)step / (double)s->total));
     case NN_SCHED_CONSTANT:
-    default:
-        return s->lr;
+    default: return s->lr;
     }
 }
 

@@ -151,8 +151,7 @@ static void kmeans(const float *x, size_t n, size_t d, size_t k, int iters, nn_r
     free(cnt);
 }
 
-static int train_pq(quant *q, const float *rows, size_t stride, size_t n, uint64_t seed,
-                    hf_err *e)
+static int train_pq(quant *q, const float *rows, size_t stride, size_t n, uint64_t seed, hf_err *e)
 {
     size_t sample = n < 8192 ? n : 8192;
     nn_rng rng;
@@ -510,7 +509,9 @@ static void choose_dist(quant_query *qq)
     switch (q->kind) {
     case QUANT_INT8:
         qq->kern = quant_kernel(ip ? "int8_dot" : "int8_l2");
-        qq->dist = q->metric == METRIC_L2 ? d_int8_l2 : q->metric == METRIC_L1 ? d_int8_l1 : d_int8_ip;
+        qq->dist = q->metric == METRIC_L2   ? d_int8_l2
+                   : q->metric == METRIC_L1 ? d_int8_l1
+                                            : d_int8_ip;
         qq->kern_u8 = quant_kernel_u8();
         qq->kern_u8_bounded = quant_kernel_u8_bounded();
         if (q->metric == METRIC_L2 && qq->kern_u8) {
@@ -601,12 +602,11 @@ int quant_unpack(const frame_in *f, quant **out, hf_err *e)
     const void *cent, *mean;
     size_t clen, mlen;
     if (frame_get_str(f, "kind", kind, sizeof kind, e) ||
-        frame_get_str(f, "metric", metric, sizeof metric, e) ||
-        frame_get_u64(f, "dim", &dim, e) || frame_get_u64(f, "code_bytes", &cb, e) ||
-        frame_get_f64(f, "lo", &lo, e) || frame_get_f64(f, "step", &step, e) ||
-        frame_get_u64(f, "m", &m, e) || frame_get_u64(f, "dsub", &dsub, e) ||
-        frame_get_u64(f, "ksub", &ksub, e) || frame_get_bin(f, "centroids", &cent, &clen, e) ||
-        frame_get_bin(f, "mean", &mean, &mlen, e))
+        frame_get_str(f, "metric", metric, sizeof metric, e) || frame_get_u64(f, "dim", &dim, e) ||
+        frame_get_u64(f, "code_bytes", &cb, e) || frame_get_f64(f, "lo", &lo, e) ||
+        frame_get_f64(f, "step", &step, e) || frame_get_u64(f, "m", &m, e) ||
+        frame_get_u64(f, "dsub", &dsub, e) || frame_get_u64(f, "ksub", &ksub, e) ||
+        frame_get_bin(f, "centroids", &cent, &clen, e) || frame_get_bin(f, "mean", &mean, &mlen, e))
         return hf_err_set(e, HF_EDATA, "codebook frame: %s", e ? e->msg : "malformed");
     quant *q = calloc(1, sizeof *q);
     if (!q)
@@ -622,8 +622,8 @@ int quant_unpack(const frame_in *f, quant **out, hf_err *e)
     q->m = m;
     q->dsub = dsub;
     q->ksub = ksub;
-    if (!rc && (dim == 0 || dim > (1u << 20) || !isfinite(q->lo) || !isfinite(q->step) ||
-                q->step <= 0))
+    if (!rc &&
+        (dim == 0 || dim > (1u << 20) || !isfinite(q->lo) || !isfinite(q->step) || q->step <= 0))
         rc = hf_err_set(e, HF_EDATA, "codebook frame: bad dimension or scale");
     size_t want_cb = 0;
     if (!rc) {
@@ -634,7 +634,8 @@ int quant_unpack(const frame_in *f, quant **out, hf_err *e)
         case QUANT_PQ8:
         case QUANT_PQ4:
             if (ksub != (q->kind == QUANT_PQ8 ? 256u : 16u) || dsub == 0 || dsub > 16 ||
-                m != (dim + dsub - 1) / dsub + (q->kind == QUANT_PQ4 && ((dim + dsub - 1) / dsub) % 2) ||
+                m != (dim + dsub - 1) / dsub +
+                         (q->kind == QUANT_PQ4 && ((dim + dsub - 1) / dsub) % 2) ||
                 clen != m * ksub * dsub * sizeof(float))
                 rc = hf_err_set(e, HF_EDATA, "codebook frame: PQ sizes inconsistent");
             want_cb = q->kind == QUANT_PQ8 ? m : m / 2;

@@ -29,7 +29,14 @@
 #include "err.h"
 #include "frame.h"
 
-typedef enum { QUANT_NONE = 0, QUANT_F16, QUANT_INT8, QUANT_PQ8, QUANT_PQ4, QUANT_BINARY } quant_kind;
+typedef enum {
+    QUANT_NONE = 0,
+    QUANT_F16,
+    QUANT_INT8,
+    QUANT_PQ8,
+    QUANT_PQ4,
+    QUANT_BINARY
+} quant_kind;
 
 typedef struct quant {
     quant_kind kind;
@@ -58,11 +65,11 @@ struct quant_query {
     /* distance that may stop early once it exceeds bound (returning some
      * value > bound); NULL for kinds without one */
     float (*dist_bounded)(const quant_query *qq, const uint8_t *code, float bound);
-    float bias;         /* per-query constant term (int8 inner product) */
-    int exact;          /* int8 L2: qcode is the query itself, not a rounding */
-    float *qf;       /* query as float (f16 path) */
-    uint8_t *qcode;  /* int8 / binary code of the query */
-    float *table;    /* pq: m * ksub partial distances */
+    float bias;     /* per-query constant term (int8 inner product) */
+    int exact;      /* int8 L2: qcode is the query itself, not a rounding */
+    float *qf;      /* query as float (f16 path) */
+    uint8_t *qcode; /* int8 / binary code of the query */
+    float *table;   /* pq: m * ksub partial distances */
 };
 
 int quant_parse(const char *name, quant_kind *out, hf_err *e);

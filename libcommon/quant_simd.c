@@ -20,8 +20,10 @@ AVX512 static float int8_l2_avx512(const float *qf, const uint8_t *c, size_t n)
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512 a0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
-        __m512 a1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i + 16))));
+        __m512 a0 =
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
+        __m512 a1 = _mm512_cvtepi32_ps(
+            _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i + 16))));
         __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(qf + i), a0);
         __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(qf + i + 16), a1);
         s0 = _mm512_fmadd_ps(d0, d0, s0);
@@ -40,7 +42,8 @@ AVX512 static float int8_dot_avx512(const float *qf, const uint8_t *c, size_t n)
     __m512 s0 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
+        __m512 a =
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(c + i))));
         s0 = _mm512_fmadd_ps(_mm512_loadu_ps(qf + i), a, s0);
     }
     float s = _mm512_reduce_add_ps(s0);
@@ -83,8 +86,8 @@ AVX512 static float f16_dot_avx512(const float *qf, const uint8_t *c, size_t n)
 /* Squared L2 of up to 64 dimensions from i on, added to acc in integers:
  * |a - b| as max - min per byte, widened to 16 bits and squared-and-summed
  * by vpmaddwd. Lanes cannot overflow: each adds at most 4 * 255^2 per call. */
-AVX512BW static inline __m512i l2_u8_step(__m512i acc, const uint8_t *a, const uint8_t *b,
-                                          size_t i, size_t n)
+AVX512BW static inline __m512i l2_u8_step(__m512i acc, const uint8_t *a, const uint8_t *b, size_t i,
+                                          size_t n)
 {
     __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (n - i)) - 1);
     __m512i x = _mm512_maskz_loadu_epi8(m, a + i), y = _mm512_maskz_loadu_epi8(m, b + i);

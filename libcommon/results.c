@@ -72,8 +72,8 @@ int results_read(const char *endpoint, results *r, hf_err *e)
             uint64_t k;
             if (strcmp(f.type, "header") != 0 ||
                 frame_get_str(&f, "schema", schema, sizeof schema, NULL) ||
-                strcmp(schema, STREAM_RESULTS) != 0 || frame_get_u64(&f, "k", &k, NULL) ||
-                k == 0 || k > 100000) {
+                strcmp(schema, STREAM_RESULTS) != 0 || frame_get_u64(&f, "k", &k, NULL) || k == 0 ||
+                k > 100000) {
                 rc = hf_err_set(e, HF_EDATA, "frame 1: not a results stream header");
                 break;
             }
@@ -93,8 +93,8 @@ int results_read(const char *endpoint, results *r, hf_err *e)
         const void *ids, *dists;
         size_t il, dl;
         if (frame_get_u64(&f, "qid", &qid, e) || frame_get_bin(&f, "ids", &ids, &il, e) ||
-            frame_get_bin(&f, "dists", &dists, &dl, e) || il != dl || il % 4 ||
-            il / 4 > r->k || qid > UINT32_MAX) {
+            frame_get_bin(&f, "dists", &dists, &dl, e) || il != dl || il % 4 || il / 4 > r->k ||
+            qid > UINT32_MAX) {
             rc = hf_err_set(e, HF_EDATA, "frame %llu: malformed result frame",
                             (unsigned long long)f.index);
             break;

@@ -11,12 +11,12 @@
 #include "channel.h"
 
 typedef struct results {
-    size_t nq, k;       /* queries (max qid + 1), slots per query */
+    size_t nq, k; /* queries (max qid + 1), slots per query */
     char metric[16];
-    uint32_t *ids;      /* nq * k, UINT32_MAX where absent */
-    float *dists;       /* nq * k, +inf where absent */
-    uint32_t *found;    /* per query */
-    uint8_t *seen;      /* per query: answered */
+    uint32_t *ids;   /* nq * k, UINT32_MAX where absent */
+    float *dists;    /* nq * k, +inf where absent */
+    uint32_t *found; /* per query */
+    uint8_t *seen;   /* per query: answered */
 } results;
 
 /* Read a whole results stream from endpoint. */

@@ -189,14 +189,11 @@ static int gz_fail(vecio_reader *r)
     int zerr = Z_OK;
     const char *msg = gzerror(r->gz, &zerr);
     switch (zerr) {
-    case Z_ERRNO:
-        return hf_err_set(&r->ferr, HF_EIO, "read error: %s", strerror(errno));
-    case Z_MEM_ERROR:
-        return hf_err_set(&r->ferr, HF_ENOMEM, "out of memory in zlib");
+    case Z_ERRNO: return hf_err_set(&r->ferr, HF_EIO, "read error: %s", strerror(errno));
+    case Z_MEM_ERROR: return hf_err_set(&r->ferr, HF_ENOMEM, "out of memory in zlib");
     case Z_BUF_ERROR:
         return hf_err_set(&r->ferr, HF_EDATA, "gzip data ends early (truncated file)");
-    default:
-        return hf_err_set(&r->ferr, HF_EDATA, "corrupt gzip data: %s", msg ? msg : "?");
+    default: return hf_err_set(&r->ferr, HF_EDATA, "corrupt gzip data: %s", msg ? msg : "?");
     }
 }
 
@@ -275,18 +272,10 @@ static int convert_row(vecio_reader *r, const unsigned char *src, float *dst, si
         const unsigned char *p = src + i * el.size;
         float v;
         switch (el.kind) {
-        case EL_U8:
-            dst[i] = p[0];
-            continue;
-        case EL_I8:
-            dst[i] = (int8_t)p[0];
-            continue;
-        case EL_I16:
-            dst[i] = (int16_t)(el.big ? (p[0] << 8 | p[1]) : (p[1] << 8 | p[0]));
-            continue;
-        case EL_I32:
-            dst[i] = (float)(int32_t)load_u32(p, el.big);
-            continue;
+        case EL_U8: dst[i] = p[0]; continue;
+        case EL_I8: dst[i] = (int8_t)p[0]; continue;
+        case EL_I16: dst[i] = (int16_t)(el.big ? (p[0] << 8 | p[1]) : (p[1] << 8 | p[0])); continue;
+        case EL_I32: dst[i] = (float)(int32_t)load_u32(p, el.big); continue;
         case EL_F32: {
             uint32_t u = load_u32(p, el.big);
             memcpy(&v, &u, sizeof v);
@@ -302,8 +291,7 @@ static int convert_row(vecio_reader *r, const unsigned char *src, float *dst, si
             v = (float)d;
             break;
         }
-        default:
-            return hf_err_set(&r->ferr, HF_EINTERNAL, "bad element type");
+        default: return hf_err_set(&r->ferr, HF_EINTERNAL, "bad element type");
         }
         if (isnan(v))
             return hf_err_set(&r->ferr, HF_EDATA, "row %zu: NaN value in column %zu", row, i);
@@ -638,26 +626,13 @@ static int open_npy(vecio_reader *r, hf_err *e)
 static int idx_type(unsigned char t, elem_type *el)
 {
     switch (t) {
-    case 0x08:
-        *el = (elem_type){EL_U8, 1, 1};
-        return 1;
-    case 0x09:
-        *el = (elem_type){EL_I8, 1, 1};
-        return 1;
-    case 0x0B:
-        *el = (elem_type){EL_I16, 2, 1};
-        return 1;
-    case 0x0C:
-        *el = (elem_type){EL_I32, 4, 1};
-        return 1;
-    case 0x0D:
-        *el = (elem_type){EL_F32, 4, 1};
-        return 1;
-    case 0x0E:
-        *el = (elem_type){EL_F64, 8, 1};
-        return 1;
-    default:
-        return 0;
+    case 0x08: *el = (elem_type){EL_U8, 1, 1}; return 1;
+    case 0x09: *el = (elem_type){EL_I8, 1, 1}; return 1;
+    case 0x0B: *el = (elem_type){EL_I16, 2, 1}; return 1;
+    case 0x0C: *el = (elem_type){EL_I32, 4, 1}; return 1;
+    case 0x0D: *el = (elem_type){EL_F32, 4, 1}; return 1;
+    case 0x0E: *el = (elem_type){EL_F64, 8, 1}; return 1;
+    default: return 0;
     }
 }
 
@@ -1182,21 +1157,11 @@ int vecio_open(const char *path, const vecio_opts *opts, vecio_reader **out, hf_
         switch (r->fmt) {
         case VEC_FMT_FVECS:
         case VEC_FMT_BVECS:
-        case VEC_FMT_IVECS:
-            rc = open_vecs(r, e);
-            break;
-        case VEC_FMT_NPY:
-            rc = open_npy(r, e);
-            break;
-        case VEC_FMT_IDX:
-            rc = open_idx(r, e);
-            break;
-        case VEC_FMT_CSV:
-            rc = open_csv(r, e);
-            break;
-        default:
-            rc = hf_err_set(e, HF_EINTERNAL, "unhandled format");
-            break;
+        case VEC_FMT_IVECS: rc = open_vecs(r, e); break;
+        case VEC_FMT_NPY: rc = open_npy(r, e); break;
+        case VEC_FMT_IDX: rc = open_idx(r, e); break;
+        case VEC_FMT_CSV: rc = open_csv(r, e); break;
+        default: rc = hf_err_set(e, HF_EINTERNAL, "unhandled format"); break;
         }
     }
     if (rc) {

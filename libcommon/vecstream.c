@@ -62,10 +62,9 @@ static int take_rows(vecstream *vs, const frame_in *f, const void *data, size_t 
 {
     size_t row_bytes = vs->dim * sizeof(float);
     if (n == 0 || n > vs->buf_rows || len != n * row_bytes)
-        return hf_err_set(e, HF_EDATA,
-                          "frame %llu: %s data is %zu bytes, expected %llu rows of dimension %zu",
-                          (unsigned long long)f->index, f->type, len, (unsigned long long)n,
-                          vs->dim);
+        return hf_err_set(
+            e, HF_EDATA, "frame %llu: %s data is %zu bytes, expected %llu rows of dimension %zu",
+            (unsigned long long)f->index, f->type, len, (unsigned long long)n, vs->dim);
     memcpy(vs->buf, data, len);
     return 0;
 }
@@ -93,7 +92,8 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
             if (frame_get_u64(&f, "start", &start, NULL) != 0)
                 start = vs->received;
             if (start != vs->received)
-                return hf_err_set(e, HF_EDATA, "frame %llu: batch starts at row %llu, expected %llu",
+                return hf_err_set(e, HF_EDATA,
+                                  "frame %llu: batch starts at row %llu, expected %llu",
                                   (unsigned long long)f.index, (unsigned long long)start,
                                   (unsigned long long)vs->received);
             if (len % (vs->dim * sizeof(float)) == 0 && len / (vs->dim * sizeof(float)) == cnt &&

@@ -30,7 +30,7 @@
 
 static void look_at_fields(const frame_in *f)
 {
-    static const char *keys[] = {"schema", "v",   "dim", "count", "n",  "start", "data",
+    static const char *keys[] = {"schema", "v",   "dim", "count", "n",   "start", "data",
                                  "qid",    "vec", "k",   "ef",    "ids", "dists", "checksum"};
     hf_err e;
     char s[64];

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+
 #include <cmocka.h>
 
 #include "distance.h"
@@ -74,8 +75,8 @@ static void metrics_compute_their_definitions(void **st)
     assert_float_equal(metric_distance(METRIC_L2, a, b, 3), 5.0f, 1e-6);
     assert_float_equal(metric_distance(METRIC_IP, a, b, 3), 1.0f - 6.0f, 1e-6);
     assert_float_equal(metric_distance(METRIC_L1, a, b, 3), 3.0f, 1e-6);
-    assert_float_equal(metric_distance(METRIC_COSINE, a, b, 3),
-                       1.0f - 6.0f / (3.0f * sqrtf(8.0f)), 1e-6);
+    assert_float_equal(metric_distance(METRIC_COSINE, a, b, 3), 1.0f - 6.0f / (3.0f * sqrtf(8.0f)),
+                       1e-6);
 }
 
 static void metric_names_parse_and_unknown_is_rejected(void **st)

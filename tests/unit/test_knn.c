@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+
 #include <cmocka.h>
 
 #include "knn.h"
@@ -32,14 +33,15 @@ static void exact_search_matches_a_naive_scan_for_every_metric(void **st)
     for (size_t m = 0; m < 3; m++) {
         uint32_t ids[NQ * K];
         float d[NQ * K];
-        knn_base b = {.rows = base, .stride = DIM, .n = N, .dim = DIM, .skip = skip,
-                      .metric = ms[m]};
+        knn_base b = {
+            .rows = base, .stride = DIM, .n = N, .dim = DIM, .skip = skip, .metric = ms[m]};
         assert_int_equal(knn_exact(&b, q, NQ, K, ids, d, NULL), 0);
         for (size_t i = 0; i < NQ; i++) {
             /* the k-th distance of a naive scan bounds every returned one */
             float all[N];
             for (size_t j = 0; j < N; j++)
-                all[j] = skip[j] ? INFINITY : metric_distance(ms[m], q + i * DIM, base + j * DIM, DIM);
+                all[j] =
+                    skip[j] ? INFINITY : metric_distance(ms[m], q + i * DIM, base + j * DIM, DIM);
             for (size_t r = 0; r < K; r++) {
                 size_t below = 0;
                 for (size_t j = 0; j < N; j++)

@@ -18,6 +18,7 @@
 
 /* cmocka.h needs the four headers above first; keep it in its own block so
  * clang-format's include sorting leaves the order alone. */
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -611,15 +612,9 @@ static double loss_eval(void *p)
     float l = 0.0f;
     int rc = -1;
     switch (c->which) {
-    case L_MSE:
-        rc = nn_loss_mse(c->a, c->b, NULL, &l, NULL);
-        break;
-    case L_BCE:
-        rc = nn_loss_bce_logits(c->a, c->b, NULL, &l, NULL);
-        break;
-    case L_NCE:
-        rc = nn_loss_infonce(c->a, 0.5f, NULL, &l, NULL);
-        break;
+    case L_MSE: rc = nn_loss_mse(c->a, c->b, NULL, &l, NULL); break;
+    case L_BCE: rc = nn_loss_bce_logits(c->a, c->b, NULL, &l, NULL); break;
+    case L_NCE: rc = nn_loss_infonce(c->a, 0.5f, NULL, &l, NULL); break;
     case L_CONTRA:
         rc = nn_loss_contrastive(c->a, c->b, c->label, c->k, 0.2f, 1.5f, NULL, NULL, &l, NULL);
         break;

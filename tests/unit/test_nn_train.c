@@ -13,6 +13,7 @@
 
 /* cmocka.h needs the four headers above first; keep it in its own block so
  * clang-format's include sorting leaves the order alone. */
+
 #include <cmocka.h>
 
 #include <math.h>

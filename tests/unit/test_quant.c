@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <cmocka.h>
 
 #include "hnsw.h"
@@ -232,7 +233,10 @@ static double recall_on_codes(const hnsw *h, size_t rerank)
     hf_err e;
     uint32_t gt[NQ * K];
     float gd[NQ * K];
-    knn_base b = {.rows = hnsw_vec(h, 0), .stride = h->node_bytes / 4, .n = h->n, .dim = DIM,
+    knn_base b = {.rows = hnsw_vec(h, 0),
+                  .stride = h->node_bytes / 4,
+                  .n = h->n,
+                  .dim = DIM,
                   .metric = h->p.metric};
     assert_int_equal(knn_exact(&b, queries, NQ, K, gt, gd, &e), 0);
     hnsw_searcher *s = NULL;
