@@ -10,7 +10,8 @@
 #      time of the whole load | build | save pipe is kept beside it),
 #   3. exact ground truth with `bin/query --exact` (cached; redone when
 #      bin/query is newer than the cached file),
-#   4. query our index REPEAT times per ef (median QPS and mean distance
+#   4. query our index REPEAT times per ef, the passes interleaved across
+#      the sweep (median QPS and mean distance
 #      computations from bin/query's summary line; every pass must give the
 #      same bytes),
 #   5. run the peer drivers (bench/peers/*.cpp, compiled here into
@@ -147,20 +148,27 @@ run_ours() {
     # compressed engines: traversal memory as a fraction of the f32 vectors
     vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
     say "$label: $engine build ${build_s}s (whole pipe ${pipe_s}s), memory $mem bytes"
+    # passes interleaved across the sweep (see bench/README.md): every ef
+    # once, then again; pass 1 keeps its answers, later ones must match
     for ef in $efs_words; do
-        out=$run/$engine.ef$ef.frames
-        log=$run/$engine.ef$ef.log
-        : >"$log"
-        for r in $(seq "$reps"); do
+        : >"$run/$engine.ef$ef.log"
+    done
+    for r in $(seq "$reps"); do
+        for ef in $efs_words; do
+            out=$run/$engine.ef$ef.frames
             o=$out
             [ "$r" = 1 ] || o=$out.again
             # shellcheck disable=SC2086
             "$BIN/embed-load" "$dir/queries.fvecs" |
-                "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$o" 2>>"$log" ||
-                die "$label: $engine query --ef $ef failed (see $log)"
+                "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$o" 2>>"$run/$engine.ef$ef.log" ||
+                die "$label: $engine query --ef $ef failed (see $run/$engine.ef$ef.log)"
             [ "$r" = 1 ] || cmp -s "$out" "$o" || die "$label: $engine ef=$ef: pass $r answered differently"
+            rm -f "$out.again"
         done
-        rm -f "$out.again"
+    done
+    for ef in $efs_words; do
+        out=$run/$engine.ef$ef.frames
+        log=$run/$engine.ef$ef.log
         # query: 10000 queries, 1.234 s, 8103.4 QPS, 812.3 mean distance computations
         summary=$(grep '^query: .* QPS' "$log" | tail -n 1)
         [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"

@@ -4,8 +4,8 @@
  * Builds faiss::IndexHNSWFlat (METRIC_L2: squared L2, as hnswflow reports)
  * with omp_set_num_threads(T), then sets one OpenMP thread and, for every ef
  * (efSearch), runs the queries one at a time with index.search(1, ...), only
- * the query loop timed with CLOCK_MONOTONIC; one untimed warm-up pass runs
- * before the first ef. Each single-query search() call pays FAISS's per-call
+ * the query loop timed with CLOCK_MONOTONIC, REPEAT passes per ef interleaved
+ * across the efs (median kept); one untimed warm-up pass runs first. Each single-query search() call pays FAISS's per-call
  * costs (an OpenMP region, a VisitedTable of ntotal bytes), which is what a
  * caller issuing one query at a time gets.
  *
@@ -102,27 +102,31 @@ int main(int argc, char **argv)
     long long mem = peer_rss_bytes() - rss0;
 
     omp_set_num_threads(1);
-    std::vector<uint32_t> ids(q.n * o.k), cids(q.n * o.k);
-    std::vector<float> dists(q.n * o.k), cdists(q.n * o.k);
-    bool warm = false;
-    for (int ef : o.efs) {
-        idx.hnsw.efSearch = ef;
-        if (!warm) {
-            run_queries(idx, q, o.k, ids, dists);
-            warm = true;
-        }
-        double qs = peer_median_seconds(o.repeat, [&] { run_queries(idx, q, o.k, ids, dists); });
+    /* answers per ef from the timed passes, checked against the counting pass */
+    size_t ne = o.efs.size();
+    std::vector<std::vector<uint32_t>> ids(ne, std::vector<uint32_t>(q.n * o.k));
+    std::vector<std::vector<float>> dists(ne, std::vector<float>(q.n * o.k));
+    std::vector<uint32_t> cids(q.n * o.k);
+    std::vector<float> cdists(q.n * o.k);
+    idx.hnsw.efSearch = o.efs[0];
+    run_queries(idx, q, o.k, ids[0], dists[0]); /* page the index in once */
+    std::vector<double> qs = peer_interleaved_medians(
+        ne, o.repeat, [&](size_t i) { idx.hnsw.efSearch = o.efs[i]; },
+        [&](size_t i) { run_queries(idx, q, o.k, ids[i], dists[i]); });
 
+    for (size_t i = 0; i < ne; i++) {
+        int ef = o.efs[i];
+        idx.hnsw.efSearch = ef;
         storage->ndist = 0;
         storage->counting = true;
         run_queries(idx, q, o.k, cids, cdists);
         storage->counting = false;
-        if (cids != ids)
+        if (cids != ids[i])
             fprintf(stderr, "%s: warning: ef=%d: counting pass returned different ids\n", prog, ef);
 
         std::string path = o.out_prefix + ".ef" + std::to_string(ef) + ".frames";
-        peer_write_results(prog, path, q.n, o.k, ids, dists);
-        printf("engine=faiss ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld\n", ef, (double)q.n / qs,
+        peer_write_results(prog, path, q.n, o.k, ids[i], dists[i]);
+        printf("engine=faiss ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld\n", ef, (double)q.n / qs[i],
                (double)storage->ndist / (double)q.n, build_s, mem);
         fflush(stdout);
     }

@@ -4,9 +4,10 @@
  * Builds hnswlib::HierarchicalNSW<float> over L2Space (squared L2, the same
  * distance hnswflow reports) with T threads, inserting points through a
  * ParallelFor over addPoint the way hnswlib's Python binding (add_items)
- * does. Then, single-threaded, for every ef (after one untimed warm-up pass over
- * the queries before the first): one timed pass (queries one at a time, only the loop timed with
- * CLOCK_MONOTONIC), and one counting pass in which the index's distance
+ * does. Then, single-threaded, after one untimed warm-up pass over the
+ * queries: REPEAT timed passes per ef, interleaved across the efs, the median
+ * kept (queries one at a time, only the loop timed with CLOCK_MONOTONIC);
+ * then per ef one counting pass in which the index's distance
  * function is swapped for a counting wrapper. The counting pass gives the
  * exact number of distance evaluations; hnswlib's own
  * metric_distance_computations counter adds the full neighbour-list size at
@@ -98,18 +99,21 @@ int main(int argc, char **argv)
     double build_s = peer_now() - t0;
     long long mem = peer_rss_bytes() - rss0;
 
-    std::vector<uint32_t> ids(q.n * o.k), cids(q.n * o.k);
-    std::vector<float> dists(q.n * o.k), cdists(q.n * o.k);
-    bool warm = false;
-    for (int ef : o.efs) {
+    /* answers per ef from the timed passes, checked against the counting pass */
+    size_t ne = o.efs.size();
+    std::vector<std::vector<uint32_t>> ids(ne, std::vector<uint32_t>(q.n * o.k));
+    std::vector<std::vector<float>> dists(ne, std::vector<float>(q.n * o.k));
+    std::vector<uint32_t> cids(q.n * o.k);
+    std::vector<float> cdists(q.n * o.k);
+    idx.setEf((size_t)o.efs[0]);
+    run_queries(idx, q, o.k, ids[0], dists[0]); /* page the index in once */
+    std::vector<double> qs = peer_interleaved_medians(
+        ne, o.repeat, [&](size_t i) { idx.setEf((size_t)o.efs[i]); },
+        [&](size_t i) { run_queries(idx, q, o.k, ids[i], dists[i]); });
+
+    for (size_t i = 0; i < ne; i++) {
+        int ef = o.efs[i];
         idx.setEf((size_t)ef);
-        if (!warm) { /* page in the index once; later efs run after a counting pass */
-            run_queries(idx, q, o.k, ids, dists);
-            warm = true;
-        }
-
-        double qs = peer_median_seconds(o.repeat, [&] { run_queries(idx, q, o.k, ids, dists); });
-
         idx.metric_distance_computations = 0;
         idx.metric_hops = 0;
         g_real_dist = idx.fstdistfunc_;
@@ -117,13 +121,13 @@ int main(int argc, char **argv)
         idx.fstdistfunc_ = counting_dist;
         run_queries(idx, q, o.k, cids, cdists);
         idx.fstdistfunc_ = g_real_dist;
-        if (cids != ids)
+        if (cids != ids[i])
             fprintf(stderr, "%s: warning: ef=%d: counting pass returned different ids\n", prog, ef);
 
         std::string path = o.out_prefix + ".ef" + std::to_string(ef) + ".frames";
-        peer_write_results(prog, path, q.n, o.k, ids, dists);
+        peer_write_results(prog, path, q.n, o.k, ids[i], dists[i]);
         printf("engine=hnswlib ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld hnswlib_metric=%.1f\n",
-               ef, (double)q.n / qs, (double)g_ndist / (double)q.n, build_s, mem,
+               ef, (double)q.n / qs[i], (double)g_ndist / (double)q.n, build_s, mem,
                (double)idx.metric_distance_computations.load() / (double)q.n);
         fflush(stdout);
     }

@@ -182,16 +182,28 @@ static inline double peer_now(void)
 
 /* Median wall seconds of `repeat` timed runs of f (the query loop): one
  * pass on a shared machine can be slowed by a neighbour's burst. */
-template <class F> static inline double peer_median_seconds(int repeat, F f)
+/* Median seconds of `repeat` timed passes of run(i) for each of n settings
+ * (set(i) untimed before each), the passes interleaved: every setting once,
+ * then again. A burst of load from elsewhere on a shared machine then slows
+ * one pass of a few settings, which the median drops, instead of every pass
+ * of one setting. */
+template <class S, class F>
+static inline std::vector<double> peer_interleaved_medians(size_t n, int repeat, S set, F run)
 {
-    std::vector<double> t;
-    for (int r = 0; r < repeat; r++) {
-        double t0 = peer_now();
-        f();
-        t.push_back(peer_now() - t0);
+    std::vector<std::vector<double>> t(n);
+    for (int r = 0; r < repeat; r++)
+        for (size_t i = 0; i < n; i++) {
+            set(i);
+            double t0 = peer_now();
+            run(i);
+            t[i].push_back(peer_now() - t0);
+        }
+    std::vector<double> med(n);
+    for (size_t i = 0; i < n; i++) {
+        std::sort(t[i].begin(), t[i].end());
+        med[i] = t[i][t[i].size() / 2];
     }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
+    return med;
 }
 
 /* Resident set size in bytes, from /proc/self/statm (second field, pages). */
