@@ -5,9 +5,10 @@
  * with omp_set_num_threads(T), then sets one OpenMP thread and, for every ef
  * (efSearch), runs the queries one at a time with index.search(1, ...), only
  * the query loop timed with CLOCK_MONOTONIC, REPEAT passes per ef interleaved
- * across the efs (median kept); one untimed warm-up pass runs first. Each single-query search() call pays FAISS's per-call
- * costs (an OpenMP region, a VisitedTable of ntotal bytes), which is what a
- * caller issuing one query at a time gets.
+ * across the efs (median kept); one untimed warm-up pass runs first. Each
+ * single-query search() call pays FAISS's per-call costs (an OpenMP region, a
+ * VisitedTable of ntotal bytes), which is what a caller issuing one query at a
+ * time gets.
  *
  * Distance counting: the index's flat storage is replaced (before any vector
  * is added) by CountingFlatL2, an IndexFlatL2 whose distance computer can be
