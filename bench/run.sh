@@ -156,12 +156,13 @@ run_ours() {
     for r in $(seq "$reps"); do
         for ef in $efs_words; do
             out=$run/$engine.ef$ef.frames
+            log=$run/$engine.ef$ef.log
             o=$out
             [ "$r" = 1 ] || o=$out.again
             # shellcheck disable=SC2086
             "$BIN/embed-load" "$dir/queries.fvecs" |
-                "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$o" 2>>"$run/$engine.ef$ef.log" ||
-                die "$label: $engine query --ef $ef failed (see $run/$engine.ef$ef.log)"
+                "$BIN/query" --index "$run/$engine.idx" -k "$K" --ef "$ef" $qflags >"$o" 2>>"$log" ||
+                die "$label: $engine query --ef $ef failed (see $log)"
             [ "$r" = 1 ] || cmp -s "$out" "$o" || die "$label: $engine ef=$ef: pass $r answered differently"
             rm -f "$out.again"
         done
