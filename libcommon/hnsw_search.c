@@ -21,6 +21,7 @@ struct hnsw_searcher {
     quant_query *qq;  /* when the graph has codes */
     hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
     uint32_t *links;  /* one unpacked level-0 list of the code block */
+    uint32_t exclude; /* a node the search never measures (HNSW_NONE: none) */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -30,6 +31,7 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     if (!s)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     s->n = h->n;
+    s->exclude = HNSW_NONE;
     s->vis.words = (h->n + 63) / 64 + 1;
     s->vis.w = calloc(s->vis.words, sizeof(uint64_t));
     s->res.cap = max_ef + 2;
@@ -49,6 +51,11 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     }
     *out = s;
     return 0;
+}
+
+void hnsw_searcher_exclude(hnsw_searcher *s, uint32_t id)
+{
+    s->exclude = id;
 }
 
 void hnsw_searcher_destroy(hnsw_searcher **sp)
@@ -135,6 +142,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     hheap *cand = &s->cand, *res = &s->res;
     visited_bits_clear(vis);
     cand->n = res->n = 0;
+    if (s->exclude < s->n)
+        visited_bits_test_set(vis, s->exclude);
     visited_bits_test_set(vis, ep);
     cand_push(cand, epd, ep);
     if (!h->deleted[ep])
@@ -224,6 +233,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     visited_bits_clear(&s->vis);
+    if (s->exclude < s->n)
+        visited_bits_test_set(&s->vis, s->exclude);
     visited_bits_test_set(&s->vis, cur);
     for (int l = h->max_level; l > 0; l--) {
         int changed = 1;
