@@ -54,6 +54,10 @@ typedef struct hnsw {
     uint32_t entry;
     int max_level;
     dist_fn kern;
+    /* the kernel searches and builds rank with: squared L2 for l2 and for
+     * cosine (stored vectors are unit length, where |a - b|^2 = 2 (1 - <a,b>),
+     * so the bounded L2 kernel and its early stop apply), kern otherwise */
+    dist_fn skern;
     /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
      * the codes, cnode_bytes apart; clinks the level-0 lists, node i's at
      * byte cloff[i], cid_bits a link, a short list ending with the all-ones
@@ -148,6 +152,23 @@ static inline uint32_t hnsw_maxdeg(const hnsw *h, int l)
 static inline float hnsw_node_dist(const hnsw *h, uint32_t a, uint32_t b)
 {
     return dist_finish(h->p.metric, h->kern(hnsw_vec(h, a), hnsw_vec(h, b), h->dim));
+}
+
+/* Whether searches rank in squared L2 (l2, and cosine on unit vectors). */
+static inline int hnsw_l2_space(const hnsw *h)
+{
+    return h->p.metric == METRIC_L2 || h->p.metric == METRIC_COSINE;
+}
+/* Distance from vector v to stored node b in search units (skern). */
+static inline float hnsw_space_dist(const hnsw *h, const float *v, uint32_t b)
+{
+    float raw = h->skern(v, hnsw_vec(h, b), h->dim);
+    return hnsw_l2_space(h) ? raw : dist_finish(h->p.metric, raw);
+}
+/* A search-unit distance in the metric's terms: cosine 1 - <a,b> = |a - b|^2 / 2. */
+static inline float hnsw_space_to_metric(const hnsw *h, float d)
+{
+    return h->p.metric == METRIC_COSINE ? 0.5f * d : d;
 }
 
 /* ---- search ---- */

@@ -73,6 +73,7 @@ int hnsw_new(const hnsw_params *p, size_t dim, hnsw **out, hf_err *e)
     h->entry = HNSW_NONE;
     h->max_level = -1;
     h->kern = metric_kernel(p->metric);
+    h->skern = p->metric == METRIC_COSINE ? metric_kernel(METRIC_L2) : h->kern;
     pthread_mutex_init(&h->entry_lock, NULL);
     *out = h;
     return 0;

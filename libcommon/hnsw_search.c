@@ -82,9 +82,11 @@ static int cand_push(hheap *c, float d, uint32_t id)
     return 0;
 }
 
+/* In search units: squared L2 for l2 and cosine (hnsw.h), converted to the
+ * metric's distance only for the answers. */
 static inline float qdist(const hnsw *h, const float *q, uint32_t id)
 {
-    return dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, id), h->dim));
+    return hnsw_space_dist(h, q, id);
 }
 
 /* Lines of each neighbour's data to prefetch before computing: enough to get
@@ -141,7 +143,7 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
         hmax_push(res, epd, ep);
     uint64_t ndist = 0, hops = 0;
     const dist_bounded_fn bounded =
-        !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+        !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     size_t bytes = codes ? h->codes->code_bytes : h->dim * sizeof(float);
@@ -220,7 +222,7 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     /* greedy steps only ask "closer than the current node?", so L2 may stop
      * reading a vector once its partial sum passes curd */
     const dist_bounded_fn bounded =
-        !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+        !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     visited_bits_clear(&s->vis);
@@ -255,12 +257,16 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     return q;
 }
 
-/* Internal ids back to the caller's (after hnsw_reorder). */
+/* Internal ids back to the caller's (after hnsw_reorder), search units to
+ * the metric's distances. */
 static void external_ids(const hnsw *h, hnsw_hit *out, size_t n)
 {
     if (h->ext_id)
         for (size_t i = 0; i < n; i++)
             out[i].id = h->ext_id[out[i].id];
+    if (h->p.metric == METRIC_COSINE)
+        for (size_t i = 0; i < n; i++)
+            out[i].d = hnsw_space_to_metric(h, out[i].d);
 }
 
 static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
