@@ -43,7 +43,8 @@ static void usage(void)
            "                        query is coded exactly, code distances are exact and\n"
            "                        only the best k are sorted, no vectors read\n"
            "      --rerank-vectors  re-rank from the f32 vectors even with lossless codes\n"
-           "      --no-codes        ignore the index's codes, traverse on f32 vectors\n"
+           "      --no-codes        ignore the index's codes and rows (graph-build --preset\n"
+           "                        speed), traverse on f32 vectors\n"
            "      --no-reorder      keep the index's node order in memory (default: renumber\n"
            "                        nodes breadth-first for cache locality; ids unchanged)\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
@@ -650,6 +651,9 @@ int main(int argc, char **argv)
         en.h->codes_exact = 0;
     /* brute force reads the vectors in stored order: leave them be */
     if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
+        cli_fail(prog, idx_name, &e);
+    /* the speed layout's rows are derived: built here, after renumbering */
+    if (!o.exact && !o.no_codes && en.h->rot && hnsw_rows_build(en.h, &e))
         cli_fail(prog, idx_name, &e);
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
     if (max_ef < o.max_k)

@@ -75,6 +75,14 @@ typedef struct hnsw {
      * spanning <= 256 values, L2): code distances of an exactly coded query
      * are the exact distances, so re-ranking need not read the vectors */
     int codes_exact;
+    /* Row layout for fast search (hnsw_rows.c): NULL/0 when absent. rot is
+     * the saved rotation (rot_dpad squared); rows are built from it, the
+     * graph and the vectors after loading, row_bytes apart. */
+    float *rot;
+    size_t rot_dpad;
+    char *rows;
+    size_t row_bytes, row_off_fac, row_off_codes, row_off_vec;
+    uint32_t row_nb;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -244,6 +252,29 @@ static inline uint32_t hnsw_clinks0_unpack(const hnsw *h, uint32_t id, uint32_t 
     }
     return n;
 }
+
+/* ---- row layout (hnsw_rows.c) ---- */
+
+/* The rotation is dpad^2 floats: 64 MiB at most. */
+#define HNSW_ROWS_MAX_DPAD 4096
+/* Vector length in the rows: dim rounded up to 64. */
+size_t hnsw_rows_dpad(size_t dim);
+/* Draw the rotation of the speed layout (l2 and cosine only). */
+int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e);
+/* Take a loaded rotation (copied) after checking it fits the index. */
+int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e);
+/* Lay out the rows from the rotation, level 0 and the vectors (after any
+ * renumbering; rebuild after the graph changes). No-op without a rotation. */
+int hnsw_rows_build(hnsw *h, hf_err *e);
+/* Bytes of the rows and the rotation. */
+size_t hnsw_rows_memory_bytes(const hnsw *h);
+typedef struct hnsw_rows_scratch hnsw_rows_scratch;
+int hnsw_rows_scratch_new(const hnsw *h, size_t max_ef, hnsw_rows_scratch **out, hf_err *e);
+void hnsw_rows_scratch_destroy(hnsw_rows_scratch **s);
+/* k nearest of q on the rows; exact distances (hnsw_search calls it when
+ * the graph has rows). */
+int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t k, size_t ef,
+                     hnsw_hit *out, size_t *nout, hnsw_stats *st);
 
 /* Tombstone a node: it stays in the graph for routing, never in results. */
 int hnsw_mark_deleted(hnsw *h, uint32_t id, hf_err *e);

@@ -99,6 +99,8 @@ void hnsw_destroy(hnsw **hp)
     free(h->clinks);
     free(h->cloff);
     free(h->perm);
+    free(h->rot);
+    free(h->rows);
     free(h->ext_id);
     quant_destroy(&h->codes);
     free(h);

@@ -21,6 +21,7 @@ struct hnsw_searcher {
     quant_query *qq;  /* when the graph has codes */
     hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
     uint32_t *links;  /* one unpacked level-0 list of the code block */
+    hnsw_rows_scratch *rs; /* when the graph has rows */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -39,6 +40,10 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     s->qbuf = malloc(h->dim * sizeof(float));
     s->sorted = malloc(s->res.cap * sizeof(hnsw_hit));
     s->links = malloc(((size_t)h->p.M0 + 1) * sizeof(uint32_t));
+    if (h->rows && hnsw_rows_scratch_new(h, max_ef, &s->rs, e) != 0) {
+        hnsw_searcher_destroy(&s);
+        return HF_ENOMEM;
+    }
     if (h->codes && quant_query_new(h->codes, &s->qq, e) != 0) {
         hnsw_searcher_destroy(&s);
         return HF_ENOMEM;
@@ -63,6 +68,7 @@ void hnsw_searcher_destroy(hnsw_searcher **sp)
     free(s->sorted);
     free(s->links);
     quant_query_destroy(&s->qq);
+    hnsw_rows_scratch_destroy(&s->rs);
     free(s);
     *sp = NULL;
 }
@@ -283,6 +289,8 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
     if (!st)
         st = &local;
     *nout = 0;
+    if (h->rows && s->rs)
+        return hnsw_rows_search(h, s->rs, q, k, clamp_ef(s, k, ef), out, nout, st);
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
     descend(h, s, q, clamp_ef(s, k, ef), st, 0);
@@ -310,7 +318,7 @@ int hnsw_hit_cmp(const void *a, const void *b)
 int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
                       size_t rerank, hnsw_hit *out, size_t *nout, hnsw_stats *st)
 {
-    if (!h->codes || !s->qq)
+    if (!h->codes || !s->qq || (h->rows && s->rs))
         return hnsw_search(h, s, q, k, ef, out, nout, st);
     hnsw_stats local = {0, 0};
     if (!st)
