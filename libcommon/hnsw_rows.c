@@ -47,6 +47,13 @@
 #include "nn.h"
 
 #define EPS0 1.9f
+/* lines of a row to prefetch ahead (the hardware streams the rest) */
+#ifndef ROW_EXACT_KEYS
+#define ROW_EXACT_KEYS 1
+#endif
+#ifndef ROW_PREFETCH_LINES
+#define ROW_PREFETCH_LINES 12
+#endif
 
 static size_t round64(size_t x)
 {
@@ -319,11 +326,13 @@ static inline size_t pool_insert(pool_ent *p, size_t *n, size_t cap, size_t cur,
     return lo < cur ? lo : cur;
 }
 
+/* Into L2: a row is tens of lines, and prefetches to L1 stall once the
+ * line-fill buffers are full. */
 static inline void prefetch_row(const hnsw *h, uint32_t id, size_t lines)
 {
     const char *r = h->rows + (size_t)id * h->row_bytes;
     for (size_t a = 0; a < lines; a++)
-        __builtin_prefetch(r + 64 * a);
+        __builtin_prefetch(r + 64 * a, 0, 2);
 }
 
 int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t k, size_t ef,
@@ -345,11 +354,13 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
         memcpy(x, q, dim * sizeof(float));
     if (h->p.metric == METRIC_COSINE)
         vec_normalize(x, dim);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)D, (int)dim, 1.0f, h->rot, (int)D, x, 1, 0.0f,
-                s->y, 1);
-    const dist_fn l2 = dist_best()->l2sq;
+    /* not cblas_sgemv: one call per query wakes OpenBLAS's thread pool,
+     * which then spins in sched_yield beside the search */
+    const dist_fn dot = dist_best()->dot, l2 = dist_best()->l2sq;
+    for (size_t i = 0; i < D; i++)
+        s->y[i] = dot(h->rot + i * D, x, dim);
     const fs_kernels *fk = s->fk;
-    const size_t lines = h->row_bytes / 64;
+    const size_t lines = ROW_PREFETCH_LINES < h->row_bytes / 64 ? ROW_PREFETCH_LINES : h->row_bytes / 64;
     uint64_t ndist = 0, hops = 0;
 
     /* greedy descent on the upper levels, exact distances from the rows */
@@ -389,7 +400,6 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
     float est[FS_BATCH];
     while (pc < pn) {
         uint32_t c = pool[pc].id;
-        pool[pc].id |= EXPANDED;
         size_t next = pc + 1;
         while (next < pn && (pool[next].id & EXPANDED))
             next++;
@@ -399,6 +409,17 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
         fs_resid fr;
         fk->prep(s->y, row_vec(h, c), D, s->rq, s->lut, &fr);
         ndist++;
+#if ROW_EXACT_KEYS
+        /* the expanded node's key becomes its exact distance */
+        memmove(pool + pc, pool + pc + 1, (pn - pc - 1) * sizeof *pool);
+        pn--;
+        size_t at = pool_insert(pool, &pn, ef, pn, fr.dist2, c | EXPANDED);
+        next = at <= pc ? pc + 1 : pc;
+        while (next < pn && (pool[next].id & EXPANDED))
+            next++;
+#else
+        pool[pc].id |= EXPANDED;
+#endif
         if (!h->deleted[c] && (res->n < k || fr.dist2 < res->a[0].d)) {
             hmax_push(res, fr.dist2, c);
             if (res->n > k)
