@@ -158,7 +158,7 @@ int main(int argc, char **argv)
         cli_fail(prog, in_name, &e);
     /* the rows are rebuilt by query at load (after renumbering); building
      * them here too times the codes with the build and checks they fit */
-    if (speed && (hnsw_rows_plan(h, p.seed, &e) || hnsw_rows_build(h, &e)))
+    if (speed && (hnsw_rows_plan(h, p.seed, &e) || hnsw_rows_build(h, threads, &e)))
         cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;
     if (hnsw_save_body(h, out, &e) || channel_send_end(out, h->n, &e) || channel_commit(out, &e))

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "channel.h"
 #include "cli.h"
@@ -653,7 +654,9 @@ int main(int argc, char **argv)
     if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
         cli_fail(prog, idx_name, &e);
     /* the speed layout's rows are derived: built here, after renumbering */
-    if (!o.exact && !o.no_codes && en.h->rot && hnsw_rows_build(en.h, &e))
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!o.exact && !o.no_codes && en.h->rot &&
+        hnsw_rows_build(en.h, ncpu > o.threads ? (int)ncpu : o.threads, &e))
         cli_fail(prog, idx_name, &e);
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
     if (max_ef < o.max_k)

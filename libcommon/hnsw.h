@@ -264,8 +264,9 @@ int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e);
 /* Take a loaded rotation (copied) after checking it fits the index. */
 int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e);
 /* Lay out the rows from the rotation, level 0 and the vectors (after any
- * renumbering; rebuild after the graph changes). No-op without a rotation. */
-int hnsw_rows_build(hnsw *h, hf_err *e);
+ * renumbering; rebuild after the graph changes) with `threads` threads.
+ * No-op without a rotation. */
+int hnsw_rows_build(hnsw *h, int threads, hf_err *e);
 /* Bytes of the rows and the rotation. */
 size_t hnsw_rows_memory_bytes(const hnsw *h);
 typedef struct hnsw_rows_scratch hnsw_rows_scratch;

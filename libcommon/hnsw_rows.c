@@ -38,6 +38,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,22 +156,21 @@ static inline float *row_vec(const hnsw *h, uint32_t id)
 }
 
 /* Code neighbour slot j of node c's row from the rotated vectors. */
-static void encode_slot(hnsw *h, uint32_t c, uint32_t j, uint32_t o, float *u, uint8_t *bits)
+static void encode_slot(hnsw *h, const dist_kernels *dk, uint32_t c, uint32_t j, uint32_t o)
 {
     size_t D = h->rot_dpad;
     const float *yc = row_vec(h, c), *yo = row_vec(h, o);
-    double n2 = 0, l1 = 0;
-    unsigned pop = 0;
-    for (size_t i = 0; i < D; i++) {
-        u[i] = yo[i] - yc[i];
-        n2 += (double)u[i] * u[i];
-        l1 += fabs((double)u[i]);
-        bits[i] = u[i] > 0;
-        pop += bits[i];
+    double n2 = dk->l2sq(yo, yc, D), l1 = dk->l1(yo, yc, D);
+    unsigned pop = 0, s = j % FS_BATCH, shift = s < 16 ? 0 : 4;
+    uint8_t *codes = row_codes(h, c, j / FS_BATCH) + (s & 15);
+    for (size_t g = 0; g < D / 4; g++) {
+        const float *a = yo + 4 * g, *b = yc + 4 * g;
+        unsigned nib = (unsigned)(a[0] > b[0]) | (unsigned)(a[1] > b[1]) << 1 |
+                       (unsigned)(a[2] > b[2]) << 2 | (unsigned)(a[3] > b[3]) << 3;
+        pop += (unsigned)(0x4332322132212110ull >> (4 * nib) & 15); /* bits in nib */
+        codes[16 * g] |= (uint8_t)(nib << shift);
     }
     float *f = row_fac(h, c, j / FS_BATCH);
-    unsigned s = j % FS_BATCH;
-    fs_pack(row_codes(h, c, j / FS_BATCH), D, s, bits);
     if (l1 <= 0) { /* o sits on c: the estimate is |r|^2, exact */
         f[s] = f[FS_BATCH + s] = f[2 * FS_BATCH + s] = f[3 * FS_BATCH + s] = 0;
         return;
@@ -184,7 +184,29 @@ static void encode_slot(hnsw *h, uint32_t c, uint32_t j, uint32_t o, float *u, u
         (float)(2.0 * sqrt(n2) * sqrt(g < 1 ? 1 - g * g : 0) / (g * sqrt((double)D - 1)));
 }
 
-int hnsw_rows_build(hnsw *h, hf_err *e)
+typedef struct encode_job {
+    hnsw *h;
+    size_t first, end;
+} encode_job;
+
+static void *encode_part(void *arg)
+{
+    encode_job *j = arg;
+    hnsw *h = j->h;
+    const dist_kernels *dk = dist_best();
+    for (size_t c = j->first; c < j->end; c++) {
+        const uint32_t *l = hnsw_links0(h, (uint32_t)c);
+        uint32_t *head = row_head(h, (uint32_t)c);
+        head[0] = l[0];
+        for (uint32_t s = 0; s < l[0]; s++) {
+            head[1 + s] = l[1 + s];
+            encode_slot(h, dk, (uint32_t)c, s, l[1 + s]);
+        }
+    }
+    return NULL;
+}
+
+int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
 {
     if (!h->rot)
         return 0;
@@ -200,13 +222,8 @@ int hnsw_rows_build(hnsw *h, hf_err *e)
     if (n && h->row_bytes > (SIZE_MAX - 64) / n)
         return hf_err_set(e, HF_ENOMEM, "row block too large");
     h->rows = hnsw_alloc_block(n ? n * h->row_bytes : 64);
-    float *u = malloc(D * sizeof(float));
-    uint8_t *bits = malloc(D);
-    if (!h->rows || !u || !bits) {
-        free(u);
-        free(bits);
+    if (!h->rows)
         return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu rows of %zu bytes", n, h->row_bytes);
-    }
     memset(h->rows, 0, n * h->row_bytes);
     /* y = R x for every node at once: rows of the level-0 block times R's
      * first dim columns, written straight into the rows */
@@ -214,17 +231,24 @@ int hnsw_rows_build(hnsw *h, hf_err *e)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
                     hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot, (int)D, 0.0f,
                     row_vec(h, 0), (int)(h->row_bytes / sizeof(float)));
-    for (size_t c = 0; c < n; c++) {
-        const uint32_t *l = hnsw_links0(h, (uint32_t)c);
-        uint32_t *head = row_head(h, (uint32_t)c);
-        head[0] = l[0];
-        for (uint32_t j = 0; j < l[0]; j++) {
-            head[1 + j] = l[1 + j];
-            encode_slot(h, (uint32_t)c, j, l[1 + j], u, bits);
-        }
-    }
-    free(u);
-    free(bits);
+    if (threads < 1)
+        threads = 1;
+    if (threads > 64)
+        threads = 64;
+    encode_job jobs[64];
+    pthread_t tid[64];
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (encode_job){h, n * (size_t)t / (size_t)threads,
+                               n * (size_t)(t + 1) / (size_t)threads};
+    int started = 1;
+    for (int t = 1; t < threads; t++, started++)
+        if (pthread_create(&tid[t], NULL, encode_part, &jobs[t]) != 0)
+            break;
+    for (int t = started; t < threads; t++) /* threads that did not start */
+        encode_part(&jobs[t]);
+    encode_part(&jobs[0]);
+    for (int t = 1; t < started; t++)
+        pthread_join(tid[t], NULL);
     return 0;
 }
 
