@@ -30,6 +30,8 @@
 #                 median reported (default 3; 1 in quick mode); hnswflow-pq8
 #                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
 #   DATASETS="fashion-mnist clustered fmnist-proj256"   which sets to run
+#   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"
+#                 which engines to run (the thread-scaling step runs with hnswflow)
 #   BIN=bin BUILD=build                  where the filters are / peers are built
 # Every run writes results to temporary names and renames them, so an
 # interrupted run leaves the previous results in place.
@@ -48,6 +50,9 @@ THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256"}
+ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"}
+# want ENGINE: whether ENGINES names it
+want() { case " $ENGINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
 DATA=bench/data
 PEERBIN=$BUILD/bench
 
@@ -144,6 +149,9 @@ run_ours() {
     [ -n "$build_s" ] || die "$label: no build time from graph-build (see $run/$engine.build.log)"
     mem=$(sed -n 's/.*traversal memory \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
     [ -n "$mem" ] || mem=$(sed -n 's/.* levels, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
+    # the speed layout: its rows come on top of the index (query keeps both)
+    rows_mem=$(sed -n 's/.*speed rows [0-9]* B\/node, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
+    [ -z "$rows_mem" ] || mem=$(awk -v a="$mem" -v b="$rows_mem" 'BEGIN { print a + b }')
     mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
     # compressed engines: traversal memory as a fraction of the f32 vectors
     vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
@@ -242,13 +250,16 @@ run_set() {
 
     # ours, once per configuration: f32 traversal, and traversal on int8 or
     # pq8 codes with exact re-ranking of the best RERANK / RERANK_PQ candidates
-    run_ours hnswflow "$REPEAT" ""
-    run_ours hnswflow-int8 "$REPEAT" "--compress int8" "--rerank $RERANK"
-    run_ours hnswflow-pq8 "$REPEAT_SLOW" "--compress pq8" "--rerank $RERANK_PQ"
-    thread_scaling
+    ! want hnswflow || run_ours hnswflow "$REPEAT" ""
+    # the row layout: neighbour codes in each node's row, exact answers
+    ! want hnswflow-speed || run_ours hnswflow-speed "$REPEAT" "--preset speed"
+    ! want hnswflow-int8 || run_ours hnswflow-int8 "$REPEAT" "--compress int8" "--rerank $RERANK"
+    ! want hnswflow-pq8 || run_ours hnswflow-pq8 "$REPEAT_SLOW" "--compress pq8" "--rerank $RERANK_PQ"
+    ! want hnswflow || thread_scaling
 
     # peers: one process each, building once and sweeping every ef
     for engine in hnswlib faiss; do
+        want "$engine" || continue
         reps=$REPEAT
         [ "$engine" = faiss ] && reps=$REPEAT_SLOW
         say "$label: $engine build + sweep"
