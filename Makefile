@@ -13,7 +13,7 @@ SAN ?=
 PKGS := libmsgpack-dev libzmq3-dev libopenblas-dev libhdf5-dev zlib1g-dev \
         libcmocka-dev bats pkg-config python3-msgpack python3-numpy python3-jsonschema python3-zmq \
         dataset-fashion-mnist clang libclang-rt-14-dev gnuplot-nox \
-        libhnswlib-dev libfaiss-dev
+        libhnswlib-dev libfaiss-dev python3-sklearn linux-doc-6.1
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzmq msgpack openblas 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs hdf5 libzmq msgpack openblas 2>/dev/null)

@@ -198,6 +198,11 @@ typedef struct hnsw_stats {
 typedef struct hnsw_searcher hnsw_searcher;
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e);
 void hnsw_searcher_destroy(hnsw_searcher **s);
+/* Searches with s never measure node id (an internal id; HNSW_NONE: none),
+ * as if it were not in the graph: a base vector queried against the rest,
+ * the leave-one-out validation of edge-score. The entry point is excluded
+ * only from level 0. */
+void hnsw_searcher_exclude(hnsw_searcher *s, uint32_t id);
 
 /* k nearest of q (a raw query; normalised internally for cosine), nearest
  * first, into out[0..*nout). ef is raised to k when smaller. Distances are

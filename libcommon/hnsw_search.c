@@ -22,6 +22,7 @@ struct hnsw_searcher {
     hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
     uint32_t *links;  /* one unpacked level-0 list of the code block */
     hnsw_rows_scratch *rs; /* when the graph has rows */
+    uint32_t exclude;      /* a node the search never measures (HNSW_NONE: none) */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -31,6 +32,7 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     if (!s)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     s->n = h->n;
+    s->exclude = HNSW_NONE;
     s->vis.words = (h->n + 63) / 64 + 1;
     s->vis.w = calloc(s->vis.words, sizeof(uint64_t));
     s->res.cap = max_ef + 2;
@@ -54,6 +56,11 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     }
     *out = s;
     return 0;
+}
+
+void hnsw_searcher_exclude(hnsw_searcher *s, uint32_t id)
+{
+    s->exclude = id;
 }
 
 void hnsw_searcher_destroy(hnsw_searcher **sp)
@@ -143,6 +150,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     hheap *cand = &s->cand, *res = &s->res;
     visited_bits_clear(vis);
     cand->n = res->n = 0;
+    if (s->exclude < s->n)
+        visited_bits_test_set(vis, s->exclude);
     visited_bits_test_set(vis, ep);
     cand_push(cand, epd, ep);
     if (!h->deleted[ep])
@@ -232,6 +241,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     visited_bits_clear(&s->vis);
+    if (s->exclude < s->n)
+        visited_bits_test_set(&s->vis, s->exclude);
     visited_bits_test_set(&s->vis, cur);
     for (int l = h->max_level; l > 0; l--) {
         int changed = 1;
@@ -289,7 +300,8 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
     if (!st)
         st = &local;
     *nout = 0;
-    if (h->rows && s->rs)
+    /* the rows search knows no excluded node: those searches stay classic */
+    if (h->rows && s->rs && s->exclude == HNSW_NONE)
         return hnsw_rows_search(h, s->rs, q, k, clamp_ef(s, k, ef), out, nout, st);
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
@@ -318,7 +330,7 @@ int hnsw_hit_cmp(const void *a, const void *b)
 int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
                       size_t rerank, hnsw_hit *out, size_t *nout, hnsw_stats *st)
 {
-    if (!h->codes || !s->qq || (h->rows && s->rs))
+    if (!h->codes || !s->qq || (h->rows && s->rs && s->exclude == HNSW_NONE))
         return hnsw_search(h, s, q, k, ef, out, nout, st);
     hnsw_stats local = {0, 0};
     if (!st)
