@@ -3,7 +3,8 @@
 #
 # Called by `make bench` from the repository root after `make` has built bin/*.
 # For each data set (Fashion-MNIST, a generated SIFT-like clustered set,
-# Fashion-MNIST randomly projected to 256 real-valued dimensions):
+# Fashion-MNIST randomly projected to 256 real-valued dimensions, and with
+# DATASETS naming it, text-cosine: TF-IDF + SVD text embeddings, cosine):
 #   1. make the data (cached under bench/data/<set>-<n>-<nq>/),
 #   2. build our index with bin/graph-build (build time: the construction
 #      graph-build reports, the analogue of the peers' add calls; the wall
@@ -115,6 +116,7 @@ make_data() {
     fashion-mnist) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --out "$2" >&2 ;;
     clustered) $PY bench/gen_clustered.py -n "$CL_N" --nq "$CL_NQ" --out "$2" >&2 ;;
     fmnist-proj256) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --project 256 --out "$2" >&2 ;;
+    text-cosine) $PY bench/text_embed.py --n-base "$FM_N" --n-queries "$FM_NQ" --out "$2" >&2 ;;
     *) die "unknown data set $1" ;;
     esac
 }
@@ -140,7 +142,7 @@ run_ours() {
     t0=$(now)
     # shellcheck disable=SC2086 # flags are words
     "$BIN/embed-load" "$dir/base.fvecs" |
-        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" $bflags \
+        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" --metric "$metric" $bflags \
             -o "$run/$engine.idx" 2>"$run/$engine.build.log" ||
         die "$label: graph-build failed for $engine (see $run/$engine.build.log)"
     pipe_s=$(elapsed "$t0" "$(now)")
@@ -220,8 +222,9 @@ thread_scaling() {
 run_set() {
     set_name=$1
     case $set_name in
-    fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ ;;
-    clustered) n=$CL_N nq=$CL_NQ ;;
+    fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ metric=l2 ;;
+    text-cosine) n=$FM_N nq=$FM_NQ metric=cosine ;;
+    clustered) n=$CL_N nq=$CL_NQ metric=l2 ;;
     *) die "unknown data set $set_name" ;;
     esac
     dir=$DATA/$set_name-$n-$nq
@@ -240,7 +243,7 @@ run_set() {
     GT=$dir/gt.frames
     if [ ! -s "$GT" ] || newer "$BIN/query" "$GT" || newer "$dir/base.fvecs" "$GT"; then
         say "$label: exact ground truth"
-        "$BIN/embed-load" "$dir/base.fvecs" | "$BIN/graph-build" -M 2 --ef-construction 1 -o "$run/flat.idx" 2>/dev/null ||
+        "$BIN/embed-load" "$dir/base.fvecs" | "$BIN/graph-build" -M 2 --ef-construction 1 --metric "$metric" -o "$run/flat.idx" 2>/dev/null ||
             die "$label: flat index failed"
         "$BIN/embed-load" "$dir/queries.fvecs" |
             "$BIN/query" --index "$run/flat.idx" --exact -k "$K" >"$GT.tmp" || die "$label: exact query failed"
@@ -263,7 +266,7 @@ run_set() {
         reps=$REPEAT
         [ "$engine" = faiss ] && reps=$REPEAT_SLOW
         say "$label: $engine build + sweep"
-        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" \
+        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" --metric "$metric" \
             --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" --repeat "$reps" \
             --out-prefix "$run/$engine" >"$run/$engine.log" || die "$label: $engine failed"
         while read -r line; do

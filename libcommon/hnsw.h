@@ -56,8 +56,13 @@ typedef struct hnsw {
     dist_fn kern;
     /* the kernel searches and builds rank with: squared L2 for l2 and for
      * cosine (stored vectors are unit length, where |a - b|^2 = 2 (1 - <a,b>),
-     * so the bounded L2 kernel and its early stop apply), kern otherwise */
+     * so the bounded L2 kernel and its early stop apply), kern otherwise.
+     * A zero vector breaks the identity (cosine distance 1 from everything,
+     * squared L2 1 from a unit vector): zero[i] (cosine only) marks them and
+     * adds 1 to their squared distances (hnsw_zero_bias), n_zero counts them. */
     dist_fn skern;
+    uint8_t *zero;
+    size_t n_zero;
     /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
      * the codes, cnode_bytes apart; clinks the level-0 lists, node i's at
      * byte cloff[i], cid_bits a link, a short list ending with the all-ones
@@ -81,8 +86,8 @@ typedef struct hnsw {
     float *rot;
     size_t rot_dpad;
     char *rows;
-    size_t row_bytes, row_off_fac, row_off_codes, row_off_vec;
-    uint32_t row_nb;
+    size_t row_bytes;  /* of the whole row block */
+    uint32_t *row_off; /* n + 1: node i's row starts at rows + 64 row_off[i] */
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -167,11 +172,24 @@ static inline int hnsw_l2_space(const hnsw *h)
 {
     return h->p.metric == METRIC_L2 || h->p.metric == METRIC_COSINE;
 }
-/* Distance from vector v to stored node b in search units (skern). */
+/* Added to squared distances to node id: 1 for a zero vector of a cosine
+ * index, so that it lies at squared chord 2 (cosine 1) from unit vectors. */
+static inline float hnsw_zero_bias(const hnsw *h, uint32_t id)
+{
+    return h->n_zero ? (float)h->zero[id] : 0.0f;
+}
+/* Distance from vector v (a query: unit length or zero) to stored node b
+ * in search units. */
 static inline float hnsw_space_dist(const hnsw *h, const float *v, uint32_t b)
 {
-    float raw = h->skern(v, hnsw_vec(h, b), h->dim);
-    return hnsw_l2_space(h) ? raw : dist_finish(h->p.metric, raw);
+    if (hnsw_l2_space(h))
+        return h->skern(v, hnsw_vec(h, b), h->dim) + hnsw_zero_bias(h, b);
+    return dist_finish(h->p.metric, h->kern(v, hnsw_vec(h, b), h->dim));
+}
+/* Between two stored nodes in search units. */
+static inline float hnsw_space_dist_nodes(const hnsw *h, uint32_t a, uint32_t b)
+{
+    return hnsw_space_dist(h, hnsw_vec(h, a), b) + hnsw_zero_bias(h, a);
 }
 /* A search-unit distance in the metric's terms: cosine 1 - <a,b> = |a - b|^2 / 2. */
 static inline float hnsw_space_to_metric(const hnsw *h, float d)

@@ -95,12 +95,14 @@ void hnsw_destroy(hnsw **hp)
     free(h->upper_off);
     free(h->upper);
     free(h->deleted);
+    free(h->zero);
     free(h->cblock);
     free(h->clinks);
     free(h->cloff);
     free(h->perm);
     free(h->rot);
     free(h->rows);
+    free(h->row_off);
     free(h->ext_id);
     quant_destroy(&h->codes);
     free(h);
@@ -135,7 +137,8 @@ int hnsw_reserve(hnsw *h, size_t cap, hf_err *e)
     h->level0 = blk;
     if (grow((void **)&h->levels, h->cap, cap) ||
         grow((void **)&h->upper_off, h->cap * sizeof(uint32_t), cap * sizeof(uint32_t)) ||
-        grow((void **)&h->deleted, h->cap, cap))
+        grow((void **)&h->deleted, h->cap, cap) ||
+        (h->p.metric == METRIC_COSINE && grow((void **)&h->zero, h->cap, cap)))
         return hf_err_set(e, HF_ENOMEM, "cannot allocate node arrays");
     h->cap = cap;
     return 0;
@@ -190,8 +193,14 @@ int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e)
     memset(hnsw_links0(h, id), 0, h->node_bytes);
     float *v = hnsw_vec(h, id);
     memcpy(v, vec, h->dim * sizeof(float));
-    if (h->p.metric == METRIC_COSINE)
+    if (h->p.metric == METRIC_COSINE) {
         vec_normalize(v, h->dim);
+        size_t j = 0;
+        while (j < h->dim && v[j] == 0)
+            j++;
+        h->zero[id] = j == h->dim; /* cosine 1 to everything: not a unit vector */
+        h->n_zero += h->zero[id];
+    }
     int rc = set_level(h, id, level, e);
     if (rc)
         return rc;

@@ -23,6 +23,7 @@ struct hnsw_searcher {
     uint32_t *links;  /* one unpacked level-0 list of the code block */
     hnsw_rows_scratch *rs; /* when the graph has rows */
     uint32_t exclude;      /* a node the search never measures (HNSW_NONE: none) */
+    int qzero;             /* cosine: the query is the zero vector */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -193,7 +194,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
             /* once the results are full only distances below the worst kept
              * matter, so L2 may stop reading a vector early */
             if (bounded && res->n >= ef)
-                d = bounded(q, hnsw_vec(h, nb), h->dim, res->a[0].d);
+                d = bounded(q, hnsw_vec(h, nb), h->dim, res->a[0].d - hnsw_zero_bias(h, nb)) +
+                    hnsw_zero_bias(h, nb);
             else if (cbounded && res->n >= ef)
                 d = cbounded(s->qq, hnsw_code(h, nb), res->a[0].d);
             else
@@ -227,8 +229,13 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
         memcpy(s->qbuf, q, h->dim * sizeof(float));
         q = s->qbuf;
     }
-    if (h->p.metric == METRIC_COSINE)
+    if (h->p.metric == METRIC_COSINE) {
         vec_normalize(s->qbuf, h->dim);
+        size_t j = 0;
+        while (j < h->dim && s->qbuf[j] == 0)
+            j++;
+        s->qzero = j == h->dim;
+    }
     if (codes)
         quant_query_set(s->qq, q);
     uint32_t cur = h->entry;
@@ -257,7 +264,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
                  * level or above) cannot be closer now: skip it */
                 if (visited_bits_test_set(&s->vis, nb))
                     continue;
-                float d = bounded    ? bounded(q, hnsw_vec(h, nb), h->dim, curd)
+                float z = hnsw_zero_bias(h, nb);
+                float d = bounded    ? bounded(q, hnsw_vec(h, nb), h->dim, curd - z) + z
                           : cbounded ? cbounded(s->qq, hnsw_code(h, nb), curd)
                                      : node_dist(h, s, q, nb, codes);
                 st->ndist++;
@@ -276,14 +284,16 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
 
 /* Internal ids back to the caller's (after hnsw_reorder), search units to
  * the metric's distances. */
-static void external_ids(const hnsw *h, hnsw_hit *out, size_t n)
+static void external_ids(const hnsw *h, const hnsw_searcher *s, hnsw_hit *out, size_t n)
 {
     if (h->ext_id)
         for (size_t i = 0; i < n; i++)
             out[i].id = h->ext_id[out[i].id];
+    /* a zero query is at cosine distance 1 from everything (metric_distance),
+     * not at the 1/2 its squared L2 to unit vectors gives */
     if (h->p.metric == METRIC_COSINE)
         for (size_t i = 0; i < n; i++)
-            out[i].d = hnsw_space_to_metric(h, out[i].d);
+            out[i].d = s->qzero ? 1.0f : hnsw_space_to_metric(h, out[i].d);
 }
 
 static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
@@ -314,7 +324,7 @@ int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_
         out[i] = res->a[0];
         hmax_pop(res);
     }
-    external_ids(h, out, n);
+    external_ids(h, s, out, n);
     *nout = n;
     return 0;
 }
@@ -367,7 +377,7 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     if (!exact)
         st->ndist += r;
     /* original ids before sorting, so ties fall the same way in any order */
-    external_ids(h, s->sorted, r);
+    external_ids(h, s, s->sorted, r);
     qsort(s->sorted, r, sizeof(hnsw_hit), hnsw_hit_cmp);
     size_t m = r < k ? r : k;
     memcpy(out, s->sorted, m * sizeof(hnsw_hit));

@@ -1,9 +1,11 @@
 /*
  * test_fastscan.c - the fast-scan kernels (fastscan.h) agree with the scalar
- * reference on the padded lengths of odd dimensions, the scalar reference
- * computes what fastscan.h defines (sum of table entries = <bits, rq>), and
- * the row layout (hnsw_rows.c) answers with exact distances, finds the true
- * neighbours for l2 and cosine on an odd dimension, survives save/load with
+ * reference on the padded lengths of odd dimensions (full and half batches),
+ * the scalar references compute what fastscan.h defines (sum of table
+ * entries = <bits, rq>) for both code layouts, and
+ * the row layout (hnsw_rows.c) and the classic search answer with exact
+ * distances and find the true neighbours for l2 and cosine on an odd
+ * dimension with zero vectors among the data and the queries, survives save/load with
  * renumbering, never returns tombstones, and its rotation is orthogonal.
  */
 #include <math.h>
@@ -54,6 +56,13 @@ static void check_scan(const char *isa)
             for (int j = 0; j < FS_BATCH; j++)
                 if (got[j] != want[j])
                     fail_msg("%s scan dpad %zu vector %d: %u vs scalar %u", isa, D, j, got[j],
+                             want[j]);
+            /* the half batch reads the first fs_half_bytes of the codes */
+            k->scan16(codes, lut, D, got);
+            ref->scan16(codes, lut, D, want);
+            for (int j = 0; j < FS_HALF; j++)
+                if (got[j] != want[j])
+                    fail_msg("%s scan16 dpad %zu vector %d: %u vs scalar %u", isa, D, j, got[j],
                              want[j]);
         }
         free(codes);
@@ -115,12 +124,12 @@ static void check_prep(const char *isa)
     }
 }
 
-static void scalar_scan_sums_rq_over_set_bits(void **st)
+static void scalar_scans_sum_rq_over_set_bits(void **st)
 {
     (void)st;
     unsigned seed = 9;
     size_t D = 128;
-    uint8_t *codes = calloc(fs_batch_bytes(D), 1), bits[FS_BATCH][128], rq[128], lut[512];
+    uint8_t bits[FS_BATCH][128], rq[128], lut[512];
     float y[128], v[128];
     for (size_t i = 0; i < D; i++) {
         y[i] = frand(&seed);
@@ -128,20 +137,29 @@ static void scalar_scan_sums_rq_over_set_bits(void **st)
     }
     fs_resid r;
     fs_prep_scalar(y, v, D, rq, lut, &r);
-    for (unsigned j = 0; j < FS_BATCH; j++) {
-        for (size_t i = 0; i < D; i++)
-            bits[j][i] = (uint8_t)(rand_r(&seed) & 1);
-        fs_pack(codes, D, j, bits[j]);
+    for (int half = 0; half < 2; half++) {
+        unsigned w = half ? FS_HALF : FS_BATCH;
+        uint8_t *codes = calloc(fs_batch_bytes(D), 1);
+        for (unsigned j = 0; j < w; j++) {
+            for (size_t i = 0; i < D; i++)
+                bits[j][i] = (uint8_t)(rand_r(&seed) & 1);
+            fs_pack(codes, D, half, j, bits[j]);
+        }
+        uint32_t out[FS_BATCH];
+        if (half)
+            fs_scan16_scalar(codes, lut, D, out);
+        else
+            fs_scan_scalar(codes, lut, D, out);
+        for (unsigned j = 0; j < w; j++) {
+            uint32_t want = 0;
+            for (size_t i = 0; i < D; i++)
+                want += bits[j][i] ? rq[i] : 0;
+            if (out[j] != want)
+                fail_msg("%s batch vector %u: %u, want %u", half ? "half" : "full", j, out[j],
+                         want);
+        }
+        free(codes);
     }
-    uint32_t out[FS_BATCH];
-    fs_scan_scalar(codes, lut, D, out);
-    for (unsigned j = 0; j < FS_BATCH; j++) {
-        uint32_t want = 0;
-        for (size_t i = 0; i < D; i++)
-            want += bits[j][i] ? rq[i] : 0;
-        assert_int_equal(out[j], want);
-    }
-    free(codes);
 }
 
 static void avx2_scan_matches_scalar(void **st)
@@ -172,7 +190,7 @@ static void avx512_prep_matches_scalar(void **st)
 #define NQ 60
 #define K 10
 
-static hnsw *build_speed(metric_t m, float *base)
+static hnsw *build_graph(metric_t m, float *base, int speed)
 {
     hnsw_params p = {.M = 12, .ef_construction = 100, .seed = 1, .metric = m};
     hnsw_params_defaults(&p);
@@ -182,18 +200,27 @@ static hnsw *build_speed(metric_t m, float *base)
     assert_int_equal(hnsw_append(h, base, N, NULL, &e), 0);
     assert_int_equal(hnsw_permute_dims(h, &e), 0);
     assert_int_equal(hnsw_build(h, 0, 2, NULL, NULL, &e), 0);
-    assert_int_equal(hnsw_rows_plan(h, 7, &e), 0);
-    assert_int_equal(hnsw_rows_build(h, 2, &e), 0);
+    if (speed) {
+        assert_int_equal(hnsw_rows_plan(h, 7, &e), 0);
+        assert_int_equal(hnsw_rows_build(h, 2, &e), 0);
+    }
     return h;
 }
 
+static hnsw *build_speed(metric_t m, float *base)
+{
+    return build_graph(m, base, 1);
+}
+
+/* Uniform vectors, every 97th base vector and the first query zero: a
+ * zero vector is at cosine distance 1 from everything (metric_distance). */
 static void make(float *base, float *q)
 {
     unsigned seed = 17;
     for (size_t i = 0; i < N * DIM; i++)
-        base[i] = frand(&seed);
+        base[i] = (i / DIM) % 97 == 5 ? 0.0f : frand(&seed);
     for (size_t i = 0; i < NQ * DIM; i++)
-        q[i] = frand(&seed);
+        q[i] = i < DIM ? 0.0f : frand(&seed);
 }
 
 /* recall@K of the rows search against brute force; every answer's distance
@@ -238,20 +265,23 @@ static double rows_recall(const hnsw *h, const float *base, const float *q, size
     return (double)hits / (NQ * K);
 }
 
-static void rows_answer_exactly_for_l2_and_cosine_on_odd_dims(void **st)
+/* the classic path too: cosine ranks in squared L2 there as well */
+static void rows_and_classic_answer_exactly_for_l2_and_cosine_with_zero_vectors(void **st)
 {
     (void)st;
     float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
     make(base, q);
     metric_t ms[] = {METRIC_L2, METRIC_COSINE};
-    for (int m = 0; m < 2; m++) {
-        hnsw *h = build_speed(ms[m], base);
-        assert_non_null(h->rows);
-        double r = rows_recall(h, base, q, 128);
-        if (r < 0.95)
-            fail_msg("%s: rows recall@10 %.3f < 0.95", metric_name(ms[m]), r);
-        hnsw_destroy(&h);
-    }
+    for (int m = 0; m < 2; m++)
+        for (int speed = 0; speed < 2; speed++) {
+            hnsw *h = build_graph(ms[m], base, speed);
+            assert_true(!speed || h->rows);
+            double r = rows_recall(h, base, q, 128);
+            if (r < 0.95)
+                fail_msg("%s %s: recall@10 %.3f < 0.95", metric_name(ms[m]),
+                         speed ? "rows" : "classic", r);
+            hnsw_destroy(&h);
+        }
     free(base);
     free(q);
 }
@@ -339,12 +369,12 @@ static void speed_layout_refuses_other_metrics(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(scalar_scan_sums_rq_over_set_bits),
+        cmocka_unit_test(scalar_scans_sum_rq_over_set_bits),
         cmocka_unit_test(avx2_scan_matches_scalar),
         cmocka_unit_test(avx512_scan_matches_scalar),
         cmocka_unit_test(avx2_prep_matches_scalar),
         cmocka_unit_test(avx512_prep_matches_scalar),
-        cmocka_unit_test(rows_answer_exactly_for_l2_and_cosine_on_odd_dims),
+        cmocka_unit_test(rows_and_classic_answer_exactly_for_l2_and_cosine_with_zero_vectors),
         cmocka_unit_test(rotation_is_orthogonal),
         cmocka_unit_test(rows_survive_save_load_and_renumbering),
         cmocka_unit_test(speed_layout_refuses_other_metrics),
