@@ -17,13 +17,14 @@ const uint8_t fs_lut_idx[4][64] __attribute__((aligned(64))) = {
     {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x03, 0x03, 0x03, 0x03, 0x03, 0x03, 0x03, 0x03, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f},
 };
 
-void fs_pack(uint8_t *codes, size_t dpad, int half, unsigned j, const uint8_t *bits)
+void fs_pack(uint8_t *codes, size_t dpad, unsigned j, const uint8_t *bits)
 {
+    unsigned shift = j < 16 ? 0 : 4, slot = j & 15;
     for (size_t g = 0; g < dpad / 4; g++) {
-        unsigned nib = 0, shift;
+        unsigned nib = 0;
         for (unsigned t = 0; t < 4; t++)
             nib |= (bits[4 * g + t] ? 1u : 0u) << t;
-        uint8_t *b = codes + fs_nibble_at(half, g, j, &shift);
+        uint8_t *b = codes + 16 * g + slot;
         *b = (uint8_t)((*b & (0xf0u >> shift)) | (nib << shift));
     }
 }
@@ -70,22 +71,9 @@ void fs_scan_scalar(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint3
     }
 }
 
-void fs_scan16_scalar(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_HALF])
-{
-    for (unsigned j = 0; j < FS_HALF; j++) {
-        uint32_t s = 0;
-        for (size_t g = 0; g < dpad / 4; g++) {
-            unsigned shift;
-            size_t at = fs_nibble_at(1, g, j, &shift);
-            s += lut[16 * g + ((codes[at] >> shift) & 15)];
-        }
-        out[j] = s;
-    }
-}
-
-static const fs_kernels k_scalar = {"scalar", fs_prep_scalar, fs_scan_scalar, fs_scan16_scalar};
-static const fs_kernels k_avx2 = {"avx2", fs_prep_avx2, fs_scan_avx2, fs_scan16_avx2};
-static const fs_kernels k_avx512 = {"avx512", fs_prep_avx512, fs_scan_avx512, fs_scan16_avx512};
+static const fs_kernels k_scalar = {"scalar", fs_prep_scalar, fs_scan_scalar};
+static const fs_kernels k_avx2 = {"avx2", fs_prep_avx2, fs_scan_avx2};
+static const fs_kernels k_avx512 = {"avx512", fs_prep_avx512, fs_scan_avx512};
 
 static int have_avx2(void)
 {

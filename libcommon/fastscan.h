@@ -12,10 +12,6 @@
  * = sum of rq over the bits set in e (at most 4 * 63 = 252, so a byte).
  * Scanning a batch sums, per vector, its nibbles' table entries: the integer
  * <b, rq> for all 32 vectors, which hnsw_rows.c turns into distance estimates.
- * A half batch holds 16 vectors in half the bytes, for nodes with at most 16
- * neighbours: blocks of 8 groups g0..g0+7 take 64 bytes, byte 16 L + i
- * holding vector i's nibble of group g0+L (low half) and of group g0+4+L
- * (high half), L = 0..3; the scan then reads both halves of every byte.
  * The tables are looked up inside registers (pshufb on 16-byte lanes): four
  * groups a step with AVX-512BW, two with AVX2, beside a scalar reference the
  * tests hold them to; the fastest the CPU has is picked once (as distance.h).
@@ -27,7 +23,6 @@
 #include <stdint.h>
 
 #define FS_BATCH 32
-#define FS_HALF 16
 
 /* What fs_prep learns of a residual r = y - v. */
 typedef struct fs_resid {
@@ -44,8 +39,6 @@ typedef struct fs_kernels {
                  fs_resid *out);
     /* out[i] = sum over groups of lut[g][nibble of vector i] for one batch */
     void (*scan)(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);
-    /* the same for a half batch: out[0..16) */
-    void (*scan16)(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_HALF]);
 } fs_kernels;
 
 const fs_kernels *fs_best(void);
@@ -57,32 +50,13 @@ static inline size_t fs_batch_bytes(size_t dpad)
 {
     return dpad * FS_BATCH / 8;
 }
-/* Bytes of one half batch's codes. */
-static inline size_t fs_half_bytes(size_t dpad)
-{
-    return dpad * FS_HALF / 8;
-}
-/* Where vector j's nibble of group g lives: byte offset into the batch's
- * codes, and the shift (0 or 4) within that byte; half: a half batch. */
-static inline size_t fs_nibble_at(int half, size_t g, unsigned j, unsigned *shift)
-{
-    if (half) {
-        *shift = (g & 4) ? 4 : 0;
-        return 64 * (g / 8) + 16 * (g & 3) + j;
-    }
-    *shift = j < 16 ? 0 : 4;
-    return 16 * g + (j & 15);
-}
-/* Set vector j's code in a batch (j < 32) or half batch (j < 16) from its
- * dpad sign bits (bits[i] != 0: dimension i is positive). */
-void fs_pack(uint8_t *codes, size_t dpad, int half, unsigned j, const uint8_t *bits);
+/* Set vector j's (0..31) code in a batch from its dpad sign bits
+ * (bits[i] != 0: dimension i is positive). */
+void fs_pack(uint8_t *codes, size_t dpad, unsigned j, const uint8_t *bits);
 
 void fs_prep_scalar(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                     fs_resid *out);
 void fs_scan_scalar(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);
-void fs_scan16_scalar(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_HALF]);
-void fs_scan16_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_HALF]);
-void fs_scan16_avx512(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_HALF]);
 void fs_prep_avx2(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                   fs_resid *out);
 void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);

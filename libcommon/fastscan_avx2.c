@@ -108,38 +108,3 @@ AVX2 void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad,
     for (int i = 0; i < 4; i++)
         _mm256_storeu_si256((__m256i *)(void *)(out + 8 * i), t[i]);
 }
-
-/* Half batch: each 32-byte half of a 64-byte block is 4 groups, low
- * nibbles against the tables of g0+2h, g0+2h+1, high ones against
- * g0+4+2h, g0+5+2h (h = 0, 1). */
-AVX2 void fs_scan16_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad,
-                         uint32_t out[FS_HALF])
-{
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    __m256i t0 = _mm256_setzero_si256(), t1 = _mm256_setzero_si256();
-    size_t groups = dpad / 4;
-    for (size_t g0 = 0; g0 < groups;) {
-        /* a 16-bit lane gains at most 4 * 252 a step: flush after 64 steps */
-        size_t g1 = g0 + 256 < groups ? g0 + 256 : groups;
-        __m256i a = _mm256_setzero_si256();
-        for (size_t g = g0; g < g1; g += 8) {
-            for (size_t hh = 0; hh < 2; hh++) {
-                __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(codes + 8 * g + 32 * hh));
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)(lut + 16 * (g + 2 * hh)));
-                __m256i l1 =
-                    _mm256_loadu_si256((const __m256i *)(const void *)(lut + 16 * (g + 4 + 2 * hh)));
-                __m256i rl = _mm256_shuffle_epi8(l0, _mm256_and_si256(c, low4));
-                __m256i rh = _mm256_shuffle_epi8(l1, _mm256_and_si256(_mm256_srli_epi16(c, 4), low4));
-                a = _mm256_add_epi16(a, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(rl)));
-                a = _mm256_add_epi16(a, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(rl, 1)));
-                a = _mm256_add_epi16(a, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(rh)));
-                a = _mm256_add_epi16(a, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(rh, 1)));
-            }
-        }
-        t0 = _mm256_add_epi32(t0, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(a)));
-        t1 = _mm256_add_epi32(t1, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(a, 1)));
-        g0 = g1;
-    }
-    _mm256_storeu_si256((__m256i *)(void *)out, t0);
-    _mm256_storeu_si256((__m256i *)(void *)(out + 8), t1);
-}

@@ -81,32 +81,3 @@ AVX512 void fs_scan_avx512(const uint8_t *codes, const uint8_t *lut, size_t dpad
     _mm512_storeu_si512((void *)out, tot0);
     _mm512_storeu_si512((void *)(out + 16), tot1);
 }
-
-/* Half batch: a 64-byte block is 8 groups, low nibbles against the tables
- * of groups g0..g0+3, high nibbles against g0+4..g0+7. */
-AVX512 void fs_scan16_avx512(const uint8_t *codes, const uint8_t *lut, size_t dpad,
-                             uint32_t out[FS_HALF])
-{
-    const __m512i low4 = _mm512_set1_epi8(0x0f);
-    __m512i tot = _mm512_setzero_si512();
-    size_t groups = dpad / 4;
-    for (size_t g0 = 0; g0 < groups;) {
-        /* a 16-bit lane gains at most 4 * 252 a step: flush after 64 steps */
-        size_t g1 = g0 + 512 < groups ? g0 + 512 : groups;
-        __m512i a = _mm512_setzero_si512();
-        for (size_t g = g0; g < g1; g += 8) {
-            __m512i c = _mm512_loadu_si512((const void *)(codes + 8 * g));
-            __m512i l0 = _mm512_loadu_si512((const void *)(lut + 16 * g));
-            __m512i l1 = _mm512_loadu_si512((const void *)(lut + 16 * g + 64));
-            __m512i rl = _mm512_shuffle_epi8(l0, _mm512_and_si512(c, low4));
-            __m512i rh = _mm512_shuffle_epi8(l1, _mm512_and_si512(_mm512_srli_epi16(c, 4), low4));
-            a = _mm512_add_epi16(a, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(rl)));
-            a = _mm512_add_epi16(a, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(rl, 1)));
-            a = _mm512_add_epi16(a, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(rh)));
-            a = _mm512_add_epi16(a, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(rh, 1)));
-        }
-        tot = _mm512_add_epi32(tot, fold16(a));
-        g0 = g1;
-    }
-    _mm512_storeu_si512((void *)out, tot);
-}

@@ -86,8 +86,8 @@ typedef struct hnsw {
     float *rot;
     size_t rot_dpad;
     char *rows;
-    size_t row_bytes;  /* of the whole row block */
-    uint32_t *row_off; /* n + 1: node i's row starts at rows + 64 row_off[i] */
+    size_t row_bytes, row_off_fac, row_off_codes, row_off_vec;
+    uint32_t row_nb;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */

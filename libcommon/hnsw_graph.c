@@ -102,7 +102,6 @@ void hnsw_destroy(hnsw **hp)
     free(h->perm);
     free(h->rot);
     free(h->rows);
-    free(h->row_off);
     free(h->ext_id);
     quant_destroy(&h->codes);
     free(h);

@@ -3,17 +3,12 @@
  * per node one row with its neighbour ids, 1-bit codes of its neighbours
  * and its own vector, searched SymphonyQG-style with exact answers.
  *
- * Row of node c (at 64 * row_off[c] in the row block, every part 64-byte
- * aligned; rows differ in size):
+ * Row of node c (row_bytes apart, every part 64-byte aligned):
+ *   [u32 degree][u32 ids[nb]]        nb = M0 rounded up to 32 (FS_BATCH)
+ *   per batch of 32: f32 A[32], B[32], C[32], E[32]   (factors, below)
+ *   per batch: the neighbours' codes, fastscan.h layout (dpad / 8 bytes each)
  *   f32 y_c[dpad]                    the node's vector rotated (R x, x padded
  *                                    with zeros to dpad, a multiple of 64)
- *   [u32 degree][u32 ids[nb]]        nb slots: 16 (a half batch) for degree
- *                                    <= 16, else the degree rounded up to 32
- *   f32 A[nb], B[nb], C[nb], E[nb]   factors, per batch (below)
- *   the neighbours' codes            fastscan.h layout, dpad / 8 bytes each
- * Half batches because HNSW's level-0 lists are mostly short (mean degree 14
- * of M0 = 32 on fmnist-proj256): a full batch for them would be half
- * padding, and a search is bound by the bytes of the rows it reads.
  * R is a random orthogonal dpad x dpad matrix (saved in the "rows" frame),
  * so |R q - R x| = |q - x| and coordinates of residuals look Gaussian, which
  * RaBitQ's estimator needs. A neighbour o of c is coded relative to c:
@@ -141,97 +136,60 @@ int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e)
 }
 
 /* Row parts. */
-typedef struct row_ref {
-    float *vec;
-    uint32_t *head; /* degree, then ids */
-    float *fac;     /* A[nb], B[nb], C[nb], E[nb] per batch */
-    uint8_t *codes;
-    uint32_t nb; /* slots */
-} row_ref;
-
-static inline uint32_t row_slots(uint32_t deg)
+static inline uint32_t *row_head(const hnsw *h, uint32_t id)
 {
-    return deg <= FS_HALF ? FS_HALF : (deg + FS_BATCH - 1) / FS_BATCH * FS_BATCH;
+    return (uint32_t *)(void *)(h->rows + (size_t)id * h->row_bytes);
 }
-
-/* Bytes of a row with nb slots. */
-static inline size_t row_size(size_t D, uint32_t nb)
+static inline float *row_fac(const hnsw *h, uint32_t id, uint32_t batch)
 {
-    return D * sizeof(float) + round64(sizeof(uint32_t) * (1 + (size_t)nb)) +
-           (size_t)nb * 4 * sizeof(float) + (size_t)nb * D / 8;
+    return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_fac) +
+           (size_t)batch * 4 * FS_BATCH;
 }
-
+static inline uint8_t *row_codes(const hnsw *h, uint32_t id, uint32_t batch)
+{
+    return (uint8_t *)(h->rows + (size_t)id * h->row_bytes + h->row_off_codes) +
+           (size_t)batch * fs_batch_bytes(h->rot_dpad);
+}
 static inline float *row_vec(const hnsw *h, uint32_t id)
 {
-    return (float *)(void *)(h->rows + 64 * (size_t)h->row_off[id]);
+    return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_vec);
 }
-
-static inline row_ref row_at(const hnsw *h, uint32_t id)
-{
-    size_t D = h->rot_dpad;
-    row_ref r;
-    char *base = h->rows + 64 * (size_t)h->row_off[id];
-    r.vec = (float *)(void *)base;
-    r.head = (uint32_t *)(void *)(base + D * sizeof(float));
-    r.nb = row_slots(r.head[0]);
-    r.fac = (float *)(void *)((char *)r.head + round64(sizeof(uint32_t) * (1 + (size_t)r.nb)));
-    r.codes = (uint8_t *)(r.fac + 4 * (size_t)r.nb);
-    return r;
-}
-
 /* Added to every squared distance to the node: hnsw_zero_bias (1 for a zero
  * vector of a cosine index, which lies at squared chord 2 from any unit
- * query where |q - 0|^2 gives 1), kept in the row after the ids, where the
- * head's rounding to 64 bytes always leaves room. */
-static inline float *row_bias(const row_ref *r)
+ * query where |q - 0|^2 gives 1), kept after the ids, where the head's
+ * rounding to 64 bytes always leaves room. */
+static inline float *row_bias(const hnsw *h, uint32_t id)
 {
-    return (float *)(void *)(r->head + 1 + r->nb);
-}
-
-/* Batch b of a row: its factors, codes and width (16 or 32). */
-static inline unsigned batch_width(const row_ref *r)
-{
-    return r->nb == FS_HALF ? FS_HALF : FS_BATCH;
-}
-static inline const float *batch_fac(const row_ref *r, uint32_t b)
-{
-    return r->fac + (size_t)b * 4 * batch_width(r);
-}
-static inline uint8_t *batch_codes(const row_ref *r, uint32_t b, size_t D)
-{
-    return r->codes + (size_t)b * batch_width(r) * D / 8;
+    return (float *)(void *)(row_head(h, id) + 1 + h->row_nb);
 }
 
 /* Code neighbour slot j of node c's row from the rotated vectors. */
 static void encode_slot(hnsw *h, const dist_kernels *dk, uint32_t c, uint32_t j, uint32_t o)
 {
     size_t D = h->rot_dpad;
-    row_ref r = row_at(h, c);
-    const float *yc = r.vec, *yo = row_vec(h, o);
+    const float *yc = row_vec(h, c), *yo = row_vec(h, o);
     double n2 = dk->l2sq(yo, yc, D), l1 = dk->l1(yo, yc, D);
-    unsigned w = batch_width(&r), s = j % w, half = w == FS_HALF, pop = 0;
-    uint8_t *codes = batch_codes(&r, j / w, D);
+    unsigned pop = 0, s = j % FS_BATCH, shift = s < 16 ? 0 : 4;
+    uint8_t *codes = row_codes(h, c, j / FS_BATCH) + (s & 15);
     for (size_t g = 0; g < D / 4; g++) {
         const float *a = yo + 4 * g, *b = yc + 4 * g;
         unsigned nib = (unsigned)(a[0] > b[0]) | (unsigned)(a[1] > b[1]) << 1 |
-                       (unsigned)(a[2] > b[2]) << 2 | (unsigned)(a[3] > b[3]) << 3, shift;
+                       (unsigned)(a[2] > b[2]) << 2 | (unsigned)(a[3] > b[3]) << 3;
         pop += (unsigned)(0x4332322132212110ull >> (4 * nib) & 15); /* bits in nib */
-        codes[fs_nibble_at((int)half, g, s, &shift)] |= (uint8_t)(nib << shift);
+        codes[16 * g] |= (uint8_t)(nib << shift);
     }
-    float *f = (float *)batch_fac(&r, j / w);
-    row_ref ro = row_at(h, o);
-    float bias = *row_bias(&ro);
+    float *f = row_fac(h, c, j / FS_BATCH), bias = hnsw_zero_bias(h, o);
     if (l1 <= 0) { /* o sits on c: the estimate is |r|^2 (+ its bias), exact */
         f[s] = bias;
-        f[w + s] = f[2 * w + s] = f[3 * w + s] = 0;
+        f[FS_BATCH + s] = f[2 * FS_BATCH + s] = f[3 * FS_BATCH + s] = 0;
         return;
     }
     double g = l1 / (sqrt((double)D) * sqrt(n2));
     double B = -2.0 * n2 / l1;
     f[s] = (float)n2 + bias;
-    f[w + s] = (float)B;
-    f[2 * w + s] = (float)(B * pop);
-    f[3 * w + s] =
+    f[FS_BATCH + s] = (float)B;
+    f[2 * FS_BATCH + s] = (float)(B * pop);
+    f[3 * FS_BATCH + s] =
         (float)(2.0 * sqrt(n2) * sqrt(g < 1 ? 1 - g * g : 0) / (g * sqrt((double)D - 1)));
 }
 
@@ -247,7 +205,9 @@ static void *encode_part(void *arg)
     const dist_kernels *dk = dist_best();
     for (size_t c = j->first; c < j->end; c++) {
         const uint32_t *l = hnsw_links0(h, (uint32_t)c);
-        uint32_t *head = row_at(h, (uint32_t)c).head; /* degree set by the layout pass */
+        uint32_t *head = row_head(h, (uint32_t)c);
+        head[0] = l[0];
+        *row_bias(h, (uint32_t)c) = hnsw_zero_bias(h, (uint32_t)c);
         for (uint32_t s = 0; s < l[0]; s++) {
             head[1 + s] = l[1 + s];
             encode_slot(h, dk, (uint32_t)c, s, l[1 + s]);
@@ -256,56 +216,31 @@ static void *encode_part(void *arg)
     return NULL;
 }
 
-/* Rotated vectors are computed a chunk of nodes at a time into scratch
- * (OpenBLAS sgemm), then copied into their rows. */
-#define ROT_CHUNK 4096
-
 int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
 {
     if (!h->rot)
         return 0;
     size_t D = h->rot_dpad, n = h->n;
+    uint32_t nb = (h->p.M0 + FS_BATCH - 1) / FS_BATCH * FS_BATCH;
+    h->row_nb = nb;
+    h->row_off_fac = round64(sizeof(uint32_t) * (1 + (size_t)nb));
+    h->row_off_codes = h->row_off_fac + (size_t)nb * 4 * sizeof(float);
+    h->row_off_vec = h->row_off_codes + (size_t)(nb / FS_BATCH) * fs_batch_bytes(D);
+    h->row_bytes = h->row_off_vec + D * sizeof(float);
     free(h->rows);
-    free(h->row_off);
     h->rows = NULL;
-    h->row_off = malloc((n + 1) * sizeof(uint32_t));
-    if (!h->row_off)
-        return hf_err_set(e, HF_ENOMEM, "out of memory for row offsets");
-    size_t lines = 0;
-    for (size_t c = 0; c < n; c++) {
-        if (lines > UINT32_MAX)
-            return hf_err_set(e, HF_ENOMEM, "row block too large");
-        h->row_off[c] = (uint32_t)lines;
-        lines += row_size(D, row_slots(hnsw_links0(h, (uint32_t)c)[0])) / 64;
-    }
-    if (lines > UINT32_MAX)
+    if (n && h->row_bytes > (SIZE_MAX - 64) / n)
         return hf_err_set(e, HF_ENOMEM, "row block too large");
-    h->row_off[n] = (uint32_t)lines;
-    h->row_bytes = lines * 64;
-    h->rows = hnsw_alloc_block(h->row_bytes ? h->row_bytes : 64);
-    float *y = malloc(ROT_CHUNK * D * sizeof(float));
-    if (!h->rows || !y) {
-        free(y);
-        return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu bytes of rows", h->row_bytes);
-    }
-    memset(h->rows, 0, h->row_bytes);
-    /* y = R x: rows of the level-0 block times R's first dim columns */
-    for (size_t c0 = 0; c0 < n; c0 += ROT_CHUNK) {
-        size_t m = n - c0 < ROT_CHUNK ? n - c0 : ROT_CHUNK;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)D, (int)h->dim, 1.0f,
-                    hnsw_vec(h, (uint32_t)c0), (int)(h->node_bytes / sizeof(float)), h->rot,
-                    (int)D, 0.0f, y, (int)D);
-        for (size_t i = 0; i < m; i++) {
-            uint32_t c = (uint32_t)(c0 + i);
-            memcpy(row_vec(h, c), y + i * D, D * sizeof(float));
-            /* the degree first: it fixes where the rest of the row lies */
-            *(uint32_t *)(void *)((char *)row_vec(h, c) + D * sizeof(float)) =
-                hnsw_links0(h, c)[0];
-            row_ref r = row_at(h, c);
-            *row_bias(&r) = hnsw_zero_bias(h, c);
-        }
-    }
-    free(y);
+    h->rows = hnsw_alloc_block(n ? n * h->row_bytes : 64);
+    if (!h->rows)
+        return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu rows of %zu bytes", n, h->row_bytes);
+    memset(h->rows, 0, n * h->row_bytes);
+    /* y = R x for every node at once: rows of the level-0 block times R's
+     * first dim columns, written straight into the rows */
+    if (n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
+                    hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot, (int)D, 0.0f,
+                    row_vec(h, 0), (int)(h->row_bytes / sizeof(float)));
     if (threads < 1)
         threads = 1;
     if (threads > 64)
@@ -329,9 +264,7 @@ int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
 
 size_t hnsw_rows_memory_bytes(const hnsw *h)
 {
-    return h->rows ? h->row_bytes + (h->n + 1) * sizeof(uint32_t) +
-                         h->rot_dpad * h->rot_dpad * sizeof(float)
-                   : 0;
+    return h->rows ? h->n * h->row_bytes + h->rot_dpad * h->rot_dpad * sizeof(float) : 0;
 }
 
 /* ---- search ---- */
@@ -433,9 +366,7 @@ static inline size_t pool_insert(pool_ent *p, size_t *n, size_t cap, size_t cur,
  * (prefetcht2) beat 2 and 3 (medians of 7: 33.2k, 29.7k, 28.0k QPS). */
 static inline void prefetch_row(const hnsw *h, uint32_t id, size_t lines)
 {
-    const char *r = h->rows + 64 * (size_t)h->row_off[id];
-    if (!lines)
-        lines = h->row_off[id + 1] - h->row_off[id];
+    const char *r = h->rows + (size_t)id * h->row_bytes;
     for (size_t a = 0; a < lines; a++)
         __builtin_prefetch(r + 64 * a, 0, ROW_PREFETCH_HINT);
 }
@@ -443,8 +374,7 @@ static inline void prefetch_row(const hnsw *h, uint32_t id, size_t lines)
 /* Exact squared distance of the rotated query to a node, its bias included. */
 static inline float node_exact(const hnsw *h, dist_fn l2, const float *y, uint32_t id)
 {
-    row_ref r = row_at(h, id);
-    return l2(y, r.vec, h->rot_dpad) + *row_bias(&r);
+    return l2(y, row_vec(h, id), h->rot_dpad) + (h->n_zero ? *row_bias(h, id) : 0.0f);
 }
 
 int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t k, size_t ef,
@@ -476,7 +406,7 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
     for (size_t i = 0; i < D; i++)
         s->y[i] = dot(h->rot + i * D, x, dim);
     const fs_kernels *fk = s->fk;
-    const size_t lines = 0; /* prefetch whole rows */
+    const size_t lines = h->row_bytes / 64;
     uint64_t ndist = 0, hops = 0;
 
     /* greedy descent on the upper levels, exact distances from the rows */
@@ -489,7 +419,7 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
             changed = 0;
             const uint32_t *links = hnsw_links(h, cur, l);
             for (uint32_t j = 0; j < links[0]; j++)
-                prefetch_row(h, links[1 + j], D / 16);
+                prefetch_row(h, links[1 + j], 4);
             for (uint32_t j = 0; j < links[0]; j++) {
                 uint32_t nb = links[1 + j];
                 float d = node_exact(h, l2, s->y, nb);
@@ -523,9 +453,8 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
             prefetch_row(h, pool[next].id, lines);
         hops++;
         fs_resid fr;
-        row_ref row = row_at(h, c);
-        fk->prep(s->y, row.vec, D, s->rq, s->lut, &fr);
-        float dc = fr.dist2 + *row_bias(&row);
+        fk->prep(s->y, row_vec(h, c), D, s->rq, s->lut, &fr);
+        float dc = fr.dist2 + (h->n_zero ? *row_bias(h, c) : 0.0f);
         ndist++;
 #if ROW_EXACT_KEYS
         /* the expanded node's key becomes its exact distance */
@@ -543,23 +472,19 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
             if (res->n > k)
                 hmax_pop(res);
         }
-        const uint32_t *head = row.head;
+        const uint32_t *head = row_head(h, c);
         uint32_t deg = head[0];
-        unsigned w = batch_width(&row);
         size_t pcur = next;
-        for (uint32_t b = 0; b * w < deg; b++) {
-            if (w == FS_HALF)
-                fk->scan16(batch_codes(&row, b, D), s->lut, D, fs);
-            else
-                fk->scan(batch_codes(&row, b, D), s->lut, D, fs);
-            const float *f = batch_fac(&row, b);
+        for (uint32_t b = 0; b * FS_BATCH < deg; b++) {
+            fk->scan(row_codes(h, c, b), s->lut, D, fs);
+            const float *f = row_fac(h, c, b);
             float base = fr.dist2, two_lo = 2 * fr.lo, two_delta = 2 * fr.delta;
-            for (unsigned j = 0; j < w; j++)
-                est[j] = base + f[j] + two_lo * f[2 * w + j] +
-                         f[w + j] * (two_delta * (float)fs[j] - fr.sum);
-            uint32_t m = deg - b * w < w ? deg - b * w : w;
+            for (unsigned j = 0; j < FS_BATCH; j++)
+                est[j] = base + f[j] + two_lo * f[2 * FS_BATCH + j] +
+                         f[FS_BATCH + j] * (two_delta * (float)fs[j] - fr.sum);
+            uint32_t m = deg - b * FS_BATCH < FS_BATCH ? deg - b * FS_BATCH : FS_BATCH;
             for (uint32_t j = 0; j < m; j++) {
-                uint32_t nb = head[1 + b * w + j];
+                uint32_t nb = head[1 + b * FS_BATCH + j];
                 if (vis_test(&s->vis, nb))
                     continue;
                 if (pn >= ef && est[j] >= pool[pn - 1].d)
@@ -582,8 +507,7 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
         out[i] = res->a[0];
         hmax_pop(res);
     }
-    /* rows rank in squared L2 (chords for cosine, whatever hnsw_l2_space
-     * says of the classic path); a zero cosine query is at distance 1 */
+    /* a zero cosine query is at distance 1 from everything (metric_distance) */
     for (size_t i = 0; i < n; i++) {
         if (h->ext_id)
             out[i].id = h->ext_id[out[i].id];
