@@ -34,6 +34,7 @@
 #   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"
 #                 which engines to run (the thread-scaling step runs with hnswflow)
 #   BIN=bin BUILD=build                  where the filters are / peers are built
+#   RES=DIR       where results go (default bench/results, quick: bench/results/quick)
 # Every run writes results to temporary names and renames them, so an
 # interrupted run leaves the previous results in place.
 set -eu
@@ -58,12 +59,12 @@ DATA=bench/data
 PEERBIN=$BUILD/bench
 
 if [ "$QUICK" = 1 ]; then
-    RES=bench/results/quick
+    RES=${RES:-bench/results/quick}
     REPEAT=${REPEAT:-1}
     EFS=${EFS:-10,16,24,32,48,64,128,256,512}
     FM_N=20000 FM_NQ=1000 CL_N=50000 CL_NQ=1000
 else
-    RES=bench/results
+    RES=${RES:-bench/results}
     REPEAT=${REPEAT:-3}
     # dense at small ef, where Fashion-MNIST crosses 0.90 and 0.95
     EFS=${EFS:-10,12,14,16,20,24,32,40,48,64,96,128,192,256,384,512,768}

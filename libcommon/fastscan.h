@@ -26,9 +26,9 @@
 
 /* What fs_prep learns of a residual r = y - v. */
 typedef struct fs_resid {
-    float dist2;      /* |r|^2: the exact squared distance |y - v|^2 */
-    float lo, delta;  /* r_i ~ lo + delta * rq_i */
-    float sum;        /* sum of r_i */
+    float dist2;     /* |r|^2: the exact squared distance |y - v|^2 */
+    float lo, delta; /* r_i ~ lo + delta * rq_i */
+    float sum;       /* sum of r_i */
 } fs_resid;
 
 typedef struct fs_kernels {

@@ -69,7 +69,8 @@ AVX2 void fs_prep_avx2(const float *y, const float *v, size_t dpad, uint8_t *rq,
         __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(rq + 4 * g));
         __m256i b = _mm256_broadcastsi128_si256(q8);
         __m256i t = _mm256_add_epi8(_mm256_shuffle_epi8(b, i0), _mm256_shuffle_epi8(b, i1));
-        t = _mm256_add_epi8(t, _mm256_add_epi8(_mm256_shuffle_epi8(b, i2), _mm256_shuffle_epi8(b, i3)));
+        t = _mm256_add_epi8(
+            t, _mm256_add_epi8(_mm256_shuffle_epi8(b, i2), _mm256_shuffle_epi8(b, i3)));
         _mm256_storeu_si256((__m256i *)(void *)(lut + 16 * g), t);
     }
     out->dist2 = hsum8(vsq);

@@ -34,9 +34,11 @@ AVX512 void fs_prep_avx512(const float *y, const float *v, size_t dpad, uint8_t 
     const __m512i i0 = _mm512_load_si512(fs_lut_idx[0]), i1 = _mm512_load_si512(fs_lut_idx[1]);
     const __m512i i2 = _mm512_load_si512(fs_lut_idx[2]), i3 = _mm512_load_si512(fs_lut_idx[3]);
     for (size_t g = 0; g < dpad / 4; g += 4) {
-        __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(rq + 4 * g)));
+        __m512i b =
+            _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(rq + 4 * g)));
         __m512i t = _mm512_add_epi8(_mm512_shuffle_epi8(b, i0), _mm512_shuffle_epi8(b, i1));
-        t = _mm512_add_epi8(t, _mm512_add_epi8(_mm512_shuffle_epi8(b, i2), _mm512_shuffle_epi8(b, i3)));
+        t = _mm512_add_epi8(
+            t, _mm512_add_epi8(_mm512_shuffle_epi8(b, i2), _mm512_shuffle_epi8(b, i3)));
         _mm512_storeu_si512((void *)(lut + 16 * g), t);
     }
     out->dist2 = _mm512_reduce_add_ps(vsq);

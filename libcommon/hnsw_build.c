@@ -117,9 +117,8 @@ static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, f
         }
         for (uint32_t j = 0; j < nt; j++) {
             uint32_t nb = b->copy[j];
-            float d = bounded && b->res.n >= ef
-                          ? biased_bounded(h, bounded, q, nb, b->res.a[0].d)
-                          : hnsw_space_dist_nodes(h, q, nb);
+            float d = bounded && b->res.n >= ef ? biased_bounded(h, bounded, q, nb, b->res.a[0].d)
+                                                : hnsw_space_dist_nodes(h, q, nb);
             if (b->res.n < ef || d < b->res.a[0].d) {
                 hmin_push(&b->cand, d, nb);
                 hmax_push(&b->res, d, nb);

@@ -407,8 +407,10 @@ static int load_rows(load_state *st, const frame_in *f, hf_err *e)
         return hf_err_set(e, HF_EDATA, "rows frame version %llu (this build reads 1)",
                           (unsigned long long)v);
     if (dpad != hnsw_rows_dpad(st->h->dim) || len != dpad * dpad * sizeof(float))
-        return hf_err_set(e, HF_EDATA, "rows frame: dpad %llu and %zu rotation bytes do not fit "
-                          "dimension %zu", (unsigned long long)dpad, len, st->h->dim);
+        return hf_err_set(e, HF_EDATA,
+                          "rows frame: dpad %llu and %zu rotation bytes do not fit "
+                          "dimension %zu",
+                          (unsigned long long)dpad, len, st->h->dim);
     float *rot = malloc(len);
     if (!rot)
         return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation");

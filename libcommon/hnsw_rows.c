@@ -248,8 +248,8 @@ int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
     encode_job jobs[64];
     pthread_t tid[64];
     for (int t = 0; t < threads; t++)
-        jobs[t] = (encode_job){h, n * (size_t)t / (size_t)threads,
-                               n * (size_t)(t + 1) / (size_t)threads};
+        jobs[t] =
+            (encode_job){h, n * (size_t)t / (size_t)threads, n * (size_t)(t + 1) / (size_t)threads};
     int started = 1;
     for (int t = 1; t < threads; t++, started++)
         if (pthread_create(&tid[t], NULL, encode_part, &jobs[t]) != 0)

@@ -18,9 +18,9 @@ struct hnsw_searcher {
     hheap cand, res;
     float *qbuf; /* normalised query for cosine */
     size_t n;
-    quant_query *qq;  /* when the graph has codes */
-    hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
-    uint32_t *links;  /* one unpacked level-0 list of the code block */
+    quant_query *qq;       /* when the graph has codes */
+    hnsw_hit *sorted;      /* re-ranking scratch, res.cap entries */
+    uint32_t *links;       /* one unpacked level-0 list of the code block */
     hnsw_rows_scratch *rs; /* when the graph has rows */
     uint32_t exclude;      /* a node the search never measures (HNSW_NONE: none) */
     int qzero;             /* cosine: the query is the zero vector */
@@ -158,8 +158,7 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     if (!h->deleted[ep])
         hmax_push(res, epd, ep);
     uint64_t ndist = 0, hops = 0;
-    const dist_bounded_fn bounded =
-        !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
+    const dist_bounded_fn bounded = !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     size_t bytes = codes ? h->codes->code_bytes : h->dim * sizeof(float);
@@ -243,8 +242,7 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     st->ndist++;
     /* greedy steps only ask "closer than the current node?", so L2 may stop
      * reading a vector once its partial sum passes curd */
-    const dist_bounded_fn bounded =
-        !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
+    const dist_bounded_fn bounded = !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     visited_bits_clear(&s->vis);

@@ -89,8 +89,7 @@ static void check_prep(const char *isa)
                          a.dist2, b.dist2, a.sum, b.sum, a.lo, b.lo, a.delta, b.delta);
             for (size_t i = 0; i < D; i++) {
                 if (abs((int)rq[i] - (int)rq0[i]) > 1 || rq[i] > 63)
-                    fail_msg("%s prep dpad %zu: rq[%zu] %u vs scalar %u", isa, D, i, rq[i],
-                             rq0[i]);
+                    fail_msg("%s prep dpad %zu: rq[%zu] %u vs scalar %u", isa, D, i, rq[i], rq0[i]);
                 float back = a.lo + a.delta * rq[i];
                 if (fabsf(back - (y[i] - v[i])) > 0.5f * a.delta + 1e-5f)
                     fail_msg("%s prep: rq[%zu] decodes to %g, residual %g", isa, i, back,
@@ -103,8 +102,8 @@ static void check_prep(const char *isa)
                     for (unsigned t = 0; t < 4; t++)
                         s += (e >> t & 1) ? rq[4 * g + t] : 0;
                     if (lut[16 * g + e] != s)
-                        fail_msg("%s prep dpad %zu: table %zu entry %u = %u, want %u", isa, D, g,
-                                 e, lut[16 * g + e], s);
+                        fail_msg("%s prep dpad %zu: table %zu entry %u = %u, want %u", isa, D, g, e,
+                                 lut[16 * g + e], s);
                 }
         }
         free(y);
