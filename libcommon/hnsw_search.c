@@ -219,7 +219,7 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
 /* Prepare the query (dimension order, normalisation, codes), descend the
  * upper levels greedily and search level 0; returns the prepared query. */
 ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float *q, size_t ef,
-                                   hnsw_stats *st, int codes)
+                                   hnsw_stats *st, int codes, uint32_t entry, int top)
 {
     if (h->perm) {
         hnsw_permute_query(h, q, s->qbuf);
@@ -237,7 +237,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     }
     if (codes)
         quant_query_set(s->qq, q);
-    uint32_t cur = h->entry;
+    uint64_t nd0 = st->ndist;
+    uint32_t cur = entry;
     float curd = node_dist(h, s, q, cur, codes);
     st->ndist++;
     /* greedy steps only ask "closer than the current node?", so L2 may stop
@@ -249,7 +250,7 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     if (s->exclude < s->n)
         visited_bits_test_set(&s->vis, s->exclude);
     visited_bits_test_set(&s->vis, cur);
-    for (int l = h->max_level; l > 0; l--) {
+    for (int l = top; l > 0; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
@@ -276,6 +277,7 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
             st->hops++;
         }
     }
+    st->ndist_upper += st->ndist - nd0;
     search_level0(h, s, q, cur, curd, ef, st, codes);
     return q;
 }
@@ -304,16 +306,25 @@ static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
 int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef, hnsw_hit *out,
                 size_t *nout, hnsw_stats *st)
 {
-    hnsw_stats local = {0, 0};
+    return hnsw_search_from(h, s, q, k, ef, h->entry, h->max_level, out, nout, st);
+}
+
+int hnsw_search_from(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
+                     uint32_t entry, int level, hnsw_hit *out, size_t *nout, hnsw_stats *st)
+{
+    hnsw_stats local = {0};
     if (!st)
         st = &local;
     *nout = 0;
-    /* the rows search knows no excluded node: those searches stay classic */
-    if (h->rows && s->rs && s->exclude == HNSW_NONE)
+    /* the rows search knows no excluded node and enters at the top: other
+     * searches stay classic */
+    if (h->rows && s->rs && s->exclude == HNSW_NONE && entry == h->entry && level == h->max_level)
         return hnsw_rows_search(h, s->rs, q, k, clamp_ef(s, k, ef), out, nout, st);
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
-    descend(h, s, q, clamp_ef(s, k, ef), st, 0);
+    if (entry >= h->n || level < 0 || level > h->levels[entry])
+        return HF_EUSAGE; /* a caller's bug: entries come checked from their frames */
+    descend(h, s, q, clamp_ef(s, k, ef), st, 0, entry, level);
     hheap *res = &s->res;
     while (res->n > k)
         hmax_pop(res);
@@ -340,13 +351,13 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
 {
     if (!h->codes || !s->qq || (h->rows && s->rs && s->exclude == HNSW_NONE))
         return hnsw_search(h, s, q, k, ef, out, nout, st);
-    hnsw_stats local = {0, 0};
+    hnsw_stats local = {0};
     if (!st)
         st = &local;
     *nout = 0;
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
-    q = descend(h, s, q, clamp_ef(s, k, ef), st, 1);
+    q = descend(h, s, q, clamp_ef(s, k, ef), st, 1, h->entry, h->max_level);
     /* approximate order first, then exact distances for the best `rerank` */
     hheap *res = &s->res;
     size_t n = res->n;
