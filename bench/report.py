@@ -22,7 +22,7 @@ import os
 import sys
 
 TARGETS = (0.90, 0.95, 0.99)
-ENGINES = ("hnswflow", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss")
+ENGINES = ("hnswflow", "hnswflow-speed", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss")
 
 
 def load(path):
@@ -108,7 +108,7 @@ def table(name, by):
         ]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
-    for ours_name in ("hnswflow", "hnswflow-int8", "hnswflow-pq8"):
+    for ours_name in ("hnswflow", "hnswflow-speed", "hnswflow-int8", "hnswflow-pq8"):
         if ours_name not in by:
             continue
         out.append(f"| ratio ({ours_name}) | " + " | ".join(f"@{t:.2f}" for t in TARGETS)

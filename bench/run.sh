@@ -3,7 +3,8 @@
 #
 # Called by `make bench` from the repository root after `make` has built bin/*.
 # For each data set (Fashion-MNIST, a generated SIFT-like clustered set,
-# Fashion-MNIST randomly projected to 256 real-valued dimensions):
+# Fashion-MNIST randomly projected to 256 real-valued dimensions, and with
+# DATASETS naming it, text-cosine: TF-IDF + SVD text embeddings, cosine):
 #   1. make the data (cached under bench/data/<set>-<n>-<nq>/),
 #   2. build our index with bin/graph-build (build time: the construction
 #      graph-build reports, the analogue of the peers' add calls; the wall
@@ -30,7 +31,10 @@
 #                 median reported (default 3; 1 in quick mode); hnswflow-pq8
 #                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
 #   DATASETS="fashion-mnist clustered fmnist-proj256"   which sets to run
+#   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"
+#                 which engines to run (the thread-scaling step runs with hnswflow)
 #   BIN=bin BUILD=build                  where the filters are / peers are built
+#   RES=DIR       where results go (default bench/results, quick: bench/results/quick)
 # Every run writes results to temporary names and renames them, so an
 # interrupted run leaves the previous results in place.
 set -eu
@@ -48,16 +52,19 @@ THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256"}
+ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"}
+# want ENGINE: whether ENGINES names it
+want() { case " $ENGINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
 DATA=bench/data
 PEERBIN=$BUILD/bench
 
 if [ "$QUICK" = 1 ]; then
-    RES=bench/results/quick
+    RES=${RES:-bench/results/quick}
     REPEAT=${REPEAT:-1}
     EFS=${EFS:-10,16,24,32,48,64,128,256,512}
     FM_N=20000 FM_NQ=1000 CL_N=50000 CL_NQ=1000
 else
-    RES=bench/results
+    RES=${RES:-bench/results}
     REPEAT=${REPEAT:-3}
     # dense at small ef, where Fashion-MNIST crosses 0.90 and 0.95
     EFS=${EFS:-10,12,14,16,20,24,32,40,48,64,96,128,192,256,384,512,768}
@@ -110,6 +117,7 @@ make_data() {
     fashion-mnist) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --out "$2" >&2 ;;
     clustered) $PY bench/gen_clustered.py -n "$CL_N" --nq "$CL_NQ" --out "$2" >&2 ;;
     fmnist-proj256) $PY bench/fmnist_to_fvecs.py --n-base "$FM_N" --n-queries "$FM_NQ" --project 256 --out "$2" >&2 ;;
+    text-cosine) $PY bench/text_embed.py --n-base "$FM_N" --n-queries "$FM_NQ" --out "$2" >&2 ;;
     *) die "unknown data set $1" ;;
     esac
 }
@@ -135,7 +143,7 @@ run_ours() {
     t0=$(now)
     # shellcheck disable=SC2086 # flags are words
     "$BIN/embed-load" "$dir/base.fvecs" |
-        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" $bflags \
+        "$BIN/graph-build" -M "$M" --ef-construction "$EFC" --threads "$THREADS" --metric "$metric" $bflags \
             -o "$run/$engine.idx" 2>"$run/$engine.build.log" ||
         die "$label: graph-build failed for $engine (see $run/$engine.build.log)"
     pipe_s=$(elapsed "$t0" "$(now)")
@@ -144,6 +152,9 @@ run_ours() {
     [ -n "$build_s" ] || die "$label: no build time from graph-build (see $run/$engine.build.log)"
     mem=$(sed -n 's/.*traversal memory \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
     [ -n "$mem" ] || mem=$(sed -n 's/.* levels, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
+    # the speed layout: its rows come on top of the index (query keeps both)
+    rows_mem=$(sed -n 's/.*speed rows [0-9]* B\/node, \([0-9.]*\) MiB.*/\1/p' "$run/$engine.build.log")
+    [ -z "$rows_mem" ] || mem=$(awk -v a="$mem" -v b="$rows_mem" 'BEGIN { print a + b }')
     mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
     # compressed engines: traversal memory as a fraction of the f32 vectors
     vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
@@ -212,8 +223,9 @@ thread_scaling() {
 run_set() {
     set_name=$1
     case $set_name in
-    fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ ;;
-    clustered) n=$CL_N nq=$CL_NQ ;;
+    fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ metric=l2 ;;
+    text-cosine) n=$FM_N nq=$FM_NQ metric=cosine ;;
+    clustered) n=$CL_N nq=$CL_NQ metric=l2 ;;
     *) die "unknown data set $set_name" ;;
     esac
     dir=$DATA/$set_name-$n-$nq
@@ -232,7 +244,7 @@ run_set() {
     GT=$dir/gt.frames
     if [ ! -s "$GT" ] || newer "$BIN/query" "$GT" || newer "$dir/base.fvecs" "$GT"; then
         say "$label: exact ground truth"
-        "$BIN/embed-load" "$dir/base.fvecs" | "$BIN/graph-build" -M 2 --ef-construction 1 -o "$run/flat.idx" 2>/dev/null ||
+        "$BIN/embed-load" "$dir/base.fvecs" | "$BIN/graph-build" -M 2 --ef-construction 1 --metric "$metric" -o "$run/flat.idx" 2>/dev/null ||
             die "$label: flat index failed"
         "$BIN/embed-load" "$dir/queries.fvecs" |
             "$BIN/query" --index "$run/flat.idx" --exact -k "$K" >"$GT.tmp" || die "$label: exact query failed"
@@ -242,17 +254,20 @@ run_set() {
 
     # ours, once per configuration: f32 traversal, and traversal on int8 or
     # pq8 codes with exact re-ranking of the best RERANK / RERANK_PQ candidates
-    run_ours hnswflow "$REPEAT" ""
-    run_ours hnswflow-int8 "$REPEAT" "--compress int8" "--rerank $RERANK"
-    run_ours hnswflow-pq8 "$REPEAT_SLOW" "--compress pq8" "--rerank $RERANK_PQ"
-    thread_scaling
+    ! want hnswflow || run_ours hnswflow "$REPEAT" ""
+    # the row layout: neighbour codes in each node's row, exact answers
+    ! want hnswflow-speed || run_ours hnswflow-speed "$REPEAT" "--preset speed"
+    ! want hnswflow-int8 || run_ours hnswflow-int8 "$REPEAT" "--compress int8" "--rerank $RERANK"
+    ! want hnswflow-pq8 || run_ours hnswflow-pq8 "$REPEAT_SLOW" "--compress pq8" "--rerank $RERANK_PQ"
+    ! want hnswflow || thread_scaling
 
     # peers: one process each, building once and sweeping every ef
     for engine in hnswlib faiss; do
+        want "$engine" || continue
         reps=$REPEAT
         [ "$engine" = faiss ] && reps=$REPEAT_SLOW
         say "$label: $engine build + sweep"
-        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" \
+        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" --metric "$metric" \
             --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" --repeat "$reps" \
             --out-prefix "$run/$engine" >"$run/$engine.log" || die "$label: $engine failed"
         while read -r line; do

@@ -34,6 +34,10 @@ static void usage(void)
            "                        lets L2 search stop reading a vector early)\n"
            "      --compress KIND   also store codes for traversal: f16, int8, pq8, pq4,\n"
            "                        binary (query re-ranks with exact distances)\n"
+           "      --preset NAME     classic (default) or speed: also store the rotation of\n"
+           "                        the row layout (each node's row holds its vector and\n"
+           "                        1-bit codes of its neighbours; query searches it with\n"
+           "                        batched estimates and exact answers; l2 and cosine)\n"
            "      --max-dim N       refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
            "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
@@ -48,20 +52,26 @@ static void on_progress(size_t done, size_t total, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"M0", required_argument, 0, 1},        {"ef-construction", required_argument, 0, 2},
-        {"metric", required_argument, 0, 3},    {"threads", required_argument, 0, 't'},
-        {"seed", required_argument, 0, 4},      {"max-dim", required_argument, 0, 5},
-        {"max-frame", required_argument, 0, 6}, {"output", required_argument, 0, 'o'},
-        {"compress", required_argument, 0, 7},  {"no-permute", no_argument, 0, 8},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"M0", required_argument, 0, 1},
+                                         {"ef-construction", required_argument, 0, 2},
+                                         {"metric", required_argument, 0, 3},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"seed", required_argument, 0, 4},
+                                         {"max-dim", required_argument, 0, 5},
+                                         {"max-frame", required_argument, 0, 6},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"compress", required_argument, 0, 7},
+                                         {"no-permute", no_argument, 0, 8},
+                                         {"preset", required_argument, 0, 9},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     hnsw_params p = {.M = 16, .ef_construction = 200, .seed = 42, .metric = METRIC_L2};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
     uint64_t max_dim = 0, max_frame = 0;
     const char *out_ep = "-";
     quant_kind compress = QUANT_NONE;
-    int permute = 1;
+    int permute = 1, speed = 0;
     hf_err e = {0};
     int c;
     while ((c = getopt_long(argc, argv, "M:t:o:h", opts, NULL)) != -1) {
@@ -84,6 +94,14 @@ int main(int argc, char **argv)
                 cli_usage_error(prog, "%s", e.msg);
             break;
         case 8: permute = 0; break;
+        case 9:
+            if (strcmp(optarg, "speed") == 0)
+                speed = 1;
+            else if (strcmp(optarg, "classic") == 0)
+                speed = 0;
+            else
+                cli_usage_error(prog, "unknown preset '%s' (expected classic or speed)", optarg);
+            break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
@@ -93,6 +111,10 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "one input at most");
     if (p.M0 && p.M0 < p.M)
         cli_usage_error(prog, "--M0 must be at least M");
+    if (speed && compress != QUANT_NONE)
+        cli_usage_error(prog, "--preset speed and --compress exclude each other");
+    if (speed && p.metric != METRIC_L2 && p.metric != METRIC_COSINE)
+        cli_usage_error(prog, "--preset speed needs --metric l2 or cosine");
     hnsw_params_defaults(&p);
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
@@ -139,6 +161,10 @@ int main(int argc, char **argv)
     progress_done(&pr);
     if (compress != QUANT_NONE && hnsw_codes_build(h, compress, p.seed, &e))
         cli_fail(prog, in_name, &e);
+    /* the rows are rebuilt by query at load (after renumbering); building
+     * them here too times the codes with the build and checks they fit */
+    if (speed && (hnsw_rows_plan(h, p.seed, &e) || hnsw_rows_build(h, threads, &e)))
+        cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;
     if (hnsw_save_body(h, out, &e) || channel_send_end(out, h->n, &e) || channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);
@@ -151,6 +177,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "; %s codes %zu B/vector, traversal memory %.2f MiB (%.3fx of f32 vectors)",
                 quant_name(compress), h->codes->code_bytes, hnsw_codes_memory_bytes(h) / 1048576.0,
                 (double)hnsw_codes_memory_bytes(h) / ((double)h->n * h->dim * sizeof(float)));
+    if (h->rows)
+        fprintf(stderr, "; speed rows %zu B/node, %.1f MiB", h->row_bytes,
+                hnsw_rows_memory_bytes(h) / 1048576.0);
     fprintf(stderr, "\n");
     channel_destroy(&out);
     hnsw_destroy(&h);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "channel.h"
 #include "cli.h"
@@ -44,7 +45,8 @@ static void usage(void)
            "                        query is coded exactly, code distances are exact and\n"
            "                        only the best k are sorted, no vectors read\n"
            "      --rerank-vectors  re-rank from the f32 vectors even with lossless codes\n"
-           "      --no-codes        ignore the index's codes, traverse on f32 vectors\n"
+           "      --no-codes        ignore the index's codes and rows (graph-build --preset\n"
+           "                        speed), traverse on f32 vectors\n"
            "      --no-reorder      keep the index's node order in memory (default: renumber\n"
            "                        nodes breadth-first for cache locality; ids unchanged)\n"
            "      --route           enter the graph where the index's layer-router says\n"
@@ -740,6 +742,12 @@ int main(int argc, char **argv)
     }
     if (en.mode != ROUTE_CLASSIC)
         en.use_codes = 0; /* routed searches walk the f32 vectors */
+    /* the speed layout's rows are derived: built here, after renumbering
+     * (routed searches walk the f32 vectors and need none) */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!o.exact && !o.no_codes && en.mode == ROUTE_CLASSIC && en.h->rot &&
+        hnsw_rows_build(en.h, ncpu > o.threads ? (int)ncpu : o.threads, &e))
+        cli_fail(prog, idx_name, &e);
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
     if (max_ef < o.max_k)
         max_ef = o.max_k;

@@ -54,6 +54,15 @@ typedef struct hnsw {
     uint32_t entry;
     int max_level;
     dist_fn kern;
+    /* the kernel searches and builds rank with: squared L2 for l2 and for
+     * cosine (stored vectors are unit length, where |a - b|^2 = 2 (1 - <a,b>),
+     * so the bounded L2 kernel and its early stop apply), kern otherwise.
+     * A zero vector breaks the identity (cosine distance 1 from everything,
+     * squared L2 1 from a unit vector): zero[i] (cosine only) marks them and
+     * adds 1 to their squared distances (hnsw_zero_bias), n_zero counts them. */
+    dist_fn skern;
+    uint8_t *zero;
+    size_t n_zero;
     /* Compressed traversal (hnsw_codes.c): NULL/0 when absent. cblock holds
      * the codes, cnode_bytes apart; clinks the level-0 lists, node i's at
      * byte cloff[i], cid_bits a link, a short list ending with the all-ones
@@ -71,6 +80,14 @@ typedef struct hnsw {
      * spanning <= 256 values, L2): code distances of an exactly coded query
      * are the exact distances, so re-ranking need not read the vectors */
     int codes_exact;
+    /* Row layout for fast search (hnsw_rows.c): NULL/0 when absent. rot is
+     * the saved rotation (rot_dpad squared); rows are built from it, the
+     * graph and the vectors after loading, row_bytes apart. */
+    float *rot;
+    size_t rot_dpad;
+    char *rows;
+    size_t row_bytes, row_off_fac, row_off_codes, row_off_vec;
+    uint32_t row_nb;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -148,6 +165,36 @@ static inline uint32_t hnsw_maxdeg(const hnsw *h, int l)
 static inline float hnsw_node_dist(const hnsw *h, uint32_t a, uint32_t b)
 {
     return dist_finish(h->p.metric, h->kern(hnsw_vec(h, a), hnsw_vec(h, b), h->dim));
+}
+
+/* Whether searches rank in squared L2 (l2, and cosine on unit vectors). */
+static inline int hnsw_l2_space(const hnsw *h)
+{
+    return h->p.metric == METRIC_L2 || h->p.metric == METRIC_COSINE;
+}
+/* Added to squared distances to node id: 1 for a zero vector of a cosine
+ * index, so that it lies at squared chord 2 (cosine 1) from unit vectors. */
+static inline float hnsw_zero_bias(const hnsw *h, uint32_t id)
+{
+    return h->n_zero ? (float)h->zero[id] : 0.0f;
+}
+/* Distance from vector v (a query: unit length or zero) to stored node b
+ * in search units. */
+static inline float hnsw_space_dist(const hnsw *h, const float *v, uint32_t b)
+{
+    if (hnsw_l2_space(h))
+        return h->skern(v, hnsw_vec(h, b), h->dim) + hnsw_zero_bias(h, b);
+    return dist_finish(h->p.metric, h->kern(v, hnsw_vec(h, b), h->dim));
+}
+/* Between two stored nodes in search units. */
+static inline float hnsw_space_dist_nodes(const hnsw *h, uint32_t a, uint32_t b)
+{
+    return hnsw_space_dist(h, hnsw_vec(h, a), b) + hnsw_zero_bias(h, a);
+}
+/* A search-unit distance in the metric's terms: cosine 1 - <a,b> = |a - b|^2 / 2. */
+static inline float hnsw_space_to_metric(const hnsw *h, float d)
+{
+    return h->p.metric == METRIC_COSINE ? 0.5f * d : d;
 }
 
 /* ---- search ---- */
@@ -235,6 +282,30 @@ static inline uint32_t hnsw_clinks0_unpack(const hnsw *h, uint32_t id, uint32_t 
     }
     return n;
 }
+
+/* ---- row layout (hnsw_rows.c) ---- */
+
+/* The rotation is dpad^2 floats: 64 MiB at most. */
+#define HNSW_ROWS_MAX_DPAD 4096
+/* Vector length in the rows: dim rounded up to 64. */
+size_t hnsw_rows_dpad(size_t dim);
+/* Draw the rotation of the speed layout (l2 and cosine only). */
+int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e);
+/* Take a loaded rotation (copied) after checking it fits the index. */
+int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e);
+/* Lay out the rows from the rotation, level 0 and the vectors (after any
+ * renumbering; rebuild after the graph changes) with `threads` threads.
+ * No-op without a rotation. */
+int hnsw_rows_build(hnsw *h, int threads, hf_err *e);
+/* Bytes of the rows and the rotation. */
+size_t hnsw_rows_memory_bytes(const hnsw *h);
+typedef struct hnsw_rows_scratch hnsw_rows_scratch;
+int hnsw_rows_scratch_new(const hnsw *h, size_t max_ef, hnsw_rows_scratch **out, hf_err *e);
+void hnsw_rows_scratch_destroy(hnsw_rows_scratch **s);
+/* k nearest of q on the rows; exact distances (hnsw_search calls it when
+ * the graph has rows). */
+int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t k, size_t ef,
+                     hnsw_hit *out, size_t *nout, hnsw_stats *st);
 
 /* Tombstone a node: it stays in the graph for routing, never in results. */
 int hnsw_mark_deleted(hnsw *h, uint32_t id, hf_err *e);

@@ -62,6 +62,15 @@ static void scratch_free(build_scratch *b)
     free(b->copy);
 }
 
+/* The bounded kernel between stored nodes a and b, zero-vector biases
+ * included (hnsw.h): exact when the distance is <= bound. */
+static inline float biased_bounded(const hnsw *h, dist_bounded_fn bounded, uint32_t a, uint32_t b,
+                                   float bound)
+{
+    float z = hnsw_zero_bias(h, a) + hnsw_zero_bias(h, b);
+    return bounded(hnsw_vec(h, a), hnsw_vec(h, b), h->dim, bound - z) + z;
+}
+
 /* Copy node id's level-l links into out; returns the degree. */
 static uint32_t read_links(hnsw *h, uint32_t id, int l, uint32_t *out)
 {
@@ -83,10 +92,9 @@ static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, f
     visited_test_set(&b->vis, ep);
     hmin_push(&b->cand, epd, ep);
     hmax_push(&b->res, epd, ep);
-    const float *qv = hnsw_vec(h, q);
     /* as in query search: once ef results are kept, L2 may stop reading a
      * candidate whose partial distance already exceeds the worst of them */
-    const dist_bounded_fn bounded = h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    const dist_bounded_fn bounded = hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     /* the first lines of each neighbour; the hardware streams the rest */
     size_t pf_bytes = h->dim * sizeof(float) < 256 ? h->dim * sizeof(float) : 256;
     while (b->cand.n) {
@@ -109,9 +117,8 @@ static size_t search_layer(hnsw *h, build_scratch *b, uint32_t q, uint32_t ep, f
         }
         for (uint32_t j = 0; j < nt; j++) {
             uint32_t nb = b->copy[j];
-            float d = bounded && b->res.n >= ef
-                          ? bounded(qv, hnsw_vec(h, nb), h->dim, b->res.a[0].d)
-                          : dist_finish(h->p.metric, h->kern(qv, hnsw_vec(h, nb), h->dim));
+            float d = bounded && b->res.n >= ef ? biased_bounded(h, bounded, q, nb, b->res.a[0].d)
+                                                : hnsw_space_dist_nodes(h, q, nb);
             if (b->res.n < ef || d < b->res.a[0].d) {
                 hmin_push(&b->cand, d, nb);
                 hmax_push(&b->res, d, nb);
@@ -135,13 +142,12 @@ static uint32_t select_heuristic(const hnsw *h, const hnsw_hit *cands, size_t n,
 {
     uint32_t kept = 0;
     /* only "closer than cands[i].d?" matters: L2 may stop past that bound */
-    const dist_bounded_fn bounded = h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    const dist_bounded_fn bounded = hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     for (size_t i = 0; i < n && kept < m; i++) {
         int good = 1;
-        const float *cv = hnsw_vec(h, cands[i].id);
         for (uint32_t j = 0; j < kept; j++) {
-            float d = bounded ? bounded(cv, hnsw_vec(h, out[j]), h->dim, cands[i].d)
-                              : hnsw_node_dist(h, cands[i].id, out[j]);
+            float d = bounded ? biased_bounded(h, bounded, cands[i].id, out[j], cands[i].d)
+                              : hnsw_space_dist_nodes(h, cands[i].id, out[j]);
             if (d < cands[i].d) {
                 good = 0;
                 break;
@@ -172,10 +178,10 @@ static void link_back(hnsw *h, build_scratch *b, uint32_t s, uint32_t q, int l)
     } else {
         for (uint32_t j = 0; j < deg; j++) {
             b->prune[j].id = ln[1 + j];
-            b->prune[j].d = hnsw_node_dist(h, s, ln[1 + j]);
+            b->prune[j].d = hnsw_space_dist_nodes(h, s, ln[1 + j]);
         }
         b->prune[deg].id = q;
-        b->prune[deg].d = hnsw_node_dist(h, s, q);
+        b->prune[deg].d = hnsw_space_dist_nodes(h, s, q);
         qsort(b->prune, deg + 1, sizeof(hnsw_hit), hnsw_hit_cmp);
         /* not b->selected: the caller is iterating over it */
         uint32_t kept = select_heuristic(h, b->prune, deg + 1, maxdeg, b->pruned);
@@ -203,14 +209,14 @@ static void insert_node(hnsw *h, build_scratch *b, uint32_t q)
     if (!hold)
         pthread_mutex_unlock(&h->entry_lock);
 
-    float epd = hnsw_node_dist(h, q, ep);
+    float epd = hnsw_space_dist_nodes(h, q, ep);
     for (int l = maxl; l > level; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
             uint32_t deg = read_links(h, ep, l, b->copy);
             for (uint32_t j = 0; j < deg; j++) {
-                float d = hnsw_node_dist(h, q, b->copy[j]);
+                float d = hnsw_space_dist_nodes(h, q, b->copy[j]);
                 if (d < epd) {
                     epd = d;
                     ep = b->copy[j];

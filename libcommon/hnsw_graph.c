@@ -73,6 +73,7 @@ int hnsw_new(const hnsw_params *p, size_t dim, hnsw **out, hf_err *e)
     h->entry = HNSW_NONE;
     h->max_level = -1;
     h->kern = metric_kernel(p->metric);
+    h->skern = p->metric == METRIC_COSINE ? metric_kernel(METRIC_L2) : h->kern;
     pthread_mutex_init(&h->entry_lock, NULL);
     *out = h;
     return 0;
@@ -94,10 +95,13 @@ void hnsw_destroy(hnsw **hp)
     free(h->upper_off);
     free(h->upper);
     free(h->deleted);
+    free(h->zero);
     free(h->cblock);
     free(h->clinks);
     free(h->cloff);
     free(h->perm);
+    free(h->rot);
+    free(h->rows);
     free(h->ext_id);
     quant_destroy(&h->codes);
     free(h);
@@ -132,7 +136,8 @@ int hnsw_reserve(hnsw *h, size_t cap, hf_err *e)
     h->level0 = blk;
     if (grow((void **)&h->levels, h->cap, cap) ||
         grow((void **)&h->upper_off, h->cap * sizeof(uint32_t), cap * sizeof(uint32_t)) ||
-        grow((void **)&h->deleted, h->cap, cap))
+        grow((void **)&h->deleted, h->cap, cap) ||
+        (h->p.metric == METRIC_COSINE && grow((void **)&h->zero, h->cap, cap)))
         return hf_err_set(e, HF_ENOMEM, "cannot allocate node arrays");
     h->cap = cap;
     return 0;
@@ -187,8 +192,14 @@ int hnsw_append_with_level(hnsw *h, const float *vec, int level, hf_err *e)
     memset(hnsw_links0(h, id), 0, h->node_bytes);
     float *v = hnsw_vec(h, id);
     memcpy(v, vec, h->dim * sizeof(float));
-    if (h->p.metric == METRIC_COSINE)
+    if (h->p.metric == METRIC_COSINE) {
         vec_normalize(v, h->dim);
+        size_t j = 0;
+        while (j < h->dim && v[j] == 0)
+            j++;
+        h->zero[id] = j == h->dim; /* cosine 1 to everything: not a unit vector */
+        h->n_zero += h->zero[id];
+    }
     int rc = set_level(h, id, level, e);
     if (rc)
         return rc;

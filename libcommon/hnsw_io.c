@@ -129,6 +129,13 @@ int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
         }
         free(cbuf);
     }
+    if (rc == 0 && h->rot) {
+        frame_begin(&fo, "rows", 3);
+        frame_put_u64(&fo, "v", 1);
+        frame_put_u64(&fo, "dpad", h->rot_dpad);
+        frame_put_bin(&fo, "rot", h->rot, h->rot_dpad * h->rot_dpad * sizeof(float));
+        rc = channel_send(c, &fo, e);
+    }
     free(buf);
     free(nodes);
     free(deg);
@@ -385,6 +392,34 @@ static int load_codes(load_state *st, const frame_in *f, hf_err *e)
     return 0;
 }
 
+static int load_rows(load_state *st, const frame_in *f, hf_err *e)
+{
+    uint64_t v, dpad;
+    const void *p;
+    size_t len;
+    int rc;
+    if (st->h->rot)
+        return hf_err_set(e, HF_EDATA, "second rows frame");
+    if ((rc = want_u64(f, "v", &v, e)) || (rc = want_u64(f, "dpad", &dpad, e)) ||
+        (rc = want_bin(f, "rot", &p, &len, e)))
+        return rc;
+    if (v != 1)
+        return hf_err_set(e, HF_EDATA, "rows frame version %llu (this build reads 1)",
+                          (unsigned long long)v);
+    if (dpad != hnsw_rows_dpad(st->h->dim) || len != dpad * dpad * sizeof(float))
+        return hf_err_set(e, HF_EDATA,
+                          "rows frame: dpad %llu and %zu rotation bytes do not fit "
+                          "dimension %zu",
+                          (unsigned long long)dpad, len, st->h->dim);
+    float *rot = malloc(len);
+    if (!rot)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation");
+    memcpy(rot, p, len);
+    rc = hnsw_rows_adopt(st->h, rot, (size_t)dpad, e);
+    free(rot);
+    return rc;
+}
+
 static int load_finish(load_state *st, const frame_in *f, hf_err *e)
 {
     hnsw *h = st->h;
@@ -467,6 +502,8 @@ int hnsw_load_limited(channel *c, size_t max_dim, hnsw **out, hnsw_other_fn othe
             rc = load_codebook(&st, &f, e);
         else if (strcmp(f.type, "codes") == 0)
             rc = load_codes(&st, &f, e);
+        else if (strcmp(f.type, "rows") == 0)
+            rc = load_rows(&st, &f, e);
         else if (strcmp(f.type, "end") == 0) {
             rc = load_finish(&st, &f, e);
             done = 1;

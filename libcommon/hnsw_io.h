@@ -8,6 +8,8 @@
  *   links   {t:"links", level, nodes: bin u32[n], deg: bin u32[n], ids: bin u32[sum deg]}
  *   deleted {t:"deleted", ids: bin u32[]}              (only when there are tombstones)
  *   codebook, codes                                    (only with compressed codes, quant.h)
+ *   rows    {t:"rows", v:1, dpad, rot: bin f32[dpad*dpad]}  (the speed layout's rotation;
+ *                                                    rows are rebuilt from it, hnsw_rows.c)
  *   ...any other frames (models), passed through in order...
  *   end     {t:"end", count, checksum}
  * The loader trusts nothing: every id, degree, level and size is checked, and

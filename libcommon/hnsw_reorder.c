@@ -103,6 +103,8 @@ int hnsw_reorder(hnsw *h, hf_err *e)
         permute_records(h->cblock, h->cnode_bytes, n, order, seen, tmp);
     permute_small(h->levels, 1, n, order, copy);
     permute_small(h->deleted, 1, n, order, copy);
+    if (h->zero)
+        permute_small(h->zero, 1, n, order, copy);
     permute_small(h->upper_off, sizeof(uint32_t), n, order, copy);
     for (size_t i = 0; i < n; i++) {
         remap_list(hnsw_links0(h, (uint32_t)i), new_id);

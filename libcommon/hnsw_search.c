@@ -18,10 +18,12 @@ struct hnsw_searcher {
     hheap cand, res;
     float *qbuf; /* normalised query for cosine */
     size_t n;
-    quant_query *qq;  /* when the graph has codes */
-    hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
-    uint32_t *links;  /* one unpacked level-0 list of the code block */
-    uint32_t exclude; /* a node the search never measures (HNSW_NONE: none) */
+    quant_query *qq;       /* when the graph has codes */
+    hnsw_hit *sorted;      /* re-ranking scratch, res.cap entries */
+    uint32_t *links;       /* one unpacked level-0 list of the code block */
+    hnsw_rows_scratch *rs; /* when the graph has rows */
+    uint32_t exclude;      /* a node the search never measures (HNSW_NONE: none) */
+    int qzero;             /* cosine: the query is the zero vector */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -41,6 +43,10 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     s->qbuf = malloc(h->dim * sizeof(float));
     s->sorted = malloc(s->res.cap * sizeof(hnsw_hit));
     s->links = malloc(((size_t)h->p.M0 + 1) * sizeof(uint32_t));
+    if (h->rows && hnsw_rows_scratch_new(h, max_ef, &s->rs, e) != 0) {
+        hnsw_searcher_destroy(&s);
+        return HF_ENOMEM;
+    }
     if (h->codes && quant_query_new(h->codes, &s->qq, e) != 0) {
         hnsw_searcher_destroy(&s);
         return HF_ENOMEM;
@@ -70,6 +76,7 @@ void hnsw_searcher_destroy(hnsw_searcher **sp)
     free(s->sorted);
     free(s->links);
     quant_query_destroy(&s->qq);
+    hnsw_rows_scratch_destroy(&s->rs);
     free(s);
     *sp = NULL;
 }
@@ -89,9 +96,11 @@ static int cand_push(hheap *c, float d, uint32_t id)
     return 0;
 }
 
+/* In search units: squared L2 for l2 and cosine (hnsw.h), converted to the
+ * metric's distance only for the answers. */
 static inline float qdist(const hnsw *h, const float *q, uint32_t id)
 {
-    return dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, id), h->dim));
+    return hnsw_space_dist(h, q, id);
 }
 
 /* Lines of each neighbour's data to prefetch before computing: enough to get
@@ -149,8 +158,7 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     if (!h->deleted[ep])
         hmax_push(res, epd, ep);
     uint64_t ndist = 0, hops = 0;
-    const dist_bounded_fn bounded =
-        !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    const dist_bounded_fn bounded = !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     size_t bytes = codes ? h->codes->code_bytes : h->dim * sizeof(float);
@@ -185,7 +193,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
             /* once the results are full only distances below the worst kept
              * matter, so L2 may stop reading a vector early */
             if (bounded && res->n >= ef)
-                d = bounded(q, hnsw_vec(h, nb), h->dim, res->a[0].d);
+                d = bounded(q, hnsw_vec(h, nb), h->dim, res->a[0].d - hnsw_zero_bias(h, nb)) +
+                    hnsw_zero_bias(h, nb);
             else if (cbounded && res->n >= ef)
                 d = cbounded(s->qq, hnsw_code(h, nb), res->a[0].d);
             else
@@ -219,8 +228,13 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
         memcpy(s->qbuf, q, h->dim * sizeof(float));
         q = s->qbuf;
     }
-    if (h->p.metric == METRIC_COSINE)
+    if (h->p.metric == METRIC_COSINE) {
         vec_normalize(s->qbuf, h->dim);
+        size_t j = 0;
+        while (j < h->dim && s->qbuf[j] == 0)
+            j++;
+        s->qzero = j == h->dim;
+    }
     if (codes)
         quant_query_set(s->qq, q);
     uint64_t nd0 = st->ndist;
@@ -229,8 +243,7 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     st->ndist++;
     /* greedy steps only ask "closer than the current node?", so L2 may stop
      * reading a vector once its partial sum passes curd */
-    const dist_bounded_fn bounded =
-        !codes && h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
+    const dist_bounded_fn bounded = !codes && hnsw_l2_space(h) ? dist_best()->l2sq_bounded : NULL;
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     visited_bits_clear(&s->vis);
@@ -250,7 +263,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
                  * level or above) cannot be closer now: skip it */
                 if (visited_bits_test_set(&s->vis, nb))
                     continue;
-                float d = bounded    ? bounded(q, hnsw_vec(h, nb), h->dim, curd)
+                float z = hnsw_zero_bias(h, nb);
+                float d = bounded    ? bounded(q, hnsw_vec(h, nb), h->dim, curd - z) + z
                           : cbounded ? cbounded(s->qq, hnsw_code(h, nb), curd)
                                      : node_dist(h, s, q, nb, codes);
                 st->ndist++;
@@ -268,12 +282,18 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     return q;
 }
 
-/* Internal ids back to the caller's (after hnsw_reorder). */
-static void external_ids(const hnsw *h, hnsw_hit *out, size_t n)
+/* Internal ids back to the caller's (after hnsw_reorder), search units to
+ * the metric's distances. */
+static void external_ids(const hnsw *h, const hnsw_searcher *s, hnsw_hit *out, size_t n)
 {
     if (h->ext_id)
         for (size_t i = 0; i < n; i++)
             out[i].id = h->ext_id[out[i].id];
+    /* a zero query is at cosine distance 1 from everything (metric_distance),
+     * not at the 1/2 its squared L2 to unit vectors gives */
+    if (h->p.metric == METRIC_COSINE)
+        for (size_t i = 0; i < n; i++)
+            out[i].d = s->qzero ? 1.0f : hnsw_space_to_metric(h, out[i].d);
 }
 
 static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
@@ -296,6 +316,10 @@ int hnsw_search_from(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, 
     if (!st)
         st = &local;
     *nout = 0;
+    /* the rows search knows no excluded node and enters at the top: other
+     * searches stay classic */
+    if (h->rows && s->rs && s->exclude == HNSW_NONE && entry == h->entry && level == h->max_level)
+        return hnsw_rows_search(h, s->rs, q, k, clamp_ef(s, k, ef), out, nout, st);
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
     if (entry >= h->n || level < 0 || level > h->levels[entry])
@@ -309,7 +333,7 @@ int hnsw_search_from(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, 
         out[i] = res->a[0];
         hmax_pop(res);
     }
-    external_ids(h, out, n);
+    external_ids(h, s, out, n);
     *nout = n;
     return 0;
 }
@@ -325,7 +349,7 @@ int hnsw_hit_cmp(const void *a, const void *b)
 int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
                       size_t rerank, hnsw_hit *out, size_t *nout, hnsw_stats *st)
 {
-    if (!h->codes || !s->qq)
+    if (!h->codes || !s->qq || (h->rows && s->rs && s->exclude == HNSW_NONE))
         return hnsw_search(h, s, q, k, ef, out, nout, st);
     hnsw_stats local = {0};
     if (!st)
@@ -362,7 +386,7 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     if (!exact)
         st->ndist += r;
     /* original ids before sorting, so ties fall the same way in any order */
-    external_ids(h, s->sorted, r);
+    external_ids(h, s, s->sorted, r);
     qsort(s->sorted, r, sizeof(hnsw_hit), hnsw_hit_cmp);
     size_t m = r < k ? r : k;
     memcpy(out, s->sorted, m * sizeof(hnsw_hit));

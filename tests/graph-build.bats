@@ -268,3 +268,62 @@ build_and_check_recall() {
     [ "$status" -eq 1 ]
     [[ "$output" == *"frame 1: header-vectors.json"*dim* ]]
 }
+
+@test "graph-build --preset speed writes a rows frame that validates; query answers from the rows with exact distances" {
+    "$BIN/graph-build" --preset speed --threads 1 --seed 7 -o "$BATS_TEST_TMPDIR/sp" "$FIX/base.frames" \
+        2>"$BATS_TEST_TMPDIR/build.log"
+    grep -q 'speed rows [0-9]* B/node' "$BATS_TEST_TMPDIR/build.log"
+    validate --expect index "$BATS_TEST_TMPDIR/sp"
+    run show_frames "$BATS_TEST_TMPDIR/sp"
+    [[ "$output" == *'"t": "rows", "v": 1, "dpad": 64, "rot": {"$bin": 16384}'* ]]
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/sp" --exact -o "$BATS_TEST_TMPDIR/gt" "$FIX/queries.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/sp" --ef 64 -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
+    validate "$BATS_TEST_TMPDIR/r"
+    recall_at_least "$BATS_TEST_TMPDIR/gt" "$BATS_TEST_TMPDIR/r" 0.95
+    # every answer carries its exact distance: where an id is also in the
+    # exact answer, the two distances agree
+    $PY - "$BATS_TEST_TMPDIR/gt" "$BATS_TEST_TMPDIR/r" <<'PYEOF'
+import sys, msgpack, numpy as np
+def res(p):
+    return {f["qid"]: (np.frombuffer(f["ids"], "<u4"), np.frombuffer(f["dists"], "<f4"))
+            for f in msgpack.Unpacker(open(p, "rb"), raw=False) if f["t"] == "result"}
+gt, r = res(sys.argv[1]), res(sys.argv[2])
+checked = 0
+for q, (ids, d) in r.items():
+    exact = dict(zip(gt[q][0].tolist(), gt[q][1].tolist()))
+    for i, x in zip(ids.tolist(), d.tolist()):
+        if i in exact:
+            checked += 1
+            if abs(exact[i] - x) > 1e-4 * (1 + abs(exact[i])):
+                sys.exit(f"query {q} id {i}: distance {x}, exact {exact[i]}")
+if checked < 1000:
+    sys.exit(f"only {checked} answers compared")
+PYEOF
+}
+
+@test "graph-build --preset speed builds the same graph as the classic preset (query --no-codes answers byte-identically)" {
+    "$BIN/graph-build" --preset speed --threads 1 --seed 7 -o "$BATS_TEST_TMPDIR/sp" "$FIX/base.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/sp" --no-codes -o "$BATS_TEST_TMPDIR/a" "$FIX/queries.frames" 2>/dev/null
+    "$BIN/query" --index "$FIX/index" -o "$BATS_TEST_TMPDIR/b" "$FIX/queries.frames" 2>/dev/null
+    cmp "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
+}
+
+@test "graph-build --preset speed --metric cosine: query finds the true neighbours with cosine distances" {
+    "$BIN/graph-build" --preset speed --metric cosine -o "$BATS_TEST_TMPDIR/sc" "$FIX/base.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/sc" --exact -o "$BATS_TEST_TMPDIR/gt" "$FIX/queries.frames" 2>/dev/null
+    "$BIN/query" --index "$BATS_TEST_TMPDIR/sc" --ef 64 -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
+    run show_frames "$BATS_TEST_TMPDIR/r"
+    [[ "${lines[0]}" == *'"metric": "cosine"'* ]]
+    recall_at_least "$BATS_TEST_TMPDIR/gt" "$BATS_TEST_TMPDIR/r" 0.95
+}
+
+@test "graph-build --preset: unknown names, ip/l1 metrics and --compress are usage errors (64, no output)" {
+    for args in "--preset fast" "--preset speed --metric ip" "--preset speed --metric l1" \
+        "--preset speed --compress int8"; do
+        # shellcheck disable=SC2086 # args are words
+        run --separate-stderr "$BIN/graph-build" $args -o "$BATS_TEST_TMPDIR/out" "$FIX/base.frames"
+        [ "$status" -eq 64 ]
+        [[ "$stderr" == *preset* ]]
+        assert_no_output "$BATS_TEST_TMPDIR/out"
+    done
+}

@@ -1,7 +1,9 @@
 /*
  * faiss_run.cpp - the FAISS peer for bench/run.sh.
  *
- * Builds faiss::IndexHNSWFlat (METRIC_L2: squared L2, as hnswflow reports)
+ * Builds faiss::IndexHNSWFlat (METRIC_L2: squared L2, as hnswflow reports;
+ * for --metric cosine on normalised vectors, where |a - b|^2 / 2 = 1 - <a,b>
+ * is the cosine distance reported)
  * with omp_set_num_threads(T), then sets one OpenMP thread and, for every ef
  * (efSearch), runs the queries one at a time with index.search(1, ...), only
  * the query loop timed with CLOCK_MONOTONIC, REPEAT passes per ef interleaved
@@ -85,6 +87,11 @@ int main(int argc, char **argv)
     peer_matrix base = peer_read_fvecs(prog, o.base);
     peer_matrix q = peer_read_fvecs(prog, o.queries);
     peer_check_dims(prog, base, q);
+    int cosine = o.metric == "cosine";
+    if (cosine) {
+        peer_normalize(base);
+        peer_normalize(q);
+    }
 
     long long rss0 = peer_rss_bytes();
     double t0 = peer_now();
@@ -126,7 +133,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: warning: ef=%d: counting pass returned different ids\n", prog, ef);
 
         std::string path = o.out_prefix + ".ef" + std::to_string(ef) + ".frames";
-        peer_write_results(prog, path, q.n, o.k, ids[i], dists[i]);
+        if (cosine)
+            for (float &d : dists[i])
+                d *= 0.5f;
+        peer_write_results(prog, path, q.n, o.k, ids[i], dists[i], o.metric.c_str());
         printf("engine=faiss ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld\n", ef, (double)q.n / qs[i],
                (double)storage->ndist / (double)q.n, build_s, mem);
         fflush(stdout);

@@ -2,7 +2,8 @@
  * hnswlib_run.cpp - the hnswlib peer for bench/run.sh.
  *
  * Builds hnswlib::HierarchicalNSW<float> over L2Space (squared L2, the same
- * distance hnswflow reports) with T threads, inserting points through a
+ * distance hnswflow reports), or for --metric cosine over InnerProductSpace
+ * on normalised vectors (1 - <a,b>, as hnswlib's Python binding does) with T threads, inserting points through a
  * ParallelFor over addPoint the way hnswlib's Python binding (add_items)
  * does. Then, single-threaded, after one untimed warm-up pass over the
  * queries: REPEAT timed passes per ef, interleaved across the efs, the median
@@ -88,7 +89,15 @@ int main(int argc, char **argv)
     peer_matrix q = peer_read_fvecs(prog, o.queries);
     peer_check_dims(prog, base, q);
 
-    hnswlib::L2Space space(base.dim);
+    int cosine = o.metric == "cosine";
+    if (cosine) {
+        peer_normalize(base);
+        peer_normalize(q);
+    }
+    hnswlib::L2Space l2space(base.dim);
+    hnswlib::InnerProductSpace ipspace(base.dim);
+    hnswlib::SpaceInterface<float> &space = cosine ? (hnswlib::SpaceInterface<float> &)ipspace
+                                                   : (hnswlib::SpaceInterface<float> &)l2space;
     long long rss0 = peer_rss_bytes();
     double t0 = peer_now();
     hnsw_t idx(&space, base.n, (size_t)o.M, (size_t)o.ef_construction, o.seed);
@@ -125,7 +134,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: warning: ef=%d: counting pass returned different ids\n", prog, ef);
 
         std::string path = o.out_prefix + ".ef" + std::to_string(ef) + ".frames";
-        peer_write_results(prog, path, q.n, o.k, ids[i], dists[i]);
+        peer_write_results(prog, path, q.n, o.k, ids[i], dists[i], o.metric.c_str());
         printf("engine=hnswlib ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld hnswlib_metric=%.1f\n",
                ef, (double)q.n / qs[i], (double)g_ndist / (double)q.n, build_s, mem,
                (double)idx.metric_distance_computations.load() / (double)q.n);

@@ -48,6 +48,7 @@ struct peer_opts {
     std::vector<int> efs{10, 16, 32, 64, 128, 256};
     unsigned seed = 100;
     int repeat = 1; /* timed passes per ef; the median is reported */
+    std::string metric = "l2"; /* l2 or cosine (vectors normalised, inner product) */
 };
 
 [[noreturn]] static inline void peer_die(const char *prog, const char *fmt, const char *arg, int code)
@@ -72,7 +73,7 @@ static inline void peer_usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s --base base.fvecs --queries q.fvecs [-M 16] [--ef-construction 200]\n"
-            "       [--threads T] [--k 10] [--efs 10,16,32,...] [--seed S] [--repeat R]\n"
+            "       [--threads T] [--k 10] [--efs 10,16,32,...] [--seed S] [--repeat R] [--metric l2|cosine]\n"
             "       --out-prefix DIR/ENGINE\n",
             prog);
     exit(64);
@@ -105,7 +106,11 @@ static inline peer_opts peer_parse_args(int argc, char **argv)
             o.k = peer_parse_int(prog, "--k", v, 1, 100000);
         else if (a == "--repeat")
             o.repeat = peer_parse_int(prog, "--repeat", v, 1, 100);
-        else if (a == "--seed")
+        else if (a == "--metric") {
+            if (strcmp(v, "l2") != 0 && strcmp(v, "cosine") != 0)
+                peer_die(prog, "--metric %s: expected l2 or cosine", v, 64);
+            o.metric = v;
+        } else if (a == "--seed")
             o.seed = (unsigned)peer_parse_int(prog, "--seed", v, 0, 1 << 30);
         else if (a == "--efs") {
             o.efs.clear();
@@ -138,6 +143,23 @@ struct peer_matrix {
     std::vector<float> data;
     const float *row(size_t i) const { return data.data() + i * dim; }
 };
+
+/* Rows to unit length (zero rows stay zero), as hnswlib's Python binding
+ * does for space='cosine' before an inner-product index. */
+static inline void peer_normalize(peer_matrix &m)
+{
+    for (size_t i = 0; i < m.n; i++) {
+        float *r = m.data.data() + i * m.dim;
+        double s = 0;
+        for (size_t j = 0; j < m.dim; j++)
+            s += (double)r[j] * r[j];
+        if (s <= 0)
+            continue;
+        float inv = (float)(1.0 / sqrt(s));
+        for (size_t j = 0; j < m.dim; j++)
+            r[j] *= inv;
+    }
+}
 
 static inline peer_matrix peer_read_fvecs(const char *prog, const std::string &path)
 {
@@ -238,7 +260,8 @@ static inline void put_le32(unsigned char *p, uint32_t v)
 /* Write the result stream for nq queries; ids/dists are nq*k, row-major,
  * nearest first. Exits on I/O error (after removing the temp file). */
 static inline void peer_write_results(const char *prog, const std::string &path, size_t nq, int k,
-                                      const std::vector<uint32_t> &ids, const std::vector<float> &dists)
+                                      const std::vector<uint32_t> &ids, const std::vector<float> &dists,
+                                      const char *metric = "l2")
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -255,7 +278,7 @@ static inline void peer_write_results(const char *prog, const std::string &path,
     peer_pack_str(&pk, "k");
     msgpack_pack_uint32(&pk, (uint32_t)k);
     peer_pack_str(&pk, "metric");
-    peer_pack_str(&pk, "l2");
+    peer_pack_str(&pk, metric);
     peer_pack_str(&pk, "count");
     msgpack_pack_uint64(&pk, nq);
 

@@ -4,7 +4,8 @@
  * The input is put in a memfd, opened with channel_open_in and given to
  * hnsw_load, as `query --index` does. When it loads, a few searches run on
  * the result, so an index the loader accepts must also be safe to search
- * (every id, degree, level and the entry point are checked on load). Frames
+ * (every id, degree, level and the entry point are checked on load), and so
+ * must the rows built from a rows frame (graph-build --preset speed). Frames
  * the loader does not know (models) go to a callback that reads their fields;
  * a layer-router frame is unpacked, bound to the graph and routes a query,
  * as `query --route` does.
@@ -96,8 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             route_model *rm = NULL;
             if (hnsw_load(c, &h, other_frame, &rm, &e) == 0) {
                 search_some(h);
-                /* as query does: renumber for locality, then search again */
-                if (hnsw_reorder(h, &e) == 0) {
+                /* as query does: renumber for locality, build the speed
+                 * layout's rows when the index has its rows frame, then
+                 * search again (on the rows when there are any) */
+                if (hnsw_reorder(h, &e) == 0 && hnsw_rows_build(h, 1, &e) == 0) {
                     search_some(h);
                     route_some(rm, h);
                 }

@@ -1,0 +1,519 @@
+/*
+ * hnsw_rows.c - the row layout for fast search (graph-build --preset speed):
+ * per node one row with its neighbour ids, 1-bit codes of its neighbours
+ * and its own vector, searched SymphonyQG-style with exact answers.
+ *
+ * Row of node c (row_bytes apart, every part 64-byte aligned):
+ *   [u32 degree][u32 ids[nb]]        nb = M0 rounded up to 32 (FS_BATCH)
+ *   per batch of 32: f32 A[32], B[32], C[32], E[32]   (factors, below)
+ *   per batch: the neighbours' codes, fastscan.h layout (dpad / 8 bytes each)
+ *   f32 y_c[dpad]                    the node's vector rotated (R x, x padded
+ *                                    with zeros to dpad, a multiple of 64)
+ * R is a random orthogonal dpad x dpad matrix (saved in the "rows" frame),
+ * so |R q - R x| = |q - x| and coordinates of residuals look Gaussian, which
+ * RaBitQ's estimator needs. A neighbour o of c is coded relative to c:
+ * u = y_o - y_c, bits b_i = [u_i > 0], and with r = y_q - y_c
+ *   |q - o|^2 = |r|^2 + |u|^2 - 2 <u, r>,   <u, r> ~ |u|^2 (2 <b, r> - sum r) / sum |u_i|
+ * (RaBitQ: <o', q'> estimated by <x, q'> / <x, o'> with x = (2b - 1)/sqrt(D)).
+ * With r ~ lo + delta * rq (6 bits, fastscan.h), <b, r> ~ lo P + delta <b, rq>,
+ * P = popcount(b), so est = |r|^2 + A + 2 lo C + B (2 delta <b, rq> - sum r)
+ * with A = |u|^2, B = -2 |u|^2 / sum |u_i|, C = B P. E bounds the error:
+ * |est - exact| <= eps0 E |r| + |C| delta with high probability (RaBitQ's
+ * bound with eps0 = 1.9, plus the 6-bit rounding of r), E = 2 |u| sqrt(1 - g^2)
+ * / (g sqrt(D - 1)), g = <x, o'> = sum |u_i| / (sqrt(D) |u|).
+ *
+ * Search (one row read per expanded node): a pool of the ef best candidates
+ * by estimate, sorted; pop the nearest unexpanded one, take its exact
+ * distance from the vector in its own row (the residual's |r|^2 costs
+ * nothing more), put it among the results, estimate all its neighbours in
+ * one batched scan and insert the unvisited ones whose estimate beats the
+ * pool's worst. Only exactly measured nodes enter the results, so answers
+ * and their distances are exact. A neighbour is marked visited only when it
+ * enters the pool: one rejected from one row may be estimated better from
+ * another.
+ *
+ * The rows are derived data: query builds them at load (after renumbering)
+ * from the graph, the vectors and the saved rotation; only R is stored.
+ * l2 and cosine (unit vectors, searched in squared L2) only.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastscan.h"
+#include "hnsw.h"
+#include "hnsw_heap.h"
+#include "nn.h"
+
+#define EPS0 1.9f
+#ifndef ROW_EXACT_KEYS
+#define ROW_EXACT_KEYS 1
+#endif
+/* cache level rows are prefetched into (__builtin_prefetch locality) */
+#ifndef ROW_PREFETCH_HINT
+#define ROW_PREFETCH_HINT 1
+#endif
+
+static size_t round64(size_t x)
+{
+    return (x + 63) / 64 * 64;
+}
+
+size_t hnsw_rows_dpad(size_t dim)
+{
+    return round64(dim);
+}
+
+/* Random orthogonal matrix: Gaussian rows made orthonormal by modified
+ * Gram-Schmidt in double (deterministic for a seed). */
+int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e)
+{
+    if (h->p.metric != METRIC_L2 && h->p.metric != METRIC_COSINE)
+        return hf_err_set(e, HF_EUSAGE, "the speed layout needs metric l2 or cosine, not %s",
+                          metric_name(h->p.metric));
+    size_t D = hnsw_rows_dpad(h->dim);
+    if (D > HNSW_ROWS_MAX_DPAD)
+        return hf_err_set(e, HF_EUSAGE, "the speed layout takes at most %d dimensions, not %zu",
+                          HNSW_ROWS_MAX_DPAD, h->dim);
+    double *m = malloc(D * D * sizeof(double));
+    float *rot = malloc(D * D * sizeof(float));
+    if (!m || !rot) {
+        free(m);
+        free(rot);
+        return hf_err_set(e, HF_ENOMEM, "out of memory for a %zu x %zu rotation", D, D);
+    }
+    nn_rng rng;
+    nn_rng_seed(&rng, seed ^ 0x726f7773ull);
+    for (size_t i = 0; i < D * D; i++)
+        m[i] = nn_rng_normal(&rng);
+    for (size_t i = 0; i < D; i++) {
+        double *ri = m + i * D;
+        for (size_t j = 0; j < i; j++) {
+            const double *rj = m + j * D;
+            double d = 0;
+            for (size_t t = 0; t < D; t++)
+                d += ri[t] * rj[t];
+            for (size_t t = 0; t < D; t++)
+                ri[t] -= d * rj[t];
+        }
+        double nrm = 0;
+        for (size_t t = 0; t < D; t++)
+            nrm += ri[t] * ri[t];
+        nrm = sqrt(nrm);
+        for (size_t t = 0; t < D; t++)
+            ri[t] /= nrm;
+    }
+    for (size_t i = 0; i < D * D; i++)
+        rot[i] = (float)m[i];
+    free(m);
+    free(h->rot);
+    h->rot = rot;
+    h->rot_dpad = D;
+    return 0;
+}
+
+int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e)
+{
+    if (h->p.metric != METRIC_L2 && h->p.metric != METRIC_COSINE)
+        return hf_err_set(e, HF_EDATA, "rows frame on a %s index (only l2 and cosine)",
+                          metric_name(h->p.metric));
+    if (dpad != hnsw_rows_dpad(h->dim))
+        return hf_err_set(e, HF_EDATA, "rows frame: dpad %zu, dimension %zu needs %zu", dpad,
+                          h->dim, hnsw_rows_dpad(h->dim));
+    for (size_t i = 0; i < dpad * dpad; i++)
+        if (!isfinite(rot[i]))
+            return hf_err_set(e, HF_EDATA, "rows frame: rotation entry %zu is not finite", i);
+    float *r = malloc(dpad * dpad * sizeof(float));
+    if (!r)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation");
+    memcpy(r, rot, dpad * dpad * sizeof(float));
+    free(h->rot);
+    h->rot = r;
+    h->rot_dpad = dpad;
+    return 0;
+}
+
+/* Row parts. */
+static inline uint32_t *row_head(const hnsw *h, uint32_t id)
+{
+    return (uint32_t *)(void *)(h->rows + (size_t)id * h->row_bytes);
+}
+static inline float *row_fac(const hnsw *h, uint32_t id, uint32_t batch)
+{
+    return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_fac) +
+           (size_t)batch * 4 * FS_BATCH;
+}
+static inline uint8_t *row_codes(const hnsw *h, uint32_t id, uint32_t batch)
+{
+    return (uint8_t *)(h->rows + (size_t)id * h->row_bytes + h->row_off_codes) +
+           (size_t)batch * fs_batch_bytes(h->rot_dpad);
+}
+static inline float *row_vec(const hnsw *h, uint32_t id)
+{
+    return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_vec);
+}
+/* Added to every squared distance to the node: hnsw_zero_bias (1 for a zero
+ * vector of a cosine index, which lies at squared chord 2 from any unit
+ * query where |q - 0|^2 gives 1), kept after the ids, where the head's
+ * rounding to 64 bytes always leaves room. */
+static inline float *row_bias(const hnsw *h, uint32_t id)
+{
+    return (float *)(void *)(row_head(h, id) + 1 + h->row_nb);
+}
+
+/* Code neighbour slot j of node c's row from the rotated vectors. */
+static void encode_slot(hnsw *h, const dist_kernels *dk, uint32_t c, uint32_t j, uint32_t o)
+{
+    size_t D = h->rot_dpad;
+    const float *yc = row_vec(h, c), *yo = row_vec(h, o);
+    double n2 = dk->l2sq(yo, yc, D), l1 = dk->l1(yo, yc, D);
+    unsigned pop = 0, s = j % FS_BATCH, shift = s < 16 ? 0 : 4;
+    uint8_t *codes = row_codes(h, c, j / FS_BATCH) + (s & 15);
+    for (size_t g = 0; g < D / 4; g++) {
+        const float *a = yo + 4 * g, *b = yc + 4 * g;
+        unsigned nib = (unsigned)(a[0] > b[0]) | (unsigned)(a[1] > b[1]) << 1 |
+                       (unsigned)(a[2] > b[2]) << 2 | (unsigned)(a[3] > b[3]) << 3;
+        pop += (unsigned)(0x4332322132212110ull >> (4 * nib) & 15); /* bits in nib */
+        codes[16 * g] |= (uint8_t)(nib << shift);
+    }
+    float *f = row_fac(h, c, j / FS_BATCH), bias = hnsw_zero_bias(h, o);
+    if (l1 <= 0) { /* o sits on c: the estimate is |r|^2 (+ its bias), exact */
+        f[s] = bias;
+        f[FS_BATCH + s] = f[2 * FS_BATCH + s] = f[3 * FS_BATCH + s] = 0;
+        return;
+    }
+    double g = l1 / (sqrt((double)D) * sqrt(n2));
+    double B = -2.0 * n2 / l1;
+    f[s] = (float)n2 + bias;
+    f[FS_BATCH + s] = (float)B;
+    f[2 * FS_BATCH + s] = (float)(B * pop);
+    f[3 * FS_BATCH + s] =
+        (float)(2.0 * sqrt(n2) * sqrt(g < 1 ? 1 - g * g : 0) / (g * sqrt((double)D - 1)));
+}
+
+typedef struct encode_job {
+    hnsw *h;
+    size_t first, end;
+} encode_job;
+
+static void *encode_part(void *arg)
+{
+    encode_job *j = arg;
+    hnsw *h = j->h;
+    const dist_kernels *dk = dist_best();
+    for (size_t c = j->first; c < j->end; c++) {
+        const uint32_t *l = hnsw_links0(h, (uint32_t)c);
+        uint32_t *head = row_head(h, (uint32_t)c);
+        head[0] = l[0];
+        *row_bias(h, (uint32_t)c) = hnsw_zero_bias(h, (uint32_t)c);
+        for (uint32_t s = 0; s < l[0]; s++) {
+            head[1 + s] = l[1 + s];
+            encode_slot(h, dk, (uint32_t)c, s, l[1 + s]);
+        }
+    }
+    return NULL;
+}
+
+int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
+{
+    if (!h->rot)
+        return 0;
+    size_t D = h->rot_dpad, n = h->n;
+    uint32_t nb = (h->p.M0 + FS_BATCH - 1) / FS_BATCH * FS_BATCH;
+    h->row_nb = nb;
+    h->row_off_fac = round64(sizeof(uint32_t) * (1 + (size_t)nb));
+    h->row_off_codes = h->row_off_fac + (size_t)nb * 4 * sizeof(float);
+    h->row_off_vec = h->row_off_codes + (size_t)(nb / FS_BATCH) * fs_batch_bytes(D);
+    h->row_bytes = h->row_off_vec + D * sizeof(float);
+    free(h->rows);
+    h->rows = NULL;
+    if (n && h->row_bytes > (SIZE_MAX - 64) / n)
+        return hf_err_set(e, HF_ENOMEM, "row block too large");
+    h->rows = hnsw_alloc_block(n ? n * h->row_bytes : 64);
+    if (!h->rows)
+        return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu rows of %zu bytes", n, h->row_bytes);
+    memset(h->rows, 0, n * h->row_bytes);
+    /* y = R x for every node at once: rows of the level-0 block times R's
+     * first dim columns, written straight into the rows */
+    if (n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
+                    hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot, (int)D, 0.0f,
+                    row_vec(h, 0), (int)(h->row_bytes / sizeof(float)));
+    if (threads < 1)
+        threads = 1;
+    if (threads > 64)
+        threads = 64;
+    encode_job jobs[64];
+    pthread_t tid[64];
+    for (int t = 0; t < threads; t++)
+        jobs[t] =
+            (encode_job){h, n * (size_t)t / (size_t)threads, n * (size_t)(t + 1) / (size_t)threads};
+    int started = 1;
+    for (int t = 1; t < threads; t++, started++)
+        if (pthread_create(&tid[t], NULL, encode_part, &jobs[t]) != 0)
+            break;
+    for (int t = started; t < threads; t++) /* threads that did not start */
+        encode_part(&jobs[t]);
+    encode_part(&jobs[0]);
+    for (int t = 1; t < started; t++)
+        pthread_join(tid[t], NULL);
+    return 0;
+}
+
+size_t hnsw_rows_memory_bytes(const hnsw *h)
+{
+    return h->rows ? h->n * h->row_bytes + h->rot_dpad * h->rot_dpad * sizeof(float) : 0;
+}
+
+/* ---- search ---- */
+
+/* The candidate pool: the best `cap` by key, sorted ascending; `cur` is the
+ * first entry not yet expanded (everything before it is). */
+typedef struct pool_ent {
+    float d;
+    uint32_t id; /* top bit: expanded */
+} pool_ent;
+
+#define EXPANDED 0x80000000u
+
+struct hnsw_rows_scratch {
+    visited_bits vis;
+    pool_ent *pool;
+    size_t cap;
+    hheap res;
+    float *y;
+    uint8_t *rq, *lut;
+    const fs_kernels *fk;
+};
+
+int hnsw_rows_scratch_new(const hnsw *h, size_t max_ef, hnsw_rows_scratch **out, hf_err *e)
+{
+    *out = NULL;
+    hnsw_rows_scratch *s = calloc(1, sizeof *s);
+    if (!s)
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    size_t D = h->rot_dpad;
+    s->vis.words = (h->n + 63) / 64 + 1;
+    s->vis.w = calloc(s->vis.words, sizeof(uint64_t));
+    s->cap = max_ef + 1;
+    s->pool = malloc((s->cap + 1) * sizeof(pool_ent));
+    s->res.cap = max_ef + 2;
+    s->res.a = malloc(s->res.cap * sizeof(hnsw_hit));
+    s->y = hnsw_alloc_block(D * sizeof(float) + 64);
+    s->rq = hnsw_alloc_block(D + 64);
+    s->lut = hnsw_alloc_block(D * 4 + 64);
+    s->fk = fs_best();
+    if (!s->vis.w || !s->pool || !s->res.a || !s->y || !s->rq || !s->lut) {
+        hnsw_rows_scratch_destroy(&s);
+        return hf_err_set(e, HF_ENOMEM, "out of memory for search scratch");
+    }
+    *out = s;
+    return 0;
+}
+
+void hnsw_rows_scratch_destroy(hnsw_rows_scratch **sp)
+{
+    if (!sp || !*sp)
+        return;
+    hnsw_rows_scratch *s = *sp;
+    free(s->vis.w);
+    free(s->pool);
+    free(s->res.a);
+    free(s->y);
+    free(s->rq);
+    free(s->lut);
+    free(s);
+    *sp = NULL;
+}
+
+static inline int vis_test(const visited_bits *v, uint32_t id)
+{
+    return (int)(v->w[id >> 6] >> (id & 63) & 1);
+}
+static inline void vis_set(visited_bits *v, uint32_t id)
+{
+    v->w[id >> 6] |= (uint64_t)1 << (id & 63);
+}
+
+/* Insert (d, id) keeping the best cap; returns the new cur. */
+static inline size_t pool_insert(pool_ent *p, size_t *n, size_t cap, size_t cur, float d,
+                                 uint32_t id)
+{
+    size_t lo = 0, hi = *n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p[mid].d <= d)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= cap)
+        return cur;
+    size_t move = (*n < cap ? *n : cap - 1) - lo;
+    memmove(p + lo + 1, p + lo, move * sizeof *p);
+    p[lo].d = d;
+    p[lo].id = id;
+    if (*n < cap)
+        (*n)++;
+    return lo < cur ? lo : cur;
+}
+
+/* The whole row: fetching only its first lines and leaving the rest to
+ * the hardware prefetcher was slower (fmnist-proj256 ef 24, best of 5:
+ * 4 lines 17.8k QPS, 12 lines 22.6k, all 43 lines 26.6k); locality 1
+ * (prefetcht2) beat 2 and 3 (medians of 7: 33.2k, 29.7k, 28.0k QPS). */
+static inline void prefetch_row(const hnsw *h, uint32_t id, size_t lines)
+{
+    const char *r = h->rows + (size_t)id * h->row_bytes;
+    for (size_t a = 0; a < lines; a++)
+        __builtin_prefetch(r + 64 * a, 0, ROW_PREFETCH_HINT);
+}
+
+/* Exact squared distance of the rotated query to a node, its bias included. */
+static inline float node_exact(const hnsw *h, dist_fn l2, const float *y, uint32_t id)
+{
+    return l2(y, row_vec(h, id), h->rot_dpad) + (h->n_zero ? *row_bias(h, id) : 0.0f);
+}
+
+int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t k, size_t ef,
+                     hnsw_hit *out, size_t *nout, hnsw_stats *st)
+{
+    *nout = 0;
+    if (h->entry == HNSW_NONE || k == 0)
+        return 0;
+    if (ef < k)
+        ef = k;
+    if (ef + 1 > s->cap)
+        ef = s->cap - 1;
+    size_t D = h->rot_dpad, dim = h->dim;
+    /* y = R x for the prepared query (dimension order, unit length for cosine) */
+    float *x = (float *)(void *)s->lut; /* dim floats fit: lut has 4 D bytes */
+    if (h->perm)
+        hnsw_permute_query(h, q, x);
+    else
+        memcpy(x, q, dim * sizeof(float));
+    if (h->p.metric == METRIC_COSINE)
+        vec_normalize(x, dim);
+    size_t z = 0;
+    while (h->p.metric == METRIC_COSINE && z < dim && x[z] == 0)
+        z++;
+    int qzero = h->p.metric == METRIC_COSINE && z == dim;
+    /* not cblas_sgemv: one call per query wakes OpenBLAS's thread pool,
+     * which then spins in sched_yield beside the search */
+    const dist_fn dot = dist_best()->dot, l2 = dist_best()->l2sq;
+    for (size_t i = 0; i < D; i++)
+        s->y[i] = dot(h->rot + i * D, x, dim);
+    const fs_kernels *fk = s->fk;
+    const size_t lines = h->row_bytes / 64;
+    uint64_t ndist = 0, hops = 0;
+
+    /* greedy descent on the upper levels, exact distances from the rows */
+    uint32_t cur = h->entry;
+    float curd = node_exact(h, l2, s->y, cur);
+    ndist++;
+    for (int l = h->max_level; l > 0; l--) {
+        int changed = 1;
+        while (changed) {
+            changed = 0;
+            const uint32_t *links = hnsw_links(h, cur, l);
+            for (uint32_t j = 0; j < links[0]; j++)
+                prefetch_row(h, links[1 + j], 4);
+            for (uint32_t j = 0; j < links[0]; j++) {
+                uint32_t nb = links[1 + j];
+                float d = node_exact(h, l2, s->y, nb);
+                ndist++;
+                if (d < curd) {
+                    curd = d;
+                    cur = nb;
+                    changed = 1;
+                }
+            }
+            hops++;
+        }
+    }
+
+    /* level 0 on the rows */
+    visited_bits_clear(&s->vis);
+    pool_ent *pool = s->pool;
+    size_t pn = 0, pc = 0;
+    hheap *res = &s->res;
+    res->n = 0;
+    pool_insert(pool, &pn, ef, 0, curd, cur);
+    vis_set(&s->vis, cur);
+    uint32_t fs[FS_BATCH];
+    float est[FS_BATCH];
+    while (pc < pn) {
+        uint32_t c = pool[pc].id;
+        size_t next = pc + 1;
+        while (next < pn && (pool[next].id & EXPANDED))
+            next++;
+        if (next < pn)
+            prefetch_row(h, pool[next].id, lines);
+        hops++;
+        fs_resid fr;
+        fk->prep(s->y, row_vec(h, c), D, s->rq, s->lut, &fr);
+        float dc = fr.dist2 + (h->n_zero ? *row_bias(h, c) : 0.0f);
+        ndist++;
+#if ROW_EXACT_KEYS
+        /* the expanded node's key becomes its exact distance */
+        memmove(pool + pc, pool + pc + 1, (pn - pc - 1) * sizeof *pool);
+        pn--;
+        size_t at = pool_insert(pool, &pn, ef, pn, dc, c | EXPANDED);
+        next = at <= pc ? pc + 1 : pc;
+        while (next < pn && (pool[next].id & EXPANDED))
+            next++;
+#else
+        pool[pc].id |= EXPANDED;
+#endif
+        if (!h->deleted[c] && (res->n < k || dc < res->a[0].d)) {
+            hmax_push(res, dc, c);
+            if (res->n > k)
+                hmax_pop(res);
+        }
+        const uint32_t *head = row_head(h, c);
+        uint32_t deg = head[0];
+        size_t pcur = next;
+        for (uint32_t b = 0; b * FS_BATCH < deg; b++) {
+            fk->scan(row_codes(h, c, b), s->lut, D, fs);
+            const float *f = row_fac(h, c, b);
+            float base = fr.dist2, two_lo = 2 * fr.lo, two_delta = 2 * fr.delta;
+            for (unsigned j = 0; j < FS_BATCH; j++)
+                est[j] = base + f[j] + two_lo * f[2 * FS_BATCH + j] +
+                         f[FS_BATCH + j] * (two_delta * (float)fs[j] - fr.sum);
+            uint32_t m = deg - b * FS_BATCH < FS_BATCH ? deg - b * FS_BATCH : FS_BATCH;
+            for (uint32_t j = 0; j < m; j++) {
+                uint32_t nb = head[1 + b * FS_BATCH + j];
+                if (vis_test(&s->vis, nb))
+                    continue;
+                if (pn >= ef && est[j] >= pool[pn - 1].d)
+                    continue;
+                vis_set(&s->vis, nb);
+                pcur = pool_insert(pool, &pn, ef, pcur, est[j], nb);
+            }
+        }
+        pc = pcur;
+        while (pc < pn && (pool[pc].id & EXPANDED))
+            pc++;
+        if (pc < pn && pc != next)
+            prefetch_row(h, pool[pc].id, lines);
+    }
+    st->ndist += ndist;
+    st->hops += hops;
+
+    size_t n = res->n;
+    for (size_t i = n; i-- > 0;) {
+        out[i] = res->a[0];
+        hmax_pop(res);
+    }
+    /* a zero cosine query is at distance 1 from everything (metric_distance) */
+    for (size_t i = 0; i < n; i++) {
+        if (h->ext_id)
+            out[i].id = h->ext_id[out[i].id];
+        if (h->p.metric == METRIC_COSINE)
+            out[i].d = qzero ? 1.0f : 0.5f * out[i].d;
+    }
+    *nout = n;
+    return 0;
+}

@@ -1,0 +1,365 @@
+/*
+ * test_fastscan.c - the fast-scan kernels (fastscan.h) agree with the scalar
+ * reference on the padded lengths of odd dimensions, the scalar reference
+ * computes what fastscan.h defines (sum of table entries = <bits, rq>), and
+ * the row layout (hnsw_rows.c) and the classic search answer with exact
+ * distances and find the true neighbours for l2 and cosine on an odd
+ * dimension with zero vectors among the data and the queries, survives save/load with
+ * renumbering, never returns tombstones, and its rotation is orthogonal.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fastscan.h"
+#include "hnsw.h"
+#include "hnsw_io.h"
+#include "knn.h"
+
+/* dpad of dimensions 1, 3, 17, 100, 784, 1025, 2049: every code path of the
+ * kernels, 16-bit flushes (past 512 and 1024 dimensions) included */
+static const size_t dims[] = {1, 3, 17, 100, 784, 1025, 2049};
+
+static float frand(unsigned *seed)
+{
+    return (float)rand_r(seed) / RAND_MAX * 2.0f - 1.0f;
+}
+
+static void check_scan(const char *isa)
+{
+    const fs_kernels *k = fs_isa(isa), *ref = fs_isa("scalar");
+    if (!k) {
+        skip();
+        return;
+    }
+    unsigned seed = 3;
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        size_t D = hnsw_rows_dpad(dims[d]);
+        uint8_t *codes = malloc(fs_batch_bytes(D)), *lut = malloc(D * 4);
+        for (int rep = 0; rep < 10; rep++) {
+            for (size_t i = 0; i < fs_batch_bytes(D); i++)
+                codes[i] = (uint8_t)rand_r(&seed);
+            /* extreme tables too: every entry 252 tests the 16-bit flushes */
+            for (size_t i = 0; i < D * 4; i++)
+                lut[i] = rep == 0 ? 252 : (uint8_t)(rand_r(&seed) % 253);
+            uint32_t got[FS_BATCH], want[FS_BATCH];
+            k->scan(codes, lut, D, got);
+            ref->scan(codes, lut, D, want);
+            for (int j = 0; j < FS_BATCH; j++)
+                if (got[j] != want[j])
+                    fail_msg("%s scan dpad %zu vector %d: %u vs scalar %u", isa, D, j, got[j],
+                             want[j]);
+        }
+        free(codes);
+        free(lut);
+    }
+}
+
+static void check_prep(const char *isa)
+{
+    const fs_kernels *k = fs_isa(isa), *ref = fs_isa("scalar");
+    if (!k) {
+        skip();
+        return;
+    }
+    unsigned seed = 5;
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        size_t D = hnsw_rows_dpad(dims[d]);
+        float *y = malloc(D * sizeof *y), *v = malloc(D * sizeof *v);
+        uint8_t *rq = malloc(D), *rq0 = malloc(D), *lut = malloc(D * 4), *lut0 = malloc(D * 4);
+        for (int rep = 0; rep < 10; rep++) {
+            for (size_t i = 0; i < D; i++) {
+                y[i] = i < dims[d] ? frand(&seed) : 0;
+                v[i] = i < dims[d] ? frand(&seed) : 0;
+            }
+            fs_resid a, b;
+            k->prep(y, v, D, rq, lut, &a);
+            ref->prep(y, v, D, rq0, lut0, &b);
+            float tol = 1e-4f * (1 + (float)D);
+            if (fabsf(a.dist2 - b.dist2) > tol || fabsf(a.sum - b.sum) > tol || a.lo != b.lo ||
+                a.delta != b.delta)
+                fail_msg("%s prep dpad %zu: dist2 %g/%g sum %g/%g lo %g/%g delta %g/%g", isa, D,
+                         a.dist2, b.dist2, a.sum, b.sum, a.lo, b.lo, a.delta, b.delta);
+            for (size_t i = 0; i < D; i++) {
+                if (abs((int)rq[i] - (int)rq0[i]) > 1 || rq[i] > 63)
+                    fail_msg("%s prep dpad %zu: rq[%zu] %u vs scalar %u", isa, D, i, rq[i], rq0[i]);
+                float back = a.lo + a.delta * rq[i];
+                if (fabsf(back - (y[i] - v[i])) > 0.5f * a.delta + 1e-5f)
+                    fail_msg("%s prep: rq[%zu] decodes to %g, residual %g", isa, i, back,
+                             y[i] - v[i]);
+            }
+            /* each table is the sums of its group's quantised residuals */
+            for (size_t g = 0; g < D / 4; g++)
+                for (unsigned e = 0; e < 16; e++) {
+                    unsigned s = 0;
+                    for (unsigned t = 0; t < 4; t++)
+                        s += (e >> t & 1) ? rq[4 * g + t] : 0;
+                    if (lut[16 * g + e] != s)
+                        fail_msg("%s prep dpad %zu: table %zu entry %u = %u, want %u", isa, D, g, e,
+                                 lut[16 * g + e], s);
+                }
+        }
+        free(y);
+        free(v);
+        free(rq);
+        free(rq0);
+        free(lut);
+        free(lut0);
+    }
+}
+
+static void scalar_scan_sums_rq_over_set_bits(void **st)
+{
+    (void)st;
+    unsigned seed = 9;
+    size_t D = 128;
+    uint8_t *codes = calloc(fs_batch_bytes(D), 1), bits[FS_BATCH][128], rq[128], lut[512];
+    float y[128], v[128];
+    for (size_t i = 0; i < D; i++) {
+        y[i] = frand(&seed);
+        v[i] = frand(&seed);
+    }
+    fs_resid r;
+    fs_prep_scalar(y, v, D, rq, lut, &r);
+    for (unsigned j = 0; j < FS_BATCH; j++) {
+        for (size_t i = 0; i < D; i++)
+            bits[j][i] = (uint8_t)(rand_r(&seed) & 1);
+        fs_pack(codes, D, j, bits[j]);
+    }
+    uint32_t out[FS_BATCH];
+    fs_scan_scalar(codes, lut, D, out);
+    for (unsigned j = 0; j < FS_BATCH; j++) {
+        uint32_t want = 0;
+        for (size_t i = 0; i < D; i++)
+            want += bits[j][i] ? rq[i] : 0;
+        assert_int_equal(out[j], want);
+    }
+    free(codes);
+}
+
+static void avx2_scan_matches_scalar(void **st)
+{
+    (void)st;
+    check_scan("avx2");
+}
+static void avx512_scan_matches_scalar(void **st)
+{
+    (void)st;
+    check_scan("avx512");
+}
+static void avx2_prep_matches_scalar(void **st)
+{
+    (void)st;
+    check_prep("avx2");
+}
+static void avx512_prep_matches_scalar(void **st)
+{
+    (void)st;
+    check_prep("avx512");
+}
+
+/* ---- the row layout ---- */
+
+#define N 2000
+#define DIM 37 /* odd: padded to 64 */
+#define NQ 60
+#define K 10
+
+static hnsw *build_graph(metric_t m, float *base, int speed)
+{
+    hnsw_params p = {.M = 12, .ef_construction = 100, .seed = 1, .metric = m};
+    hnsw_params_defaults(&p);
+    hnsw *h = NULL;
+    hf_err e;
+    assert_int_equal(hnsw_new(&p, DIM, &h, &e), 0);
+    assert_int_equal(hnsw_append(h, base, N, NULL, &e), 0);
+    assert_int_equal(hnsw_permute_dims(h, &e), 0);
+    assert_int_equal(hnsw_build(h, 0, 2, NULL, NULL, &e), 0);
+    if (speed) {
+        assert_int_equal(hnsw_rows_plan(h, 7, &e), 0);
+        assert_int_equal(hnsw_rows_build(h, 2, &e), 0);
+    }
+    return h;
+}
+
+static hnsw *build_speed(metric_t m, float *base)
+{
+    return build_graph(m, base, 1);
+}
+
+/* Uniform vectors, every 97th base vector and the first query zero: a
+ * zero vector is at cosine distance 1 from everything (metric_distance). */
+static void make(float *base, float *q)
+{
+    unsigned seed = 17;
+    for (size_t i = 0; i < N * DIM; i++)
+        base[i] = (i / DIM) % 97 == 5 ? 0.0f : frand(&seed);
+    for (size_t i = 0; i < NQ * DIM; i++)
+        q[i] = i < DIM ? 0.0f : frand(&seed);
+}
+
+/* recall@K of the rows search against brute force; every answer's distance
+ * must be the exact one */
+static double rows_recall(const hnsw *h, const float *base, const float *q, size_t ef)
+{
+    hf_err e;
+    hnsw_searcher *s = NULL;
+    assert_int_equal(hnsw_searcher_new(h, 256, &s, &e), 0);
+    size_t hits = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        const float *qi = q + i * DIM;
+        /* brute force on the user's vectors, in the user's ids */
+        float gd[N];
+        for (size_t j = 0; j < N; j++)
+            gd[j] = metric_distance(h->p.metric, qi, base + j * DIM, DIM);
+        float sorted[N];
+        memcpy(sorted, gd, sizeof sorted);
+        for (size_t a = 0; a < K; a++) /* partial selection: the K smallest first */
+            for (size_t b = a + 1; b < N; b++)
+                if (sorted[b] < sorted[a]) {
+                    float t = sorted[a];
+                    sorted[a] = sorted[b];
+                    sorted[b] = t;
+                }
+        hnsw_hit out[K];
+        size_t n = 0;
+        hnsw_search(h, s, qi, K, ef, out, &n, NULL);
+        assert_int_equal(n, K);
+        for (size_t r = 0; r < n; r++) {
+            assert_true(out[r].id < N);
+            float want = gd[out[r].id];
+            if (fabsf(out[r].d - want) > 1e-4f * (1 + fabsf(want)))
+                fail_msg("answer %u: distance %g, exact %g", out[r].id, out[r].d, want);
+            if (r)
+                assert_true(out[r - 1].d <= out[r].d);
+            if (out[r].d <= sorted[K - 1] + 1e-5f)
+                hits++;
+        }
+    }
+    hnsw_searcher_destroy(&s);
+    return (double)hits / (NQ * K);
+}
+
+/* the classic path too: cosine ranks in squared L2 there as well */
+static void rows_and_classic_answer_exactly_for_l2_and_cosine_with_zero_vectors(void **st)
+{
+    (void)st;
+    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
+    make(base, q);
+    metric_t ms[] = {METRIC_L2, METRIC_COSINE};
+    for (int m = 0; m < 2; m++)
+        for (int speed = 0; speed < 2; speed++) {
+            hnsw *h = build_graph(ms[m], base, speed);
+            assert_true(!speed || h->rows);
+            double r = rows_recall(h, base, q, 128);
+            if (r < 0.95)
+                fail_msg("%s %s: recall@10 %.3f < 0.95", metric_name(ms[m]),
+                         speed ? "rows" : "classic", r);
+            hnsw_destroy(&h);
+        }
+    free(base);
+    free(q);
+}
+
+static void rotation_is_orthogonal(void **st)
+{
+    (void)st;
+    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
+    make(base, q);
+    hnsw *h = build_speed(METRIC_L2, base);
+    size_t D = h->rot_dpad;
+    assert_int_equal(D, 64);
+    for (size_t i = 0; i < D; i++)
+        for (size_t j = 0; j < D; j++) {
+            double s = 0;
+            for (size_t t = 0; t < D; t++)
+                s += (double)h->rot[i * D + t] * h->rot[j * D + t];
+            assert_true(fabs(s - (i == j)) < 1e-5);
+        }
+    hnsw_destroy(&h);
+    free(base);
+    free(q);
+}
+
+static void rows_survive_save_load_and_renumbering(void **st)
+{
+    (void)st;
+    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
+    make(base, q);
+    hnsw *h = build_speed(METRIC_L2, base);
+    assert_int_equal(hnsw_mark_deleted(h, 5, NULL), 0);
+    char path[] = "/tmp/hf_test_rows_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    hf_err e;
+    channel *c = NULL;
+    assert_int_equal(channel_open_out(path, &c, &e), 0);
+    assert_int_equal(hnsw_save_body(h, c, &e), 0);
+    assert_int_equal(channel_send_end(c, h->n, &e), 0);
+    assert_int_equal(channel_commit(c, &e), 0);
+    channel_destroy(&c);
+    assert_int_equal(channel_open_in(path, 0, &c, &e), 0);
+    hnsw *g = NULL;
+    if (hnsw_load(c, &g, NULL, NULL, &e) != 0)
+        fail_msg("load: %s", e.msg);
+    channel_destroy(&c);
+    unlink(path);
+    assert_non_null(g->rot);
+    assert_null(g->rows); /* derived: built by whoever searches */
+    assert_memory_equal(g->rot, h->rot, h->rot_dpad * h->rot_dpad * sizeof(float));
+    assert_int_equal(hnsw_reorder(g, &e), 0);
+    assert_int_equal(hnsw_rows_build(g, 1, &e), 0);
+    double r = rows_recall(g, base, q, 128);
+    if (r < 0.95)
+        fail_msg("reloaded, renumbered rows: recall@10 %.3f < 0.95", r);
+    /* the tombstone is never an answer */
+    hnsw_searcher *s = NULL;
+    assert_int_equal(hnsw_searcher_new(g, 256, &s, &e), 0);
+    hnsw_hit out[K];
+    size_t n;
+    hnsw_search(g, s, base + 5 * DIM, K, 64, out, &n, NULL);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(out[i].id, 5);
+    hnsw_searcher_destroy(&s);
+    hnsw_destroy(&h);
+    hnsw_destroy(&g);
+    free(base);
+    free(q);
+}
+
+static void speed_layout_refuses_other_metrics(void **st)
+{
+    (void)st;
+    hnsw_params p = {.M = 8, .metric = METRIC_IP};
+    hnsw_params_defaults(&p);
+    hnsw *h = NULL;
+    hf_err e;
+    assert_int_equal(hnsw_new(&p, 5, &h, &e), 0);
+    assert_int_not_equal(hnsw_rows_plan(h, 1, &e), 0);
+    float rot[64 * 64] = {0};
+    assert_int_not_equal(hnsw_rows_adopt(h, rot, 64, &e), 0);
+    hnsw_destroy(&h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(scalar_scan_sums_rq_over_set_bits),
+        cmocka_unit_test(avx2_scan_matches_scalar),
+        cmocka_unit_test(avx512_scan_matches_scalar),
+        cmocka_unit_test(avx2_prep_matches_scalar),
+        cmocka_unit_test(avx512_prep_matches_scalar),
+        cmocka_unit_test(rows_and_classic_answer_exactly_for_l2_and_cosine_with_zero_vectors),
+        cmocka_unit_test(rotation_is_orthogonal),
+        cmocka_unit_test(rows_survive_save_load_and_renumbering),
+        cmocka_unit_test(speed_layout_refuses_other_metrics),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
