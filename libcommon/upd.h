@@ -45,7 +45,7 @@ int upd_create(const hnsw_params *p, size_t dim, upd_index **out, hf_err *e);
 void upd_destroy(upd_index **u);
 
 const hnsw *upd_graph(const upd_index *u);
-size_t upd_live(const upd_index *u);
+size_t upd_nlive(const upd_index *u);
 size_t upd_pending(const upd_index *u);
 const upd_stats *upd_get_stats(const upd_index *u);
 /* External id of a slot. */

@@ -64,7 +64,7 @@ struct upd_index {
 };
 
 const hnsw *upd_graph(const upd_index *u) { return u->h; }
-size_t upd_live(const upd_index *u) { return u->live; }
+size_t upd_nlive(const upd_index *u) { return u->live; }
 size_t upd_pending(const upd_index *u) { return u->npend; }
 const upd_stats *upd_get_stats(const upd_index *u) { return &u->st; }
 uint64_t upd_ext_id(const upd_index *u, uint32_t slot) { return u->ids->ext[slot]; }

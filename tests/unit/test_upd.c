@@ -99,7 +99,7 @@ static void assert_sound(const upd_index *u)
     assert_int_equal(unreach, 0);
     assert_int_equal(bad, 0);
     const hnsw *h = upd_graph(u);
-    if (upd_live(u)) {
+    if (upd_nlive(u)) {
         assert_int_equal(upd_state(u, h->entry), UPD_LIVE);
         assert_int_equal(h->levels[h->entry], h->max_level);
     }
@@ -127,7 +127,7 @@ static void inserts_find_true_neighbours(void **st)
     (void)st;
     uint8_t live[N];
     upd_index *u = fill(live);
-    assert_int_equal(upd_live(u), N);
+    assert_int_equal(upd_nlive(u), N);
     assert_true(recall(u, live) >= 0.97);
     assert_sound(u);
     upd_destroy(&u);
@@ -160,7 +160,7 @@ static void deletes_leave_the_graph_and_slots_are_reused(void **st)
     assert_int_equal(upd_pending(u), nd);
     assert_int_equal(upd_consolidate(u, &e), 0);
     assert_int_equal(upd_pending(u), 0);
-    assert_int_equal(upd_live(u), N - nd);
+    assert_int_equal(upd_nlive(u), N - nd);
     assert_sound(u);
     assert_true(recall(u, live) >= 0.95);
     /* re-insert the deleted rows: every freed slot is taken, none added */
@@ -171,7 +171,7 @@ static void deletes_leave_the_graph_and_slots_are_reused(void **st)
         live[id - 1000] = 1;
     }
     assert_int_equal(upd_graph(u)->n, slots);
-    assert_int_equal(upd_live(u), N);
+    assert_int_equal(upd_nlive(u), N);
     assert_sound(u);
     assert_true(recall(u, live) >= 0.96);
     upd_destroy(&u);
@@ -188,7 +188,7 @@ static void unknown_or_repeated_delete_changes_nothing(void **st)
     assert_non_null(strstr(e.msg, "77"));
     uint64_t twice[2] = {1005, 1005};
     assert_int_equal(upd_delete(u, twice, 2, &e), HF_EDATA);
-    assert_int_equal(upd_live(u), N);
+    assert_int_equal(upd_nlive(u), N);
     assert_int_equal(upd_pending(u), 0);
     upd_destroy(&u);
 }
@@ -202,7 +202,7 @@ static void upsert_replaces_the_vector(void **st)
     /* id 1000 gets query 0's vector: query 0 must now find it at distance 0 */
     uint64_t id = 1000;
     assert_int_equal(upd_insert(u, &id, queries, 1, &e), 0);
-    assert_int_equal(upd_live(u), N);
+    assert_int_equal(upd_nlive(u), N);
     hnsw_hit out[K];
     size_t n;
     assert_int_equal(upd_search(u, queries, K, 64, out, &n, NULL, &e), 0);
@@ -257,7 +257,7 @@ static void deleting_everything_leaves_an_empty_valid_index(void **st)
         all[i] = 1000 + (uint64_t)i;
     assert_int_equal(upd_delete(u, all, N, &e), 0);
     assert_int_equal(upd_consolidate(u, &e), 0);
-    assert_int_equal(upd_live(u), 0);
+    assert_int_equal(upd_nlive(u), 0);
     assert_int_equal(upd_graph(u)->entry, HNSW_NONE);
     hnsw_hit out[K];
     size_t n = 5;

@@ -1,0 +1,419 @@
+/*
+ * consolidate - a live index: applies a stream of update frames (inserts as
+ * upserts by external id, true deletes) in order and answers the query
+ * frames among them against the index as it stands at that point.
+ *
+ * Stream mode (the default): update and query frames from stdin (or any
+ * endpoint), a results stream on stdout (-r), the index to -o at the end
+ * (atomic). A frame that is refused (unknown id, wrong dimension, NaN, a
+ * malformed frame) is reported in one line naming it and changes nothing;
+ * the stream carries on and the exit status is 65 at the end. A stream that
+ * cannot be read on (truncated, corrupt, a frame over the size limit) stops
+ * at once with status 65 and writes no -o: what was acknowledged is in the
+ * log.
+ *
+ * Durability (--wal): every accepted update is appended to the log (and
+ * fdatasync'ed) before it is applied; -o is the checkpoint, written every
+ * --checkpoint-every updates, every --checkpoint-seconds, at the end and on
+ * SIGTERM/SIGINT, after which the log is reset. On start the checkpoint (or
+ * --index, or an empty index) is loaded and the log replayed over it.
+ *
+ * Concurrency: one thread applies frames; a second waits for SIGTERM/SIGINT
+ * (sigwait) and checkpoints under the same mutex, which the applying thread
+ * holds for each frame and drops while it waits for the next one, so a
+ * checkpoint never sees half a frame.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "cli.h"
+#include "progress.h"
+#include "upd_live.h"
+#include "upd_wal.h"
+
+static const char *prog = "consolidate";
+
+static void usage(void)
+{
+    printf("usage: consolidate [options] [UPDATES]\n"
+           "Apply a stream of update frames (insert, delete, query) to a live index.\n\n"
+           "  -i, --index FILE          start from this index (default: an empty one)\n"
+           "      --metric NAME         empty index: l2 (default), ip, cosine, l1\n"
+           "  -M N                      empty index: links per node (default 16)\n"
+           "      --M0 N                empty index: level-0 links (default 2 M)\n"
+           "      --ef-construction N   empty index: insert beam width (default 200)\n"
+           "      --seed S              level draws (default 42)\n"
+           "  -o, --output FILE         write the index here at the end (atomic); with\n"
+           "                            --wal, the checkpoint (loaded on start if present)\n"
+           "  -r, --results EP          where answers to query frames go (default -)\n"
+           "  -k N                      neighbours per query (default 10)\n"
+           "      --ef N                search beam width (default 64)\n"
+           "      --repair-every N      a consolidation pass once N deletes are pending\n"
+           "                            (default 1: after every delete frame)\n"
+           "      --wal FILE            write-ahead log (needs -o)\n"
+           "      --checkpoint-every N  checkpoint after N updates (default 0: only at end)\n"
+           "      --checkpoint-seconds T  and after T seconds since the last (default 0)\n"
+           "      --no-sync             do not fdatasync the log per update\n"
+           "      --check               after every pass walk the whole graph; fail on an\n"
+           "                            unreachable node or an edge to a deleted one\n"
+           "      --max-dim N           refuse dimensions above N (default 65536)\n"
+           "      --max-frame BYTES     refuse frames larger than this (default 256 MiB)\n"
+           "      --max-k N, --max-ef N limits a query frame may ask (1000, 10000)\n"
+           "  -h, --help                this text\n\n"
+           "Frames: {t:\"header\", schema:\"hnswflow.updates\", v:1, dim, count}, then\n"
+           "{t:\"insert\", n, ids: bin u64[n], data: bin f32[n*dim]},\n"
+           "{t:\"delete\", n, ids: bin u64[n]}, {t:\"query\", qid, vec, k?, ef?}, then\n"
+           "{t:\"end\", count, checksum}. Answers: {t:\"result\", qid, ids: bin u64[],\n"
+           "dists} or {t:\"error\", qid, msg}. Exit: 0 ok, 64 usage, 65 a refused frame\n"
+           "or bad stream, 66 cannot open, 70 internal, 74 I/O.\n");
+}
+
+typedef struct opts {
+    const char *index, *out, *results, *wal, *in;
+    uint64_t k, ef, max_k, max_ef, max_dim, max_frame, repair_every;
+    uint64_t ckpt_every;
+    double ckpt_seconds;
+    int sync, check;
+} opts;
+
+typedef struct state {
+    pthread_mutex_t mu;
+    upd_live L;
+    upd_wal *wal;
+    const opts *o;
+    uint64_t since_ckpt;
+    double t_ckpt;
+    uint64_t passes_checked;
+    size_t worst_unreach, worst_bad;
+} state;
+
+static void fail_line(const char *where, uint64_t frame, const hf_err *e)
+{
+    fflush(stdout);
+    fprintf(stderr, "%s: %s:frame %llu: %s\n", prog, where, (unsigned long long)frame, e->msg);
+}
+
+static int checkpoint(state *s, hf_err *e)
+{
+    if (!s->o->out)
+        return 0;
+    int rc = upd_live_save(&s->L, s->o->out, e);
+    if (rc == 0 && s->wal)
+        rc = upd_wal_reset(s->wal, s->L.seq, e);
+    s->since_ckpt = 0;
+    s->t_ckpt = now_seconds();
+    return rc;
+}
+
+static void check_passes(state *s)
+{
+    if (!s->o->check || !s->L.u || upd_get_stats(s->L.u)->passes == s->passes_checked)
+        return;
+    s->passes_checked = upd_get_stats(s->L.u)->passes;
+    size_t unreach, bad;
+    upd_check(s->L.u, &unreach, &bad);
+    if (unreach > s->worst_unreach)
+        s->worst_unreach = unreach;
+    if (bad > s->worst_bad)
+        s->worst_bad = bad;
+}
+
+static void *signal_thread(void *arg)
+{
+    state *s = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    int sig = 0;
+    sigwait(&set, &sig);
+    pthread_mutex_lock(&s->mu);
+    hf_err e = {0};
+    int rc = checkpoint(s, &e);
+    if (rc)
+        fprintf(stderr, "%s: %s: checkpoint on signal %d failed: %s\n", prog, s->o->out, sig,
+                e.msg);
+    else
+        fprintf(stderr, "%s: signal %d: checkpoint of %llu updates written, stopping\n", prog, sig,
+                (unsigned long long)s->L.seq);
+    exit(rc ? hf_err_exit_code(rc) : 0);
+    return NULL;
+}
+
+static int replay_one(const frame_in *f, uint64_t seq, void *arg, hf_err *e)
+{
+    state *s = arg;
+    (void)seq;
+    return upd_live_check_apply(&s->L, f, e);
+}
+
+/* Load the checkpoint (with --wal, when it exists) or --index, replay the log. */
+static void start(state *s)
+{
+    const opts *o = s->o;
+    hf_err e = {0};
+    struct stat sb;
+    const char *from = o->index;
+    if (o->wal && o->out && stat(o->out, &sb) == 0)
+        from = o->out;
+    if (from && upd_live_load(&s->L, from, o->max_frame, &e))
+        cli_fail(prog, from, &e);
+    if (!o->wal)
+        return;
+    uint64_t applied = 0, last = 0;
+    hf_err tail = {0};
+    if (upd_wal_replay(o->wal, s->L.seq, o->max_frame, replay_one, s, &applied, &last, &tail, &e))
+        cli_fail(prog, o->wal, &e);
+    if (tail.code)
+        fprintf(stderr, "%s: %s:%s (replayed the %llu good records before it, dropped the rest)\n",
+                prog, o->wal, tail.msg, (unsigned long long)applied);
+    if (applied || tail.code) {
+        if (applied)
+            fprintf(stderr, "%s: %s: replayed %llu updates (through %llu)\n", prog, o->wal,
+                    (unsigned long long)applied, (unsigned long long)last);
+        if (checkpoint(s, &e))
+            cli_fail(prog, o->out, &e);
+    }
+    if (upd_wal_open(o->wal, s->L.seq, o->sync, &s->wal, &e))
+        cli_fail(prog, o->wal, &e);
+}
+
+static int run_stream(state *s)
+{
+    const opts *o = s->o;
+    hf_err e = {0};
+    const char *in_name = strcmp(o->in, "-") == 0 ? "stdin" : o->in;
+    channel *in = NULL, *res = NULL;
+    if (channel_open_in(o->in, o->max_frame, &in, &e))
+        cli_fail(prog, in_name, &e);
+    frame_in f;
+    int rc = channel_recv(in, &f, &e);
+    if (rc == HF_EOF)
+        hf_err_set(&e, HF_EDATA, "empty stream (no header frame)");
+    if (rc == 0 && strcmp(f.type, "header") != 0)
+        rc = hf_err_set(&e, HF_EDATA, "expected a header frame, got \"%s\"", f.type);
+    if (rc == 0)
+        rc = upd_live_header(&s->L, &f, &e);
+    if (rc) {
+        fail_line(in_name, channel_frames(in) ? channel_frames(in) : 1, &e);
+        exit(hf_err_exit_code(rc));
+    }
+    if (channel_open_out(o->results, &res, &e))
+        cli_fail(prog, o->results, &e);
+    if (upd_live_results_header(res, metric_name(s->L.p.metric), o->k, &e))
+        cli_fail(prog, o->results, &e);
+    frame_out fo;
+    frame_out_init(&fo);
+    uint64_t frames = 0, nq = 0, rejected = 0, ins = 0, del = 0;
+    double t_ins = 0, t_del = 0, t_q = 0, t0 = now_seconds();
+    int ended = 0;
+    s->t_ckpt = t0;
+    while (!ended) {
+        rc = channel_recv(in, &f, &e);
+        if (rc == HF_EOF)
+            rc = hf_err_set(&e, HF_EDATA, "truncated stream (no end frame)");
+        if (rc) {
+            fail_line(in_name, channel_frames(in) + 1, &e);
+            exit(hf_err_exit_code(rc));
+        }
+        pthread_mutex_lock(&s->mu);
+        if (strcmp(f.type, "end") == 0) {
+            uint64_t cnt;
+            if (frame_get_u64(&f, "count", &cnt, NULL) || cnt != frames) {
+                hf_err_set(&e, HF_EDATA, "end frame count does not match the %llu frames carried",
+                           (unsigned long long)frames);
+                fail_line(in_name, f.index, &e);
+                exit(65);
+            }
+            ended = 1;
+        } else if (strcmp(f.type, "header") == 0) {
+            hf_err_set(&e, HF_EDATA, "second header inside a stream");
+            fail_line(in_name, f.index, &e);
+            exit(65);
+        } else if (upd_live_is_update(&f)) {
+            frames++;
+            double ta = now_seconds();
+            if (upd_live_check(&s->L, &f, &e) != 0) {
+                fail_line(in_name, f.index, &e);
+                rejected++;
+            } else {
+                int insert = s->L.op_insert;
+                size_t n = s->L.op_n;
+                if (s->wal && upd_wal_append(s->wal, s->L.seq + 1, &f, &e))
+                    cli_fail(prog, o->wal, &e);
+                if (upd_live_apply(&s->L, &e))
+                    cli_fail(prog, in_name, &e);
+                double dt = now_seconds() - ta;
+                if (insert) {
+                    t_ins += dt;
+                    ins += n;
+                } else {
+                    t_del += dt;
+                    del += n;
+                }
+                check_passes(s);
+                s->since_ckpt++;
+                if ((o->ckpt_every && s->since_ckpt >= o->ckpt_every) ||
+                    (o->ckpt_seconds > 0 && now_seconds() - s->t_ckpt >= o->ckpt_seconds)) {
+                    if (checkpoint(s, &e))
+                        cli_fail(prog, o->out, &e);
+                }
+            }
+        } else if (strcmp(f.type, "query") == 0) {
+            frames++;
+            double ta = now_seconds();
+            upd_live_query(&s->L, &f, o->k, o->ef, o->max_k, o->max_ef, &fo);
+            t_q += now_seconds() - ta;
+            nq++;
+            if (channel_send(res, &fo, &e))
+                cli_fail(prog, o->results, &e);
+        } else {
+            frames++; /* other frame types are not ours: skipped */
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (channel_send_end(res, nq, &e) || channel_commit(res, &e))
+        cli_fail(prog, o->results, &e);
+    double ta = now_seconds();
+    if (s->L.u && upd_consolidate(s->L.u, &e))
+        cli_fail(prog, in_name, &e);
+    t_del += now_seconds() - ta;
+    check_passes(s);
+    if (checkpoint(s, &e))
+        cli_fail(prog, o->out, &e);
+    const upd_stats *st = s->L.u ? upd_get_stats(s->L.u) : NULL;
+    fprintf(stderr,
+            "consolidate: %llu inserts (%.0f/s), %llu deletes (%.0f/s incl. repair), %llu queries "
+            "(%.0f QPS), %llu passes, %zu live, %llu refused, %.2f s",
+            (unsigned long long)ins, t_ins > 0 ? ins / t_ins : 0.0, (unsigned long long)del,
+            t_del > 0 ? del / t_del : 0.0, (unsigned long long)nq, t_q > 0 ? nq / t_q : 0.0,
+            (unsigned long long)(st ? st->passes : 0), s->L.u ? upd_nlive(s->L.u) : (size_t)0,
+            (unsigned long long)rejected, now_seconds() - t0);
+    if (o->check)
+        fprintf(stderr, "; check after every pass: max %zu unreachable, max %zu edges to deleted",
+                s->worst_unreach, s->worst_bad);
+    fprintf(stderr, "\n");
+    frame_out_free(&fo);
+    channel_destroy(&in);
+    channel_destroy(&res);
+    int bad_check = o->check && (s->worst_unreach || s->worst_bad);
+    pthread_mutex_unlock(&s->mu);
+    if (bad_check)
+        return 70;
+    return rejected ? 65 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lopts[] = {{"index", required_argument, 0, 'i'},
+                                          {"metric", required_argument, 0, 1},
+                                          {"M0", required_argument, 0, 2},
+                                          {"ef-construction", required_argument, 0, 3},
+                                          {"seed", required_argument, 0, 4},
+                                          {"output", required_argument, 0, 'o'},
+                                          {"results", required_argument, 0, 'r'},
+                                          {"ef", required_argument, 0, 5},
+                                          {"repair-every", required_argument, 0, 6},
+                                          {"wal", required_argument, 0, 7},
+                                          {"checkpoint-every", required_argument, 0, 8},
+                                          {"checkpoint-seconds", required_argument, 0, 9},
+                                          {"no-sync", no_argument, 0, 10},
+                                          {"check", no_argument, 0, 11},
+                                          {"max-dim", required_argument, 0, 12},
+                                          {"max-frame", required_argument, 0, 13},
+                                          {"max-k", required_argument, 0, 14},
+                                          {"max-ef", required_argument, 0, 15},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
+    opts o = {.results = "-",
+              .in = "-",
+              .k = 10,
+              .ef = 64,
+              .max_k = 1000,
+              .max_ef = 10000,
+              .repair_every = 1,
+              .sync = 1};
+    hnsw_params p = {.seed = 42, .metric = METRIC_L2};
+    hf_err e = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "i:M:o:r:k:h", lopts, NULL)) != -1) {
+        switch (c) {
+        case 'i': o.index = optarg; break;
+        case 1:
+            if (metric_parse(optarg, &p.metric, &e))
+                cli_usage_error(prog, "%s", e.msg);
+            break;
+        case 'M': p.M = (uint32_t)cli_u64(prog, "-M", optarg, 2, 1024); break;
+        case 2: p.M0 = (uint32_t)cli_u64(prog, "--M0", optarg, 2, 4096); break;
+        case 3:
+            p.ef_construction = (uint32_t)cli_u64(prog, "--ef-construction", optarg, 1, 100000);
+            break;
+        case 4: p.seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
+        case 'o': o.out = optarg; break;
+        case 'r': o.results = optarg; break;
+        case 'k': o.k = cli_u64(prog, "-k", optarg, 1, 1 << 24); break;
+        case 5: o.ef = cli_u64(prog, "--ef", optarg, 1, 1 << 24); break;
+        case 6: o.repair_every = cli_u64(prog, "--repair-every", optarg, 1, UINT32_MAX); break;
+        case 7: o.wal = optarg; break;
+        case 8: o.ckpt_every = cli_u64(prog, "--checkpoint-every", optarg, 0, UINT64_MAX); break;
+        case 9: o.ckpt_seconds = cli_f64(prog, "--checkpoint-seconds", optarg, 0, 1e9); break;
+        case 10: o.sync = 0; break;
+        case 11: o.check = 1; break;
+        case 12: o.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
+        case 13: o.max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 14: o.max_k = cli_u64(prog, "--max-k", optarg, 1, 1 << 24); break;
+        case 15: o.max_ef = cli_u64(prog, "--max-ef", optarg, 1, 1 << 24); break;
+        case 'h': usage(); return 0;
+        default: cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (argc - optind > 1)
+        cli_usage_error(prog, "one update input at most");
+    if (optind < argc)
+        o.in = argv[optind];
+    if (p.M0 && p.M0 < (p.M ? p.M : 16))
+        cli_usage_error(prog, "--M0 must be at least M");
+    if (o.wal && !o.out)
+        cli_usage_error(prog, "--wal needs -o (the checkpoint it follows)");
+    if ((o.ckpt_every || o.ckpt_seconds > 0) && !o.out)
+        cli_usage_error(prog, "--checkpoint-every/--checkpoint-seconds need -o");
+    if (o.k > o.max_k || o.ef > o.max_ef)
+        cli_usage_error(prog, "-k/--ef above --max-k/--max-ef");
+
+    /* signals go to the checkpointing thread only */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    channel_install_signal_cleanup();
+
+    static state s; /* the signal thread holds a pointer until exit */
+    pthread_mutex_init(&s.mu, NULL);
+    s.o = &o;
+    upd_live_init(&s.L, &p, o.max_dim, o.repair_every);
+    pthread_mutex_lock(&s.mu);
+    start(&s);
+    pthread_mutex_unlock(&s.mu);
+    pthread_t tid;
+    if (pthread_create(&tid, NULL, signal_thread, &s) != 0) {
+        hf_err_set(&e, HF_EINTERNAL, "cannot start the signal thread");
+        cli_fail(prog, "start", &e);
+    }
+    pthread_detach(tid);
+    int rc = run_stream(&s);
+    pthread_mutex_lock(&s.mu);
+    upd_wal_close(&s.wal);
+    upd_live_free(&s.L);
+    return rc;
+}
