@@ -3,6 +3,9 @@
  */
 #include "hnsw_ids.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,4 +197,136 @@ int hnsw_ids_take_frame(hnsw_ids *ids, const frame_in *f, size_t max_slots, hf_e
     if (rc == 0)
         memcpy(ids->ext + start, p, len);
     return rc;
+}
+
+static int push_id(uint64_t **a, size_t *n, size_t *cap, uint64_t v)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 4096;
+        uint64_t *x = realloc(*a, nc * sizeof *x);
+        if (!x)
+            return -1;
+        *a = x;
+        *cap = nc;
+    }
+    (*a)[(*n)++] = v;
+    return 0;
+}
+
+/* .npy: magic, version, header length, a Python dict literal, then data */
+static int read_npy(FILE *fp, const char *path, uint64_t **out, size_t *n, hf_err *e)
+{
+    unsigned char pre[10];
+    if (fread(pre, 1, 10, fp) != 10)
+        return hf_err_set(e, HF_EDATA, "%s: truncated npy header", path);
+    size_t hl = pre[8] | (size_t)pre[9] << 8;
+    if (pre[6] >= 2) {
+        unsigned char more[2];
+        if (fread(more, 1, 2, fp) != 2)
+            return hf_err_set(e, HF_EDATA, "%s: truncated npy header", path);
+        hl |= (size_t)more[0] << 16 | (size_t)more[1] << 24;
+    }
+    if (hl == 0 || hl > 65536)
+        return hf_err_set(e, HF_EDATA, "%s: npy header of %zu bytes", path, hl);
+    char *hdr = calloc(hl + 1, 1);
+    if (!hdr)
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    if (fread(hdr, 1, hl, fp) != hl) {
+        free(hdr);
+        return hf_err_set(e, HF_EDATA, "%s: truncated npy header", path);
+    }
+    char kind = 0;
+    int width = 0, fortran = 0;
+    unsigned long long rows = 0, cols = 1;
+    const char *d = strstr(hdr, "'descr'");
+    const char *sh = strstr(hdr, "'shape'");
+    if (strstr(hdr, "'fortran_order': True"))
+        fortran = 1;
+    if (d) {
+        d = strchr(d + 7, '\'');
+        if (d && (d[1] == '<' || d[1] == '|' || d[1] == '=') && (d[2] == 'i' || d[2] == 'u') &&
+            isdigit((unsigned char)d[3]) && d[4] == '\'') {
+            kind = d[2];
+            width = d[3] - '0';
+        }
+    }
+    int shape_ok = 0;
+    if (sh && (sh = strchr(sh, '('))) {
+        int got = sscanf(sh, "(%llu, %llu)", &rows, &cols);
+        shape_ok = (got == 1 && strstr(sh, ",)") != NULL) || (got == 2 && cols == 1);
+    }
+    free(hdr);
+    if (!kind || (width != 1 && width != 2 && width != 4 && width != 8) || !shape_ok || fortran)
+        return hf_err_set(e, HF_EDATA,
+                          "%s: ids npy must be a 1-D (or n x 1) array of integers, C order", path);
+    if (rows > ((size_t)1 << 32))
+        return hf_err_set(e, HF_EDATA, "%s: %llu ids is too many", path, rows);
+    uint64_t *a = malloc((rows ? rows : 1) * sizeof *a);
+    if (!a)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for %llu ids", rows);
+    for (size_t i = 0; i < rows; i++) {
+        unsigned char b[8] = {0};
+        if (fread(b, 1, (size_t)width, fp) != (size_t)width) {
+            free(a);
+            return hf_err_set(e, HF_EDATA, "%s: npy data ends after %zu of %llu ids", path, i,
+                              rows);
+        }
+        uint64_t v = 0;
+        for (int k = 0; k < width; k++)
+            v |= (uint64_t)b[k] << (8 * k);
+        if (kind == 'i' && (b[width - 1] & 0x80)) {
+            free(a);
+            return hf_err_set(e, HF_EDATA, "%s: id %zu is negative", path, i);
+        }
+        a[i] = v;
+    }
+    *out = a;
+    *n = (size_t)rows;
+    return 0;
+}
+
+int hnsw_ids_read_file(const char *path, uint64_t **out, size_t *n, hf_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return hf_err_set(e, HF_EOPEN, "%s: %s", path, strerror(errno));
+    unsigned char magic[6] = {0};
+    size_t got = fread(magic, 1, 6, fp);
+    rewind(fp);
+    int rc = 0;
+    if (got == 6 && memcmp(magic, "\x93NUMPY", 6) == 0) {
+        rc = read_npy(fp, path, out, n, e);
+        fclose(fp);
+        return rc;
+    }
+    char line[256];
+    size_t lineno = 0, cap = 0;
+    uint64_t *a = NULL;
+    while (rc == 0 && fgets(line, sizeof line, fp)) {
+        lineno++;
+        char *p = line;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            continue;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (!isdigit((unsigned char)*p) || errno || *end)
+            rc = hf_err_set(e, HF_EDATA, "%s: line %zu: not an unsigned integer", path, lineno);
+        else if (push_id(&a, n, &cap, v))
+            rc = hf_err_set(e, HF_ENOMEM, "out of memory");
+    }
+    fclose(fp);
+    if (rc) {
+        free(a);
+        *n = 0;
+        return rc;
+    }
+    *out = a;
+    return 0;
 }

@@ -56,4 +56,10 @@ int hnsw_ids_save(const hnsw_ids *ids, size_t n, channel *c, hf_err *e);
  * caller binds the live ones once tombstones are known. */
 int hnsw_ids_take_frame(hnsw_ids *ids, const frame_in *f, size_t max_slots, hf_err *e);
 
+/* Read external ids from a file: one unsigned decimal integer a line (blank
+ * lines and surrounding spaces allowed), or an .npy array of integers
+ * (1-D or n x 1; int8..int64, uint8..uint64; negative values refused).
+ * The caller frees *out. Errors name the line or the element. */
+int hnsw_ids_read_file(const char *path, uint64_t **out, size_t *n, hf_err *e);
+
 #endif
