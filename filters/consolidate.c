@@ -273,7 +273,9 @@ static int run_stream(state *s)
             upd_live_query(&s->L, &f, o->k, o->ef, o->max_k, o->max_ef, &fo);
             t_q += now_seconds() - ta;
             nq++;
-            if (channel_send(res, &fo, &e))
+            /* with a log, an answer also acknowledges every update before it:
+             * it must reach the reader now */
+            if (channel_send(res, &fo, &e) || (s->wal && channel_flush(res, &e)))
                 cli_fail(prog, o->results, &e);
         } else {
             frames++; /* other frame types are not ours: skipped */
