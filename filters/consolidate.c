@@ -18,10 +18,23 @@
  * SIGTERM/SIGINT, after which the log is reset. On start the checkpoint (or
  * --index, or an empty index) is loaded and the log replayed over it.
  *
- * Concurrency: one thread applies frames; a second waits for SIGTERM/SIGINT
- * (sigwait) and checkpoints under the same mutex, which the applying thread
- * holds for each frame and drops while it waits for the next one, so a
- * checkpoint never sees half a frame.
+ * Live mode (--serve EP --updates EP): queries (the request/answer frames of
+ * query --serve) on one ZeroMQ endpoint, update frames from any number of
+ * producers on another; each update is answered {t:"ack", seq} once it is
+ * in the log (fdatasync'ed) and applied, or {t:"error", msg} when refused.
+ * consolidate --connect EP is the producer: it sends the update frames of
+ * its input one at a time and waits for each acknowledgement (query frames
+ * in its input are answered in order too, onto -r).
+ *
+ * Consistency: a readers-writer lock (writer-preferring). The update thread
+ * holds it for writing while it applies one frame (and any consolidation
+ * pass that frame triggers), the query thread for reading while it answers
+ * one query; the acknowledgement is sent after the write lock is released.
+ * So a query sees the graph between two whole updates, never during a
+ * repair, and a query sent after an acknowledgement of a delete can never
+ * return that id. A third thread waits for SIGTERM/SIGINT (sigwait) and
+ * checkpoints under the write lock, then exits. In stream mode the one
+ * applying thread takes the write lock per frame.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -35,6 +48,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "progress.h"
+#include "serve.h"
 #include "upd_live.h"
 #include "upd_wal.h"
 
@@ -61,8 +75,14 @@ static void usage(void)
            "      --checkpoint-every N  checkpoint after N updates (default 0: only at end)\n"
            "      --checkpoint-seconds T  and after T seconds since the last (default 0)\n"
            "      --no-sync             do not fdatasync the log per update\n"
-           "      --check               after every pass walk the whole graph; fail on an\n"
-           "                            unreachable node or an edge to a deleted one\n"
+           "      --check               after every update (once no delete is pending) walk\n"
+           "                            the whole graph; fail on an unreachable live node\n"
+           "                            or an edge to a deleted one\n"
+           "      --serve EP            live mode: answer query frames on EP (ZeroMQ)\n"
+           "      --updates EP          live mode: take update frames from producers on EP,\n"
+           "                            acknowledge each once it is durable and applied\n"
+           "      --connect EP          producer: send the update (and query) frames of the\n"
+           "                            input to a live consolidate, wait for each answer\n"
            "      --max-dim N           refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES     refuse frames larger than this (default 256 MiB)\n"
            "      --max-k N, --max-ef N limits a query frame may ask (1000, 10000)\n"
@@ -76,7 +96,7 @@ static void usage(void)
 }
 
 typedef struct opts {
-    const char *index, *out, *results, *wal, *in;
+    const char *index, *out, *results, *wal, *in, *serve, *updates, *connect;
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame, repair_every;
     uint64_t ckpt_every;
     double ckpt_seconds;
@@ -84,13 +104,12 @@ typedef struct opts {
 } opts;
 
 typedef struct state {
-    pthread_mutex_t mu;
+    pthread_rwlock_t mu;
     upd_live L;
     upd_wal *wal;
     const opts *o;
     uint64_t since_ckpt;
     double t_ckpt;
-    uint64_t passes_checked;
     size_t worst_unreach, worst_bad;
 } state;
 
@@ -112,11 +131,11 @@ static int checkpoint(state *s, hf_err *e)
     return rc;
 }
 
-static void check_passes(state *s)
+/* --check: a full walk after every update once no delete is pending */
+static void check_graph(state *s)
 {
-    if (!s->o->check || !s->L.u || upd_get_stats(s->L.u)->passes == s->passes_checked)
+    if (!s->o->check || !s->L.u || upd_pending(s->L.u))
         return;
-    s->passes_checked = upd_get_stats(s->L.u)->passes;
     size_t unreach, bad;
     upd_check(s->L.u, &unreach, &bad);
     if (unreach > s->worst_unreach)
@@ -135,7 +154,7 @@ static void *signal_thread(void *arg)
     sigaddset(&set, SIGHUP);
     int sig = 0;
     sigwait(&set, &sig);
-    pthread_mutex_lock(&s->mu);
+    pthread_rwlock_wrlock(&s->mu);
     hf_err e = {0};
     int rc = checkpoint(s, &e);
     if (rc)
@@ -224,7 +243,7 @@ static int run_stream(state *s)
             fail_line(in_name, channel_frames(in) + 1, &e);
             exit(hf_err_exit_code(rc));
         }
-        pthread_mutex_lock(&s->mu);
+        pthread_rwlock_wrlock(&s->mu);
         if (strcmp(f.type, "end") == 0) {
             uint64_t cnt;
             if (frame_get_u64(&f, "count", &cnt, NULL) || cnt != frames) {
@@ -259,7 +278,7 @@ static int run_stream(state *s)
                     t_del += dt;
                     del += n;
                 }
-                check_passes(s);
+                check_graph(s);
                 s->since_ckpt++;
                 if ((o->ckpt_every && s->since_ckpt >= o->ckpt_every) ||
                     (o->ckpt_seconds > 0 && now_seconds() - s->t_ckpt >= o->ckpt_seconds)) {
@@ -280,16 +299,16 @@ static int run_stream(state *s)
         } else {
             frames++; /* other frame types are not ours: skipped */
         }
-        pthread_mutex_unlock(&s->mu);
+        pthread_rwlock_unlock(&s->mu);
     }
-    pthread_mutex_lock(&s->mu);
+    pthread_rwlock_wrlock(&s->mu);
     if (channel_send_end(res, nq, &e) || channel_commit(res, &e))
         cli_fail(prog, o->results, &e);
     double ta = now_seconds();
     if (s->L.u && upd_consolidate(s->L.u, &e))
         cli_fail(prog, in_name, &e);
     t_del += now_seconds() - ta;
-    check_passes(s);
+    check_graph(s);
     if (checkpoint(s, &e))
         cli_fail(prog, o->out, &e);
     const upd_stats *st = s->L.u ? upd_get_stats(s->L.u) : NULL;
@@ -300,18 +319,262 @@ static int run_stream(state *s)
             t_del > 0 ? del / t_del : 0.0, (unsigned long long)nq, t_q > 0 ? nq / t_q : 0.0,
             (unsigned long long)(st ? st->passes : 0), s->L.u ? upd_nlive(s->L.u) : (size_t)0,
             (unsigned long long)rejected, now_seconds() - t0);
+    if (s->L.u)
+        fprintf(stderr, "; graph memory %.1f MiB (+%.1f MiB ids and slot state)",
+                hnsw_memory_bytes(upd_graph(s->L.u)) / 1048576.0,
+                upd_extra_bytes(s->L.u) / 1048576.0);
     if (o->check)
-        fprintf(stderr, "; check after every pass: max %zu unreachable, max %zu edges to deleted",
+        fprintf(stderr, "; check after every update: max %zu unreachable, max %zu edges to deleted",
                 s->worst_unreach, s->worst_bad);
     fprintf(stderr, "\n");
     frame_out_free(&fo);
     channel_destroy(&in);
     channel_destroy(&res);
     int bad_check = o->check && (s->worst_unreach || s->worst_bad);
-    pthread_mutex_unlock(&s->mu);
+    pthread_rwlock_unlock(&s->mu);
     if (bad_check)
         return 70;
     return rejected ? 65 : 0;
+}
+
+/* ---- live mode ---- */
+
+static volatile int live_stop; /* set by the update thread when it fails */
+
+static void reply_error(server *srv, server_req *req, frame_out *fo, const char *msg)
+{
+    hf_err e;
+    frame_begin(fo, "error", 1);
+    frame_put_str(fo, "msg", msg);
+    server_reply(srv, req, fo, &e);
+}
+
+/* info and query requests, under the read lock */
+static void answer_read(state *s, server *srv, server_req *req, const frame_in *f, frame_out *fo)
+{
+    hf_err e;
+    pthread_rwlock_rdlock(&s->mu);
+    if (strcmp(f->type, "info") == 0) {
+        frame_begin(fo, "info", 4);
+        frame_put_u64(fo, "dim", s->L.dim);
+        frame_put_str(fo, "metric", metric_name(s->L.p.metric));
+        frame_put_u64(fo, "count", s->L.u ? upd_nlive(s->L.u) : 0);
+        frame_put_str(fo, "ids", "u64");
+    } else {
+        upd_live_query(&s->L, f, s->o->k, s->o->ef, s->o->max_k, s->o->max_ef, fo);
+    }
+    pthread_rwlock_unlock(&s->mu);
+    server_reply(srv, req, fo, &e);
+}
+
+typedef struct qthread {
+    state *s;
+    server *srv;
+    uint64_t served;
+} qthread;
+
+static void *query_thread(void *arg)
+{
+    qthread *q = arg;
+    frame_out fo;
+    frame_out_init(&fo);
+    char msg[600];
+    while (!live_stop) {
+        server_req *req;
+        frame_in f;
+        hf_err e = {0};
+        int rc = server_recv(q->srv, 100, &req, &f, &e);
+        if (rc == HF_EOF)
+            continue;
+        if (rc == HF_EDATA) {
+            reply_error(q->srv, req, &fo, e.msg);
+            continue;
+        }
+        if (rc)
+            break;
+        if (strcmp(f.type, "query") == 0 || strcmp(f.type, "info") == 0) {
+            answer_read(q->s, q->srv, req, &f, &fo);
+            q->served++;
+        } else {
+            snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f.type);
+            reply_error(q->srv, req, &fo, msg);
+        }
+    }
+    frame_out_free(&fo);
+    return NULL;
+}
+
+static int run_live(state *s)
+{
+    const opts *o = s->o;
+    hf_err e = {0};
+    server *qs = NULL, *us = NULL;
+    if (server_open(o->serve, o->max_frame, &qs, &e))
+        cli_fail(prog, o->serve, &e);
+    if (server_open(o->updates, o->max_frame, &us, &e))
+        cli_fail(prog, o->updates, &e);
+    qthread q = {.s = s, .srv = qs};
+    pthread_t tid;
+    if (pthread_create(&tid, NULL, query_thread, &q) != 0) {
+        hf_err_set(&e, HF_EINTERNAL, "cannot start the query thread");
+        cli_fail(prog, o->serve, &e);
+    }
+    fprintf(stderr, "consolidate: live, %zu vectors; queries on %s, updates on %s\n",
+            s->L.u ? upd_nlive(s->L.u) : (size_t)0, o->serve, o->updates);
+    frame_out fo;
+    frame_out_init(&fo);
+    char msg[700];
+    uint64_t refused = 0;
+    for (;;) {
+        server_req *req;
+        frame_in f;
+        int rc = server_recv(us, 100, &req, &f, &e);
+        if (rc == HF_EOF) {
+            pthread_rwlock_wrlock(&s->mu);
+            if (o->ckpt_seconds > 0 && s->since_ckpt &&
+                now_seconds() - s->t_ckpt >= o->ckpt_seconds && checkpoint(s, &e))
+                cli_fail(prog, o->out, &e);
+            pthread_rwlock_unlock(&s->mu);
+            continue;
+        }
+        if (rc == HF_EDATA) { /* not a frame: answered, nothing else changes */
+            fprintf(stderr, "%s: %s:%s\n", prog, o->updates, e.msg);
+            reply_error(us, req, &fo, e.msg);
+            refused++;
+            continue;
+        }
+        if (rc)
+            cli_fail(prog, o->updates, &e);
+        if (strcmp(f.type, "query") == 0 || strcmp(f.type, "info") == 0) {
+            answer_read(s, us, req, &f, &fo);
+            continue;
+        }
+        if (!upd_live_is_update(&f)) {
+            snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected insert or delete)",
+                     f.type);
+            reply_error(us, req, &fo, msg);
+            continue;
+        }
+        pthread_rwlock_wrlock(&s->mu);
+        int ok = upd_live_check(&s->L, &f, &e) == 0;
+        if (ok) {
+            if (s->wal && upd_wal_append(s->wal, s->L.seq + 1, &f, &e))
+                cli_fail(prog, o->wal, &e);
+            if (upd_live_apply(&s->L, &e))
+                cli_fail(prog, o->updates, &e);
+            s->since_ckpt++;
+            if (o->ckpt_every && s->since_ckpt >= o->ckpt_every && checkpoint(s, &e))
+                cli_fail(prog, o->out, &e);
+        }
+        uint64_t seq = s->L.seq;
+        pthread_rwlock_unlock(&s->mu);
+        if (ok) {
+            frame_begin(&fo, "ack", 1);
+            frame_put_u64(&fo, "seq", seq);
+            server_reply(us, req, &fo, &e);
+        } else {
+            snprintf(msg, sizeof msg, "request %llu: %s", (unsigned long long)f.index, e.msg);
+            fprintf(stderr, "%s: %s:%s\n", prog, o->updates, msg);
+            reply_error(us, req, &fo, e.msg);
+            refused++;
+        }
+    }
+    return 0; /* not reached: SIGTERM checkpoints and exits */
+}
+
+/* Producer: forward the input's frames, one at a time, and wait for each answer. */
+static int run_connect(const opts *o)
+{
+    hf_err e = {0};
+    const char *in_name = strcmp(o->in, "-") == 0 ? "stdin" : o->in;
+    channel *in = NULL, *res = NULL;
+    if (channel_open_in(o->in, o->max_frame, &in, &e))
+        cli_fail(prog, in_name, &e);
+    frame_in f;
+    upd_live probe;
+    hnsw_params p = {0};
+    upd_live_init(&probe, &p, o->max_dim, 1);
+    int rc = channel_recv(in, &f, &e);
+    if (rc == HF_EOF)
+        rc = hf_err_set(&e, HF_EDATA, "empty stream (no header frame)");
+    if (rc == 0 && strcmp(f.type, "header") != 0)
+        rc = hf_err_set(&e, HF_EDATA, "expected a header frame, got \"%s\"", f.type);
+    if (rc == 0)
+        rc = upd_live_header(&probe, &f, &e);
+    if (rc) {
+        fail_line(in_name, channel_frames(in) ? channel_frames(in) : 1, &e);
+        exit(hf_err_exit_code(rc));
+    }
+    client *cl = NULL;
+    if (client_open(o->connect, o->max_frame, &cl, &e))
+        cli_fail(prog, o->connect, &e);
+    frame_out fo;
+    frame_out_init(&fo);
+    frame_in a;
+    char metric[16] = "l2";
+    frame_begin(&fo, "info", 0);
+    if (client_send(cl, &fo, &e) || (rc = client_recv(cl, 60000, &a, &e)) != 0) {
+        if (rc == HF_EOF)
+            hf_err_set(&e, HF_EIO, "no answer within 60 s");
+        cli_fail(prog, o->connect, &e);
+    }
+    frame_get_str(&a, "metric", metric, sizeof metric, NULL);
+    if (channel_open_out(o->results, &res, &e) ||
+        upd_live_results_header(res, metric, o->k, &e))
+        cli_fail(prog, o->results, &e);
+    uint64_t frames = 0, acked = 0, refused = 0, nq = 0;
+    double t0 = now_seconds();
+    for (;;) {
+        rc = channel_recv(in, &f, &e);
+        if (rc == HF_EOF)
+            rc = hf_err_set(&e, HF_EDATA, "truncated stream (no end frame)");
+        if (rc) {
+            fail_line(in_name, channel_frames(in) + 1, &e);
+            exit(hf_err_exit_code(rc));
+        }
+        if (strcmp(f.type, "end") == 0)
+            break;
+        frames++;
+        int upd = upd_live_is_update(&f), query = strcmp(f.type, "query") == 0;
+        if (!upd && !query)
+            continue;
+        msgpack_sbuffer_clear(&fo.sb);
+        msgpack_pack_object(&fo.pk, *f.map);
+        if (client_send(cl, &fo, &e))
+            cli_fail(prog, o->connect, &e);
+        rc = client_recv(cl, 60000, &a, &e);
+        if (rc == HF_EOF)
+            hf_err_set(&e, HF_EIO, "no answer within 60 s (frame %llu)",
+                       (unsigned long long)f.index);
+        if (rc)
+            cli_fail(prog, o->connect, &e);
+        if (strcmp(a.type, "error") == 0) {
+            char m[512] = "";
+            frame_get_str(&a, "msg", m, sizeof m, NULL);
+            hf_err_set(&e, HF_EDATA, "%s", m);
+            fail_line(in_name, f.index, &e);
+            refused++;
+        } else if (upd) {
+            acked++;
+        } else {
+            if (channel_forward(res, &a, &e) || channel_flush(res, &e))
+                cli_fail(prog, o->results, &e);
+            nq++;
+        }
+    }
+    if (channel_send_end(res, nq, &e) || channel_commit(res, &e))
+        cli_fail(prog, o->results, &e);
+    double t = now_seconds() - t0;
+    fprintf(stderr, "consolidate: %llu updates acknowledged by %s (%.0f/s), %llu queries, "
+            "%llu refused\n",
+            (unsigned long long)acked, o->connect, t > 0 ? acked / t : 0.0,
+            (unsigned long long)nq, (unsigned long long)refused);
+    frame_out_free(&fo);
+    client_destroy(&cl);
+    channel_destroy(&in);
+    channel_destroy(&res);
+    upd_live_free(&probe);
+    return refused ? 65 : 0;
 }
 
 int main(int argc, char **argv)
@@ -334,6 +597,9 @@ int main(int argc, char **argv)
                                           {"max-frame", required_argument, 0, 13},
                                           {"max-k", required_argument, 0, 14},
                                           {"max-ef", required_argument, 0, 15},
+                                          {"serve", required_argument, 0, 16},
+                                          {"updates", required_argument, 0, 17},
+                                          {"connect", required_argument, 0, 18},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     opts o = {.results = "-",
@@ -374,6 +640,9 @@ int main(int argc, char **argv)
         case 13: o.max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 14: o.max_k = cli_u64(prog, "--max-k", optarg, 1, 1 << 24); break;
         case 15: o.max_ef = cli_u64(prog, "--max-ef", optarg, 1, 1 << 24); break;
+        case 16: o.serve = optarg; break;
+        case 17: o.updates = optarg; break;
+        case 18: o.connect = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -390,6 +659,12 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "--checkpoint-every/--checkpoint-seconds need -o");
     if (o.k > o.max_k || o.ef > o.max_ef)
         cli_usage_error(prog, "-k/--ef above --max-k/--max-ef");
+    if (!o.serve != !o.updates)
+        cli_usage_error(prog, "live mode needs both --serve and --updates");
+    if (o.connect && (o.serve || o.wal || o.out || o.index))
+        cli_usage_error(prog, "--connect is the producer side: no --serve, --wal, -o or --index");
+    if (o.connect)
+        return run_connect(&o);
 
     /* signals go to the checkpointing thread only */
     sigset_t set;
@@ -401,20 +676,24 @@ int main(int argc, char **argv)
     channel_install_signal_cleanup();
 
     static state s; /* the signal thread holds a pointer until exit */
-    pthread_mutex_init(&s.mu, NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    /* a steady query load must not starve the writer */
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s.mu, &ra);
     s.o = &o;
     upd_live_init(&s.L, &p, o.max_dim, o.repair_every);
-    pthread_mutex_lock(&s.mu);
+    pthread_rwlock_wrlock(&s.mu);
     start(&s);
-    pthread_mutex_unlock(&s.mu);
+    pthread_rwlock_unlock(&s.mu);
     pthread_t tid;
     if (pthread_create(&tid, NULL, signal_thread, &s) != 0) {
         hf_err_set(&e, HF_EINTERNAL, "cannot start the signal thread");
         cli_fail(prog, "start", &e);
     }
     pthread_detach(tid);
-    int rc = run_stream(&s);
-    pthread_mutex_lock(&s.mu);
+    int rc = o.serve ? run_live(&s) : run_stream(&s);
+    pthread_rwlock_wrlock(&s.mu);
     upd_wal_close(&s.wal);
     upd_live_free(&s.L);
     return rc;

@@ -69,6 +69,10 @@ int upd_consolidate(upd_index *u, hf_err *e);
 int upd_search(upd_index *u, const float *q, size_t k, size_t ef, hnsw_hit *out, size_t *nout,
                hnsw_stats *st, hf_err *e);
 
+/* Bytes the live index holds beyond the graph's hnsw_memory_bytes: the id
+ * table, slot states and scratch. */
+size_t upd_extra_bytes(const upd_index *u);
+
 /* Full walk: live nodes not reachable on level 0 from the entry point, and
  * edges (any level) that point to a non-live slot. */
 void upd_check(const upd_index *u, size_t *unreachable, size_t *bad_edges);

@@ -762,6 +762,13 @@ int upd_search(upd_index *u, const float *q, size_t k, size_t ef, hnsw_hit *out,
     return hnsw_search(u->h, u->srch, q, k, ef, out, nout, st);
 }
 
+size_t upd_extra_bytes(const upd_index *u)
+{
+    return u->scap * (2 + sizeof(uint32_t)) + u->ids->cap * sizeof(uint64_t) +
+           u->ids->hcap * (sizeof(uint64_t) + sizeof(uint32_t)) +
+           (u->free_cap + u->pend_cap) * sizeof(uint32_t);
+}
+
 void upd_check(const upd_index *u, size_t *unreachable, size_t *bad_edges)
 {
     const hnsw *h = u->h;
