@@ -305,3 +305,100 @@ print(n + 1)")
         [ "$($IDS "$d/idx" --ids | tail -1)" -eq $((count - 1)) ]
     done
 }
+
+# live mode
+start_live() { # dir: starts a live consolidate on ipc endpoints in dir, pid in $lp
+    "$BIN/consolidate" -M 8 --serve "ipc://$1/q" --updates "ipc://$1/u" --wal "$1/wal" \
+        -o "$1/idx" 2>>"$1/live.err" &
+    lp=$!
+    for _ in $(seq 50); do [ -S "$1/u" ] && [ -S "$1/q" ] && break; sleep 0.1; done
+}
+
+@test "consolidate live: producers get an ack per update, queries after an acked delete never return it" {
+    d=$BATS_TEST_TMPDIR
+    start_live "$d"
+    $MKU "$d/a.upd" --dim 8 --batch 100 insert:0:1000
+    $MKU "$d/b.upd" --dim 8 --batch 100 insert:1000:2000
+    "$BIN/consolidate" --connect "ipc://$d/u" -r /dev/null "$d/a.upd" 2>"$d/pa" &
+    pa=$!
+    "$BIN/consolidate" --connect "ipc://$d/u" -r /dev/null "$d/b.upd" 2>"$d/pb"
+    wait $pa
+    grep -q "10 updates acknowledged" "$d/pa"
+    grep -q "10 updates acknowledged" "$d/pb"
+    # delete ids 0..99 and, once acknowledged, query near their vectors
+    $MKU "$d/del.upd" --dim 8 --batch 100 delete:0:100
+    "$BIN/consolidate" --connect "ipc://$d/u" -r /dev/null "$d/del.upd" 2>/dev/null
+    $PY - "$d" <<'EOF2'
+import sys, zmq, msgpack, numpy as np
+d = sys.argv[1]
+base = np.random.default_rng(1).random((2001, 8), dtype=np.float32)  # make_updates' rows
+ctx = zmq.Context(); s = ctx.socket(zmq.DEALER); s.connect(f"ipc://{d}/q")
+for i in range(100):
+    s.send_multipart([b"", msgpack.packb({"t": "query", "qid": i, "vec": base[i].tobytes(), "k": 10})])
+    f = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
+    ids = np.frombuffer(f["ids"], "<u8")
+    assert len(ids) == 10 and (ids >= 100).all(), (i, ids)
+EOF2
+    kill -TERM $lp
+    wait $lp
+    [ "$($IDS "$d/idx" --count)" -eq 1900 ]
+}
+
+@test "consolidate live: a message that is not a frame is answered with an error and the others carry on" {
+    d=$BATS_TEST_TMPDIR
+    start_live "$d"
+    $PY - "$d" <<'EOF2'
+import sys, zmq, msgpack
+d = sys.argv[1]
+ctx = zmq.Context(); s = ctx.socket(zmq.DEALER); s.connect(f"ipc://{d}/u")
+# a producer that vanished mid-frame: the first bytes of an insert frame only
+whole = msgpack.packb({"t": "insert", "n": 1, "ids": b"\x01" + b"\x00" * 7, "data": b"\x00" * 32})
+s.send_multipart([b"", whole[:20]])
+f = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
+assert f["t"] == "error", f
+s.send_multipart([b"", whole])
+f = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
+assert f["t"] == "ack" and f["seq"] == 1, f
+EOF2
+    kill -TERM $lp
+    wait $lp
+    grep -q "not exactly one MessagePack frame" "$d/live.err"
+    [ "$($IDS "$d/idx" --count)" -eq 1 ]
+}
+
+@test "consolidate live survives SIGKILL: every acknowledged update is there after restart" {
+    d=$BATS_TEST_TMPDIR
+    ops=""
+    for i in $(seq 0 59); do ops="$ops insert:$((i * 10)):$((i * 10 + 10))"; done
+    $MKU "$d/u.upd" --dim 8 --batch 10 $ops
+    for round in 1 2 3; do
+        rm -f "$d/wal" "$d/idx" "$d/q" "$d/u"
+        start_live "$d"
+        $PY - "$d" "$round" >"$d/acked" <<'EOF2' &
+import sys, zmq, msgpack
+d = sys.argv[1]
+ctx = zmq.Context(); s = ctx.socket(zmq.DEALER); s.connect(f"ipc://{d}/u")
+s.setsockopt(zmq.RCVTIMEO, 5000)
+for f in msgpack.Unpacker(open(f"{d}/u.upd", "rb"), raw=False):
+    if f["t"] != "insert":
+        continue
+    s.send_multipart([b"", msgpack.packb(f)])
+    try:
+        a = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
+    except zmq.Again:
+        break
+    print(a["seq"], flush=True)
+EOF2
+        pp=$!
+        sleep "0.$((2 + round * 2))"
+        kill -KILL $lp
+        wait $pp || true
+        acked=$(tail -1 "$d/acked")
+        acked=${acked:-0}
+        $MKU "$d/empty" --dim 8
+        run --separate-stderr "$BIN/consolidate" --check --wal "$d/wal" -o "$d/idx" -r /dev/null "$d/empty"
+        [ "$status" -eq 0 ]
+        count=$($IDS "$d/idx" --count 2>/dev/null || echo 0)
+        [ "$count" -ge $((acked * 10)) ]
+    done
+}
