@@ -519,8 +519,7 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->connect, &e);
     }
     frame_get_str(&a, "metric", metric, sizeof metric, NULL);
-    if (channel_open_out(o->results, &res, &e) ||
-        upd_live_results_header(res, metric, o->k, &e))
+    if (channel_open_out(o->results, &res, &e) || upd_live_results_header(res, metric, o->k, &e))
         cli_fail(prog, o->results, &e);
     uint64_t frames = 0, acked = 0, refused = 0, nq = 0;
     double t0 = now_seconds();
@@ -565,10 +564,11 @@ static int run_connect(const opts *o)
     if (channel_send_end(res, nq, &e) || channel_commit(res, &e))
         cli_fail(prog, o->results, &e);
     double t = now_seconds() - t0;
-    fprintf(stderr, "consolidate: %llu updates acknowledged by %s (%.0f/s), %llu queries, "
+    fprintf(stderr,
+            "consolidate: %llu updates acknowledged by %s (%.0f/s), %llu queries, "
             "%llu refused\n",
-            (unsigned long long)acked, o->connect, t > 0 ? acked / t : 0.0,
-            (unsigned long long)nq, (unsigned long long)refused);
+            (unsigned long long)acked, o->connect, t > 0 ? acked / t : 0.0, (unsigned long long)nq,
+            (unsigned long long)refused);
     frame_out_free(&fo);
     client_destroy(&cl);
     channel_destroy(&in);

@@ -7,7 +7,8 @@
  * Output: a results stream, header {schema:"hnswflow.results", k, metric,
  * count, ids?}, one {t:"result", qid, ids: bin u32[], dists: bin f32[]} per
  * query (nearest first), end. An index with external ids (ids frames)
- * answers with u64 ids and says so in the header (ids: "u64"). The summary line on stderr times only the searching.
+ * answers with u64 ids and says so in the header (ids: "u64"). The summary line on stderr times
+ * only the searching.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -74,7 +75,7 @@ typedef struct engine {
     int threads;
     int exact;
     int use_codes;
-    size_t rerank; /* 0: ef */
+    size_t rerank;       /* 0: ef */
     const uint64_t *ext; /* external id of each node (saved order), NULL: node numbers */
 } engine;
 
@@ -558,8 +559,7 @@ static int run_connect(const opts *o)
             size_t il, dl;
             if (strcmp(f.type, "result") != 0 || frame_get_u64(&f, "qid", &pos, NULL) || pos >= n ||
                 frame_get_bin(&f, "ids", &ids, &il, NULL) ||
-                frame_get_bin(&f, "dists", &dists, &dl, NULL) || dl % 4 ||
-                il != dl / 4 * idwidth) {
+                frame_get_bin(&f, "dists", &dists, &dl, NULL) || dl % 4 || il != dl / 4 * idwidth) {
                 hf_err_set(&e, HF_EDATA, "answer %llu is not a valid result frame",
                            (unsigned long long)f.index);
                 cli_fail(prog, o->connect_ep, &e);

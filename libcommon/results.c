@@ -96,9 +96,8 @@ int results_read(const char *endpoint, results *r, hf_err *e)
         const void *ids, *dists;
         size_t il, dl;
         if (frame_get_u64(&f, "qid", &qid, e) || frame_get_bin(&f, "ids", &ids, &il, e) ||
-            frame_get_bin(&f, "dists", &dists, &dl, e) || dl % 4 || il != dl * (r->ids_u64 ? 2 : 1) ||
-            dl / 4 > r->k ||
-            qid > UINT32_MAX) {
+            frame_get_bin(&f, "dists", &dists, &dl, e) || dl % 4 ||
+            il != dl * (r->ids_u64 ? 2 : 1) || dl / 4 > r->k || qid > UINT32_MAX) {
             rc = hf_err_set(e, HF_EDATA, "frame %llu: malformed result frame",
                             (unsigned long long)f.index);
             break;

@@ -63,12 +63,30 @@ struct upd_index {
     upd_stats st;
 };
 
-const hnsw *upd_graph(const upd_index *u) { return u->h; }
-size_t upd_nlive(const upd_index *u) { return u->live; }
-size_t upd_pending(const upd_index *u) { return u->npend; }
-const upd_stats *upd_get_stats(const upd_index *u) { return &u->st; }
-uint64_t upd_ext_id(const upd_index *u, uint32_t slot) { return u->ids->ext[slot]; }
-int upd_state(const upd_index *u, uint32_t slot) { return u->state[slot]; }
+const hnsw *upd_graph(const upd_index *u)
+{
+    return u->h;
+}
+size_t upd_nlive(const upd_index *u)
+{
+    return u->live;
+}
+size_t upd_pending(const upd_index *u)
+{
+    return u->npend;
+}
+const upd_stats *upd_get_stats(const upd_index *u)
+{
+    return &u->st;
+}
+uint64_t upd_ext_id(const upd_index *u, uint32_t slot)
+{
+    return u->ids->ext[slot];
+}
+int upd_state(const upd_index *u, uint32_t slot)
+{
+    return u->state[slot];
+}
 
 static int push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
 {
@@ -512,8 +530,7 @@ int upd_check_delete(const upd_index *u, const uint64_t *ext, size_t n, hf_err *
             if (s[i] == s[i - 1]) {
                 uint64_t d = s[i];
                 free(s);
-                return hf_err_set(e, HF_EDATA, "delete names id %llu twice",
-                                  (unsigned long long)d);
+                return hf_err_set(e, HF_EDATA, "delete names id %llu twice", (unsigned long long)d);
             }
         free(s);
     }

@@ -140,8 +140,8 @@ static int take_ids(upd_live *L, const frame_in *f, uint64_t *n, hf_err *e)
     if (frame_get_u64(f, "n", n, NULL) || frame_get_bin(f, "ids", &p, &len, NULL))
         return hf_err_set(e, HF_EDATA, "%s frame lacks \"n\" or an \"ids\" bin", f->type);
     if (*n == 0 || len != *n * sizeof(uint64_t) || *n > len)
-        return hf_err_set(e, HF_EDATA, "%s frame: n=%llu but ids has %zu bytes (8 an id)",
-                          f->type, (unsigned long long)*n, len);
+        return hf_err_set(e, HF_EDATA, "%s frame: n=%llu but ids has %zu bytes (8 an id)", f->type,
+                          (unsigned long long)*n, len);
     if (*n > L->ids_cap) {
         uint64_t *x = realloc(L->ids, len);
         if (!x)
@@ -250,8 +250,8 @@ void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t 
     if (frame_get_bin(f, "vec", &vec, &len, NULL) != 0)
         return put_error(fo, has_qid, qid, "query frame lacks a \"vec\" bin");
     if (!L->dim || len != L->dim * sizeof(float)) {
-        snprintf(msg, sizeof msg, "query has %zu bytes, index dimension %zu needs %zu", len,
-                 L->dim, L->dim * sizeof(float));
+        snprintf(msg, sizeof msg, "query has %zu bytes, index dimension %zu needs %zu", len, L->dim,
+                 L->dim * sizeof(float));
         return put_error(fo, has_qid, qid, msg);
     }
     frame_get_u64(f, "k", &rk, NULL);

@@ -108,7 +108,10 @@ int upd_wal_append(upd_wal *w, uint64_t seq, const frame_in *f, hf_err *e)
     return rc;
 }
 
-uint64_t upd_wal_bytes(const upd_wal *w) { return w->bytes; }
+uint64_t upd_wal_bytes(const upd_wal *w)
+{
+    return w->bytes;
+}
 
 void upd_wal_close(upd_wal **wp)
 {
