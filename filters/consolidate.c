@@ -339,8 +339,6 @@ static int run_stream(state *s)
 
 /* ---- live mode ---- */
 
-static volatile int live_stop; /* set by the update thread when it fails */
-
 static void reply_error(server *srv, server_req *req, frame_out *fo, const char *msg)
 {
     hf_err e;
@@ -349,11 +347,18 @@ static void reply_error(server *srv, server_req *req, frame_out *fo, const char 
     server_reply(srv, req, fo, &e);
 }
 
-/* info and query requests, under the read lock */
-static void answer_read(state *s, server *srv, server_req *req, const frame_in *f, frame_out *fo)
+/* info and query requests, under the read lock. The live index keeps one
+ * searcher and one set of answer buffers, so only the query thread reads
+ * shared; the update thread answers the queries producers send under the
+ * write lock (exclusive). */
+static void answer_read(state *s, server *srv, server_req *req, const frame_in *f, frame_out *fo,
+                        int exclusive)
 {
     hf_err e;
-    pthread_rwlock_rdlock(&s->mu);
+    if (exclusive)
+        pthread_rwlock_wrlock(&s->mu);
+    else
+        pthread_rwlock_rdlock(&s->mu);
     if (strcmp(f->type, "info") == 0) {
         frame_begin(fo, "info", 4);
         frame_put_u64(fo, "dim", s->L.dim);
@@ -379,7 +384,7 @@ static void *query_thread(void *arg)
     frame_out fo;
     frame_out_init(&fo);
     char msg[600];
-    while (!live_stop) {
+    for (;;) { /* until SIGTERM: the signal thread checkpoints and exits */
         server_req *req;
         frame_in f;
         hf_err e = {0};
@@ -393,7 +398,7 @@ static void *query_thread(void *arg)
         if (rc)
             break;
         if (strcmp(f.type, "query") == 0 || strcmp(f.type, "info") == 0) {
-            answer_read(q->s, q->srv, req, &f, &fo);
+            answer_read(q->s, q->srv, req, &f, &fo, 0);
             q->served++;
         } else {
             snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f.type);
@@ -446,7 +451,7 @@ static int run_live(state *s)
         if (rc)
             cli_fail(prog, o->updates, &e);
         if (strcmp(f.type, "query") == 0 || strcmp(f.type, "info") == 0) {
-            answer_read(s, us, req, &f, &fo);
+            answer_read(s, us, req, &f, &fo, 1);
             continue;
         }
         if (!upd_live_is_update(&f)) {
