@@ -11,6 +11,8 @@
  * A consolidation pass (upd_consolidate) turns every PENDING slot into a FREE
  * one; after it no edge points to a non-live slot, the entry point is a live
  * node of the top level, and every live node is reachable on level 0 from it.
+ * An insert call that finds no delete pending ends with the same walk, so
+ * whenever nothing is pending all three hold.
  *
  * Ownership: upd_new/upd_create return an index the caller frees with
  * upd_destroy; upd_new takes ownership of the graph and id table it is given.

@@ -126,10 +126,13 @@ static int ensure_slots(upd_index *u, hf_err *e)
     return 0;
 }
 
+#define REACH_EF 64
+
 static int scratch_init(upd_index *u, hf_err *e)
 {
     const hnsw *h = u->h;
-    size_t ef = h->p.ef_construction + 2;
+    /* the beam of an insert, or of the reachability repair (REACH_EF) */
+    size_t ef = (h->p.ef_construction > REACH_EF ? h->p.ef_construction : REACH_EF) + 2;
     u->res.cap = ef + 1;
     u->res.a = malloc(u->res.cap * sizeof(hnsw_hit));
     u->cand.cap = 4 * ef + 64;
@@ -393,6 +396,8 @@ static void link_node(upd_index *u, uint32_t q)
     }
 }
 
+static int restore_reachability(upd_index *u, hf_err *e);
+
 /* Level draw as hnsw_graph.c's, from (seed, draw counter). */
 static int draw_level(upd_index *u)
 {
@@ -501,6 +506,11 @@ int upd_insert(upd_index *u, const uint64_t *ext, const float *vecs, size_t n, h
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = insert_one(u, ext[i], vecs + i * u->h->dim, tmp, e);
     free(tmp);
+    /* pruning a neighbour's list while linking back can cut a node off,
+     * as in any HNSW build: one walk per frame restores reachability (with
+     * deletes pending the next pass does it) */
+    if (rc == 0 && u->npend == 0)
+        rc = restore_reachability(u, e);
     return rc;
 }
 
@@ -671,7 +681,7 @@ static int restore_reachability(upd_index *u, hf_err *e)
             if (u->state[x] != UPD_LIVE || seen[x])
                 continue;
             size_t m = search_layer(u, hnsw_vec(h, (uint32_t)x), h->entry,
-                                    hnsw_node_dist(h, (uint32_t)x, h->entry), 64, 0);
+                                    hnsw_node_dist(h, (uint32_t)x, h->entry), REACH_EF, 0);
             uint32_t from = HNSW_NONE, nearest = HNSW_NONE;
             for (size_t i = 0; i < m && from == HNSW_NONE; i++) {
                 uint32_t v = u->sorted[i].id;

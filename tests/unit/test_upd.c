@@ -3,8 +3,9 @@
  * find true neighbours, upserts replace, deletes leave the graph (after a
  * pass no edge points to a deleted slot, every live node is reachable on a
  * full walk, the entry point is live), slots are reused, churn keeps
- * recall, deletes of unknown ids change nothing, and a compact copy keeps
- * every live vector under its id.
+ * recall, deletes of unknown ids change nothing, a compact copy keeps
+ * every live vector under its id, and even a graph of M 2 is fully
+ * reachable after every insert frame and every pass.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -302,6 +303,32 @@ static void compact_copy_keeps_live_vectors_and_ids(void **st)
     upd_destroy(&u);
 }
 
+/* small M and ef_construction prune hardest; the pass's reachability
+ * search uses a wider beam than ef_construction */
+static void small_graphs_stay_reachable_after_every_frame(void **st)
+{
+    (void)st;
+    hf_err e;
+    hnsw_params p = {.M = 2, .ef_construction = 4, .seed = 1, .metric = METRIC_L2};
+    hnsw_params_defaults(&p);
+    upd_index *u = NULL;
+    assert_int_equal(upd_create(&p, DIM, &u, &e), 0);
+    uint64_t ext[10];
+    for (int s = 0; s < 2000; s += 10) {
+        for (int i = 0; i < 10; i++)
+            ext[i] = (uint64_t)(s + i);
+        assert_int_equal(upd_insert(u, ext, base + s * DIM, 10, &e), 0);
+        assert_sound(u);
+        if (s % 50 == 0 && s) { /* delete a few of the previous frames' rows */
+            uint64_t d[3] = {(uint64_t)s - 10, (uint64_t)s - 7, (uint64_t)s - 3};
+            assert_int_equal(upd_delete(u, d, 3, &e), 0);
+            assert_int_equal(upd_consolidate(u, &e), 0);
+            assert_sound(u);
+        }
+    }
+    upd_destroy(&u);
+}
+
 static void id_table_binds_finds_and_unbinds(void **st)
 {
     (void)st;
@@ -331,6 +358,7 @@ int main(void)
         cmocka_unit_test(churn_keeps_recall_and_reachability),
         cmocka_unit_test(deleting_everything_leaves_an_empty_valid_index),
         cmocka_unit_test(compact_copy_keeps_live_vectors_and_ids),
+        cmocka_unit_test(small_graphs_stay_reachable_after_every_frame),
         cmocka_unit_test(id_table_binds_finds_and_unbinds),
     };
     return cmocka_run_group_tests(tests, make_data, free_data);
