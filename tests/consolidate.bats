@@ -402,3 +402,26 @@ EOF2
         [ "$count" -ge $((acked * 10)) ]
     done
 }
+
+@test "consolidate carries an index's model frames and marks them with the fraction of the graph changed" {
+    d=$BATS_TEST_TMPDIR
+    "$BIN/consolidate" -M 8 -o "$d/a" -r /dev/null "$FIX/ins.upd" 2>/dev/null
+    # append a model frame before the end frame (re-checksummed)
+    $PY - "$d/a" "$d/m" <<'EOF2'
+import sys, msgpack, zlib
+fr = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+end = fr.pop()
+fr.append({"t": "model", "kind": "demo", "data": b"\x00" * 8})
+raw = b"".join(msgpack.packb(f) for f in fr)
+end["checksum"] = zlib.crc32(raw)
+open(sys.argv[2], "wb").write(raw + msgpack.packb(end))
+EOF2
+    $MKU "$d/u" --dim 8 delete:0:300
+    "$BIN/consolidate" -i "$d/m" -o "$d/b" -r /dev/null "$d/u" 2>/dev/null
+    "$BIN/consolidate" -i "$d/b" -o "$d/c" -r /dev/null "$d/u" 2>/dev/null || true # refused: ids gone
+    validate --expect index "$d/c"
+    run show_frames "$d/c"
+    [[ "$output" == *'"t": "model", "kind": "demo"'* ]]
+    # 300 deletes over 2700 live: 0.111, once (the second run changed nothing)
+    [[ "$output" == *'"graph_changed": 0.111'* ]]
+}
