@@ -32,8 +32,8 @@
  * one query; the acknowledgement is sent after the write lock is released.
  * So a query sees the graph between two whole updates, never during a
  * repair, and a query sent after an acknowledgement of a delete can never
- * return that id. A third thread waits for SIGTERM/SIGINT (sigwait) and
- * checkpoints under the write lock, then exits. In stream mode the one
+ * return that id. A third thread waits for SIGTERM/SIGINT/SIGHUP (a handler
+ * writes to a self-pipe) and checkpoints under the write lock, then exits. In stream mode the one
  * applying thread takes the write lock per frame.
  */
 #include <getopt.h>
@@ -110,6 +110,7 @@ typedef struct state {
     const opts *o;
     uint64_t since_ckpt;
     double t_ckpt;
+    int stop_read; /* read end of the self-pipe */
     size_t worst_unreach, worst_bad;
 } state;
 
@@ -144,16 +145,29 @@ static void check_graph(state *s)
         s->worst_bad = bad;
 }
 
+/* The write end of the self-pipe the signal handler wakes the checkpoint
+ * thread with: the one piece of global state here, written once before any
+ * signal can arrive. A handler rather than sigwait because libraries start
+ * threads of their own before main (OpenBLAS, the sanitizers) and the
+ * kernel may deliver a process signal to any thread that does not block it. */
+static int stop_pipe = -1;
+
+static void on_stop_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    if (write(stop_pipe, &b, 1) < 0) {
+        /* nothing to do: the pipe holds a byte already */
+    }
+}
+
 static void *signal_thread(void *arg)
 {
     state *s = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    int sig = 0;
-    sigwait(&set, &sig);
+    int fd = s->stop_read;
+    unsigned char b = 0;
+    while (read(fd, &b, 1) < 0) {
+    }
+    int sig = b;
     pthread_rwlock_wrlock(&s->mu);
     hf_err e = {0};
     int rc = checkpoint(s, &e);
@@ -671,15 +685,7 @@ int main(int argc, char **argv)
     if (o.connect)
         return run_connect(&o);
 
-    /* signals go to the checkpointing thread only */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     channel_install_signal_cleanup();
-
     static state s; /* the signal thread holds a pointer until exit */
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
@@ -688,15 +694,34 @@ int main(int argc, char **argv)
     pthread_rwlock_init(&s.mu, &ra);
     s.o = &o;
     upd_live_init(&s.L, &p, o.max_dim, o.repair_every);
+    /* held through start(): a signal's checkpoint waits for the loaded index
+     * (a checkpoint of the empty state would overwrite the real one) */
     pthread_rwlock_wrlock(&s.mu);
-    start(&s);
-    pthread_rwlock_unlock(&s.mu);
+    /* SIGTERM/SIGINT/SIGHUP: checkpoint, then exit (replacing the channel
+     * module's remove-and-die handler; exit() still removes temporaries) */
+    int pfd[2];
+    if (pipe(pfd) != 0) {
+        hf_err_set(&e, HF_EINTERNAL, "cannot create the signal pipe");
+        cli_fail(prog, "start", &e);
+    }
+    s.stop_read = pfd[0];
+    stop_pipe = pfd[1];
     pthread_t tid;
     if (pthread_create(&tid, NULL, signal_thread, &s) != 0) {
         hf_err_set(&e, HF_EINTERNAL, "cannot start the signal thread");
         cli_fail(prog, "start", &e);
     }
     pthread_detach(tid);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART; /* reads and polls carry on; the other thread acts */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    start(&s);
+    pthread_rwlock_unlock(&s.mu);
     int rc = o.serve ? run_live(&s) : run_stream(&s);
     pthread_rwlock_wrlock(&s.mu);
     upd_wal_close(&s.wal);

@@ -255,15 +255,15 @@ EOF2
     d=$BATS_TEST_TMPDIR
     $MKU "$d/u" --dim 8 --batch 50 insert:0:500
     mkfifo "$d/fifo"
-    $TRICKLE "$d/u" 0.01 --hold >"$d/fifo" &
-    tp=$!
+    $TRICKLE "$d/u" 0.01 --hold --pidfile "$d/tp" >"$d/fifo" &
     "$BIN/consolidate" -o "$d/idx" -r /dev/null "$d/fifo" 2>"$d/err" &
     cp=$!
-    sleep 1
+    sleep 1.5
     kill -TERM $cp
-    wait $cp
-    rc=$?
-    kill $tp 2>/dev/null || true
+    rc=0
+    wait $cp || rc=$?
+    kill "$(cat "$d/tp")" 2>/dev/null || true
+    cat "$d/err"
     [ "$rc" -eq 0 ]
     grep -q "checkpoint of 10 updates written" "$d/err"
     [ "$($IDS "$d/idx" --count)" -eq 500 ]
@@ -280,13 +280,12 @@ EOF2
         rm -f "$d/wal" "$d/idx" "$d/res"
         rm -f "$d/fifo"
         mkfifo "$d/fifo"
-        $TRICKLE "$d/u" 0.02 --hold >"$d/fifo" &
-        tp=$!
+        $TRICKLE "$d/u" 0.02 --hold --pidfile "$d/tp" >"$d/fifo" &
         "$BIN/consolidate" --checkpoint-every 7 --wal "$d/wal" -o "$d/idx" -r "$d/res" "$d/fifo" 2>/dev/null &
         cp=$!
         sleep "0.$((3 + round * 2))"
         kill -KILL $cp
-        kill $tp
+        kill "$(cat "$d/tp")" 2>/dev/null || true
         wait || true
         acked=$($PY -c "
 import msgpack, sys

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """Write a frame stream to stdout one frame at a time, DELAY seconds apart.
 
-usage: trickle.py FILE DELAY [--hold]
-  --hold  leave the last frame (the end frame) off and sleep until killed
+usage: trickle.py FILE DELAY [--hold] [--pidfile F]
+  --hold     leave the last frame (the end frame) off and wait (at most 60 s)
+  --pidfile  write this process's id to F first (a shell's $! may name a
+             subshell around it)
 """
+import os
 import sys
 import time
 
@@ -13,6 +16,9 @@ import msgpack
 def main(argv):
     raw = open(argv[0], "rb").read()
     delay, hold = float(argv[1]), "--hold" in argv
+    if "--pidfile" in argv:
+        with open(argv[argv.index("--pidfile") + 1], "w") as f:
+            f.write(f"{os.getpid()}\n")
     up = msgpack.Unpacker(raw=False)
     up.feed(raw)
     bounds, pos = [], 0
@@ -27,7 +33,7 @@ def main(argv):
         out.flush()
         time.sleep(delay)
     if hold:
-        time.sleep(3600)
+        time.sleep(60)
     return 0
 
 
