@@ -142,7 +142,7 @@ static void deletes_leave_the_graph_and_slots_are_reused(void **st)
     uint8_t live[N];
     upd_index *u = fill(live);
     unsigned seed = 9;
-    uint64_t del[900];
+    uint64_t del[901]; /* 900 and the entry point */
     size_t nd = 0;
     for (int i = 0; i < N && nd < 900; i++)
         if (rand_r(&seed) % 3 == 0) {
