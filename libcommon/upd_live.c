@@ -272,7 +272,7 @@ void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t 
         if (!L->hits_cap)
             return put_error(fo, has_qid, qid, "out of memory");
     }
-    if (L->dim > L->vecs_cap * L->dim) { /* vecs holds at least one row after this */
+    if (L->vecs_cap < 1) { /* room for the query row */
         float *x = realloc(L->vecs, L->dim * sizeof(float));
         if (!x)
             return put_error(fo, has_qid, qid, "out of memory");
