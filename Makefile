@@ -13,7 +13,7 @@ SAN ?=
 PKGS := libmsgpack-dev libzmq3-dev libopenblas-dev libhdf5-dev zlib1g-dev \
         libcmocka-dev bats pkg-config python3-msgpack python3-numpy python3-jsonschema python3-zmq \
         dataset-fashion-mnist clang libclang-rt-14-dev gnuplot-nox \
-        libhnswlib-dev libfaiss-dev
+        libhnswlib-dev libfaiss-dev python3-sklearn linux-doc-6.1
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzmq msgpack openblas 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs hdf5 libzmq msgpack openblas 2>/dev/null)
@@ -39,7 +39,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-stream
+.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-stream
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -122,6 +122,9 @@ clean:
 
 bench-edges: all
 	@sh bench/edges.sh
+
+bench-route: all
+	@sh bench/route.sh
 
 # consolidate on the streaming runbooks and the churn run (bench/stream.sh)
 bench-stream: all

@@ -1,36 +1,36 @@
 #!/bin/sh
-# bench/edges.sh - the edge-score ablation (issue 4), `make bench-edges`.
+# bench/edges.sh - the edge-score bench (issues 4 and 12), `make bench-edges`.
 #
-# For each data set (Fashion-MNIST: base = train images, queries = t10k test
-# images, never used in training; a generated clustered set, dim 128):
-#   1. the classic graph: graph-build at the default M0 = 2*M = 32;
-#   2. the candidate graph: the same graph-build run with --M0 48, so nodes
-#      have more level-0 links to choose from;
-#   3. three pruned versions of the candidate graph, all cut to the same
-#      level-0 edge count, 85% of the classic graph's:
-#        learned  edge-score (model trained on perturbed base vectors)
-#        plain-mlp edge-score --no-graph (the same scorer without the graph
-#                 layer: does the neighbourhood context earn its place?)
-#        random   edge-score --baseline random
-#        usage    edge-score --baseline usage (least-used edges dropped; usage
-#                 from the same training searches, never from test queries)
-#      All use the same training queries (perturbed base vectors; a
-#      fraction of the base size: sparse labels hurt the model badly) and the
-#      same pruning policy (edge-score's floors; at most 47 links a node, as
-#      many as fit the classic M0 = 32 graph's 192-byte link block, so every
-#      pruned graph's nodes take the classic graph's memory; reachability
-#      repair).
-#   4. exact ground truth (query --exact), then REPEAT query runs per graph
-#      and ef (single thread, graphs interleaved), recall@10 from bin/recall,
-#      median QPS and mean distance computations from query's summary line;
-# then bench/edges_report.py writes bench/results/edges.md and edges.csv
-# (QUICK=1: bench/results/quick/).
+# For each data set (test queries are never used in training or validation):
+#   fashion-mnist   60k train images / 10k t10k images, l2
+#   clustered       100k x 128 generated mixture (bench/gen_clustered.py), l2
+#   fmnist-proj256  Fashion-MNIST times a fixed Gaussian 784x256 matrix, l2
+#   text-cosine     TF-IDF + SVD of linux-doc-6.1 paragraphs, 60k x 256,
+#                   queries = held-out paragraphs, cosine (bench/text_embed.py)
+# the graphs:
+#   classic     graph-build default (M0 32)
+#   candidates  the same build with --M0 48: what edge-score prunes
+#   default     edge-score with its defaults on the candidates, exactly what
+#               pipelines/train.sh runs (tolerance 0.002 against the
+#               candidates on its own held-aside validation queries; it
+#               picks the edge count, or keeps the candidates' edges)
+#   learned / usage / random / plain-mlp
+#               the candidates forced to KEEP x the classic graph's level-0
+#               edges (--edges), with the model, route counts, random scores,
+#               or the model without its graph layer (--no-graph), all with
+#               the same TQ training queries and pruning policy
+# then exact ground truth (query --exact), REPEAT query runs per graph and
+# ef (single thread, graphs interleaved within each ef), recall@10 from
+# bin/recall, median QPS and mean distance computations from query's
+# summary line; the default run's validation table is kept beside it so the
+# report can compare it with the test-query table. bench/edges_report.py
+# writes bench/results/edges.md and edges.csv (QUICK=1: bench/results/quick/).
 #
 # Environment: QUICK=1 (small subsets, a few minutes), THREADS (build and
 # training threads, default nproc), EFS=a,b,... (ef sweep), DATASETS,
-# KEEP (fraction of the classic graph's edges to keep, default 0.85),
-# REPEAT (query runs per graph and ef, median QPS reported; default 3),
-# BIN (default bin).
+# VARIANTS (default "default learned usage random"; plain-mlp on request),
+# KEEP (forced fraction of the classic graph's edges, default 0.85),
+# REPEAT (query runs per graph and ef, median QPS; default 3), BIN.
 set -eu
 
 PY=/usr/bin/python3
@@ -39,20 +39,22 @@ QUICK=${QUICK:-0}
 THREADS=${THREADS:-$(nproc)}
 KEEP=${KEEP:-0.85}
 REPEAT=${REPEAT:-3}
-DATASETS=${DATASETS:-"fashion-mnist clustered"}
+DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256 text-cosine"}
+VARIANTS=${VARIANTS:-"default learned usage random"}
 FM=/usr/share/datasets/fashion-mnist
 DATA=bench/data
 K=10
 
 if [ "$QUICK" = 1 ]; then
     RES=bench/results/quick
-    EFS=${EFS:-10,16,24,32,64,128}
-    FM_N=20000 FM_NQ=1000 CL_N=20000 CL_NQ=1000 FM_TQ=7000 CL_TQ=20000
+    EFS=${EFS:-10,16,32,64,128}
+    FM_N=20000 FM_NQ=1000 CL_N=20000 CL_NQ=1000 TX_N=20000 TX_NQ=1000
+    FM_TQ=7000 CL_TQ=20000 TX_TQ=7000
 else
     RES=bench/results
     EFS=${EFS:-10,12,16,24,32,48,64,96,128,256}
-    FM_N=60000 FM_NQ=10000 CL_N=100000 CL_NQ=10000
-    FM_TQ=${FM_TQ:-15000} CL_TQ=${CL_TQ:-40000}
+    FM_N=60000 FM_NQ=10000 CL_N=100000 CL_NQ=10000 TX_N=60000 TX_NQ=10000
+    FM_TQ=${FM_TQ:-15000} CL_TQ=${CL_TQ:-40000} TX_TQ=${TX_TQ:-15000}
 fi
 
 say() { echo "bench-edges: $*" >&2; }
@@ -66,72 +68,92 @@ done
 $PY -c 'import numpy, msgpack' 2>/dev/null || die "$PY lacks numpy or msgpack (make deps)"
 mkdir -p "$RES"
 RAW=$(mktemp)
-trap 'rm -f "$RAW"' EXIT
-echo "set,variant,edges,ef,recall,qps,ndist,train_s,total_s" >"$RAW"
+VAL=$(mktemp)
+trap 'rm -f "$RAW" "$VAL"' EXIT
+echo "set,variant,edges,ef,recall,qps,ndist,train_s,total_s,m0" >"$RAW"
+echo "set,ef,val_input,val_output" >"$VAL"
 
 # summary VALUE from query's stderr line
 qps_of() { sed -n 's/.* s, \([0-9.]*\) QPS, .*/\1/p' "$1"; }
 nd_of() { sed -n 's/.*QPS, \([0-9.]*\) mean distance.*/\1/p' "$1"; }
+# header M0 of an index stream
+m0_of() { $PY bench/edges_report.py --m0 "$1"; }
+
+# make_data SET DIR: DIR/base.frames and DIR/queries.frames unless cached
+make_data() {
+    [ -s "$2/base.frames" ] && [ -s "$2/queries.frames" ] && return 0
+    say "$1: making data ($n base, $nq queries)"
+    case $1 in
+    fashion-mnist)
+        "$BIN/embed-load" --limit "$n" "$FM/train-images-idx3-ubyte.gz" -o "$2/base.frames"
+        "$BIN/embed-load" --limit "$nq" "$FM/t10k-images-idx3-ubyte.gz" -o "$2/queries.frames"
+        return 0
+        ;;
+    clustered) $PY bench/gen_clustered.py --n "$n" --nq "$nq" --dim 128 --out "$2" >&2 ;;
+    fmnist-proj256) $PY bench/fmnist_to_fvecs.py --n-base "$n" --n-queries "$nq" --project 256 --out "$2" >&2 ;;
+    text-cosine) $PY bench/text_embed.py --n-base "$n" --n-queries "$nq" --out "$2" >&2 ;;
+    esac
+    "$BIN/embed-load" "$2/base.fvecs" -o "$2/base.frames"
+    "$BIN/embed-load" "$2/queries.fvecs" -o "$2/queries.frames"
+}
 
 for set in $DATASETS; do
+    metric=l2
     case $set in
-    fashion-mnist) n=$FM_N nq=$FM_NQ tq=$FM_TQ ;;
+    fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ tq=$FM_TQ ;;
     clustered) n=$CL_N nq=$CL_NQ tq=$CL_TQ ;;
+    text-cosine) n=$TX_N nq=$TX_NQ tq=$TX_TQ metric=cosine ;;
     *) die "unknown data set $set" ;;
     esac
     dir=$DATA/edges-$set-$n-$nq
     mkdir -p "$dir"
-    if [ ! -s "$dir/base.frames" ] || [ ! -s "$dir/queries.frames" ]; then
-        say "$set: making data ($n base, $nq queries)"
-        case $set in
-        fashion-mnist)
-            "$BIN/embed-load" --limit "$n" "$FM/train-images-idx3-ubyte.gz" -o "$dir/base.frames"
-            "$BIN/embed-load" --limit "$nq" "$FM/t10k-images-idx3-ubyte.gz" -o "$dir/queries.frames"
-            ;;
-        clustered)
-            $PY bench/gen_clustered.py --n "$n" --nq "$nq" --dim 128 --out "$dir" >&2
-            "$BIN/embed-load" "$dir/base.fvecs" -o "$dir/base.frames"
-            "$BIN/embed-load" "$dir/queries.fvecs" -o "$dir/queries.frames"
-            ;;
-        esac
-    fi
+    make_data "$set" "$dir"
     w=$dir/work
     mkdir -p "$w"
-    say "$set: classic graph (M0 32) and candidate graph (M0 48)"
-    "$BIN/graph-build" -t "$THREADS" --seed 42 "$dir/base.frames" -o "$w/classic.idx"
-    "$BIN/graph-build" -t "$THREADS" --seed 42 --M0 48 "$dir/base.frames" -o "$w/cand.idx"
+    say "$set: classic graph (M0 32) and candidate graph (M0 48), metric $metric"
+    "$BIN/graph-build" -t "$THREADS" --seed 42 --metric "$metric" "$dir/base.frames" -o "$w/classic.idx"
+    "$BIN/graph-build" -t "$THREADS" --seed 42 --metric "$metric" --M0 48 "$dir/base.frames" \
+        -o "$w/candidates.idx"
     ec=$($PY bench/edges_report.py --count "$w/classic.idx")
-    ecand=$($PY bench/edges_report.py --count "$w/cand.idx")
     budget=$(awk -v e="$ec" -v f="$KEEP" 'BEGIN { printf "%d", e * f }')
-    say "$set: classic $ec level-0 edges, candidates $ecand, budget $budget"
-    echo "$set,classic,$ec,,,,,," >>"$RAW"
-    echo "$set,candidates-M0-48,$ecand,,,,,," >>"$RAW"
-    for v in learned plain-mlp random usage; do
+    say "$set: classic $ec level-0 edges, forced budget $budget"
+    for v in $VARIANTS; do
         case $v in
-        learned) opt="" ;;
-        plain-mlp) opt="--no-graph" ;;
-        *) opt="--baseline $v" ;;
+        default) opt="" ;;
+        learned) opt="--edges $budget --queries $tq" ;;
+        plain-mlp) opt="--edges $budget --queries $tq --no-graph" ;;
+        random | usage) opt="--edges $budget --queries $tq --baseline $v" ;;
+        *) die "unknown variant $v" ;;
         esac
         # shellcheck disable=SC2086
-        "$BIN/edge-score" $opt --edges "$budget" --queries "$tq" -t "$THREADS" \
-            -o "$w/$v.idx" "$w/cand.idx" 2>"$w/$v.log" || { cat "$w/$v.log" >&2; die "edge-score $v failed"; }
+        "$BIN/edge-score" $opt -t "$THREADS" -o "$w/$v.idx" "$w/candidates.idx" 2>"$w/$v.log" ||
+            {
+                cat "$w/$v.log" >&2
+                die "edge-score $v failed"
+            }
         cat "$w/$v.log" >&2
-        tr=$(sed -n 's/.*training \([0-9.]*\) s.*/\1/p' "$w/$v.log")
-        tt=$(sed -n 's/.*total \([0-9.]*\) s.*/\1/p' "$w/$v.log")
-        ev=$($PY bench/edges_report.py --count "$w/$v.idx")
-        echo "$set,$v,$ev,,,,,$tr,$tt" >>"$RAW"
+        if [ "$v" = default ]; then
+            # the validation table: ef row, input row, output = input + change
+            $PY bench/edges_report.py --val-log "$w/$v.log" --set "$set" >>"$VAL"
+        fi
     done
     say "$set: ground truth"
     "$BIN/query" --index "$w/classic.idx" --exact -k "$K" "$dir/queries.frames" -o "$w/gt.frames" 2>/dev/null
+    graphs="classic candidates $VARIANTS"
+    for v in $graphs; do
+        tr="" tt=""
+        if [ -f "$w/$v.log" ] && [ "$v" != classic ] && [ "$v" != candidates ]; then
+            tr=$(sed -n 's/.*training \([0-9.]*\) s.*/\1/p' "$w/$v.log")
+            tt=$(sed -n 's/.*total \([0-9.]*\) s.*/\1/p' "$w/$v.log")
+        fi
+        echo "$($PY bench/edges_report.py --count "$w/$v.idx") $(m0_of "$w/$v.idx") $tr $tt" >"$w/$v.meta"
+    done
     # QPS: REPEAT runs per graph and ef, the graphs interleaved within each
     # ef so machine drift hits them alike; the median goes into the table.
     # Recall and distance counts are deterministic: taken from the first run.
-    for v in classic learned plain-mlp random usage; do
-        echo "$($PY bench/edges_report.py --count "$w/$v.idx")" >"$w/$v.edges"
-    done
     for ef in $(echo "$EFS" | tr ',' ' '); do
         for rep in $(seq "$REPEAT"); do
-            for v in classic learned plain-mlp random usage; do
+            for v in $graphs; do
                 "$BIN/query" --index "$w/$v.idx" -k "$K" --ef "$ef" "$dir/queries.frames" \
                     -o "$w/res.frames" 2>"$w/q.log" || die "query $v ef $ef failed"
                 if [ "$rep" = 1 ]; then
@@ -142,13 +164,15 @@ for set in $DATASETS; do
                 qps_of "$w/q.log" >>"$w/$v.ef$ef.qps"
             done
         done
-        for v in classic learned plain-mlp random usage; do
+        for v in $graphs; do
             read -r r nd <"$w/$v.ef$ef.first"
+            read -r ed m0 tr tt <"$w/$v.meta" || true
             q=$(sort -n "$w/$v.ef$ef.qps" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-            echo "$set,$v,$(cat "$w/$v.edges"),$ef,$r,$q,$nd,," >>"$RAW"
+            echo "$set,$v,$ed,$ef,$r,$q,$nd,${tr:-},${tt:-},$m0" >>"$RAW"
             say "$set $v ef $ef: recall $r, median QPS $q of $REPEAT"
         done
     done
 done
-$PY bench/edges_report.py --raw "$RAW" --md "$RES/edges.md" --csv "$RES/edges.csv" --keep "$KEEP" --repeat "$REPEAT"
+$PY bench/edges_report.py --raw "$RAW" --val "$VAL" --md "$RES/edges.md" --csv "$RES/edges.csv" \
+    --keep "$KEEP" --repeat "$REPEAT"
 cat "$RES/edges.md"

@@ -20,6 +20,17 @@
  * exact where they exist); at the same edge count the sum beat both the
  * model alone and the usage baseline (bench/results/edges.md).
  *
+ * Self-validation (libcommon/edge_valid.c): --val-queries of the training
+ * queries (perturbed base vectors, or the last rows of --train) are held
+ * aside, never labelled or trained on; their exact neighbours (OpenBLAS)
+ * give recall@10 of the input graph and of every pruned graph at the
+ * --val-ef grid. Without --budget/--edges the edge count is not fixed: the
+ * smallest one whose graph stays within --tolerance of the input at every
+ * ef is searched for (bisection), for the learned scores and for usage
+ * counts, and the smaller passing graph is written; when neither passes,
+ * the input's lists are written unchanged and a line says so. The table is
+ * printed and stored in the model frame ("validation").
+ *
  * The floors (--min-in 8, --min-frac 0.3) were chosen on validation queries
  * that are not the bench's test queries: spending the floor on in-edges
  * rather than out-edges keeps rarely-visited nodes findable, which is where
@@ -62,8 +73,17 @@ static void usage(void)
            "                        the node's mean neighbour distance (default 0.5)\n"
            "      --epochs E        training passes (default 8)\n"
            "      --nodes N         source nodes sampled per pass (default 4096)\n"
-           "      --budget F        fraction of level-0 edges to keep (default 0.85)\n"
-           "      --edges N         keep at most N level-0 edges (overrides --budget)\n"
+           "      --tolerance T     keep the fewest edges whose validation recall@10 stays\n"
+           "                        within T of the input graph at every --val-ef\n"
+           "                        (default 0.002); when nothing passes, the input's\n"
+           "                        edges are written unchanged\n"
+           "      --val-queries N   training queries held aside for validation, never\n"
+           "                        trained on (default 2000; 0: no validation, and the\n"
+           "                        edge count is --budget's)\n"
+           "      --val-ef LIST     ef grid of the validation (default 10,16,32,64,128)\n"
+           "      --budget F        force the fraction of level-0 edges to keep instead of\n"
+           "                        the tolerance search (the table says what it cost)\n"
+           "      --edges N         force at most N level-0 edges (overrides --budget)\n"
            "      --min-keep N      every node keeps at least its N best edges (default 2)\n"
            "      --min-frac F      ... and at least this fraction of them (default 0.3)\n"
            "      --min-in N        every node keeps at least N in-edges (default 8; fewer\n"
@@ -89,8 +109,9 @@ static void usage(void)
            "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
            "  -h, --help            this text\n\n"
            "Every node stays reachable from the entry point at level 0 (edges are put\n"
-           "back where pruning cut a node off, within the budget). Prints edges kept,\n"
-           "label and training statistics and times on stderr.\n");
+           "back where pruning cut a node off, within the budget). Prints the validation\n"
+           "table (recall@10 of the input and the pruned graphs on the held-aside\n"
+           "queries), edges kept, label and training statistics and times on stderr.\n");
 }
 
 typedef struct passthru {
@@ -193,6 +214,8 @@ static float *sample_queries(const hnsw *h, const edge_graph *g, size_t nq, floa
             perm[j] = t;
         }
         uint32_t id = perm[r];
+        if (id == h->entry && h->n > 1) /* leave-one-out cannot leave the entry out */
+            id = (id + 1) % (uint32_t)h->n;
         self[i] = id;
         const float *v = hnsw_vec(h, id);
         float s = noise * g->dens[id] / sqrtf((float)h->dim);
@@ -202,6 +225,114 @@ static float *sample_queries(const hnsw *h, const edge_graph *g, size_t nq, floa
     free(perm);
     *self_out = self;
     return q;
+}
+
+/* "10,16,32" -> ef[], at most EDGE_VAL_MAX_EF values, each 1..100000 */
+static size_t parse_ef_list(const char *arg, size_t *ef)
+{
+    size_t n = 0;
+    char buf[256];
+    if (strlen(arg) >= sizeof buf)
+        cli_usage_error(prog, "--val-ef: list too long");
+    strcpy(buf, arg);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == EDGE_VAL_MAX_EF)
+            cli_usage_error(prog, "--val-ef: at most %d values", EDGE_VAL_MAX_EF);
+        ef[n++] = cli_u64(prog, "--val-ef", t, 1, 100000);
+    }
+    if (n == 0)
+        cli_usage_error(prog, "--val-ef: no values in \"%s\"", arg);
+    return n;
+}
+
+/* the validation table: one row per measured graph */
+static void print_row(const char *name, const edge_val *v, const double *r, size_t edges)
+{
+    fprintf(stderr, "edge-score:   %-13s", name);
+    for (size_t i = 0; i < edge_val_nef(v); i++)
+        fprintf(stderr, " %7.4f", r[i]);
+    fprintf(stderr, " %9zu\n", edges);
+}
+
+static void print_table(const edge_val *v, const double *ref, size_t ne, const edge_val_row *rows,
+                        const char *const *names, size_t nrows, const double *out)
+{
+    fprintf(stderr,
+            "edge-score: validation on %zu held-aside training queries (never trained on, "
+            "never test queries), recall@10:\n",
+            edge_val_queries(v));
+    fprintf(stderr, "edge-score:   %-13s", "ef");
+    for (size_t i = 0; i < edge_val_nef(v); i++)
+        fprintf(stderr, " %7zu", edge_val_ef(v, i));
+    fprintf(stderr, " %9s\n", "edges");
+    print_row("input", v, ref, ne);
+    for (size_t r = 0; r < nrows; r++)
+        print_row(names[r], v, rows[r].recall, rows[r].edges);
+    double d[EDGE_VAL_MAX_EF];
+    for (size_t i = 0; i < edge_val_nef(v); i++)
+        d[i] = out[i] - ref[i];
+    fprintf(stderr, "edge-score:   %-13s", "output-input");
+    for (size_t i = 0; i < edge_val_nef(v); i++)
+        fprintf(stderr, " %+7.4f", d[i]);
+    fprintf(stderr, "\n");
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void pack_doubles(msgpack_packer *pk, const double *x, size_t n)
+{
+    msgpack_pack_array(pk, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_double(pk, x[i]);
+}
+
+/* the model frame's "validation" record (schemas/edge-model.json) */
+static void pack_validation(msgpack_sbuffer *sb, const edge_val *v, double tol, int forced,
+                            const char *method, const double *ref, const double *out,
+                            const double *nd_ref, const double *nd_out, size_t edges_in,
+                            size_t edges_out)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    size_t nef = edge_val_nef(v);
+    size_t ef[EDGE_VAL_MAX_EF];
+    for (size_t i = 0; i < nef; i++)
+        ef[i] = edge_val_ef(v, i);
+    pack_str(&pk, "validation");
+    msgpack_pack_map(&pk, 12);
+    pack_str(&pk, "queries");
+    msgpack_pack_uint64(&pk, edge_val_queries(v));
+    pack_str(&pk, "k");
+    msgpack_pack_uint32(&pk, 10);
+    pack_str(&pk, "tolerance");
+    msgpack_pack_double(&pk, tol);
+    pack_str(&pk, "forced");
+    if (forced)
+        msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    pack_str(&pk, "method");
+    pack_str(&pk, method);
+    pack_str(&pk, "ef");
+    msgpack_pack_array(&pk, (uint32_t)nef);
+    for (size_t i = 0; i < nef; i++)
+        msgpack_pack_uint64(&pk, ef[i]);
+    pack_str(&pk, "recall_input");
+    pack_doubles(&pk, ref, nef);
+    pack_str(&pk, "recall_output");
+    pack_doubles(&pk, out, nef);
+    pack_str(&pk, "ndist_input");
+    pack_doubles(&pk, nd_ref, nef);
+    pack_str(&pk, "ndist_output");
+    pack_doubles(&pk, nd_out, nef);
+    pack_str(&pk, "edges_input");
+    msgpack_pack_uint64(&pk, edges_in);
+    pack_str(&pk, "edges_output");
+    msgpack_pack_uint64(&pk, edges_out);
 }
 
 int main(int argc, char **argv)
@@ -227,11 +358,17 @@ int main(int argc, char **argv)
                                          {"usage-weight", required_argument, 0, 17},
                                          {"no-graph", no_argument, 0, 18},
                                          {"max-degree", required_argument, 0, 19},
+                                         {"tolerance", required_argument, 0, 20},
+                                         {"val-queries", required_argument, 0, 21},
+                                         {"val-ef", required_argument, 0, 22},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
-    size_t nq = 5000, edges = 0, max_frame = 0;
-    double budget = 0.85, noise = 0.5, min_frac = 0.3, usage_w = 1.0;
+    size_t nq = 5000, edges = 0, max_frame = 0, nval = 2000;
+    double budget = 0.85, noise = 0.5, min_frac = 0.3, usage_w = 1.0, tol = 0.002;
+    int budget_set = 0;
+    size_t val_ef[EDGE_VAL_MAX_EF] = {10, 16, 32, 64, 128};
+    size_t nef = 5;
     edge_prune_cfg pc = {.min_keep = 2, .min_in = 8, .protect = 0};
     uint64_t seed = 42;
     edge_train_cfg tc = edge_train_defaults();
@@ -246,11 +383,14 @@ int main(int argc, char **argv)
         case 1: train_ep = optarg; break;
         case 2: nq = cli_u64(prog, "--queries", optarg, 1, 10000000); break;
         case 3: tc.epochs = cli_u64(prog, "--epochs", optarg, 0, 100000); break;
-        case 4: budget = cli_f64(prog, "--budget", optarg, 0.0, 1.0); break;
+        case 4:
+            budget = cli_f64(prog, "--budget", optarg, 0.0, 1.0);
+            budget_set = 1;
+            break;
         case 5: seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
-        case 6: edges = cli_u64(prog, "--edges", optarg, 0, UINT64_MAX); break;
+        case 6: edges = cli_u64(prog, "--edges", optarg, 1, UINT64_MAX); break;
         case 7: pc.min_keep = (uint32_t)cli_u64(prog, "--min-keep", optarg, 0, 4096); break;
         case 8: lc.ef = cli_u64(prog, "--label-ef", optarg, 1, 100000); break;
         case 9:
@@ -270,6 +410,9 @@ int main(int argc, char **argv)
             max_degree = (uint32_t)cli_u64(prog, "--max-degree", optarg, 0, 4096);
             max_degree_set = 1;
             break;
+        case 20: tol = cli_f64(prog, "--tolerance", optarg, 0.0, 1.0); break;
+        case 21: nval = cli_u64(prog, "--val-queries", optarg, 0, 1000000); break;
+        case 22: nef = parse_ef_list(optarg, val_ef); break;
         case 12: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
@@ -277,6 +420,7 @@ int main(int argc, char **argv)
     }
     if (argc - optind > 1)
         cli_usage_error(prog, "one input at most");
+    int forced = edges || budget_set || nval == 0;
     tc.seed = seed;
     lc.threads = threads;
     const char *in_ep = optind < argc ? argv[optind] : "-";
@@ -295,19 +439,30 @@ int main(int argc, char **argv)
         hf_err_set(&e, HF_EDATA, "the index is empty");
         cli_fail(prog, in_name, &e);
     }
+    int want_labels = !baseline || strcmp(baseline, "usage") == 0;
     float *queries = NULL;
     uint32_t *self = NULL;
-    if (train_ep && (!baseline || strcmp(baseline, "usage") == 0))
-        queries = read_train(train_ep, max_frame, h->dim, nq, &nq);
+    size_t ntot = 0; /* training + validation queries */
+    if (train_ep && (want_labels || nval)) {
+        queries = read_train(train_ep, max_frame, h->dim, nq + nval, &ntot);
+        /* the file's last rows validate; a short file keeps most for training */
+        if (nval > ntot / 4)
+            nval = ntot / 4;
+        nq = ntot - nval;
+        if (nq == 0) {
+            hf_err_set(&e, HF_EDATA, "no training queries in the stream");
+            cli_fail(prog, train_ep, &e);
+        }
+    }
     if (queries && h->perm) {
-        /* the labelling searches compare with stored (dimension-permuted)
+        /* sampled queries (and labels, features) live in stored (dimension-permuted)
          * vectors: put the --train queries, read in input order, in that order */
         float *tmp = malloc(h->dim * sizeof *tmp);
         if (!tmp) {
             hf_err_set(&e, HF_ENOMEM, "out of memory for training queries");
             cli_fail(prog, train_ep, &e);
         }
-        for (size_t q = 0; q < nq; q++) {
+        for (size_t q = 0; q < ntot; q++) {
             memcpy(tmp, queries + q * h->dim, h->dim * sizeof *tmp);
             hnsw_permute_query(h, tmp, queries + q * h->dim);
         }
@@ -326,26 +481,45 @@ int main(int argc, char **argv)
     nn_rng rng;
     nn_rng_seed(&rng, seed);
     float *score = malloc((ne ? ne : 1) * sizeof *score);
+    float *uscore = malloc((ne ? ne : 1) * sizeof *uscore);
     uint32_t *usage_c = malloc((ne ? ne : 1) * sizeof *usage_c);
     uint32_t *expanded = malloc(h->n * sizeof *expanded);
     uint8_t *keep = malloc(ne ? ne : 1);
-    if (!score || !usage_c || !expanded || !keep) {
+    if (!score || !uscore || !usage_c || !expanded || !keep) {
         hf_err_set(&e, HF_ENOMEM, "out of memory");
         cli_fail(prog, in_name, &e);
     }
+    if (!queries && (want_labels || nval)) {
+        queries = sample_queries(h, g, nq + nval, (float)noise, &rng, &self);
+        ntot = nq + nval;
+    }
+
+    /* validation first, on the input graph as loaded */
+    double t_val = 0, ref[EDGE_VAL_MAX_EF] = {0}, nd_ref[EDGE_VAL_MAX_EF] = {0};
+    edge_val *val = NULL;
+    uint32_t *saved = NULL;
+    if (nval) {
+        double t1 = now_seconds();
+        if (edge_val_new(h, queries + nq * h->dim, nval, self ? self + nq : NULL, 10, val_ef, nef,
+                         threads, &val, &e) ||
+            edge_val_measure(val, h, ref, nd_ref, &e) || edge_links_save(h, &saved, &e))
+            cli_fail(prog, in_name, &e);
+        t_val += now_seconds() - t1;
+    }
+
     double t_label = 0, t_train = 0, auc = 0.5, bce = 0;
     float loss = 0;
     size_t used = 0;
     edge_model *m = NULL;
-    if (!baseline || strcmp(baseline, "usage") == 0) {
+    if (want_labels) {
         double t1 = now_seconds();
-        if (!queries)
-            queries = sample_queries(h, g, nq, (float)noise, &rng, &self);
         if (edge_label(h, g, queries, nq, self, &lc, usage_c, expanded, &e))
             cli_fail(prog, in_name, &e);
         for (size_t x = 0; x < ne; x++)
             used += usage_c[x] > 0;
         t_label = now_seconds() - t1;
+        for (size_t x = 0; x < ne; x++)
+            uscore[x] = (float)usage_c[x] + 0.5f * nn_rng_uniform(&rng);
     }
     if (!baseline) {
         double t1 = now_seconds();
@@ -365,21 +539,98 @@ int main(int argc, char **argv)
         for (size_t x = 0; x < ne; x++)
             score[x] = nn_rng_uniform(&rng);
     } else {
-        for (size_t x = 0; x < ne; x++)
-            score[x] = (float)usage_c[x] + 0.5f * nn_rng_uniform(&rng);
+        memcpy(score, uscore, ne * sizeof *score);
     }
-    edge_prune_stats ps;
+    edge_prune_stats ps = {0};
     pc.min_frac = (float)min_frac;
     /* default: as many links as fit the classic (M0 = 2M) graph's link
      * block, so a node's record is exactly as large as in the classic graph */
     if (!max_degree_set)
         max_degree = hnsw_m0_fitting(2 * h->p.M);
     pc.max_out = max_degree < h->p.M0 ? max_degree : 0;
-    if (edge_prune(g, score, keep_n, &pc, h->entry, keep, &ps, &e))
-        cli_fail(prog, in_name, &e);
-    edge_graph_apply(g, keep, h);
+
+    const char *method = baseline ? baseline : "learned";
+    int unchanged = 0;
+    size_t kept = 0, ntried = 0;
+    double out_r[EDGE_VAL_MAX_EF] = {0}, out_nd[EDGE_VAL_MAX_EF] = {0};
+    edge_val_row rows[2];
+    const char *names[2];
+    size_t nrows = 0;
+    double t1 = now_seconds();
+    if (forced) {
+        if (edge_prune(g, score, keep_n, &pc, h->entry, keep, &ps, &e))
+            cli_fail(prog, in_name, &e);
+        edge_graph_apply(g, keep, h);
+        kept = ps.kept;
+        if (val && edge_val_measure(val, h, out_r, out_nd, &e))
+            cli_fail(prog, in_name, &e);
+    } else {
+        /* the tolerance search over [0.4, 1] of the input's edges, for the
+         * scores asked for and, for the model, for usage counts as well */
+        size_t lo = (size_t)(0.4 * (double)ne);
+        int found[2] = {0, 0};
+        const float *sc[2] = {score, uscore};
+        size_t nmeth = !baseline ? 2 : 1;
+        for (size_t k = 0; k < nmeth; k++) {
+            size_t tr = 0;
+            names[k] = k == 0 ? method : "usage";
+            if (edge_val_tune(val, g, sc[k], &pc, h->entry, h, ref, tol, lo, ne, 7, keep, &rows[k],
+                              &found[k], &tr, &e))
+                cli_fail(prog, in_name, &e);
+            ntried += tr;
+        }
+        nrows = nmeth;
+        int pick = -1;
+        for (size_t k = 0; k < nmeth; k++)
+            if (found[k] && (pick < 0 || rows[k].edges < rows[pick].edges))
+                pick = (int)k;
+        if (pick < 0) {
+            unchanged = 1;
+            method = "unchanged";
+            edge_links_restore(h, saved);
+            kept = ne;
+            memcpy(out_r, ref, sizeof out_r);
+            memcpy(out_nd, nd_ref, sizeof out_nd);
+        } else {
+            method = names[pick];
+            /* the mask of the last search is in h: redo the chosen one */
+            if (edge_prune(g, sc[pick], rows[pick].budget, &pc, h->entry, keep, &ps, &e))
+                cli_fail(prog, in_name, &e);
+            edge_graph_apply(g, keep, h);
+            kept = ps.kept;
+            memcpy(out_r, rows[pick].recall, sizeof out_r);
+            memcpy(out_nd, rows[pick].ndist, sizeof out_nd);
+        }
+    }
+    t_val += now_seconds() - t1;
+    if (val) {
+        if (forced) {
+            rows[0] = (edge_val_row){.edges = kept};
+            memcpy(rows[0].recall, out_r, sizeof out_r);
+            names[0] = method;
+            nrows = 1;
+        }
+        print_table(val, ref, ne, rows, names, nrows, out_r);
+        double worst = edge_val_loss(val, ref, out_r);
+        if (forced)
+            fprintf(stderr,
+                    "edge-score: %s pruning forced to %zu of %zu level-0 edges: worst recall "
+                    "change %+.4f against the input graph (tolerance %.4f %s)\n",
+                    method, kept, ne, -worst, tol, worst <= tol ? "met" : "NOT met");
+        else if (unchanged)
+            fprintf(stderr,
+                    "edge-score: no pruning stays within %.4f of the input graph's validation "
+                    "recall (%s at %zu edges loses %.4f): the input graph's edges are written "
+                    "unchanged\n",
+                    tol, names[0], rows[0].edges, rows[0].loss);
+        else
+            fprintf(stderr,
+                    "edge-score: tolerance %.4f: %s pruning keeps %zu of %zu level-0 edges "
+                    "(%.1f%%), worst validation loss %.4f; %zu graphs measured\n",
+                    tol, method, kept, ne, ne ? 100.0 * kept / ne : 0.0, worst, ntried);
+    }
     /* the output's M0: the cap, or more where reachability repair needed it */
-    if (pc.max_out && hnsw_shrink_m0(h, pc.max_out, &e))
+    if (!unchanged && pc.max_out && hnsw_shrink_m0(h, pc.max_out, &e))
         cli_fail(prog, in_name, &e);
 
     /* Open the output only once everything worked: no output file on failure. */
@@ -389,9 +640,17 @@ int main(int argc, char **argv)
     frame_out fo;
     frame_out_init(&fo);
     if (m) {
+        msgpack_sbuffer xs;
+        msgpack_sbuffer_init(&xs);
+        nn_extra x = {0};
+        if (val) {
+            pack_validation(&xs, val, tol, forced, method, ref, out_r, nd_ref, out_nd, ne, kept);
+            x = (nn_extra){xs.data, xs.size, 1};
+        }
         msgpack_sbuffer_clear(&fo.sb);
-        if (edge_model_pack(m, &fo.sb, &e) || channel_send(out, &fo, &e))
+        if (edge_model_pack(m, &x, &fo.sb, &e) || channel_send(out, &fo, &e))
             cli_fail(prog, out_ep, &e);
+        msgpack_sbuffer_destroy(&xs);
     }
     for (size_t i = 0; i < pt.n; i++) {
         msgpack_sbuffer_clear(&fo.sb);
@@ -406,25 +665,28 @@ int main(int argc, char **argv)
         cli_fail(prog, out_ep, &e);
     channel_destroy(&out);
 
-    fprintf(
-        stderr,
-        "edge-score: %zu nodes, M0 %u -> %u, %s: level-0 edges %zu -> %zu (%.1f%%, budget %zu), "
-        "%zu put back for reachability, %zu unreachable",
-        h->n, g->m0, h->p.M0, baseline ? baseline : "learned", ne, ps.kept,
-        ne ? 100.0 * ps.kept / ne : 0.0, keep_n, ps.repaired, ps.unreachable);
-    if (!baseline || strcmp(baseline, "usage") == 0)
+    fprintf(stderr,
+            "edge-score: %zu nodes, M0 %u -> %u, %s: level-0 edges %zu -> %zu (%.1f%%), "
+            "%zu put back for reachability, %zu unreachable",
+            h->n, g->m0, h->p.M0, method, ne, kept, ne ? 100.0 * kept / ne : 0.0, ps.repaired,
+            ps.unreachable);
+    if (want_labels)
         fprintf(stderr, "; %zu training queries, %.1f%% of edges carried a route", nq,
                 ne ? 100.0 * used / ne : 0.0);
     if (!baseline)
         fprintf(stderr, "; loss %.4f, AUC %.3f", bce, auc);
-    fprintf(stderr, "; features %.1f s, labels %.1f s, training %.1f s, total %.1f s\n", t_feat,
-            t_label, t_train, now_seconds() - t0);
+    fprintf(stderr,
+            "; features %.1f s, labels %.1f s, training %.1f s, validation %.1f s, total %.1f s\n",
+            t_feat, t_label, t_train, t_val, now_seconds() - t0);
+    edge_val_destroy(&val);
     edge_model_destroy(&m);
     edge_graph_destroy(&g);
     hnsw_destroy(&h);
+    free(saved);
     free(queries);
     free(self);
     free(score);
+    free(uscore);
     free(usage_c);
     free(expanded);
     free(keep);

@@ -25,6 +25,7 @@
 #include "hnsw_io.h"
 #include "knn.h"
 #include "progress.h"
+#include "route.h"
 #include "serve.h"
 #include "vecstream.h"
 
@@ -49,6 +50,12 @@ static void usage(void)
            "      --no-codes        ignore the index's codes, traverse on f32 vectors\n"
            "      --no-reorder      keep the index's node order in memory (default: renumber\n"
            "                        nodes breadth-first for cache locality; ids unchanged)\n"
+           "      --route           enter the graph where the index's layer-router says\n"
+           "                        (layer-route); its cost is counted in the distance\n"
+           "                        computations\n"
+           "      --entry KIND      baselines with the router's candidates: flat (level 0\n"
+           "                        from the medoid candidate), nearest (level 0 from the\n"
+           "                        exactly nearest candidate), classic (the default)\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
            "  -o, --output EP       where results go (default -)\n"
@@ -67,6 +74,8 @@ typedef struct opts {
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
     int threads, exact, no_codes, no_reorder, rerank_vectors;
+    int route;         /* --route */
+    const char *entry; /* --entry */
 } opts;
 
 typedef struct engine {
@@ -75,7 +84,11 @@ typedef struct engine {
     int threads;
     int exact;
     int use_codes;
-    size_t rerank;       /* 0: ef */
+    size_t rerank; /* 0: ef */
+    route_model *router;
+    route_mode mode;
+    uint64_t upper, hops; /* sums over the queries answered, for the summary */
+    double route_cost;
     const uint64_t *ext; /* external id of each node (saved order), NULL: node numbers */
 } engine;
 
@@ -87,6 +100,8 @@ typedef struct batch_job {
     float *dists;
     size_t *found;
     uint64_t *ndist;
+    hnsw_stats *stats; /* per thread */
+    double *rcost;     /* per thread: routing cost */
     int t;
     atomic_size_t *next; /* first query not yet taken, shared by the threads */
 } batch_job;
@@ -100,10 +115,18 @@ static void *search_part(void *arg)
 {
     batch_job *j = arg;
     engine *en = j->en;
+    const hnsw *h = en->h;
     hnsw_hit *hits = malloc(j->k * sizeof *hits);
-    if (!hits)
+    float *qs = malloc(h->dim * sizeof *qs);
+    float *z = malloc((en->router ? en->router->r : 1) * sizeof *z);
+    if (!hits || !qs || !z) {
+        free(hits);
+        free(qs);
+        free(z);
         return NULL;
-    hnsw_stats st = {0, 0};
+    }
+    hnsw_stats st = {0};
+    double rcost = 0;
     for (;;) {
         size_t first = atomic_fetch_add(j->next, QUERY_CHUNK);
         if (first >= j->n)
@@ -111,7 +134,23 @@ static void *search_part(void *arg)
         size_t end = first + QUERY_CHUNK < j->n ? first + QUERY_CHUNK : j->n;
         for (size_t i = first; i < end; i++) {
             size_t got = 0;
-            if (en->use_codes)
+            const float *q = j->rows + i * h->dim;
+            if (en->mode != ROUTE_CLASSIC) {
+                /* the router reads the query as the index stores vectors */
+                if (h->perm)
+                    hnsw_permute_query(h, q, qs);
+                else
+                    memcpy(qs, q, h->dim * sizeof *qs);
+                if (h->p.metric == METRIC_COSINE)
+                    vec_normalize(qs, h->dim);
+                uint32_t entry;
+                int level;
+                double c;
+                route_entry(en->router, h, en->mode, qs, z, &entry, &level, &c);
+                rcost += c;
+                hnsw_search_from(h, en->searchers[j->t], q, j->k, j->ef, entry, level, hits, &got,
+                                 &st);
+            } else if (en->use_codes)
                 hnsw_search_codes(en->h, en->searchers[j->t], j->rows + i * en->h->dim, j->k, j->ef,
                                   en->rerank ? en->rerank : j->ef, hits, &got, &st);
             else
@@ -125,7 +164,11 @@ static void *search_part(void *arg)
         }
     }
     j->ndist[j->t] = st.ndist;
+    j->stats[j->t] = st;
+    j->rcost[j->t] = rcost;
     free(hits);
+    free(qs);
+    free(z);
     return NULL;
 }
 
@@ -159,20 +202,29 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     }
     batch_job jobs[256] = {0};
     uint64_t nd[256] = {0};
+    hnsw_stats sts[256] = {0};
+    double rc_[256] = {0};
     pthread_t tid[256];
     int T = en->threads;
     atomic_size_t next = 0;
     for (int t = 0; t < T; t++)
-        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, t, &next};
+        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, sts, rc_, t, &next};
     for (int t = 1; t < T; t++)
         pthread_create(&tid[t], NULL, search_part, &jobs[t]);
     search_part(&jobs[0]);
     for (int t = 1; t < T; t++)
         pthread_join(tid[t], NULL);
     uint64_t s = 0;
-    for (int t = 0; t < T; t++)
+    double rsum = 0;
+    for (int t = 0; t < T; t++) {
         s += nd[t];
-    return s;
+        en->upper += sts[t].ndist_upper;
+        en->hops += sts[t].hops;
+        rsum += rc_[t];
+    }
+    /* routing is work done instead of distances: counted with them */
+    en->route_cost += rsum;
+    return s + (uint64_t)(rsum + 0.5);
 }
 
 /* A result frame from raw id bytes (ids_len bytes) and n distances. */
@@ -217,12 +269,26 @@ static int put_results_header(channel *c, const char *metric, size_t k, uint64_t
     return rc;
 }
 
-/* Models are not ours; ids frames name the nodes. */
-static int take_ids(const frame_in *f, void *arg, hf_err *e)
+/* What the loader passes on: ids frames name the nodes; the layer router is
+ * kept (query --route), other models ignored. */
+typedef struct load_extra {
+    hnsw_ids *ids;
+    route_model **rm; /* NULL: no --route / --entry, nothing to read */
+} load_extra;
+
+static int keep_extra(const frame_in *f, void *arg, hf_err *e)
 {
+    load_extra *x = arg;
     if (strcmp(f->type, "ids") == 0)
-        return hnsw_ids_take_frame(arg, f, UINT32_MAX - 1, e);
-    return 0;
+        return hnsw_ids_take_frame(x->ids, f, UINT32_MAX - 1, e);
+    route_model **rm = x->rm;
+    if (!rm || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))
+        return 0;
+    route_destroy(rm);
+    int rc = route_unpack(f->map, rm, e);
+    if (rc)
+        hf_err_prefix(e, "frame %llu: ", (unsigned long long)f->index);
+    return rc;
 }
 
 static void open_stream_input(const opts *o, channel *index_ch, channel **in, vecstream *vs,
@@ -244,13 +310,15 @@ static void open_stream_input(const opts *o, channel *index_ch, channel **in, ve
     }
 }
 
-static void summary(uint64_t nq, double t_search, double t_wall, uint64_t ndist)
+static void summary(const engine *en, uint64_t nq, double t_search, double t_wall, uint64_t ndist)
 {
+    double d = nq ? (double)nq : 1.0;
     fprintf(stderr,
             "query: %llu queries, %.3f s, %.1f QPS, %.1f mean distance computations "
-            "(wall %.3f s)\n",
+            "(%.1f above level 0, %.1f routing), %.1f mean hops (wall %.3f s)\n",
             (unsigned long long)nq, t_search, t_search > 0 ? nq / t_search : 0.0,
-            nq ? (double)ndist / nq : 0.0, t_wall);
+            nq ? (double)ndist / nq : 0.0, (double)en->upper / d, en->route_cost / d,
+            (double)en->hops / d, t_wall);
 }
 
 static int run_stream(const opts *o, engine *en, channel *index_ch)
@@ -310,7 +378,7 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
         cli_fail(prog, in_name, &e);
     if (channel_send_end(out, nq, &e) || channel_commit(out, &e))
         cli_fail(prog, o->out_ep, &e);
-    summary(nq, t_search, now_seconds() - t_wall0, ndist);
+    summary(en, nq, t_search, now_seconds() - t_wall0, ndist);
     frame_out_free(&fo);
     free(ids);
     free(dists);
@@ -607,6 +675,8 @@ int main(int argc, char **argv)
                                           {"no-codes", no_argument, 0, 10},
                                           {"no-reorder", no_argument, 0, 11},
                                           {"rerank-vectors", no_argument, 0, 12},
+                                          {"route", no_argument, 0, 13},
+                                          {"entry", required_argument, 0, 14},
                                           {0, 0, 0, 0}};
     opts o = {.queries_ep = "-",
               .out_ep = "-",
@@ -641,6 +711,12 @@ int main(int argc, char **argv)
         case 10: o.no_codes = 1; break;
         case 11: o.no_reorder = 1; break;
         case 12: o.rerank_vectors = 1; break;
+        case 13: o.route = 1; break;
+        case 14:
+            if (strcmp(optarg, "classic") && strcmp(optarg, "flat") && strcmp(optarg, "nearest"))
+                cli_usage_error(prog, "--entry is classic, flat or nearest, not \"%s\"", optarg);
+            o.entry = optarg;
+            break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -658,6 +734,10 @@ int main(int argc, char **argv)
         o.ef = o.max_ef;
     if (o.serve_ep && o.connect_ep)
         cli_usage_error(prog, "--serve and --connect exclude each other");
+    if (o.route && o.entry && strcmp(o.entry, "classic"))
+        cli_usage_error(prog, "--route and --entry %s exclude each other", o.entry);
+    if ((o.route || o.entry) && o.exact)
+        cli_usage_error(prog, "--exact searches no graph: no --route or --entry");
     channel_install_signal_cleanup();
     if (o.connect_ep)
         return run_connect(&o);
@@ -670,21 +750,41 @@ int main(int argc, char **argv)
         cli_fail(prog, idx_name, &e);
     engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank};
     hnsw_ids *ext = NULL;
-    if (hnsw_ids_new(&ext, &e) ||
-        hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h, take_ids,
-                          ext, &e))
+    if (hnsw_ids_new(&ext, &e))
+        cli_fail(prog, idx_name, &e);
+    load_extra extra = {.ids = ext, .rm = o.route || o.entry ? &en.router : NULL};
+    if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h, keep_extra,
+                          &extra, &e))
         cli_fail(prog, idx_name, &e);
     if (ext->n && ext->n != en.h->n) {
         hf_err_set(&e, HF_EDATA, "index has ids for %zu of its %zu nodes", ext->n, en.h->n);
         cli_fail(prog, idx_name, &e);
     }
     en.ext = ext->n ? ext->ext : NULL;
+    en.mode = o.route                                      ? ROUTE_LEARNED
+              : o.entry && strcmp(o.entry, "flat") == 0    ? ROUTE_FLAT
+              : o.entry && strcmp(o.entry, "nearest") == 0 ? ROUTE_NEAREST
+                                                           : ROUTE_CLASSIC;
+    if (en.mode != ROUTE_CLASSIC && !en.router) {
+        hf_err_set(&e, HF_EDATA,
+                   "the index has no layer-router model (train one with layer-route)");
+        cli_fail(prog, idx_name, &e);
+    }
     en.use_codes = en.h->codes && !o.no_codes;
     if (o.rerank_vectors)
         en.h->codes_exact = 0;
     /* brute force reads the vectors in stored order: leave them be */
     if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
         cli_fail(prog, idx_name, &e);
+    if (en.router && route_bind(en.router, en.h, &e))
+        cli_fail(prog, idx_name, &e);
+    if (en.mode == ROUTE_LEARNED && en.router->fallback) {
+        fprintf(stderr, "query: the index's router did not beat the classic descent on its "
+                        "validation queries (layer-route said fallback): searching classically\n");
+        en.mode = ROUTE_CLASSIC;
+    }
+    if (en.mode != ROUTE_CLASSIC)
+        en.use_codes = 0; /* routed searches walk the f32 vectors */
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
     if (max_ef < o.max_k)
         max_ef = o.max_k;
@@ -711,6 +811,7 @@ int main(int argc, char **argv)
     for (int t = 0; t < o.threads; t++)
         hnsw_searcher_destroy(&en.searchers[t]);
     free(en.searchers);
+    route_destroy(&en.router);
     hnsw_destroy(&en.h);
     hnsw_ids_destroy(&ext);
     return rc;

@@ -84,8 +84,10 @@ typedef struct edge_graph {
  * statistics and edge features with `threads` threads. h is not changed. */
 int edge_graph_new(const hnsw *h, int threads, edge_graph **out, hf_err *e);
 void edge_graph_destroy(edge_graph **self_p);
-/* Scale distance used for ratios: sqrt for l2 (squared in the index), the
- * metric's own distance (clamped at 0) otherwise. */
+/* Scale distance used for ratios and for the training noise: the Euclidean
+ * length where there is one (sqrt for l2, squared in the index; the chord
+ * sqrt(2 d) for cosine and ip, exact for unit vectors), the metric's own
+ * distance (l1) otherwise; 0 for d <= 0. */
 float edge_scale_dist(metric_t m, float d);
 /* Write the kept edges (keep[edge] != 0) back into h's level-0 lists, in CSR
  * order (nearest first). Unused slots are zeroed. */
@@ -153,9 +155,10 @@ void edge_eval(const edge_graph *g, const float *logit, const uint32_t *usage,
                const uint32_t *expanded, double *bce, double *auc);
 
 /* Model frame {t:"model", kind:"edge-scorer", v:1, params, dim, m0, d_node,
- * d_msg, heads, hidden, thr_hidden, proj, nfeat} (schemas/edge-model.json). */
+ * d_msg, heads, hidden, thr_hidden, proj, nfeat} plus the caller's extra
+ * pairs (edge-score: validation) (schemas/edge-model.json). */
 #define EDGE_MODEL_KIND "edge-scorer"
-int edge_model_pack(edge_model *m, msgpack_sbuffer *sb, hf_err *e);
+int edge_model_pack(edge_model *m, const nn_extra *extra, msgpack_sbuffer *sb, hf_err *e);
 int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e);
 /* Parameter list (borrowed) for comparisons in tests. */
 const nn_params *edge_model_params(const edge_model *m);
@@ -188,5 +191,49 @@ int edge_prune(const edge_graph *g, const float *score, size_t budget, const edg
 /* Nodes reachable from entry over the kept edges (keep NULL = all edges);
  * fills reach[n] (1 = reachable) when non-NULL, returns the count. */
 size_t edge_reachable(const edge_graph *g, const uint8_t *keep, uint32_t entry, uint8_t *reach);
+
+/* ---------------------------------------------------------- validation --- */
+
+#define EDGE_VAL_MAX_EF 16
+
+/* Held-aside queries with exact neighbours and an ef grid (edge_valid.c). */
+typedef struct edge_val edge_val;
+
+/* One measured graph: the budget asked for, the edges kept, recall@k and
+ * mean distance computations per ef, and the worst recall loss against the
+ * reference (input) graph over the grid. */
+typedef struct edge_val_row {
+    size_t budget, edges, unreachable;
+    double recall[EDGE_VAL_MAX_EF];
+    double ndist[EDGE_VAL_MAX_EF];
+    double loss;
+} edge_val_row;
+
+/* nq queries in stored (dimension-permuted) order, as edge-score samples
+ * them; self_ids (or NULL) names each query's own base vector, left out of
+ * its true neighbours. Exact k neighbours by knn_exact (OpenBLAS). */
+int edge_val_new(const hnsw *h, const float *queries, size_t nq, const uint32_t *self_ids, size_t k,
+                 const size_t *ef, size_t nef, int threads, edge_val **out, hf_err *e);
+void edge_val_destroy(edge_val **self_p);
+size_t edge_val_queries(const edge_val *v);
+size_t edge_val_nef(const edge_val *v);
+size_t edge_val_ef(const edge_val *v, size_t i);
+/* recall[nef] (ann-benchmarks definition, as bench/recall.c) and, when
+ * ndist is not NULL, mean distance computations of h as it stands. */
+int edge_val_measure(const edge_val *v, const hnsw *h, double *recall, double *ndist, hf_err *e);
+/* max over the grid of ref[i] - recall[i] */
+double edge_val_loss(const edge_val *v, const double *ref, const double *recall);
+/* The smallest budget in [lo, hi] (bisection, `steps` at most) whose pruned
+ * graph (edge_prune with pc, then edge_graph_apply into h) loses at most tol
+ * against ref at every ef. *found = 0 when even hi loses more; *best then
+ * holds hi's row. On return keep and h hold the best (or hi's) mask;
+ * *tried counts the graphs measured. */
+int edge_val_tune(const edge_val *v, const edge_graph *g, const float *score,
+                  const edge_prune_cfg *pc, uint32_t entry, hnsw *h, const double *ref, double tol,
+                  size_t lo, size_t hi, int steps, uint8_t *keep, edge_val_row *best, int *found,
+                  size_t *tried, hf_err *e);
+/* A copy of every level-0 list of h (caller frees), and putting it back. */
+int edge_links_save(const hnsw *h, uint32_t **out, hf_err *e);
+void edge_links_restore(hnsw *h, const uint32_t *saved);
 
 #endif

@@ -21,7 +21,17 @@ float edge_scale_dist(metric_t m, float d)
 {
     if (!(d > 0))
         return 0;
-    return m == METRIC_L2 ? sqrtf(d) : d;
+    switch (m) {
+    case METRIC_L2: return sqrtf(d);
+    /* 1 - cos(a,b) = |a - b|^2 / 2 for unit vectors: the chord length
+     * sqrt(2 d) is the Euclidean distance, so ratios and the training
+     * noise mean the same for cosine as for l2 (d itself is a squared
+     * scale: ratios of it are squared ratios, and noise of 0.5 mean
+     * neighbour distances was 0.5 * d, a fraction of the chord) */
+    case METRIC_COSINE:
+    case METRIC_IP: return sqrtf(2.0f * d);
+    default: return d;
+    }
 }
 
 void edge_graph_destroy(edge_graph **self_p)

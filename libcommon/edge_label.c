@@ -32,6 +32,7 @@ typedef struct label_job {
     const float *queries;
     size_t nq, k;
     const uint32_t *truth; /* nq x k, HNSW_NONE for missing */
+    const uint32_t *self;  /* nq: the query's own node, never visited; or NULL */
     size_t ef, far_every;
     int t, threads;
     uint32_t *usage, *expanded; /* this thread's counters */
@@ -43,8 +44,9 @@ static inline float qd(const hnsw *h, const float *q, uint32_t id)
     return dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, id), h->dim));
 }
 
-/* Greedy descent through the upper levels, as hnsw_search does. */
-static uint32_t descend(const hnsw *h, const float *q, float *dout)
+/* Greedy descent through the upper levels, as hnsw_search does, never
+ * stepping on node skip. */
+static uint32_t descend(const hnsw *h, const float *q, uint32_t skip, float *dout)
 {
     uint32_t cur = h->entry;
     float curd = qd(h, q, cur);
@@ -54,6 +56,8 @@ static uint32_t descend(const hnsw *h, const float *q, float *dout)
             changed = 0;
             const uint32_t *ln = hnsw_links(h, cur, l);
             for (uint32_t j = 0; j < ln[0]; j++) {
+                if (ln[1 + j] == skip)
+                    continue;
                 float d = qd(h, q, ln[1 + j]);
                 if (d < curd) {
                     curd = d;
@@ -93,6 +97,10 @@ static void *label_worker(void *arg)
             q = qbuf;
         }
         uint32_t stamp = (uint32_t)qi + 1;
+        /* a base vector as query is searched for as if it were not in the
+         * graph (leave-one-out): routes that end at its own node would
+         * teach nothing about reaching a new point's neighbours */
+        uint32_t skip = j->self ? j->self[qi] : HNSW_NONE;
         float epd;
         uint32_t ep;
         if (j->far_every && qi % j->far_every == j->far_every - 1) {
@@ -100,12 +108,16 @@ static void *label_worker(void *arg)
              * number, so edges that bridge regions get counted too */
             uint64_t x = (qi + 1) * 0x9e3779b97f4a7c15ull;
             ep = (uint32_t)((x ^ (x >> 29)) % n);
+            if (ep == skip)
+                ep = (uint32_t)((ep + 1) % n);
             epd = qd(h, q, ep);
         } else {
-            ep = descend(h, q, &epd);
+            ep = descend(h, q, skip, &epd);
         }
         visited_next(&vis);
         cand.n = res.n = 0;
+        if (skip != HNSW_NONE)
+            visited_test_set(&vis, skip);
         visited_test_set(&vis, ep);
         pnode[ep] = HNSW_NONE;
         pedge[ep] = NO_EDGE;
@@ -218,7 +230,7 @@ int edge_label(const hnsw *h, const edge_graph *g, const float *queries, size_t 
     pthread_t tid[64];
     int started[64] = {0};
     for (int t = 0; t < threads; t++) {
-        jobs[t] = (label_job){h, g,       queries, nq,       k, truth, ef, cfg->far_every,
+        jobs[t] = (label_job){h, g,       queries, nq,       k, truth, self_ids, ef, cfg->far_every,
                               t, threads, usage,   expanded, 0};
         if (t > 0) {
             jobs[t].usage = calloc(g->nedges ? g->nedges : 1, sizeof(uint32_t));

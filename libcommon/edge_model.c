@@ -594,7 +594,7 @@ void edge_eval(const edge_graph *g, const float *logit, const uint32_t *usage,
 
 /* ------------------------------------------------------------- frames --- */
 
-int edge_model_pack(edge_model *m, msgpack_sbuffer *sb, hf_err *e)
+int edge_model_pack(edge_model *m, const nn_extra *extra, msgpack_sbuffer *sb, hf_err *e)
 {
     nn_hparam hp[] = {{"dim", (double)m->dim},
                       {"m0", m->m0},
@@ -606,7 +606,8 @@ int edge_model_pack(edge_model *m, msgpack_sbuffer *sb, hf_err *e)
                       {"proj", EDGE_PROJ},
                       {"nfeat", EDGE_NFEAT},
                       {"graph_layer", m->cfg.no_graph ? 0 : 1}};
-    return nn_model_pack(sb, EDGE_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &m->all, e);
+    return nn_model_pack_extra(sb, EDGE_MODEL_KIND, hp, sizeof hp / sizeof hp[0], extra, &m->all,
+                               e);
 }
 
 int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e)

@@ -161,20 +161,32 @@ typedef struct hnsw_hit {
 int hnsw_hit_cmp(const void *a, const void *b);
 
 typedef struct hnsw_stats {
-    uint64_t ndist; /* distance computations */
-    uint64_t hops;  /* nodes expanded */
+    uint64_t ndist;       /* distance computations, all levels */
+    uint64_t hops;        /* nodes expanded */
+    uint64_t ndist_upper; /* ... of which above level 0 (the descent) */
 } hnsw_stats;
 
 /* Per-thread scratch: visited marks and heaps. */
 typedef struct hnsw_searcher hnsw_searcher;
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e);
 void hnsw_searcher_destroy(hnsw_searcher **s);
+/* Searches with s never measure node id (an internal id; HNSW_NONE: none),
+ * as if it were not in the graph: a base vector queried against the rest,
+ * the leave-one-out validation of edge-score. The entry point is excluded
+ * only from level 0. */
+void hnsw_searcher_exclude(hnsw_searcher *s, uint32_t id);
 
 /* k nearest of q (a raw query; normalised internally for cosine), nearest
  * first, into out[0..*nout). ef is raised to k when smaller. Distances are
  * the metric's (see distance.h). */
 int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef, hnsw_hit *out,
                 size_t *nout, hnsw_stats *st);
+
+/* hnsw_search with the greedy descent starting at node `entry` on `level`
+ * (at most that node's level; 0: a level-0 search from entry), for routed
+ * and flat searches. HF_EUSAGE for an entry outside the graph. */
+int hnsw_search_from(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
+                     uint32_t entry, int level, hnsw_hit *out, size_t *nout, hnsw_stats *st);
 
 /* Search on codes: traverse with approximate distances, then re-rank the
  * best `rerank` candidates (at least k) with exact f32 distances. Falls back

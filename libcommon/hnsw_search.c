@@ -21,6 +21,7 @@ struct hnsw_searcher {
     quant_query *qq;  /* when the graph has codes */
     hnsw_hit *sorted; /* re-ranking scratch, res.cap entries */
     uint32_t *links;  /* one unpacked level-0 list of the code block */
+    uint32_t exclude; /* a node the search never measures (HNSW_NONE: none) */
 };
 
 int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err *e)
@@ -30,6 +31,7 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     if (!s)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     s->n = h->n;
+    s->exclude = HNSW_NONE;
     s->vis.words = (h->n + 63) / 64 + 1;
     s->vis.w = calloc(s->vis.words, sizeof(uint64_t));
     s->res.cap = max_ef + 2;
@@ -49,6 +51,11 @@ int hnsw_searcher_new(const hnsw *h, size_t max_ef, hnsw_searcher **out, hf_err 
     }
     *out = s;
     return 0;
+}
+
+void hnsw_searcher_exclude(hnsw_searcher *s, uint32_t id)
+{
+    s->exclude = id;
 }
 
 void hnsw_searcher_destroy(hnsw_searcher **sp)
@@ -135,6 +142,8 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     hheap *cand = &s->cand, *res = &s->res;
     visited_bits_clear(vis);
     cand->n = res->n = 0;
+    if (s->exclude < s->n)
+        visited_bits_test_set(vis, s->exclude);
     visited_bits_test_set(vis, ep);
     cand_push(cand, epd, ep);
     if (!h->deleted[ep])
@@ -201,7 +210,7 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
 /* Prepare the query (dimension order, normalisation, codes), descend the
  * upper levels greedily and search level 0; returns the prepared query. */
 ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float *q, size_t ef,
-                                   hnsw_stats *st, int codes)
+                                   hnsw_stats *st, int codes, uint32_t entry, int top)
 {
     if (h->perm) {
         hnsw_permute_query(h, q, s->qbuf);
@@ -214,7 +223,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
         vec_normalize(s->qbuf, h->dim);
     if (codes)
         quant_query_set(s->qq, q);
-    uint32_t cur = h->entry;
+    uint64_t nd0 = st->ndist;
+    uint32_t cur = entry;
     float curd = node_dist(h, s, q, cur, codes);
     st->ndist++;
     /* greedy steps only ask "closer than the current node?", so L2 may stop
@@ -224,8 +234,10 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     float (*const cbounded)(const quant_query *, const uint8_t *, float) =
         codes ? s->qq->dist_bounded : NULL;
     visited_bits_clear(&s->vis);
+    if (s->exclude < s->n)
+        visited_bits_test_set(&s->vis, s->exclude);
     visited_bits_test_set(&s->vis, cur);
-    for (int l = h->max_level; l > 0; l--) {
+    for (int l = top; l > 0; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
@@ -251,6 +263,7 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
             st->hops++;
         }
     }
+    st->ndist_upper += st->ndist - nd0;
     search_level0(h, s, q, cur, curd, ef, st, codes);
     return q;
 }
@@ -273,13 +286,21 @@ static size_t clamp_ef(const hnsw_searcher *s, size_t k, size_t ef)
 int hnsw_search(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef, hnsw_hit *out,
                 size_t *nout, hnsw_stats *st)
 {
-    hnsw_stats local = {0, 0};
+    return hnsw_search_from(h, s, q, k, ef, h->entry, h->max_level, out, nout, st);
+}
+
+int hnsw_search_from(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, size_t ef,
+                     uint32_t entry, int level, hnsw_hit *out, size_t *nout, hnsw_stats *st)
+{
+    hnsw_stats local = {0};
     if (!st)
         st = &local;
     *nout = 0;
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
-    descend(h, s, q, clamp_ef(s, k, ef), st, 0);
+    if (entry >= h->n || level < 0 || level > h->levels[entry])
+        return HF_EUSAGE; /* a caller's bug: entries come checked from their frames */
+    descend(h, s, q, clamp_ef(s, k, ef), st, 0, entry, level);
     hheap *res = &s->res;
     while (res->n > k)
         hmax_pop(res);
@@ -306,13 +327,13 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
 {
     if (!h->codes || !s->qq)
         return hnsw_search(h, s, q, k, ef, out, nout, st);
-    hnsw_stats local = {0, 0};
+    hnsw_stats local = {0};
     if (!st)
         st = &local;
     *nout = 0;
     if (h->entry == HNSW_NONE || k == 0)
         return 0;
-    q = descend(h, s, q, clamp_ef(s, k, ef), st, 1);
+    q = descend(h, s, q, clamp_ef(s, k, ef), st, 1, h->entry, h->max_level);
     /* approximate order first, then exact distances for the best `rerank` */
     hheap *res = &s->res;
     size_t n = res->n;

@@ -390,6 +390,16 @@ typedef struct nn_hparam {
 
 int nn_model_pack(msgpack_sbuffer *sb, const char *kind, const nn_hparam *hp, size_t nhp,
                   const nn_params *p, hf_err *e);
+/* Key/value pairs packed by the caller (pairs of them, len bytes), written
+ * after the hyperparameters: records that are not numbers (a validation
+ * table). Readers ignore keys they do not know. */
+typedef struct nn_extra {
+    const char *data;
+    size_t len;
+    uint32_t pairs;
+} nn_extra;
+int nn_model_pack_extra(msgpack_sbuffer *sb, const char *kind, const nn_hparam *hp, size_t nhp,
+                        const nn_extra *extra, const nn_params *p, hf_err *e);
 /* Check t/kind/v and copy every parameter of p (matched by name, shapes
  * must agree) from the frame. Extra params in the frame are an error. */
 int nn_model_unpack_params(const msgpack_object *obj, const char *kind, nn_params *p, hf_err *e);

@@ -53,6 +53,12 @@ static bool reserved(const char *k)
 int nn_model_pack(msgpack_sbuffer *sb, const char *kind, const nn_hparam *hp, size_t nhp,
                   const nn_params *p, hf_err *e)
 {
+    return nn_model_pack_extra(sb, kind, hp, nhp, NULL, p, e);
+}
+
+int nn_model_pack_extra(msgpack_sbuffer *sb, const char *kind, const nn_hparam *hp, size_t nhp,
+                        const nn_extra *extra, const nn_params *p, hf_err *e)
+{
     size_t maxn = 0;
     for (size_t i = 0; i < p->n; i++) {
         if (p->v[i].w->rows > UINT32_MAX || p->v[i].w->cols > UINT32_MAX ||
@@ -68,9 +74,10 @@ int nn_model_pack(msgpack_sbuffer *sb, const char *kind, const nn_hparam *hp, si
         return hf_err_set(e, HF_ENOMEM, "nn: out of memory packing model");
     msgpack_packer pk;
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    int bad = msgpack_pack_map(&pk, (uint32_t)(4 + nhp)) || pack_str(&pk, "t") ||
-              pack_str(&pk, "model") || pack_str(&pk, "kind") || pack_str(&pk, kind) ||
-              pack_str(&pk, "v") || msgpack_pack_uint32(&pk, NN_MODEL_VERSION);
+    uint32_t npairs = (uint32_t)(4 + nhp) + (extra ? extra->pairs : 0);
+    int bad = msgpack_pack_map(&pk, npairs) || pack_str(&pk, "t") || pack_str(&pk, "model") ||
+              pack_str(&pk, "kind") || pack_str(&pk, kind) || pack_str(&pk, "v") ||
+              msgpack_pack_uint32(&pk, NN_MODEL_VERSION);
     for (size_t i = 0; !bad && i < nhp; i++) {
         double v = hp[i].val;
         bad = pack_str(&pk, hp[i].key);
@@ -79,6 +86,8 @@ int nn_model_pack(msgpack_sbuffer *sb, const char *kind, const nn_hparam *hp, si
         else if (!bad)
             bad = msgpack_pack_double(&pk, v);
     }
+    if (!bad && extra && extra->len)
+        bad = msgpack_sbuffer_write(sb, extra->data, extra->len) != 0;
     bad = bad || pack_str(&pk, "params") || msgpack_pack_array(&pk, (uint32_t)p->n);
     for (size_t i = 0; !bad && i < p->n; i++)
         bad = pack_param(&pk, &p->v[i], buf);

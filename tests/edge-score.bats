@@ -82,7 +82,9 @@ EOF
     run --separate-stderr bash -c '"$BIN/edge-score" --train "$FIX/train.frames" --epochs 1 \
         --nodes 256 --edges 20000 <"$FIX/cand.idx" >"$BATS_TEST_TMPDIR/t.idx"'
     [ "$status" -eq 0 ]
-    [[ "$stderr" == *"300 training queries"* ]]
+    # a quarter of a short --train file is held aside for validation
+    [[ "$stderr" == *"225 training queries"* ]]
+    [[ "$stderr" == *"validation on 75 held-aside training queries"* ]]
     [ "$(l0_edges "$BATS_TEST_TMPDIR/t.idx")" -le 20000 ]
     for b in random usage; do
         "$BIN/edge-score" --baseline "$b" --queries 200 --edges 20000 \
@@ -171,4 +173,66 @@ EOF2
     [ "${output% *}" -eq 48 ]
     "$BIN/query" --index "$BATS_TEST_TMPDIR/d20.idx" -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
     validate --expect results "$BATS_TEST_TMPDIR/r"
+}
+
+# the validation record of the model frame, as JSON
+validation_of() {
+    $PY - "$1" <<'EOF2'
+import json, sys, msgpack
+m = [f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] == "model"]
+print(json.dumps(m[0]["validation"]))
+EOF2
+}
+
+@test "edge-score without a budget keeps the fewest edges whose validation recall stays within --tolerance, and records the table" {
+    run --separate-stderr "$BIN/edge-score" --threads 2 --queries 500 --epochs 2 --nodes 1024 \
+        --val-queries 200 --tolerance 0.01 -o "$BATS_TEST_TMPDIR/tol.idx" "$FIX/cand.idx"
+    echo "$stderr"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"validation on 200 held-aside training queries"* ]]
+    [[ "$stderr" == *"tolerance 0.0100: "*" pruning keeps "* ]]
+    validate --expect index "$BATS_TEST_TMPDIR/tol.idx"
+    run validation_of "$BATS_TEST_TMPDIR/tol.idx"
+    $PY - "$output" "$(l0_edges "$FIX/cand.idx")" "$(l0_edges "$BATS_TEST_TMPDIR/tol.idx")" <<'EOF2'
+import json, sys
+v = json.loads(sys.argv[1])
+assert v["forced"] is False and v["method"] in ("learned", "usage"), v
+assert v["queries"] == 200 and v["ef"] == [10, 16, 32, 64, 128]
+assert v["edges_input"] == int(sys.argv[2]) and v["edges_output"] == int(sys.argv[3])
+assert v["edges_output"] < v["edges_input"]
+for a, b in zip(v["recall_input"], v["recall_output"]):
+    assert b >= a - 0.01 - 1e-12, (a, b)
+EOF2
+}
+
+@test "an index that cannot be pruned within the tolerance comes out with its edges unchanged and a line that says so" {
+    # a degree cap of 3 cuts every node's list: no pruned graph keeps the
+    # recall of the input, so the input's lists are written as they were
+    run --separate-stderr "$BIN/edge-score" --threads 2 --queries 300 --epochs 1 --nodes 256 \
+        --val-queries 200 --max-degree 3 -o "$BATS_TEST_TMPDIR/same.idx" "$FIX/cand.idx"
+    echo "$stderr"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"no pruning stays within 0.0020 of the input graph"*"written unchanged"* ]]
+    run m0_and_maxdeg "$BATS_TEST_TMPDIR/same.idx"
+    [ "$output" = "48 48" ]
+    $PY - "$FIX/cand.idx" "$BATS_TEST_TMPDIR/same.idx" <<'EOF2'
+import sys, msgpack
+def links(p):
+    return [(f["level"], f["deg"], f["ids"]) for f in msgpack.Unpacker(open(p, "rb"), raw=False)
+            if f["t"] == "links"]
+assert links(sys.argv[1]) == links(sys.argv[2])
+EOF2
+    run validation_of "$BATS_TEST_TMPDIR/same.idx"
+    [[ "$output" == *'"method": "unchanged"'* ]]
+}
+
+@test "edge-score refuses bad --tolerance, --val-queries and --val-ef values" {
+    for a in "--tolerance -0.1" "--tolerance 2" "--val-queries x" "--val-ef 0" "--val-ef 10,,x" \
+        "--val-ef 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"; do
+        # shellcheck disable=SC2086
+        run --separate-stderr "$BIN/edge-score" $a "$FIX/cand.idx"
+        echo "$a: $status $stderr"
+        [ "$status" -eq 64 ]
+        [ "$(echo "$stderr" | wc -l)" -eq 1 ]
+    done
 }

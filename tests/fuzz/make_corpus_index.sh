@@ -30,4 +30,7 @@ body = b"".join(msgpack.packb(f) for f in frames)
 end = msgpack.packb({"t": "end", "count": 5, "checksum": zlib.crc32(body)})
 open(sys.argv[2], "wb").write(body + end)
 PY
+# a layer-router frame on the l2 index (4 candidates, 2-wide code)
+"$BIN/layer-route" --threads 1 --candidates 4 --code-dim 2 --epochs 2 --val-ef 4,8 \
+    -o "$out/l2_m4_router" "$out/l2_m4" 2>/dev/null
 ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'

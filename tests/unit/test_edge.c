@@ -265,6 +265,89 @@ static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
 
 /* Train, pack, unpack, and score again: the reloaded model must give the
  * same logits bit for bit (with no_graph, only if the frame says so). */
+/* Self-validation: the same figures for any thread count, exact recall at an
+ * ef that covers the graph, and a tolerance search that only ever accepts a
+ * graph measured within the tolerance, leaves that graph in the index, and
+ * can put the input's lists back byte for byte. */
+static void validation_accepts_only_graphs_within_the_tolerance(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(700, 8, 24, 11);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
+    size_t nq = 80;
+    float *q = malloc(nq * 8 * sizeof *q);
+    uint32_t *self = malloc(nq * sizeof *self);
+    for (size_t i = 0; i < nq; i++) {
+        self[i] = (uint32_t)(i * 7 + 1) == h->entry ? (uint32_t)(i * 7 + 2) : (uint32_t)(i * 7 + 1);
+        memcpy(q + i * 8, hnsw_vec(h, self[i]), 8 * sizeof *q);
+    }
+    const size_t ef[] = {10, 700};
+    edge_val *v1 = NULL, *v3 = NULL;
+    assert_int_equal(edge_val_new(h, q, nq, self, 10, ef, 2, 1, &v1, &e), 0);
+    assert_int_equal(edge_val_new(h, q, nq, self, 10, ef, 2, 3, &v3, &e), 0);
+    double r1[2], r3[2], nd1[2], nd3[2];
+    assert_int_equal(edge_val_measure(v1, h, r1, nd1, &e), 0);
+    assert_int_equal(edge_val_measure(v3, h, r3, nd3, &e), 0);
+    assert_memory_equal(r1, r3, sizeof r1);
+    assert_memory_equal(nd1, nd3, sizeof nd1);
+    assert_true(r1[1] > 0.999); /* ef = n: the search is exhaustive */
+    assert_true(r1[0] <= r1[1]);
+
+    uint32_t *saved = NULL;
+    assert_int_equal(edge_links_save(h, &saved, &e), 0);
+    float *score = malloc(g->nedges * sizeof *score);
+    uint8_t *keep = malloc(g->nedges);
+    nn_rng r;
+    nn_rng_seed(&r, 4);
+    for (size_t x = 0; x < g->nedges; x++)
+        score[x] = nn_rng_uniform(&r);
+    edge_prune_cfg pc = {.min_keep = 2};
+    const double tols[] = {0.0, 0.01, 1.0};
+    for (size_t t = 0; t < 3; t++) {
+        edge_val_row best;
+        int found = 0;
+        size_t tried = 0;
+        size_t lo = g->nedges / 3;
+        assert_int_equal(edge_val_tune(v1, g, score, &pc, h->entry, h, r1, tols[t], lo, g->nedges,
+                                       6, keep, &best, &found, &tried, &e),
+                         0);
+        assert_true(tried >= 1);
+        if (!found) {
+            assert_true(best.loss > tols[t]);
+            continue;
+        }
+        assert_true(best.loss <= tols[t]);
+        if (tols[t] == 1.0)
+            assert_int_equal(best.budget, lo); /* anything passes: the smallest count */
+        /* the index holds the chosen graph: measuring it again gives its row */
+        double rr[2];
+        assert_int_equal(edge_val_measure(v1, h, rr, NULL, &e), 0);
+        assert_memory_equal(rr, best.recall, sizeof rr);
+        size_t deg_sum = 0;
+        for (size_t i = 0; i < h->n; i++)
+            deg_sum += hnsw_links0(h, (uint32_t)i)[0];
+        assert_int_equal(deg_sum, best.edges);
+    }
+    edge_links_restore(h, saved);
+    for (size_t i = 0; i < h->n; i++)
+        assert_memory_equal(hnsw_links0(h, (uint32_t)i), saved + i * (h->links_bytes / 4),
+                            h->links_bytes);
+    double rb[2];
+    assert_int_equal(edge_val_measure(v1, h, rb, NULL, &e), 0);
+    assert_memory_equal(rb, r1, sizeof rb);
+    free(saved);
+    free(score);
+    free(keep);
+    free(q);
+    free(self);
+    edge_val_destroy(&v1);
+    edge_val_destroy(&v3);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
 static void round_trip(int no_graph)
 {
     hnsw *h = random_graph(300, 6, 16, 7);
@@ -300,7 +383,7 @@ static void round_trip(int no_graph)
 
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
-    assert_int_equal(edge_model_pack(m, &sb, &e), 0);
+    assert_int_equal(edge_model_pack(m, NULL, &sb, &e), 0);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
@@ -364,6 +447,7 @@ int main(void)
         cmocka_unit_test(pruning_keeps_the_budget_and_every_node_reachable),
         cmocka_unit_test(pruning_keeps_the_in_degree_floor_of_low_scored_targets),
         cmocka_unit_test(repair_puts_back_the_best_edge_into_cut_off_nodes),
+        cmocka_unit_test(validation_accepts_only_graphs_within_the_tolerance),
         cmocka_unit_test(model_frame_round_trips_bit_exact),
         cmocka_unit_test(plain_mlp_model_frame_round_trips_bit_exact),
     };

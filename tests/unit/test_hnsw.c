@@ -173,6 +173,34 @@ static void tombstoned_nodes_are_never_returned(void **st)
     hnsw_destroy(&h);
 }
 
+/* Leave-one-out: a searcher told to exclude a node never measures it, so a
+ * stored vector queried against the rest of the graph finds its neighbours
+ * but not itself, and the other searches see the node again once cleared. */
+static void excluded_node_is_never_measured_or_returned(void **st)
+{
+    (void)st;
+    hnsw *h = build(METRIC_L2, 1, 9);
+    hnsw_searcher *s = NULL;
+    assert_int_equal(hnsw_searcher_new(h, 64, &s, NULL), 0);
+    uint32_t id = h->entry == 42 ? 43 : 42;
+    hnsw_hit out[K], ref[K];
+    size_t n, nref;
+    hnsw_search(h, s, base + id * DIM, K + 1, 64, ref, &nref, NULL);
+    assert_int_equal(ref[0].id, id);
+    hnsw_searcher_exclude(s, id);
+    hnsw_search(h, s, base + id * DIM, K, 64, out, &n, NULL);
+    assert_int_equal(n, K);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_not_equal(out[i].id, id);
+        assert_int_equal(out[i].id, ref[i + 1].id); /* the rest, in order */
+    }
+    hnsw_searcher_exclude(s, HNSW_NONE);
+    hnsw_search(h, s, base + id * DIM, K, 64, out, &n, NULL);
+    assert_int_equal(out[0].id, id);
+    hnsw_searcher_destroy(&s);
+    hnsw_destroy(&h);
+}
+
 /* Renumbering nodes for locality changes nothing a caller sees: the same
  * ids and distances on f32 vectors and on codes, tombstones still skipped;
  * the renumbered graph refuses to be saved. */
@@ -246,6 +274,7 @@ int main(void)
         cmocka_unit_test(one_thread_and_one_seed_give_the_same_graph),
         cmocka_unit_test(save_then_load_gives_the_same_graph),
         cmocka_unit_test(tombstoned_nodes_are_never_returned),
+        cmocka_unit_test(excluded_node_is_never_measured_or_returned),
         cmocka_unit_test(reordered_graph_answers_exactly_as_before),
         cmocka_unit_test(bad_parameters_are_refused),
     };

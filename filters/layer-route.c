@@ -1,0 +1,419 @@
+/*
+ * layer-route - learn where a query enters the graph: read an index stream,
+ * pick candidate entry nodes (medoids of k-means clusters of the base
+ * vectors), train the router of libcommon/route.h on leave-one-out base
+ * vectors, validate it on held-aside ones against the classic descent and
+ * the non-learned entries, and write the index stream with a
+ * {t:"model", kind:"layer-router"} frame before the end frame (an earlier
+ * router is replaced; other frames pass through).
+ *
+ * Labels: for each training query, level-0 searches (--label-ef) from its
+ * --label-top exactly nearest candidates and the classic descent; the key
+ * whose search cost the fewest distance computations, plus --miss-cost per
+ * true neighbour missed, is the label. The router must pay for itself: on
+ * the validation queries, at every --val-ef, its recall@10 must be within
+ * --tolerance of the classic descent's and its distance computations
+ * (routing included) no more; otherwise the frame says fallback and
+ * `query --route` searches classically, and a line says so here. The
+ * untrained PCA router (nearest candidate in the projected space) is the
+ * non-learned rival: when it measures cheaper on the validation queries it
+ * is what gets written ("trained": false in the frame), and a line says so.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "cli.h"
+#include "hnsw.h"
+#include "hnsw_io.h"
+#include "progress.h"
+#include "route.h"
+
+static const char *prog = "layer-route";
+
+#define MAX_EF 16
+
+static void usage(void)
+{
+    printf("usage: layer-route [options] [INDEX]\n"
+           "Train a router that picks where each query enters the graph (a candidate\n"
+           "entry node at level 0, or the classic descent), validate it, and write the\n"
+           "index stream (stdin/stdout by default) with a \"layer-router\" model frame;\n"
+           "`query --route` uses it.\n\n"
+           "      --candidates N    candidate entry nodes: medoids of N k-means clusters\n"
+           "                        (default 256)\n"
+           "      --code-dim R      width of the query code z = W (q - mu) (default 8);\n"
+           "                        routing costs (R*dim + (N+1)*R)/dim distance computations\n"
+           "      --queries N       training queries: base vectors, leave-one-out (default 5000)\n"
+           "      --val-queries N   held-aside validation queries (default 1000)\n"
+           "      --label-ef N      beam width of the labelling searches (default 16)\n"
+           "      --label-top N     candidates tried per training query, nearest first\n"
+           "                        (default 8)\n"
+           "      --miss-cost C     distance computations a missed true neighbour costs in\n"
+           "                        the labels (default 30)\n"
+           "      --tau T           soft labels: a tried entry weighs exp(-(cost - cheapest) / T)\n"
+           "                        (default 10 distance computations)\n"
+           "      --epochs E        training passes (default 40; 0: the PCA router alone)\n"
+           "      --lr F            Adam learning rate (default 0.01)\n"
+           "      --val-ef LIST     ef grid of the validation (default 10,16,32,64)\n"
+           "      --tolerance T     largest recall@10 loss against the classic descent at any\n"
+           "                        validation ef (default 0.002)\n"
+           "      --seed S          sampling and initialisation (default 42)\n"
+           "  -t, --threads N       threads for labels and validation (default: all cores)\n"
+           "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
+           "  -h, --help            this text\n\n"
+           "Prints the validation table (recall@10 and distance computations per query,\n"
+           "routing included, of the classic descent, the flat medoid entry, the exactly\n"
+           "nearest candidate, the PCA router and the trained router) on stderr.\n");
+}
+
+typedef struct passthru {
+    msgpack_sbuffer *v;
+    size_t n, cap;
+} passthru;
+
+static int keep_other(const frame_in *f, void *arg, hf_err *e)
+{
+    passthru *p = arg;
+    if (strcmp(f->type, "model") == 0 && route_is_frame(f->map))
+        return 0; /* replaced */
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 4;
+        msgpack_sbuffer *nv = realloc(p->v, nc * sizeof *nv);
+        if (!nv)
+            return hf_err_set(e, HF_ENOMEM, "out of memory");
+        p->v = nv;
+        p->cap = nc;
+    }
+    msgpack_sbuffer_init(&p->v[p->n]);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &p->v[p->n], msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *f->map);
+    p->n++;
+    return 0;
+}
+
+static size_t parse_ef_list(const char *arg, size_t *ef)
+{
+    size_t n = 0;
+    char buf[256];
+    if (strlen(arg) >= sizeof buf)
+        cli_usage_error(prog, "--val-ef: list too long");
+    strcpy(buf, arg);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_EF)
+            cli_usage_error(prog, "--val-ef: at most %d values", MAX_EF);
+        ef[n++] = cli_u64(prog, "--val-ef", t, 1, 100000);
+    }
+    if (n == 0)
+        cli_usage_error(prog, "--val-ef: no values in \"%s\"", arg);
+    return n;
+}
+
+/* distinct live node ids, not the entry point, shuffled */
+static uint32_t *query_ids(const hnsw *h, size_t want, uint64_t seed, size_t *got)
+{
+    uint32_t *ids = malloc(h->n * sizeof *ids);
+    if (!ids)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (!h->deleted[i] && i != h->entry)
+            ids[n++] = (uint32_t)i;
+    nn_rng r;
+    nn_rng_seed(&r, seed);
+    size_t take = want < n ? want : n;
+    for (size_t i = 0; i < take; i++) {
+        size_t j = i + (size_t)nn_rng_below(&r, n - i);
+        uint32_t t = ids[i];
+        ids[i] = ids[j];
+        ids[j] = t;
+    }
+    *got = take;
+    return ids;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+#define NMODES 5
+static const char *mode_name[NMODES] = {"classic", "flat", "nearest", "pca-router", "trained"};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"candidates", required_argument, 0, 1}, {"code-dim", required_argument, 0, 2},
+        {"queries", required_argument, 0, 3},    {"val-queries", required_argument, 0, 4},
+        {"label-ef", required_argument, 0, 5},   {"label-top", required_argument, 0, 6},
+        {"miss-cost", required_argument, 0, 7},  {"epochs", required_argument, 0, 8},
+        {"lr", required_argument, 0, 9},         {"val-ef", required_argument, 0, 10},
+        {"tolerance", required_argument, 0, 11}, {"seed", required_argument, 0, 12},
+        {"max-frame", required_argument, 0, 13}, {"tau", required_argument, 0, 14},
+        {"threads", required_argument, 0, 't'},  {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    size_t ncand = 256, r = 8, nq = 5000, nval = 1000, label_ef = 16, top = 8, epochs = 40;
+    size_t max_frame = 0, val_ef[MAX_EF] = {10, 16, 32, 64}, nef = 4;
+    double miss_cost = 30, lr = 0.01, tol = 0.002, tau = 10;
+    uint64_t seed = 42;
+    const char *out_ep = "-";
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = ncpu > 0 ? (int)ncpu : 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 1: ncand = cli_u64(prog, "--candidates", optarg, 1, ROUTE_MAX_CAND); break;
+        case 2: r = cli_u64(prog, "--code-dim", optarg, 1, 256); break;
+        case 3: nq = cli_u64(prog, "--queries", optarg, 1, 10000000); break;
+        case 4: nval = cli_u64(prog, "--val-queries", optarg, 1, 1000000); break;
+        case 5: label_ef = cli_u64(prog, "--label-ef", optarg, 1, 100000); break;
+        case 6: top = cli_u64(prog, "--label-top", optarg, 0, ROUTE_MAX_CAND); break;
+        case 7: miss_cost = cli_f64(prog, "--miss-cost", optarg, 0, 1e9); break;
+        case 8: epochs = cli_u64(prog, "--epochs", optarg, 0, 100000); break;
+        case 9: lr = cli_f64(prog, "--lr", optarg, 1e-7, 10); break;
+        case 10: nef = parse_ef_list(optarg, val_ef); break;
+        case 11: tol = cli_f64(prog, "--tolerance", optarg, 0, 1); break;
+        case 12: seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
+        case 13: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 14: tau = cli_f64(prog, "--tau", optarg, 1e-3, 1e9); break;
+        case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
+        case 'o': out_ep = optarg; break;
+        case 'h': usage(); return 0;
+        default: cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (argc - optind > 1)
+        cli_usage_error(prog, "one input at most");
+    const char *in_ep = optind < argc ? argv[optind] : "-";
+    const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
+    channel_install_signal_cleanup();
+    hf_err e = {0};
+    double t0 = now_seconds();
+
+    channel *in = NULL;
+    hnsw *h = NULL;
+    passthru pt = {0};
+    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
+        cli_fail(prog, in_name, &e);
+    channel_destroy(&in);
+    if (h->n < 3 || h->entry == HNSW_NONE) {
+        hf_err_set(&e, HF_EDATA, "the index has %zu nodes: too few to route", h->n);
+        cli_fail(prog, in_name, &e);
+    }
+
+    /* candidates, router, PCA start */
+    uint32_t *cand = NULL;
+    size_t nc = 0;
+    route_model *m = NULL, *pca = NULL;
+    if (route_pick_candidates(h, ncand, 20000, 8, seed, &cand, &nc, &e) ||
+        route_new(h->dim, r, nc, cand, &m, &e) || route_init_pca(m, h, 20000, seed, &e))
+        cli_fail(prog, in_name, &e);
+    free(cand);
+    /* the flat entry: the candidate nearest the mean */
+    m->medoid = (uint32_t)route_nearest(m, h, m->mu->data);
+    double t_cand = now_seconds() - t0;
+
+    /* leave-one-out queries: training, then validation */
+    size_t got = 0;
+    uint32_t *qids = query_ids(h, nq + nval, seed ^ 0x9e37, &got);
+    if (!qids) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, in_name, &e);
+    }
+    if (got < nq + nval) { /* a small index: a quarter validates */
+        nval = got / 4 ? got / 4 : 1;
+        nq = got - nval;
+    }
+    route_qset *tq = NULL, *vq = NULL;
+    if (route_qset_new(h, qids, nq, 10, &tq, &e) || route_qset_new(h, qids + nq, nval, 10, &vq, &e))
+        cli_fail(prog, in_name, &e);
+    free(qids);
+
+    double t1 = now_seconds();
+    uint32_t *label = malloc(nq * sizeof *label);
+    uint32_t *keys = malloc(nq * (top + 1) * sizeof *keys);
+    float *costs = malloc(nq * (top + 1) * sizeof *costs);
+    if (!label || !keys || !costs) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, in_name, &e);
+    }
+    if (route_label(m, h, tq, label_ef, top, miss_cost, threads, keys, costs, label, &e))
+        cli_fail(prog, in_name, &e);
+    size_t nclassic = 0;
+    for (size_t i = 0; i < nq; i++)
+        nclassic += label[i] == nc;
+    double t_label = now_seconds() - t1;
+
+    /* keep the PCA router as the non-learned comparison */
+    msgpack_sbuffer ps;
+    msgpack_sbuffer_init(&ps);
+    if (route_pack(m, NULL, &ps, &e))
+        cli_fail(prog, in_name, &e);
+    {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        if (msgpack_unpack_next(&u, ps.data, ps.size, NULL) != MSGPACK_UNPACK_SUCCESS ||
+            route_unpack(&u.data, &pca, &e) || route_bind(pca, h, &e))
+            cli_fail(prog, in_name, &e);
+        msgpack_unpacked_destroy(&u);
+    }
+    msgpack_sbuffer_destroy(&ps);
+
+    t1 = now_seconds();
+    float loss = 0;
+    if (route_train(m, tq->stored, nq, keys, costs, top + 1, (float)tau, epochs, (float)lr, seed,
+                    &loss, &e))
+        cli_fail(prog, in_name, &e);
+    double t_train = now_seconds() - t1;
+
+    /* validation */
+    t1 = now_seconds();
+    double rec[NMODES][MAX_EF], cost[NMODES][MAX_EF], up[NMODES][MAX_EF];
+    for (size_t i = 0; i < nef; i++)
+        for (int md = 0; md < NMODES; md++) {
+            const route_model *mm = md == 3 ? pca : m;
+            route_mode mode = md == 0   ? ROUTE_CLASSIC
+                              : md == 1 ? ROUTE_FLAT
+                              : md == 2 ? ROUTE_NEAREST
+                                        : ROUTE_LEARNED;
+            if (route_eval(mm, h, vq, mode, val_ef[i], threads, &rec[md][i], &cost[md][i],
+                           &up[md][i], &e))
+                cli_fail(prog, in_name, &e);
+        }
+    double t_val = now_seconds() - t1;
+    /* the better of the trained and the PCA router on these queries (the
+     * PCA one is the non-learned rival: training must beat it to be kept) */
+    double sc[2] = {0, 0};
+    int ok[2] = {1, 1};
+    for (size_t i = 0; i < nef; i++)
+        for (int w = 0; w < 2; w++) {
+            sc[w] += cost[w ? 3 : 4][i] / cost[0][i];
+            ok[w] &= rec[w ? 3 : 4][i] >= rec[0][i] - tol;
+        }
+    int use_pca = ok[1] && (!ok[0] || sc[1] < sc[0]);
+    if (use_pca) {
+        route_model *t = m;
+        m = pca;
+        pca = t;
+    }
+    int w = use_pca ? 3 : 4, pays = 1; /* the row of the router written */
+    for (size_t i = 0; i < nef; i++)
+        pays &= rec[w][i] >= rec[0][i] - tol && cost[w][i] <= cost[0][i];
+    m->fallback = !pays;
+
+    fprintf(stderr,
+            "layer-route: validation on %zu held-aside base vectors (leave-one-out, never "
+            "trained on), recall@10 / distance computations per query (routing included) / of "
+            "them above level 0:\n",
+            nval);
+    fprintf(stderr, "layer-route:   %-11s", "ef");
+    for (size_t i = 0; i < nef; i++)
+        fprintf(stderr, " %22zu", val_ef[i]);
+    fprintf(stderr, "\n");
+    for (int md = 0; md < NMODES; md++) {
+        fprintf(stderr, "layer-route:   %-11s", mode_name[md]);
+        for (size_t i = 0; i < nef; i++)
+            fprintf(stderr, "  %.4f %7.1f %6.1f", rec[md][i], cost[md][i], up[md][i]);
+        fprintf(stderr, "\n");
+    }
+    fprintf(stderr,
+            "layer-route: written: the %s router (mean distance computations %.3fx the "
+            "classic descent's over the grid; the %s one %.3fx%s)\n",
+            use_pca ? "PCA (untrained)" : "trained", sc[use_pca] / (double)nef,
+            use_pca ? "trained" : "PCA", sc[!use_pca] / (double)nef,
+            ok[!use_pca] ? "" : ", recall outside the tolerance");
+    if (pays)
+        fprintf(stderr,
+                "layer-route: the router is within %.4f of the classic recall and does no more "
+                "distance computations at every validation ef: query --route uses it\n",
+                tol);
+    else
+        fprintf(stderr,
+                "layer-route: the router does not beat the classic descent on the validation "
+                "queries (recall within %.4f and no more distance computations at every ef): "
+                "the frame says fallback, query --route searches classically\n",
+                tol);
+
+    /* validation record for the frame */
+    msgpack_sbuffer xs;
+    msgpack_sbuffer_init(&xs);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
+    pack_str(&pk, "validation");
+    msgpack_pack_map(&pk, 7);
+    pack_str(&pk, "trained");
+    if (use_pca)
+        msgpack_pack_false(&pk);
+    else
+        msgpack_pack_true(&pk);
+    pack_str(&pk, "queries");
+    msgpack_pack_uint64(&pk, nval);
+    pack_str(&pk, "tolerance");
+    msgpack_pack_double(&pk, tol);
+    pack_str(&pk, "route_cost");
+    msgpack_pack_double(&pk, route_cost(m));
+    pack_str(&pk, "ef");
+    msgpack_pack_array(&pk, (uint32_t)nef);
+    for (size_t i = 0; i < nef; i++)
+        msgpack_pack_uint64(&pk, val_ef[i]);
+    pack_str(&pk, "recall");
+    msgpack_pack_map(&pk, NMODES);
+    for (int md = 0; md < NMODES; md++) {
+        pack_str(&pk, mode_name[md]);
+        msgpack_pack_array(&pk, (uint32_t)nef);
+        for (size_t i = 0; i < nef; i++)
+            msgpack_pack_double(&pk, rec[md][i]);
+    }
+    pack_str(&pk, "ndist");
+    msgpack_pack_map(&pk, NMODES);
+    for (int md = 0; md < NMODES; md++) {
+        pack_str(&pk, mode_name[md]);
+        msgpack_pack_array(&pk, (uint32_t)nef);
+        for (size_t i = 0; i < nef; i++)
+            msgpack_pack_double(&pk, cost[md][i]);
+    }
+    nn_extra x = {xs.data, xs.size, 1};
+
+    channel *out = NULL;
+    if (channel_open_out(out_ep, &out, &e) || hnsw_save_body(h, out, &e))
+        cli_fail(prog, out_ep, &e);
+    frame_out fo;
+    frame_out_init(&fo);
+    msgpack_sbuffer_clear(&fo.sb);
+    if (route_pack(m, &x, &fo.sb, &e) || channel_send(out, &fo, &e))
+        cli_fail(prog, out_ep, &e);
+    msgpack_sbuffer_destroy(&xs);
+    for (size_t i = 0; i < pt.n; i++) {
+        msgpack_sbuffer_clear(&fo.sb);
+        msgpack_sbuffer_write(&fo.sb, pt.v[i].data, pt.v[i].size);
+        if (channel_send(out, &fo, &e))
+            cli_fail(prog, out_ep, &e);
+        msgpack_sbuffer_destroy(&pt.v[i]);
+    }
+    free(pt.v);
+    frame_out_free(&fo);
+    if (channel_send_end(out, h->n, &e) || channel_commit(out, &e))
+        cli_fail(prog, out_ep, &e);
+    channel_destroy(&out);
+    fprintf(stderr,
+            "layer-route: %zu nodes, %zu candidates, code %zu, routing cost %.1f distance "
+            "computations; %zu training queries (%.1f%% labelled classic), loss %.4f; "
+            "candidates %.1f s, labels %.1f s, training %.1f s, validation %.1f s, total %.1f s\n",
+            h->n, nc, r, route_cost(m), nq, nq ? 100.0 * nclassic / nq : 0.0, loss, t_cand, t_label,
+            t_train, t_val, now_seconds() - t0);
+    free(label);
+    free(keys);
+    free(costs);
+    route_qset_destroy(&tq);
+    route_qset_destroy(&vq);
+    route_destroy(&m);
+    route_destroy(&pca);
+    hnsw_destroy(&h);
+    return 0;
+}

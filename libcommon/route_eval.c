@@ -1,0 +1,286 @@
+/*
+ * route_eval.c - what the layer router learns from and how it is judged:
+ * leave-one-out base-vector queries with exact neighbours, labels from
+ * measured searches, and the evaluation layer-route prints (route.h).
+ *
+ * A base vector queried with its own node excluded (hnsw_searcher_exclude)
+ * behaves like a new point of the data's distribution; with its node in the
+ * graph the search would land on it and find the answers in its list. Recall
+ * is the ann-benchmarks definition (bench/recall.c). Searches run in
+ * threads over queries; per-thread sums are added in thread order, so the
+ * figures do not depend on the thread count.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn.h"
+#include "route.h"
+
+#define QS_BLOCK 512
+
+void route_qset_destroy(route_qset **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    route_qset *q = *self_p;
+    free(q->stored);
+    free(q->raw);
+    free(q->self);
+    free(q->truth);
+    free(q->thr);
+    free(q);
+    *self_p = NULL;
+}
+
+static double recall_scale(metric_t m, float d)
+{
+    return m == METRIC_L2 ? sqrt(d > 0 ? d : 0) : d;
+}
+
+int route_qset_new(const hnsw *h, const uint32_t *ids, size_t n, size_t k, route_qset **out,
+                   hf_err *e)
+{
+    *out = NULL;
+    size_t d = h->dim, kk = k + 1;
+    route_qset *q = calloc(1, sizeof *q);
+    uint32_t *ki = malloc(QS_BLOCK * kk * sizeof *ki);
+    float *kd = malloc(QS_BLOCK * kk * sizeof *kd);
+    if (q) {
+        q->n = n;
+        q->k = k;
+        q->stored = malloc(n * d * sizeof *q->stored);
+        q->raw = malloc(n * d * sizeof *q->raw);
+        q->self = malloc(n * sizeof *q->self);
+        q->truth = malloc(n * k * sizeof *q->truth);
+        q->thr = malloc(n * sizeof *q->thr);
+    }
+    if (!q || !ki || !kd || !q->stored || !q->raw || !q->self || !q->truth || !q->thr) {
+        free(ki);
+        free(kd);
+        route_qset_destroy(&q);
+        return hf_err_set(e, HF_ENOMEM, "out of memory for router queries");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const float *v = hnsw_vec(h, ids[i]);
+        q->self[i] = ids[i];
+        memcpy(q->stored + i * d, v, d * sizeof *v);
+        for (size_t j = 0; j < d; j++) /* stored dimension j is input dimension perm[j] */
+            q->raw[i * d + (h->perm ? h->perm[j] : j)] = v[j];
+    }
+    knn_base b = {.rows = hnsw_vec(h, 0),
+                  .stride = h->node_bytes / sizeof(float),
+                  .n = h->n,
+                  .dim = d,
+                  .skip = h->n_deleted ? h->deleted : NULL,
+                  .metric = h->p.metric};
+    int rc = 0;
+    for (size_t s = 0; rc == 0 && s < n; s += QS_BLOCK) {
+        size_t m = n - s < QS_BLOCK ? n - s : QS_BLOCK;
+        rc = knn_exact(&b, q->stored + s * d, m, kk, ki, kd, e);
+        for (size_t i = 0; rc == 0 && i < m; i++) {
+            size_t w = 0;
+            float kth = INFINITY;
+            for (size_t r = 0; r < kk && w < k; r++) {
+                if (ki[i * kk + r] == q->self[s + i])
+                    continue;
+                q->truth[(s + i) * k + w++] = ki[i * kk + r];
+                kth = kd[i * kk + r];
+            }
+            while (w < k)
+                q->truth[(s + i) * k + w++] = HNSW_NONE;
+            q->thr[s + i] = recall_scale(h->p.metric, kth) + 1e-3;
+        }
+    }
+    free(ki);
+    free(kd);
+    if (rc) {
+        route_qset_destroy(&q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+typedef struct rjob {
+    const route_model *m;
+    const hnsw *h;
+    const route_qset *qs;
+    route_mode mode;
+    size_t ef, top;
+    double miss_cost;
+    uint32_t *label; /* route_label: out */
+    uint32_t *keys;
+    float *costs;
+    int t, threads;
+    double hits, cost, upper; /* route_eval: this thread's sums */
+    int failed;
+} rjob;
+
+static size_t hits_of(const rjob *j, size_t qi, const hnsw_hit *out, size_t got)
+{
+    size_t c = 0;
+    for (size_t r = 0; r < got && r < j->qs->k; r++)
+        c += recall_scale(j->h->p.metric, out[r].d) <= j->qs->thr[qi];
+    return c;
+}
+
+static void *eval_worker(void *arg)
+{
+    rjob *j = arg;
+    const hnsw *h = j->h;
+    size_t k = j->qs->k, maxef = j->ef > k ? j->ef : k;
+    hnsw_searcher *s = NULL;
+    hnsw_hit *out = malloc(maxef * sizeof *out);
+    float *z = malloc((j->m ? j->m->r : 1) * sizeof *z);
+    hf_err e = {0};
+    if (!out || !z || hnsw_searcher_new(h, maxef, &s, &e)) {
+        j->failed = 1;
+        goto done;
+    }
+    for (size_t qi = (size_t)j->t; qi < j->qs->n; qi += (size_t)j->threads) {
+        const float *qs = j->qs->stored + qi * h->dim, *qr = j->qs->raw + qi * h->dim;
+        hnsw_searcher_exclude(s, j->qs->self[qi]);
+        uint32_t entry;
+        int level;
+        double rcost;
+        route_entry(j->m, h, j->mode, qs, z, &entry, &level, &rcost);
+        if (entry == j->qs->self[qi]) /* a candidate queried against the rest */
+            route_entry(j->m, h, ROUTE_CLASSIC, qs, z, &entry, &level, &rcost);
+        size_t got = 0;
+        hnsw_stats st = {0};
+        if (hnsw_search_from(h, s, qr, k, j->ef, entry, level, out, &got, &st)) {
+            j->failed = 1;
+            break;
+        }
+        j->hits += (double)hits_of(j, qi, out, got);
+        j->cost += (double)st.ndist + rcost;
+        j->upper += (double)st.ndist_upper;
+    }
+done:
+    hnsw_searcher_destroy(&s);
+    free(out);
+    free(z);
+    return NULL;
+}
+
+static void *label_worker(void *arg)
+{
+    rjob *j = arg;
+    const hnsw *h = j->h;
+    const route_model *m = j->m;
+    size_t k = j->qs->k, maxef = j->ef > k ? j->ef : k, top = j->top < m->C ? j->top : m->C;
+    hnsw_searcher *s = NULL;
+    hnsw_hit *out = malloc(maxef * sizeof *out);
+    hnsw_hit *cd = malloc(m->C * sizeof *cd);
+    hf_err e = {0};
+    if (!out || !cd || hnsw_searcher_new(h, maxef, &s, &e)) {
+        j->failed = 1;
+        goto done;
+    }
+    for (size_t qi = (size_t)j->t; qi < j->qs->n; qi += (size_t)j->threads) {
+        const float *qs = j->qs->stored + qi * h->dim, *qr = j->qs->raw + qi * h->dim;
+        hnsw_searcher_exclude(s, j->qs->self[qi]);
+        for (size_t c = 0; c < m->C; c++) {
+            cd[c].id = (uint32_t)c;
+            cd[c].d = dist_finish(h->p.metric, h->kern(qs, hnsw_vec(h, m->cand_int[c]), h->dim));
+        }
+        qsort(cd, m->C, sizeof *cd, hnsw_hit_cmp);
+        /* the classic descent first: ties go to it */
+        uint32_t best = (uint32_t)m->C;
+        double bestc = INFINITY;
+        uint32_t *kk = j->keys + qi * (j->top + 1);
+        float *cc = j->costs + qi * (j->top + 1);
+        for (size_t t = 0; t <= j->top; t++)
+            kk[t] = UINT32_MAX;
+        for (size_t t = 0; t <= top; t++) {
+            uint32_t key = t == 0 ? (uint32_t)m->C : cd[t - 1].id;
+            uint32_t entry = key == m->C ? h->entry : m->cand_int[key];
+            int level = key == m->C ? h->max_level : 0;
+            if (entry == j->qs->self[qi])
+                continue;
+            size_t got = 0;
+            hnsw_stats st = {0};
+            if (hnsw_search_from(h, s, qr, k, j->ef, entry, level, out, &got, &st)) {
+                j->failed = 1;
+                goto done;
+            }
+            double c = (double)st.ndist + j->miss_cost * (double)(k - hits_of(j, qi, out, got));
+            kk[t] = key;
+            cc[t] = (float)c;
+            if (c < bestc) {
+                bestc = c;
+                best = key;
+            }
+        }
+        j->label[qi] = best;
+    }
+done:
+    hnsw_searcher_destroy(&s);
+    free(out);
+    free(cd);
+    return NULL;
+}
+
+static int run(rjob *jobs, int threads, void *(*fn)(void *), hf_err *e)
+{
+    pthread_t tid[64];
+    int started[64] = {0};
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, fn, &jobs[t]) == 0;
+    fn(&jobs[0]);
+    int failed = jobs[0].failed;
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else
+            fn(&jobs[t]);
+        failed |= jobs[t].failed;
+    }
+    return failed ? hf_err_set(e, HF_ENOMEM, "out of memory in the router's searches") : 0;
+}
+
+int route_label(const route_model *m, const hnsw *h, const route_qset *qs, size_t ef, size_t top,
+                double miss_cost, int threads, uint32_t *keys, float *costs, uint32_t *label,
+                hf_err *e)
+{
+    rjob jobs[64];
+    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (rjob){.m = m,
+                         .h = h,
+                         .qs = qs,
+                         .ef = ef,
+                         .top = top,
+                         .miss_cost = miss_cost,
+                         .label = label,
+                         .keys = keys,
+                         .costs = costs,
+                         .t = t,
+                         .threads = threads};
+    return run(jobs, threads, label_worker, e);
+}
+
+int route_eval(const route_model *m, const hnsw *h, const route_qset *qs, route_mode mode,
+               size_t ef, int threads, double *recall, double *cost, double *upper, hf_err *e)
+{
+    rjob jobs[64];
+    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    for (int t = 0; t < threads; t++)
+        jobs[t] =
+            (rjob){.m = m, .h = h, .qs = qs, .mode = mode, .ef = ef, .t = t, .threads = threads};
+    int rc = run(jobs, threads, eval_worker, e);
+    if (rc)
+        return rc;
+    double hs = 0, cs = 0, us = 0;
+    for (int t = 0; t < threads; t++) {
+        hs += jobs[t].hits;
+        cs += jobs[t].cost;
+        us += jobs[t].upper;
+    }
+    *recall = hs / ((double)qs->n * (double)qs->k);
+    *cost = cs / (double)qs->n;
+    *upper = us / (double)qs->n;
+    return 0;
+}

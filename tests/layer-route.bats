@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# layer-route: an index stream in, the same index with a "layer-router"
+# model frame out; query --route / --entry use it.
+
+load helpers
+
+setup_file() {
+    need_bins graph-build layer-route query recall
+    $GEN -n 3000 -d 16 --seed 31 -f frames "$FIX/base.frames"
+    $GEN -n 300 -d 16 --seed 32 -f frames "$FIX/queries.frames"
+    "$BIN/graph-build" --threads 1 --seed 7 -o "$FIX/plain.idx" "$FIX/base.frames" 2>/dev/null
+    "$BIN/layer-route" --threads 2 --candidates 64 --queries 1500 --val-queries 300 --epochs 5 \
+        -o "$FIX/routed.idx" "$FIX/plain.idx" 2>"$FIX/route.log"
+    "$BIN/query" --index "$FIX/plain.idx" --exact -k 10 -o "$FIX/gt" "$FIX/queries.frames" 2>/dev/null
+}
+
+@test "layer-route --help exits 0 and names its options" {
+    run "$BIN/layer-route" --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"usage: layer-route"* ]]
+    [[ "$output" == *"--candidates"* ]]
+    [[ "$output" == *"--code-dim"* ]]
+}
+
+@test "layer-route prints its validation table and writes a valid index with one router frame matching its schema" {
+    cat "$FIX/route.log"
+    grep -q "validation on 300 held-aside base vectors" "$FIX/route.log"
+    grep -q "^layer-route:   classic " "$FIX/route.log"
+    grep -q "^layer-route:   trained " "$FIX/route.log"
+    grep -q "written: the " "$FIX/route.log"
+    validate --expect index "$FIX/routed.idx"
+    $PY - "$FIX/routed.idx" "$REPO/schemas" <<'EOF2'
+import json, sys, msgpack
+from jsonschema import Draft202012Validator
+def bins(x):
+    if isinstance(x, bytes):
+        return {"$bin": len(x)}
+    if isinstance(x, dict):
+        return {k: bins(y) for k, y in x.items()}
+    if isinstance(x, list):
+        return [bins(y) for y in x]
+    return x
+frames = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+models = [f for f in frames if f["t"] == "model"]
+assert len(models) == 1 and models[0]["kind"] == "layer-router", models
+assert frames[-2]["t"] == "model" and frames[-1]["t"] == "end"
+Draft202012Validator(json.load(open(sys.argv[2] + "/layer-router.json"))).validate(bins(models[0]))
+assert models[0]["ncand"] == 64 and models[0]["dim"] == 16
+EOF2
+}
+
+@test "query --route and --entry flat|nearest answer every query, count routing, and find neighbours" {
+    for m in "--route" "--entry flat" "--entry nearest" ""; do
+        # shellcheck disable=SC2086
+        run --separate-stderr "$BIN/query" --index "$FIX/routed.idx" $m --ef 64 -k 10 \
+            -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames"
+        echo "$m: $stderr"
+        [ "$status" -eq 0 ]
+        [[ "$stderr" == *"above level 0"*"routing)"*"mean hops"* ]]
+        validate --expect results "$BATS_TEST_TMPDIR/r"
+        recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/r" 0.9
+    done
+    # nearest pays one distance per candidate: 64 routing distance computations
+    run --separate-stderr "$BIN/query" --index "$FIX/routed.idx" --entry nearest -k 10 \
+        -o /dev/null "$FIX/queries.frames"
+    [[ "$stderr" == *"64.0 routing"* ]]
+}
+
+@test "a second layer-route replaces the router frame instead of adding one" {
+    "$BIN/layer-route" --threads 1 --candidates 16 --queries 400 --val-queries 100 --epochs 1 \
+        -o "$BATS_TEST_TMPDIR/twice.idx" "$FIX/routed.idx" 2>/dev/null
+    run grep -c layer-router "$BATS_TEST_TMPDIR/twice.idx"
+    [ "$output" = 1 ]
+}
+
+@test "query --route on an index without a router says so in one line and writes nothing" {
+    run --separate-stderr "$BIN/query" --index "$FIX/plain.idx" --route \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    assert_one_error_line query "no layer-router model"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+    run --separate-stderr "$BIN/query" --index "$FIX/plain.idx" --entry nearest \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    assert_one_error_line query "no layer-router model"
+}
+
+# rewrite the router frame of $1 into $2 with python code $3 applied to it
+edit_router() {
+    $PY - "$1" "$2" "$3" <<'EOF2'
+import sys, zlib, msgpack
+frames = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
+for f in frames:
+    if f["t"] == "model" and f["kind"] == "layer-router":
+        exec(sys.argv[3])
+# the end frame's checksum is the CRC-32 of every byte before it: recompute
+# it, so the loader meets the edited router and not a checksum mismatch
+body = b"".join(msgpack.packb(f, use_bin_type=True) for f in frames[:-1])
+frames[-1]["checksum"] = zlib.crc32(body)
+with open(sys.argv[2], "wb") as o:
+    o.write(body + msgpack.packb(frames[-1], use_bin_type=True))
+EOF2
+}
+
+@test "a router whose candidate ids are not nodes of the graph is refused in one line" {
+    edit_router "$FIX/routed.idx" "$BATS_TEST_TMPDIR/bad.idx" \
+        'import struct; f["candidates"] = struct.pack("<I", 99999) + f["candidates"][4:]'
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/bad.idx" --route \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    assert_one_error_line query "candidate 99999 is not a node of the index"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+    # without --route the router is not read: the index still serves
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/bad.idx" -k 5 \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    [ "$status" -eq 0 ]
+}
+
+@test "a router of another dimension, and a corrupt router frame, are refused in one line" {
+    # a consistent router for 8 dimensions (every tensor reshaped to match)
+    edit_router "$FIX/routed.idx" "$BATS_TEST_TMPDIR/dim.idx" '
+f["dim"] = 8
+for p in f["params"]:
+    if p["name"] in ("mu", "W"):
+        p["cols"] = 8
+        p["data"] = p["data"][: p["rows"] * 8 * 4]'
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/dim.idx" --route \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    assert_one_error_line query "layer-router model is for dimension 8, the index has 16"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+    edit_router "$FIX/routed.idx" "$BATS_TEST_TMPDIR/cut.idx" 'f["candidates"] = f["candidates"][:10]'
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/cut.idx" --route \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    assert_one_error_line query "candidates"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+}
+
+@test "layer-route and query refuse bad options with a usage error" {
+    run --separate-stderr "$BIN/layer-route" --candidates 0 "$FIX/plain.idx"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/layer-route" --code-dim 999 "$FIX/plain.idx"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/layer-route" --val-ef 10,x "$FIX/plain.idx"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/query" --index "$FIX/routed.idx" --entry sideways "$FIX/queries.frames"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/query" --index "$FIX/routed.idx" --route --entry flat "$FIX/queries.frames"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/layer-route" -o "$BATS_TEST_TMPDIR/out" "$FIX/base.frames"
+    assert_one_error_line layer-route "not an index"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+}
