@@ -41,7 +41,6 @@ KEEP=${KEEP:-0.85}
 REPEAT=${REPEAT:-3}
 DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256 text-cosine"}
 VARIANTS=${VARIANTS:-"default learned usage random"}
-FM=/usr/share/datasets/fashion-mnist
 DATA=bench/data
 K=10
 
@@ -62,6 +61,7 @@ die() {
     echo "bench-edges: $*" >&2
     exit 1
 }
+. bench/data.sh
 for t in embed-load graph-build edge-score query recall; do
     [ -x "$BIN/$t" ] || die "$BIN/$t is missing; run make first"
 done
@@ -79,35 +79,16 @@ nd_of() { sed -n 's/.*QPS, \([0-9.]*\) mean distance.*/\1/p' "$1"; }
 # header M0 of an index stream
 m0_of() { $PY bench/edges_report.py --m0 "$1"; }
 
-# make_data SET DIR: DIR/base.frames and DIR/queries.frames unless cached
-make_data() {
-    [ -s "$2/base.frames" ] && [ -s "$2/queries.frames" ] && return 0
-    say "$1: making data ($n base, $nq queries)"
-    case $1 in
-    fashion-mnist)
-        "$BIN/embed-load" --limit "$n" "$FM/train-images-idx3-ubyte.gz" -o "$2/base.frames"
-        "$BIN/embed-load" --limit "$nq" "$FM/t10k-images-idx3-ubyte.gz" -o "$2/queries.frames"
-        return 0
-        ;;
-    clustered) $PY bench/gen_clustered.py --n "$n" --nq "$nq" --dim 128 --out "$2" >&2 ;;
-    fmnist-proj256) $PY bench/fmnist_to_fvecs.py --n-base "$n" --n-queries "$nq" --project 256 --out "$2" >&2 ;;
-    text-cosine) $PY bench/text_embed.py --n-base "$n" --n-queries "$nq" --out "$2" >&2 ;;
-    esac
-    "$BIN/embed-load" "$2/base.fvecs" -o "$2/base.frames"
-    "$BIN/embed-load" "$2/queries.fvecs" -o "$2/queries.frames"
-}
-
 for set in $DATASETS; do
-    metric=l2
     case $set in
     fashion-mnist | fmnist-proj256) n=$FM_N nq=$FM_NQ tq=$FM_TQ ;;
     clustered) n=$CL_N nq=$CL_NQ tq=$CL_TQ ;;
-    text-cosine) n=$TX_N nq=$TX_NQ tq=$TX_TQ metric=cosine ;;
+    text-cosine) n=$TX_N nq=$TX_NQ tq=$TX_TQ ;;
     *) die "unknown data set $set" ;;
     esac
+    metric=$(set_metric "$set")
     dir=$DATA/edges-$set-$n-$nq
-    mkdir -p "$dir"
-    make_data "$set" "$dir"
+    make_data "$set" "$n" "$nq" "$dir"
     w=$dir/work
     mkdir -p "$w"
     say "$set: classic graph (M0 32) and candidate graph (M0 48), metric $metric"

@@ -9,9 +9,12 @@ and bounded L2 kernels. This set is made on the machine, reproducibly:
    a paragraph is kept when it has at least --min-words words. Lines that are
    only reStructuredText decoration (==== ---- ....) are dropped first, and
    exact duplicates (licence headers, boilerplate) are kept once.
-2. The paragraphs are shuffled with --seed (numpy PCG64); the first --n-base
-   are the base, the next --n-queries the queries: queries are held-out
-   paragraphs, never in the base and never seen by the TF-IDF or SVD fit.
+2. The paragraphs are shuffled with --seed (numpy PCG64); the first
+   n_base + 5% are the base pool, the rest are held out for queries: queries
+   are never in the base and never seen by the TF-IDF or SVD fit.
+   Paragraphs whose TF-IDF row is all zero (every word rarer than min_df)
+   have no direction and are skipped on both sides; then the first --n-base
+   and --n-queries are kept.
 3. TF-IDF (sublinear tf, words of 2+ letters, min_df 2, at most 2^17 terms)
    and a randomized truncated SVD to --dim components, both fitted on the
    base alone (seed fixed); both sets projected and scaled to unit length
@@ -77,21 +80,34 @@ def main():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     ps = paragraphs(a.src, a.min_words)
-    need = a.n_base + a.n_queries
+    need = a.n_base + a.n_base // 20 + a.n_queries
     if len(ps) < need:
         sys.exit(f"text_embed: {a.src}: {len(ps)} paragraphs, {need} needed")
     order = np.random.default_rng(a.seed).permutation(len(ps))
-    base = [ps[i] for i in order[: a.n_base]]
-    queries = [ps[i] for i in order[a.n_base : need]]
+    # the base pool gets 5% spare: paragraphs whose words are all too rare
+    # for the vocabulary have an all-zero TF-IDF row (no direction, so no
+    # cosine neighbours) and are dropped before the first n_base are kept
+    spare = a.n_base // 20
+    pool = [ps[i] for i in order[: a.n_base + spare]]
+    rest = [ps[i] for i in order[a.n_base + spare :]]
     tf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=1 << 17,
                          token_pattern=r"(?u)\b[A-Za-z_][A-Za-z0-9_]+\b", dtype=np.float32)
-    xb = tf.fit_transform(base)
+    xp = tf.fit_transform(pool)
+    live = np.flatnonzero(xp.getnnz(axis=1) > 0)
+    if len(live) < a.n_base:
+        sys.exit(f"text_embed: only {len(live)} of {len(pool)} base paragraphs have known words")
+    xb = xp[live[: a.n_base]]
+    xr = tf.transform(rest)
+    qlive = np.flatnonzero(xr.getnnz(axis=1) > 0)
+    if len(qlive) < a.n_queries:
+        sys.exit(f"text_embed: only {len(qlive)} held-out paragraphs have known words")
     svd = TruncatedSVD(n_components=a.dim, algorithm="randomized", n_iter=5, random_state=a.seed)
     eb = svd.fit_transform(xb)
-    eq = svd.transform(tf.transform(queries))
+    eq = svd.transform(xr[qlive[: a.n_queries]])
     for e in (eb, eq):
         nrm = np.linalg.norm(e, axis=1, keepdims=True)
-        nrm[nrm == 0] = 1
+        if (nrm == 0).any():
+            sys.exit("text_embed: a zero embedding after the SVD")
         e /= nrm
     os.makedirs(a.out, exist_ok=True)
     write_fvecs(os.path.join(a.out, "base.fvecs"), eb)

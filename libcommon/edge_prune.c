@@ -87,11 +87,21 @@ size_t edge_reachable(const edge_graph *g, const uint8_t *keep, uint32_t entry, 
     return c;
 }
 
-/* Restore reachability; returns the number of edges put back. */
+/* Restore reachability; returns the number of edges put back. A put-back
+ * edge comes from a source below the degree cap when one can reach the
+ * node: over the cap the node's record would not fit the classic link
+ * block, and the whole graph would take a larger M0 for one node. outdeg
+ * (n) is scratch. */
 static size_t repair(const edge_graph *g, const float *score, const uint64_t *in_off,
-                     const uint64_t *in_edge, const uint32_t *src, uint32_t entry, uint8_t *keep,
-                     uint8_t *reach, uint32_t *queue, size_t *unreached)
+                     const uint64_t *in_edge, const uint32_t *src, uint32_t entry, uint32_t cap,
+                     uint8_t *keep, uint8_t *reach, uint32_t *queue, uint32_t *outdeg,
+                     size_t *unreached)
 {
+    for (size_t i = 0; i < g->n; i++) {
+        outdeg[i] = 0;
+        for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++)
+            outdeg[i] += keep[x];
+    }
     memset(reach, 0, g->n);
     reach[entry] = 1;
     queue[0] = entry;
@@ -102,15 +112,21 @@ static size_t repair(const edge_graph *g, const float *score, const uint64_t *in
         for (size_t u = 0; u < g->n; u++) {
             if (reach[u])
                 continue;
-            uint64_t best = UINT64_MAX;
+            uint64_t best = UINT64_MAX, over = UINT64_MAX;
             for (uint64_t y = in_off[u]; y < in_off[u + 1]; y++) {
                 uint64_t x = in_edge[y];
-                if (reach[src[x]] && (best == UINT64_MAX || score[x] > score[best]))
-                    best = x;
+                if (!reach[src[x]])
+                    continue;
+                uint64_t *b = outdeg[src[x]] < cap ? &best : &over;
+                if (*b == UINT64_MAX || score[x] > score[*b])
+                    *b = x;
             }
+            if (best == UINT64_MAX)
+                best = over; /* every reaching source is full: exceed the cap */
             if (best == UINT64_MAX)
                 continue;
             keep[best] = 1;
+            outdeg[src[best]]++;
             added++;
             reach[u] = 1;
             queue[0] = (uint32_t)u;
@@ -120,6 +136,57 @@ static size_t repair(const edge_graph *g, const float *score, const uint64_t *in
     }
     *unreached = g->n - count;
     return added;
+}
+
+/* A repair that had to exceed the degree cap (every source reaching the
+ * node was full) is undone where another edge can go instead: the full
+ * source drops its lowest-scored kept edge whose target stays reachable
+ * without it (checked by a full walk), so every node fits the classic link
+ * block again. Returns the edges dropped; what cannot be fixed stays. */
+static size_t enforce_cap(const edge_graph *g, const float *score, uint32_t entry, uint32_t cap,
+                          uint8_t *keep, uint8_t *reach, uint32_t *queue)
+{
+    size_t dropped = 0, all = 0;
+    memset(reach, 0, g->n);
+    reach[entry] = 1;
+    queue[0] = entry;
+    all = bfs(g, keep, reach, queue, 1, 1);
+    size_t walks = 0; /* each try is a full walk: bounded, a tight cap leaves the rest */
+    for (size_t i = 0; i < g->n; i++) {
+        uint32_t d = 0;
+        for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++)
+            d += keep[x];
+        while (d > cap && walks < 256) {
+            /* candidates in rising score order; the first that keeps every
+             * node reachable goes */
+            int done = 0;
+            for (int tries = 0; tries < 8 && !done; tries++) {
+                uint64_t worst = UINT64_MAX;
+                for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++)
+                    if (keep[x] == 1 && (worst == UINT64_MAX || score[x] < score[worst]))
+                        worst = x;
+                if (worst == UINT64_MAX)
+                    break;
+                keep[worst] = 0;
+                walks++;
+                memset(reach, 0, g->n);
+                reach[entry] = 1;
+                queue[0] = entry;
+                if (bfs(g, keep, reach, queue, 1, 1) == all) {
+                    done = 1;
+                    d--;
+                    dropped++;
+                } else {
+                    keep[worst] = 2; /* needed: kept, not tried again */
+                }
+            }
+            if (!done)
+                break;
+        }
+        for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++)
+            keep[x] = keep[x] != 0;
+    }
+    return dropped;
 }
 
 /* The floor: every node's nearest `protect` edges, then, in score order,
@@ -236,7 +303,9 @@ int edge_prune(const edge_graph *g, const float *score, size_t budget, const edg
         }
         size_t unreached = 0;
         size_t added =
-            repair(g, score, in_off, in_edge, src, entry, keep, reach, queue, &unreached);
+            repair(g, score, in_off, in_edge, src, entry, cap, keep, reach, queue, cnt, &unreached);
+        if (added && c.max_out)
+            added -= enforce_cap(g, score, entry, cap, keep, reach, queue);
         st->rounds = round;
         st->repaired = added;
         st->kept = kept + added;

@@ -195,7 +195,7 @@ out:
 
 int edge_val_measure(const edge_val *v, const hnsw *h, double *recall, double *ndist, hf_err *e)
 {
-    val_job jobs[64];
+    val_job jobs[64] = {0};
     pthread_t tid[64];
     int started[64] = {0};
     for (int t = 0; t < v->threads; t++)

@@ -245,7 +245,7 @@ int route_label(const route_model *m, const hnsw *h, const route_qset *qs, size_
                 double miss_cost, int threads, uint32_t *keys, float *costs, uint32_t *label,
                 hf_err *e)
 {
-    rjob jobs[64];
+    rjob jobs[64] = {0};
     threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     for (int t = 0; t < threads; t++)
         jobs[t] = (rjob){.m = m,
@@ -265,7 +265,7 @@ int route_label(const route_model *m, const hnsw *h, const route_qset *qs, size_
 int route_eval(const route_model *m, const hnsw *h, const route_qset *qs, route_mode mode,
                size_t ef, int threads, double *recall, double *cost, double *upper, hf_err *e)
 {
-    rjob jobs[64];
+    rjob jobs[64] = {0};
     threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
     for (int t = 0; t < threads; t++)
         jobs[t] =

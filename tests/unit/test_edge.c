@@ -265,6 +265,43 @@ static void repair_puts_back_the_best_edge_into_cut_off_nodes(void **st)
 
 /* Train, pack, unpack, and score again: the reloaded model must give the
  * same logits bit for bit (with no_graph, only if the frame says so). */
+/* A cut-off node is put back through a source below the degree cap when one
+ * reaches it, even if a full source's edge scores higher: one node over the
+ * cap would give the whole graph a larger link block. */
+static void repair_goes_through_a_source_below_the_degree_cap(void **st)
+{
+    (void)st;
+    const float pts[] = {0, 0, 1, 0, 0, 1, 1, 1, 2, 0};
+    const uint32_t l0[] = {1, 2}, l1[] = {0, 3, 4}, l2[] = {0, 3}, l3[] = {1}, l4[] = {1};
+    const uint32_t *lists[] = {l0, l1, l2, l3, l4};
+    const uint32_t degs[] = {2, 3, 2, 1, 1};
+    hnsw *h = hand_graph(pts, 5, lists, degs, 4);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
+    /* CSR: 0->1 0->2 | 1->0 1->3 1->4 | 2->0 2->3 | 3->1 | 4->1; the best
+     * seven leave 3 cut off, and 1->3 (source 1 full at cap 2) outscores 2->3 */
+    assert_int_equal(g->nedges, 9);
+    assert_int_equal(g->dst[3], 3);
+    assert_int_equal(g->dst[6], 3);
+    const float score[] = {0.9f, 0.8f, 0.95f, 0.5f, 0.85f, 0.7f, 0.1f, 0.6f, 0.65f};
+    uint8_t keep[9];
+    edge_prune_stats ps;
+    assert_int_equal(edge_prune(g, score, 7, &(edge_prune_cfg){.max_out = 2}, 0, keep, &ps, &e), 0);
+    assert_int_equal(ps.unreachable, 0);
+    assert_int_equal(edge_reachable(g, keep, 0, NULL), 5);
+    for (size_t i = 0; i < 5; i++) {
+        uint32_t d = 0;
+        for (uint64_t x = g->off[i]; x < g->off[i + 1]; x++)
+            d += keep[x];
+        assert_true(d <= 2);
+    }
+    assert_int_equal(keep[6], 1); /* 2 -> 3 */
+    assert_int_equal(keep[3], 0);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
 /* Self-validation: the same figures for any thread count, exact recall at an
  * ef that covers the graph, and a tolerance search that only ever accepts a
  * graph measured within the tolerance, leaves that graph in the index, and
@@ -447,6 +484,7 @@ int main(void)
         cmocka_unit_test(pruning_keeps_the_budget_and_every_node_reachable),
         cmocka_unit_test(pruning_keeps_the_in_degree_floor_of_low_scored_targets),
         cmocka_unit_test(repair_puts_back_the_best_edge_into_cut_off_nodes),
+        cmocka_unit_test(repair_goes_through_a_source_below_the_degree_cap),
         cmocka_unit_test(validation_accepts_only_graphs_within_the_tolerance),
         cmocka_unit_test(model_frame_round_trips_bit_exact),
         cmocka_unit_test(plain_mlp_model_frame_round_trips_bit_exact),

@@ -183,7 +183,7 @@ static void excluded_node_is_never_measured_or_returned(void **st)
     hnsw_searcher *s = NULL;
     assert_int_equal(hnsw_searcher_new(h, 64, &s, NULL), 0);
     uint32_t id = h->entry == 42 ? 43 : 42;
-    hnsw_hit out[K], ref[K + 1]; /* the reference search asks K + 1 */
+    hnsw_hit out[K], ref[K + 1];
     size_t n, nref;
     hnsw_search(h, s, base + id * DIM, K + 1, 64, ref, &nref, NULL);
     assert_int_equal(ref[0].id, id);
