@@ -10,6 +10,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "distance.h"
+#include "hnsw_ids.h"
 #include "vecio.h"
 #include "vecstream.h"
 
@@ -25,6 +26,9 @@ static void usage(void)
            "      --offset N     skip the first N rows\n"
            "      --limit N      emit at most N rows\n"
            "      --normalize    scale every row to unit length\n"
+           "      --ids FILE     external u64 ids of the rows, one unsigned integer a line\n"
+           "                     or an npy of integers, one per input row (with --offset,\n"
+           "                     row r takes id r of the file); vectors frames carry them\n"
            "      --batch N      rows per frame (default 1024)\n"
            "      --max-dim N    refuse dimensions above N (default 65536)\n"
            "  -o, --output EP    where frames go: - (stdout, default), a file (written\n"
@@ -35,16 +39,21 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"format", required_argument, 0, 'f'}, {"dataset", required_argument, 0, 'd'},
-        {"offset", required_argument, 0, 1},   {"limit", required_argument, 0, 2},
-        {"normalize", no_argument, 0, 3},      {"batch", required_argument, 0, 4},
-        {"max-dim", required_argument, 0, 5},  {"output", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
+                                         {"dataset", required_argument, 0, 'd'},
+                                         {"offset", required_argument, 0, 1},
+                                         {"limit", required_argument, 0, 2},
+                                         {"normalize", no_argument, 0, 3},
+                                         {"batch", required_argument, 0, 4},
+                                         {"max-dim", required_argument, 0, 5},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"ids", required_argument, 0, 6},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     vecio_opts vo = {.format = VEC_FMT_AUTO};
     uint64_t offset = 0, limit = UINT64_MAX, batch = VECSTREAM_BATCH;
     int normalize = 0;
-    const char *out_ep = "-";
+    const char *out_ep = "-", *ids_path = NULL;
     hf_err e = {0};
     int c;
     while ((c = getopt_long(argc, argv, "f:d:o:h", opts, NULL)) != -1) {
@@ -60,6 +69,7 @@ int main(int argc, char **argv)
         case 4: batch = cli_u64(prog, "--batch", optarg, 1, 1 << 20); break;
         case 5: vo.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
         case 'o': out_ep = optarg; break;
+        case 6: ids_path = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -79,6 +89,14 @@ int main(int argc, char **argv)
     uint64_t expect = total > offset ? total - offset : 0;
     if (expect > limit)
         expect = limit;
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    if (ids_path && hnsw_ids_read_file(ids_path, &ids, &nids, &e))
+        cli_fail(prog, ids_path, &e);
+    if (ids_path && total && nids != total) {
+        hf_err_set(&e, HF_EDATA, "%zu ids for %zu input rows", nids, total);
+        cli_fail(prog, ids_path, &e);
+    }
     channel *out = NULL;
     if (channel_open_out(out_ep, &out, &e))
         cli_fail(prog, out_ep, &e);
@@ -103,7 +121,12 @@ int main(int argc, char **argv)
         if (normalize)
             for (size_t i = 0; i < got; i++)
                 vec_normalize(buf + i * dim, dim);
-        if (vecstream_put_batch(out, &fo, buf, got, dim, sent, &e))
+        if (ids && offset + sent + got > nids) {
+            hf_err_set(&e, HF_EDATA, "%zu ids, but the input has more rows", nids);
+            cli_fail(prog, ids_path, &e);
+        }
+        if (ids ? vecstream_put_batch_ids(out, &fo, buf, ids + offset + sent, got, dim, sent, &e)
+                : vecstream_put_batch(out, &fo, buf, got, dim, sent, &e))
             cli_fail(prog, out_ep, &e);
         sent += got;
     }
@@ -111,6 +134,7 @@ int main(int argc, char **argv)
         cli_fail(prog, out_ep, &e);
     frame_out_free(&fo);
     free(buf);
+    free(ids);
     vecio_close(&r);
     channel_destroy(&out);
     return 0;

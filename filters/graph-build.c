@@ -11,6 +11,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "hnsw.h"
+#include "hnsw_ids.h"
 #include "hnsw_io.h"
 #include "progress.h"
 #include "quant.h"
@@ -138,9 +139,23 @@ int main(int argc, char **argv)
     size_t n;
     uint64_t first;
     int rc;
-    while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0)
+    hnsw_ids *ids = NULL; /* external ids, when the vectors frames carry them */
+    while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
+        if (first == 0 && vs.batch_has_ids && hnsw_ids_new(&ids, &e))
+            cli_fail(prog, in_name, &e);
+        if (!vs.batch_has_ids != !ids) {
+            hf_err_set(&e, HF_EDATA, "frame %llu: ids on some vectors frames but not others",
+                       (unsigned long long)channel_frames(in));
+            cli_fail(prog, in_name, &e);
+        }
+        for (size_t i = 0; ids && i < n; i++)
+            if (hnsw_ids_bind(ids, (uint32_t)(first + i), vs.ids[i], &e)) {
+                hf_err_prefix(&e, "frame %llu", (unsigned long long)channel_frames(in));
+                cli_fail(prog, in_name, &e);
+            }
         if (hnsw_append(h, rows, n, NULL, &e))
             cli_fail(prog, in_name, &e);
+    }
     if (rc != HF_EOF)
         cli_fail(prog, in_name, &e);
     vecstream_close(&vs);
@@ -166,7 +181,8 @@ int main(int argc, char **argv)
     if (speed && (hnsw_rows_plan(h, p.seed, &e) || hnsw_rows_build(h, threads, &e)))
         cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;
-    if (hnsw_save_body(h, out, &e) || channel_send_end(out, h->n, &e) || channel_commit(out, &e))
+    if (hnsw_save_body(h, out, &e) || (ids && hnsw_ids_save(ids, h->n, out, &e)) ||
+        channel_send_end(out, h->n, &e) || channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);
     fprintf(stderr,
             "graph-build: %zu vectors, dim %zu, metric %s, M %u, M0 %u, ef_construction %u, "
@@ -182,6 +198,7 @@ int main(int argc, char **argv)
                 hnsw_rows_memory_bytes(h) / 1048576.0);
     fprintf(stderr, "\n");
     channel_destroy(&out);
+    hnsw_ids_destroy(&ids);
     hnsw_destroy(&h);
     return 0;
 }

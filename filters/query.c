@@ -5,8 +5,10 @@
  * ground truth and the flat baseline.
  *
  * Output: a results stream, header {schema:"hnswflow.results", k, metric,
- * count}, one {t:"result", qid, ids: bin u32[], dists: bin f32[]} per query
- * (nearest first), end. The summary line on stderr times only the searching.
+ * count, ids?}, one {t:"result", qid, ids: bin u32[], dists: bin f32[]} per
+ * query (nearest first), end. An index with external ids (ids frames)
+ * answers with u64 ids and says so in the header (ids: "u64"). The summary line on stderr times
+ * only the searching.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -20,6 +22,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "hnsw.h"
+#include "hnsw_ids.h"
 #include "hnsw_io.h"
 #include "knn.h"
 #include "progress.h"
@@ -88,6 +91,7 @@ typedef struct engine {
     route_mode mode;
     uint64_t upper, hops; /* sums over the queries answered, for the summary */
     double route_cost;
+    const uint64_t *ext; /* external id of each node (saved order), NULL: node numbers */
 } engine;
 
 typedef struct batch_job {
@@ -225,34 +229,61 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     return s + (uint64_t)(rsum + 0.5);
 }
 
-static void pack_result(frame_out *fo, uint64_t qid, const uint32_t *ids, const float *dists,
-                        size_t n)
+/* A result frame from raw id bytes (ids_len bytes) and n distances. */
+static void pack_result_raw(frame_out *fo, uint64_t qid, const void *ids, size_t ids_len,
+                            const float *dists, size_t n)
 {
     frame_begin(fo, "result", 3);
     frame_put_u64(fo, "qid", qid);
-    frame_put_bin(fo, "ids", ids, n * sizeof(uint32_t));
+    frame_put_bin(fo, "ids", ids, ids_len);
     frame_put_bin(fo, "dists", dists, n * sizeof(float));
 }
 
-static int put_results_header(channel *c, const char *metric, size_t k, uint64_t count, hf_err *e)
+static void pack_result(const engine *en, frame_out *fo, uint64_t qid, const uint32_t *ids,
+                        const float *dists, size_t n)
+{
+    if (!en->ext)
+        return pack_result_raw(fo, qid, ids, n * sizeof(uint32_t), dists, n);
+    uint64_t ext[256], *big = n > 256 ? malloc(n * sizeof *big) : NULL, *x = big ? big : ext;
+    if (n > 256 && !big)
+        n = 256; /* out of memory: the first 256 rather than none */
+    for (size_t i = 0; i < n; i++)
+        x[i] = en->ext[ids[i]];
+    pack_result_raw(fo, qid, x, n * sizeof(uint64_t), dists, n);
+    free(big);
+}
+
+static int put_results_header(channel *c, const char *metric, size_t k, uint64_t count, int u64,
+                              hf_err *e)
 {
     frame_out fo;
     frame_out_init(&fo);
-    frame_begin(&fo, "header", 5);
+    frame_begin(&fo, "header", u64 ? 6 : 5);
     frame_put_str(&fo, "schema", STREAM_RESULTS);
     frame_put_u64(&fo, "v", 1);
     frame_put_u64(&fo, "k", k);
     frame_put_str(&fo, "metric", metric);
     frame_put_u64(&fo, "count", count);
+    if (u64)
+        frame_put_str(&fo, "ids", "u64");
     int rc = channel_send(c, &fo, e);
     frame_out_free(&fo);
     return rc;
 }
 
-/* Model frames: the layer router is kept (query --route), others ignored. */
-static int keep_router(const frame_in *f, void *arg, hf_err *e)
+/* What the loader passes on: ids frames name the nodes; the layer router is
+ * kept (query --route), other models ignored. */
+typedef struct load_extra {
+    hnsw_ids *ids;
+    route_model **rm; /* NULL: no --route / --entry, nothing to read */
+} load_extra;
+
+static int keep_extra(const frame_in *f, void *arg, hf_err *e)
 {
-    route_model **rm = arg; /* NULL: no --route / --entry, nothing to read */
+    load_extra *x = arg;
+    if (strcmp(f->type, "ids") == 0)
+        return hnsw_ids_take_frame(x->ids, f, UINT32_MAX - 1, e);
+    route_model **rm = x->rm;
     if (!rm || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))
         return 0;
     route_destroy(rm);
@@ -303,7 +334,8 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
     if (channel_open_out(o->out_ep, &out, &e))
         cli_fail(prog, o->out_ep, &e);
     size_t k = o->k;
-    if (put_results_header(out, metric_name(en->h->p.metric), k, vs.count_hint, &e))
+    if (put_results_header(out, metric_name(en->h->p.metric), k, vs.count_hint, en->ext != NULL,
+                           &e))
         cli_fail(prog, o->out_ep, &e);
     size_t cap = VECSTREAM_BATCH;
     uint32_t *ids = malloc(cap * k * sizeof *ids);
@@ -338,7 +370,7 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
         if (src)
             cli_fail(prog, in_name, &e);
         for (size_t i = 0; i < n; i++) {
-            pack_result(&fo, first + i, ids + i * k, dists + i * k, found[i]);
+            pack_result(en, &fo, first + i, ids + i * k, dists + i * k, found[i]);
             if (channel_send(out, &fo, &e))
                 cli_fail(prog, o->out_ep, &e);
         }
@@ -386,10 +418,12 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     uint64_t qid = 0, k = o->k, ef = o->ef;
     int has_qid = frame_get_u64(f, "qid", &qid, NULL) == 0;
     if (strcmp(f->type, "info") == 0) {
-        frame_begin(fo, "info", 3);
+        frame_begin(fo, "info", en->ext ? 4 : 3);
         frame_put_u64(fo, "dim", en->h->dim);
         frame_put_str(fo, "metric", metric_name(en->h->p.metric));
         frame_put_u64(fo, "count", en->h->n - en->h->n_deleted);
+        if (en->ext)
+            frame_put_str(fo, "ids", "u64");
         hf_err e;
         server_reply(s, req, fo, &e);
         return;
@@ -436,7 +470,7 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     if (rc)
         reply_error(s, req, fo, has_qid, qid, e.msg);
     else {
-        pack_result(fo, qid, ids, dists, found);
+        pack_result(en, fo, qid, ids, dists, found);
         server_reply(s, req, fo, &e);
     }
     free(qcopy);
@@ -531,7 +565,7 @@ static int run_connect(const opts *o)
     frame_out fo;
     frame_out_init(&fo);
     /* ask the server what it serves: the results header names the metric */
-    char metric[16] = "l2";
+    char metric[16] = "l2", idw[8] = "u32";
     frame_begin(&fo, "info", 0);
     if (client_send(cl, &fo, &e))
         cli_fail(prog, o->connect_ep, &e);
@@ -544,13 +578,15 @@ static int run_connect(const opts *o)
             hf_err_set(&e, HF_EDATA, "server did not answer the info request");
             cli_fail(prog, o->connect_ep, &e);
         }
+        frame_get_str(&f, "ids", idw, sizeof idw, NULL);
         if (dim != vs.dim) {
             hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, server index has %llu",
                        vs.dim, (unsigned long long)dim);
             cli_fail(prog, in_name, &e);
         }
     }
-    if (put_results_header(out, metric, o->k, vs.count_hint, &e))
+    size_t idwidth = strcmp(idw, "u64") == 0 ? 8 : 4;
+    if (put_results_header(out, metric, o->k, vs.count_hint, idwidth == 8, &e))
         cli_fail(prog, o->out_ep, &e);
     frame_out *answers = NULL;
     size_t cap = 0;
@@ -593,12 +629,12 @@ static int run_connect(const opts *o)
             size_t il, dl;
             if (strcmp(f.type, "result") != 0 || frame_get_u64(&f, "qid", &pos, NULL) || pos >= n ||
                 frame_get_bin(&f, "ids", &ids, &il, NULL) ||
-                frame_get_bin(&f, "dists", &dists, &dl, NULL) || il != dl || il % 4) {
+                frame_get_bin(&f, "dists", &dists, &dl, NULL) || dl % 4 || il != dl / 4 * idwidth) {
                 hf_err_set(&e, HF_EDATA, "answer %llu is not a valid result frame",
                            (unsigned long long)f.index);
                 cli_fail(prog, o->connect_ep, &e);
             }
-            pack_result(&answers[pos], first + pos, ids, dists, il / 4);
+            pack_result_raw(&answers[pos], first + pos, ids, il, dists, dl / 4);
         }
         for (size_t i = 0; i < n; i++)
             if (channel_send(out, &answers[i], &e))
@@ -715,9 +751,18 @@ int main(int argc, char **argv)
     if (channel_open_in(idx_ep, o.max_frame, &ich, &e))
         cli_fail(prog, idx_name, &e);
     engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank};
-    if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h,
-                          keep_router, o.route || o.entry ? &en.router : NULL, &e))
+    hnsw_ids *ext = NULL;
+    if (hnsw_ids_new(&ext, &e))
         cli_fail(prog, idx_name, &e);
+    load_extra extra = {.ids = ext, .rm = o.route || o.entry ? &en.router : NULL};
+    if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h, keep_extra,
+                          &extra, &e))
+        cli_fail(prog, idx_name, &e);
+    if (ext->n && ext->n != en.h->n) {
+        hf_err_set(&e, HF_EDATA, "index has ids for %zu of its %zu nodes", ext->n, en.h->n);
+        cli_fail(prog, idx_name, &e);
+    }
+    en.ext = ext->n ? ext->ext : NULL;
     en.mode = o.route                                      ? ROUTE_LEARNED
               : o.entry && strcmp(o.entry, "flat") == 0    ? ROUTE_FLAT
               : o.entry && strcmp(o.entry, "nearest") == 0 ? ROUTE_NEAREST
@@ -776,5 +821,6 @@ int main(int argc, char **argv)
     free(en.searchers);
     route_destroy(&en.router);
     hnsw_destroy(&en.h);
+    hnsw_ids_destroy(&ext);
     return rc;
 }

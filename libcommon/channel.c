@@ -409,6 +409,13 @@ static int send_bytes(channel *c, const char *data, size_t len, hf_err *e)
     return 0;
 }
 
+int channel_flush(channel *c, hf_err *e)
+{
+    if ((c->kind == CH_FILE_OUT || c->kind == CH_STDOUT) && fflush(c->fp) != 0)
+        return hf_err_set(e, HF_EIO, "%s: write failed: %s", c->name, strerror(errno));
+    return 0;
+}
+
 int channel_send(channel *c, const frame_out *fo, hf_err *e)
 {
     int rc = send_bytes(c, fo->sb.data, fo->sb.size, e);

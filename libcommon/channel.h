@@ -49,6 +49,10 @@ int channel_forward(channel *c, const frame_in *f, hf_err *e);
 /* Send the end frame of the current stream with the running checksum. */
 int channel_send_end(channel *c, uint64_t count, hf_err *e);
 
+/* Push buffered frames of a byte-stream output to the kernel (a reader
+ * sees them now); no-op for ZeroMQ. */
+int channel_flush(channel *c, hf_err *e);
+
 /* Finish an output: flush, and for files fsync + rename into place. */
 int channel_commit(channel *c, hf_err *e);
 void channel_destroy(channel **c);

@@ -22,7 +22,7 @@ static int grow(results *r, size_t need, hf_err *e)
     size_t nc = r->nq ? r->nq : RESULTS_MIN_ROWS;
     while (nc < need)
         nc *= 2;
-    uint32_t *ids = realloc(r->ids, nc * r->k * sizeof *ids);
+    uint64_t *ids = realloc(r->ids, nc * r->k * sizeof *ids);
     if (ids)
         r->ids = ids;
     float *d = realloc(r->dists, nc * r->k * sizeof *d);
@@ -38,7 +38,7 @@ static int grow(results *r, size_t need, hf_err *e)
         return hf_err_set(e, HF_ENOMEM, "out of memory for results");
     for (size_t i = r->nq; i < nc; i++) {
         for (size_t j = 0; j < r->k; j++) {
-            r->ids[i * r->k + j] = UINT32_MAX;
+            r->ids[i * r->k + j] = UINT64_MAX;
             r->dists[i * r->k + j] = INFINITY;
         }
         r->found[i] = 0;
@@ -80,6 +80,9 @@ int results_read(const char *endpoint, results *r, hf_err *e)
             r->k = (size_t)k;
             if (frame_get_str(&f, "metric", r->metric, sizeof r->metric, NULL))
                 strcpy(r->metric, "l2");
+            char idw[8] = "u32";
+            frame_get_str(&f, "ids", idw, sizeof idw, NULL);
+            r->ids_u64 = strcmp(idw, "u64") == 0;
             have_header = 1;
             continue;
         }
@@ -93,8 +96,8 @@ int results_read(const char *endpoint, results *r, hf_err *e)
         const void *ids, *dists;
         size_t il, dl;
         if (frame_get_u64(&f, "qid", &qid, e) || frame_get_bin(&f, "ids", &ids, &il, e) ||
-            frame_get_bin(&f, "dists", &dists, &dl, e) || il != dl || il % 4 || il / 4 > r->k ||
-            qid > UINT32_MAX) {
+            frame_get_bin(&f, "dists", &dists, &dl, e) || dl % 4 ||
+            il != dl * (r->ids_u64 ? 2 : 1) || dl / 4 > r->k || qid > UINT32_MAX) {
             rc = hf_err_set(e, HF_EDATA, "frame %llu: malformed result frame",
                             (unsigned long long)f.index);
             break;
@@ -110,9 +113,17 @@ int results_read(const char *endpoint, results *r, hf_err *e)
         nres++;
         if ((rc = grow(r, (size_t)qid + 1, e)) != 0)
             break;
-        memcpy(r->ids + qid * r->k, ids, il);
+        for (size_t j = 0; j < dl / 4; j++) {
+            if (r->ids_u64) {
+                memcpy(&r->ids[qid * r->k + j], (const char *)ids + 8 * j, 8);
+            } else {
+                uint32_t v;
+                memcpy(&v, (const char *)ids + 4 * j, 4);
+                r->ids[qid * r->k + j] = v;
+            }
+        }
         memcpy(r->dists + qid * r->k, dists, dl);
-        r->found[qid] = (uint32_t)(il / 4);
+        r->found[qid] = (uint32_t)(dl / 4);
         r->seen[qid] = 1;
         if (qid + 1 > maxq)
             maxq = (size_t)qid + 1;

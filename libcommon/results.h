@@ -13,7 +13,8 @@
 typedef struct results {
     size_t nq, k; /* queries (max qid + 1), slots per query */
     char metric[16];
-    uint32_t *ids;   /* nq * k, UINT32_MAX where absent */
+    uint64_t *ids;   /* nq * k, UINT64_MAX where absent (u32 node numbers or u64 external ids) */
+    int ids_u64;     /* the header said ids: "u64" */
     float *dists;    /* nq * k, +inf where absent */
     uint32_t *found; /* per query */
     uint8_t *seen;   /* per query: answered */

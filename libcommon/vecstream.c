@@ -69,6 +69,31 @@ static int take_rows(vecstream *vs, const frame_in *f, const void *data, size_t 
     return 0;
 }
 
+/* Optional "ids" of a vectors frame: n u64, copied (the bin may be unaligned). */
+static int take_ids(vecstream *vs, const frame_in *f, uint64_t n, hf_err *e)
+{
+    const void *p;
+    size_t len;
+    vs->batch_has_ids = 0;
+    int rc = frame_get_bin(f, "ids", &p, &len, NULL);
+    if (rc == HF_EOF)
+        return 0;
+    if (rc || len != n * sizeof(uint64_t))
+        return hf_err_set(e, HF_EDATA, "frame %llu: ids is %zu bytes, %llu rows need %llu",
+                          (unsigned long long)f->index, len, (unsigned long long)n,
+                          (unsigned long long)(n * sizeof(uint64_t)));
+    if (n > vs->ids_rows) {
+        uint64_t *x = realloc(vs->ids, len);
+        if (!x)
+            return hf_err_set(e, HF_ENOMEM, "out of memory");
+        vs->ids = x;
+        vs->ids_rows = (size_t)n;
+    }
+    memcpy(vs->ids, p, len);
+    vs->batch_has_ids = 1;
+    return 0;
+}
+
 int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first, hf_err *e)
 {
     frame_in f;
@@ -108,6 +133,8 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
                 return rc;
             if ((rc = vec_check_finite(vs->buf, cnt, vs->dim, start, e)) != 0)
                 return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
+            if ((rc = take_ids(vs, &f, cnt, e)) != 0)
+                return rc;
             *data = vs->buf;
             *n = cnt;
             *first = start;
@@ -159,6 +186,8 @@ void vecstream_close(vecstream *vs)
 {
     free(vs->buf);
     vs->buf = NULL;
+    free(vs->ids);
+    vs->ids = NULL;
 }
 
 int vecstream_put_header(channel *c, size_t dim, uint64_t count, hf_err *e)
@@ -183,5 +212,16 @@ int vecstream_put_batch(channel *c, frame_out *fo, const float *rows, size_t n, 
     frame_put_u64(fo, "start", start);
     frame_put_u64(fo, "n", n);
     frame_put_bin(fo, "data", rows, n * dim * sizeof(float));
+    return channel_send(c, fo, e);
+}
+
+int vecstream_put_batch_ids(channel *c, frame_out *fo, const float *rows, const uint64_t *ids,
+                            size_t n, size_t dim, uint64_t start, hf_err *e)
+{
+    frame_begin(fo, "vectors", 4);
+    frame_put_u64(fo, "start", start);
+    frame_put_u64(fo, "n", n);
+    frame_put_bin(fo, "data", rows, n * dim * sizeof(float));
+    frame_put_bin(fo, "ids", ids, n * sizeof(uint64_t));
     return channel_send(c, fo, e);
 }

@@ -2,7 +2,7 @@
  * vecstream.h - vector streams over a channel (schemas/header.json,
  * vectors.json, query.json, end.json):
  *   header  {t:"header", schema:"hnswflow.vectors", v:1, dim, dtype:"f32", count}
- *   vectors {t:"vectors", start, n, data: bin f32[n*dim]}     (1024 rows a frame)
+ *   vectors {t:"vectors", start, n, data: bin f32[n*dim], ids?: bin u64[n]}  (1024 rows a frame)
  *   query   {t:"query", qid, vec: bin f32[dim], k?, ef?}     (one request)
  *   end     {t:"end", count, checksum}
  * The reader checks the header comes first, every row has the header's
@@ -25,6 +25,10 @@ typedef struct vecstream {
     int ended;
     float *buf; /* rows of the current batch (owned) */
     size_t buf_rows;
+    /* external ids of the current batch when its frame carried "ids" (owned) */
+    uint64_t *ids;
+    size_t ids_rows;
+    int batch_has_ids;
     /* per-request options of a "query" frame, 0 when absent */
     uint64_t req_k, req_ef;
 } vecstream;
@@ -40,6 +44,10 @@ void vecstream_close(vecstream *vs);
 int vecstream_put_header(channel *c, size_t dim, uint64_t count, hf_err *e);
 int vecstream_put_batch(channel *c, frame_out *fo, const float *rows, size_t n, size_t dim,
                         uint64_t start, hf_err *e);
+
+/* The same with external ids (ids[n]) in the frame. */
+int vecstream_put_batch_ids(channel *c, frame_out *fo, const float *rows, const uint64_t *ids,
+                            size_t n, size_t dim, uint64_t start, hf_err *e);
 
 /* Check that values are finite; on failure e names the row. */
 int vec_check_finite(const float *rows, size_t n, size_t dim, uint64_t first, hf_err *e);

@@ -14,7 +14,11 @@ checks the rules that span frames:
     finite; index vectors carry levels (n bytes, <= max_level);
   * perm: at most once, a permutation of 0..dim-1, before the links;
   * links: nodes/deg same length, ids = sum(deg), ids < count, deg <= M/M0;
-  * results: ids/dists same length, at most k, distances non-decreasing.
+  * results: ids/dists same length (ids u64 when the header says ids: "u64"),
+    at most k, distances non-decreasing;
+  * updates: insert ids n*8 bytes and data n*dim*4 finite; delete ids n*8;
+    end.count = the frames between header and end;
+  * ids (index): contiguous from 0, n*8 bytes, every id distinct, one per node.
 
 Frames of a type without a schema file (and model frames) are skipped.
 
@@ -39,6 +43,8 @@ HEADER_SCHEMAS = {
     "hnswflow.vectors": "header-vectors.json",
     "hnswflow.index": "header-index.json",
     "hnswflow.results": "header-results.json",
+    "hnswflow.updates": "header-updates.json",
+    "hnswflow.wal": "header-wal.json",
 }
 # Every other frame type t is checked against schemas/<t>.json when that file
 # exists (vectors, perm, links, deleted, query, result, error, end, info,
@@ -121,10 +127,16 @@ class Stream:
         self.results = 0
         self.link_level = -1
         self.perm_seen = False
+        self.frames = 0
+        self.ext_ids = set()
+        self.id_slots = 0
 
     def frame(self, f, where):
         t = f["t"]
         h = self.h
+        self.frames += 1
+        if self.kind == "updates":
+            return self.update_frame(f, where)
         if t == "vectors":
             if self.kind == "results":
                 raise Invalid(f"{where}: vectors frame inside a results stream")
@@ -194,14 +206,28 @@ class Stream:
             ids = u32s(f["ids"])
             if len(ids) and int(ids.max()) >= h["count"]:
                 raise Invalid(f"{where}: deleted id beyond count {h['count']}")
+        elif t == "ids":
+            if self.kind != "index":
+                raise Invalid(f"{where}: ids frame outside an index stream")
+            if f["start"] != self.id_slots or len(f["ids"]) != 8 * f["n"]:
+                raise Invalid(f"{where}: ids frame start/n/size inconsistent")
+            self.id_slots += f["n"]
+            if self.id_slots > h["count"]:
+                raise Invalid(f"{where}: more ids than the header's count {h['count']}")
+            new = np.frombuffer(f["ids"], dtype="<u8").tolist()
+            before = len(self.ext_ids)
+            self.ext_ids.update(new)
+            if len(self.ext_ids) != before + len(new):
+                raise Invalid(f"{where}: an external id names two nodes")
         elif t == "result":
             if self.kind != "results":
                 raise Invalid(f"{where}: result frame outside a results stream")
             ids, d = f["ids"], f["dists"]
-            if len(ids) != len(d):
+            w = 8 if h.get("ids") == "u64" else 4
+            if len(ids) // w != len(d) // 4 or len(ids) % w:
                 raise Invalid(f"{where}: ids and dists differ in length")
-            if len(ids) // 4 > h["k"]:
-                raise Invalid(f"{where}: {len(ids) // 4} neighbours, k is {h['k']}")
+            if len(ids) // w > h["k"]:
+                raise Invalid(f"{where}: {len(ids) // w} neighbours, k is {h['k']}")
             dd = np.frombuffer(d, dtype="<f4")
             if not np.isfinite(dd).all():
                 raise Invalid(f"{where}: non-finite distance")
@@ -212,9 +238,29 @@ class Stream:
             if self.kind == "results":
                 self.results += 1
 
+    def update_frame(self, f, where):
+        t, h = f["t"], self.h
+        if t in ("insert", "delete"):
+            n = f["n"]
+            if len(f["ids"]) != 8 * n:
+                raise Invalid(f"{where}: ids is {len(f['ids'])} bytes, n={n} needs {8 * n}")
+            if t == "insert":
+                if h.get("dim") and len(f["data"]) != 4 * n * h["dim"]:
+                    raise Invalid(f"{where}: data is {len(f['data'])} bytes, "
+                                  f"n={n} x dim={h['dim']} needs {4 * n * h['dim']}")
+                if not np.isfinite(np.frombuffer(f["data"], dtype="<f4")).all():
+                    raise Invalid(f"{where}: insert has a non-finite value")
+        elif t == "query":
+            if h.get("dim") and len(f["vec"]) != h["dim"] * 4:
+                raise Invalid(f"{where}: vec is {len(f['vec'])} bytes, dim {h['dim']}")
+
     def end(self, f, where):
         h = self.h
-        if self.kind == "results":
+        if self.kind == "index" and self.id_slots not in (0, h["count"]):
+            raise Invalid(f"{where}: ids for {self.id_slots} of {h['count']} nodes")
+        if self.kind == "updates":
+            want = self.frames
+        elif self.kind == "results":
             want = self.results
         else:
             want = self.rows
