@@ -50,6 +50,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "edge.h"
+#include "frame_keep.h"
 #include "hnsw.h"
 #include "hnsw_io.h"
 #include "progress.h"
@@ -114,36 +115,17 @@ static void usage(void)
            "queries), edges kept, label and training statistics and times on stderr.\n");
 }
 
-typedef struct passthru {
-    msgpack_sbuffer *v;
-    size_t n, cap;
-} passthru;
-
 /* Keep frames the loader does not know (other models) to write them back;
  * an earlier edge-scorer model is replaced, so it is dropped. */
 static int keep_other(const frame_in *f, void *arg, hf_err *e)
 {
-    passthru *p = arg;
     if (strcmp(f->type, "model") == 0) {
         const msgpack_object *k = frame_find(f, "kind");
         if (k && k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(EDGE_MODEL_KIND) &&
             memcmp(k->via.str.ptr, EDGE_MODEL_KIND, k->via.str.size) == 0)
             return 0;
     }
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 4;
-        msgpack_sbuffer *nv = realloc(p->v, nc * sizeof *nv);
-        if (!nv)
-            return hf_err_set(e, HF_ENOMEM, "out of memory");
-        p->v = nv;
-        p->cap = nc;
-    }
-    msgpack_sbuffer_init(&p->v[p->n]);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &p->v[p->n], msgpack_sbuffer_write);
-    msgpack_pack_object(&pk, *f->map);
-    p->n++;
-    return 0;
+    return frame_keep_add(arg, f, e);
 }
 
 static float *read_train(const char *ep, size_t max_frame, size_t dim, size_t limit, size_t *nq)
@@ -227,24 +209,6 @@ static float *sample_queries(const hnsw *h, const edge_graph *g, size_t nq, floa
     return q;
 }
 
-/* "10,16,32" -> ef[], at most EDGE_VAL_MAX_EF values, each 1..100000 */
-static size_t parse_ef_list(const char *arg, size_t *ef)
-{
-    size_t n = 0;
-    char buf[256];
-    if (strlen(arg) >= sizeof buf)
-        cli_usage_error(prog, "--val-ef: list too long");
-    strcpy(buf, arg);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == EDGE_VAL_MAX_EF)
-            cli_usage_error(prog, "--val-ef: at most %d values", EDGE_VAL_MAX_EF);
-        ef[n++] = cli_u64(prog, "--val-ef", t, 1, 100000);
-    }
-    if (n == 0)
-        cli_usage_error(prog, "--val-ef: no values in \"%s\"", arg);
-    return n;
-}
-
 /* the validation table: one row per measured graph */
 static void print_row(const char *name, const edge_val *v, const double *r, size_t edges)
 {
@@ -277,12 +241,6 @@ static void print_table(const edge_val *v, const double *ref, size_t ne, const e
     fprintf(stderr, "\n");
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
-}
-
 static void pack_doubles(msgpack_packer *pk, const double *x, size_t n)
 {
     msgpack_pack_array(pk, (uint32_t)n);
@@ -302,36 +260,36 @@ static void pack_validation(msgpack_sbuffer *sb, const edge_val *v, double tol, 
     size_t ef[EDGE_VAL_MAX_EF];
     for (size_t i = 0; i < nef; i++)
         ef[i] = edge_val_ef(v, i);
-    pack_str(&pk, "validation");
+    frame_pack_str(&pk, "validation");
     msgpack_pack_map(&pk, 12);
-    pack_str(&pk, "queries");
+    frame_pack_str(&pk, "queries");
     msgpack_pack_uint64(&pk, edge_val_queries(v));
-    pack_str(&pk, "k");
+    frame_pack_str(&pk, "k");
     msgpack_pack_uint32(&pk, 10);
-    pack_str(&pk, "tolerance");
+    frame_pack_str(&pk, "tolerance");
     msgpack_pack_double(&pk, tol);
-    pack_str(&pk, "forced");
+    frame_pack_str(&pk, "forced");
     if (forced)
         msgpack_pack_true(&pk);
     else
         msgpack_pack_false(&pk);
-    pack_str(&pk, "method");
-    pack_str(&pk, method);
-    pack_str(&pk, "ef");
+    frame_pack_str(&pk, "method");
+    frame_pack_str(&pk, method);
+    frame_pack_str(&pk, "ef");
     msgpack_pack_array(&pk, (uint32_t)nef);
     for (size_t i = 0; i < nef; i++)
         msgpack_pack_uint64(&pk, ef[i]);
-    pack_str(&pk, "recall_input");
+    frame_pack_str(&pk, "recall_input");
     pack_doubles(&pk, ref, nef);
-    pack_str(&pk, "recall_output");
+    frame_pack_str(&pk, "recall_output");
     pack_doubles(&pk, out, nef);
-    pack_str(&pk, "ndist_input");
+    frame_pack_str(&pk, "ndist_input");
     pack_doubles(&pk, nd_ref, nef);
-    pack_str(&pk, "ndist_output");
+    frame_pack_str(&pk, "ndist_output");
     pack_doubles(&pk, nd_out, nef);
-    pack_str(&pk, "edges_input");
+    frame_pack_str(&pk, "edges_input");
     msgpack_pack_uint64(&pk, edges_in);
-    pack_str(&pk, "edges_output");
+    frame_pack_str(&pk, "edges_output");
     msgpack_pack_uint64(&pk, edges_out);
 }
 
@@ -412,7 +370,9 @@ int main(int argc, char **argv)
             break;
         case 20: tol = cli_f64(prog, "--tolerance", optarg, 0.0, 1.0); break;
         case 21: nval = cli_u64(prog, "--val-queries", optarg, 0, 1000000); break;
-        case 22: nef = parse_ef_list(optarg, val_ef); break;
+        case 22:
+            nef = cli_u64_list(prog, "--val-ef", optarg, 1, 100000, val_ef, EDGE_VAL_MAX_EF);
+            break;
         case 12: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
@@ -431,7 +391,7 @@ int main(int argc, char **argv)
 
     channel *in = NULL;
     hnsw *h = NULL;
-    passthru pt = {0};
+    frame_keep pt = {0};
     if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
         cli_fail(prog, in_name, &e);
     channel_destroy(&in);
@@ -652,14 +612,8 @@ int main(int argc, char **argv)
             cli_fail(prog, out_ep, &e);
         msgpack_sbuffer_destroy(&xs);
     }
-    for (size_t i = 0; i < pt.n; i++) {
-        msgpack_sbuffer_clear(&fo.sb);
-        msgpack_sbuffer_write(&fo.sb, pt.v[i].data, pt.v[i].size);
-        if (channel_send(out, &fo, &e))
-            cli_fail(prog, out_ep, &e);
-        msgpack_sbuffer_destroy(&pt.v[i]);
-    }
-    free(pt.v);
+    if (frame_keep_send(&pt, out, &fo, &e))
+        cli_fail(prog, out_ep, &e);
     frame_out_free(&fo);
     if (channel_send_end(out, h->n, &e) || channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);

@@ -27,6 +27,7 @@
 
 #include "channel.h"
 #include "cli.h"
+#include "frame_keep.h"
 #include "hnsw.h"
 #include "hnsw_io.h"
 #include "progress.h"
@@ -71,76 +72,12 @@ static void usage(void)
            "nearest candidate, the PCA router and the trained router) on stderr.\n");
 }
 
-typedef struct passthru {
-    msgpack_sbuffer *v;
-    size_t n, cap;
-} passthru;
-
+/* other model frames pass through; an earlier router is replaced */
 static int keep_other(const frame_in *f, void *arg, hf_err *e)
 {
-    passthru *p = arg;
     if (strcmp(f->type, "model") == 0 && route_is_frame(f->map))
-        return 0; /* replaced */
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 4;
-        msgpack_sbuffer *nv = realloc(p->v, nc * sizeof *nv);
-        if (!nv)
-            return hf_err_set(e, HF_ENOMEM, "out of memory");
-        p->v = nv;
-        p->cap = nc;
-    }
-    msgpack_sbuffer_init(&p->v[p->n]);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &p->v[p->n], msgpack_sbuffer_write);
-    msgpack_pack_object(&pk, *f->map);
-    p->n++;
-    return 0;
-}
-
-static size_t parse_ef_list(const char *arg, size_t *ef)
-{
-    size_t n = 0;
-    char buf[256];
-    if (strlen(arg) >= sizeof buf)
-        cli_usage_error(prog, "--val-ef: list too long");
-    strcpy(buf, arg);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_EF)
-            cli_usage_error(prog, "--val-ef: at most %d values", MAX_EF);
-        ef[n++] = cli_u64(prog, "--val-ef", t, 1, 100000);
-    }
-    if (n == 0)
-        cli_usage_error(prog, "--val-ef: no values in \"%s\"", arg);
-    return n;
-}
-
-/* distinct live node ids, not the entry point, shuffled */
-static uint32_t *query_ids(const hnsw *h, size_t want, uint64_t seed, size_t *got)
-{
-    uint32_t *ids = malloc(h->n * sizeof *ids);
-    if (!ids)
-        return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < h->n; i++)
-        if (!h->deleted[i] && i != h->entry)
-            ids[n++] = (uint32_t)i;
-    nn_rng r;
-    nn_rng_seed(&r, seed);
-    size_t take = want < n ? want : n;
-    for (size_t i = 0; i < take; i++) {
-        size_t j = i + (size_t)nn_rng_below(&r, n - i);
-        uint32_t t = ids[i];
-        ids[i] = ids[j];
-        ids[j] = t;
-    }
-    *got = take;
-    return ids;
-}
-
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    msgpack_pack_str(pk, strlen(s));
-    msgpack_pack_str_body(pk, s, strlen(s));
+        return 0;
+    return frame_keep_add(arg, f, e);
 }
 
 #define NMODES 5
@@ -177,7 +114,7 @@ int main(int argc, char **argv)
         case 7: miss_cost = cli_f64(prog, "--miss-cost", optarg, 0, 1e9); break;
         case 8: epochs = cli_u64(prog, "--epochs", optarg, 0, 100000); break;
         case 9: lr = cli_f64(prog, "--lr", optarg, 1e-7, 10); break;
-        case 10: nef = parse_ef_list(optarg, val_ef); break;
+        case 10: nef = cli_u64_list(prog, "--val-ef", optarg, 1, 100000, val_ef, MAX_EF); break;
         case 11: tol = cli_f64(prog, "--tolerance", optarg, 0, 1); break;
         case 12: seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
         case 13: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
@@ -198,7 +135,7 @@ int main(int argc, char **argv)
 
     channel *in = NULL;
     hnsw *h = NULL;
-    passthru pt = {0};
+    frame_keep pt = {0};
     if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
         cli_fail(prog, in_name, &e);
     channel_destroy(&in);
@@ -221,7 +158,7 @@ int main(int argc, char **argv)
 
     /* leave-one-out queries: training, then validation */
     size_t got = 0;
-    uint32_t *qids = query_ids(h, nq + nval, seed ^ 0x9e37, &got);
+    uint32_t *qids = route_sample_ids(h, nq + nval, seed ^ 0x9e37, h->entry, &got);
     if (!qids) {
         hf_err_set(&e, HF_ENOMEM, "out of memory");
         cli_fail(prog, in_name, &e);
@@ -251,19 +188,8 @@ int main(int argc, char **argv)
     double t_label = now_seconds() - t1;
 
     /* keep the PCA router as the non-learned comparison */
-    msgpack_sbuffer ps;
-    msgpack_sbuffer_init(&ps);
-    if (route_pack(m, NULL, &ps, &e))
+    if (route_copy(m, &pca, &e))
         cli_fail(prog, in_name, &e);
-    {
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        if (msgpack_unpack_next(&u, ps.data, ps.size, NULL) != MSGPACK_UNPACK_SUCCESS ||
-            route_unpack(&u.data, &pca, &e) || route_bind(pca, h, &e))
-            cli_fail(prog, in_name, &e);
-        msgpack_unpacked_destroy(&u);
-    }
-    msgpack_sbuffer_destroy(&ps);
 
     t1 = now_seconds();
     float loss = 0;
@@ -345,35 +271,35 @@ int main(int argc, char **argv)
     msgpack_sbuffer_init(&xs);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
-    pack_str(&pk, "validation");
+    frame_pack_str(&pk, "validation");
     msgpack_pack_map(&pk, 7);
-    pack_str(&pk, "trained");
+    frame_pack_str(&pk, "trained");
     if (use_pca)
         msgpack_pack_false(&pk);
     else
         msgpack_pack_true(&pk);
-    pack_str(&pk, "queries");
+    frame_pack_str(&pk, "queries");
     msgpack_pack_uint64(&pk, nval);
-    pack_str(&pk, "tolerance");
+    frame_pack_str(&pk, "tolerance");
     msgpack_pack_double(&pk, tol);
-    pack_str(&pk, "route_cost");
+    frame_pack_str(&pk, "route_cost");
     msgpack_pack_double(&pk, route_cost(m));
-    pack_str(&pk, "ef");
+    frame_pack_str(&pk, "ef");
     msgpack_pack_array(&pk, (uint32_t)nef);
     for (size_t i = 0; i < nef; i++)
         msgpack_pack_uint64(&pk, val_ef[i]);
-    pack_str(&pk, "recall");
+    frame_pack_str(&pk, "recall");
     msgpack_pack_map(&pk, NMODES);
     for (int md = 0; md < NMODES; md++) {
-        pack_str(&pk, mode_name[md]);
+        frame_pack_str(&pk, mode_name[md]);
         msgpack_pack_array(&pk, (uint32_t)nef);
         for (size_t i = 0; i < nef; i++)
             msgpack_pack_double(&pk, rec[md][i]);
     }
-    pack_str(&pk, "ndist");
+    frame_pack_str(&pk, "ndist");
     msgpack_pack_map(&pk, NMODES);
     for (int md = 0; md < NMODES; md++) {
-        pack_str(&pk, mode_name[md]);
+        frame_pack_str(&pk, mode_name[md]);
         msgpack_pack_array(&pk, (uint32_t)nef);
         for (size_t i = 0; i < nef; i++)
             msgpack_pack_double(&pk, cost[md][i]);
@@ -389,14 +315,8 @@ int main(int argc, char **argv)
     if (route_pack(m, &x, &fo.sb, &e) || channel_send(out, &fo, &e))
         cli_fail(prog, out_ep, &e);
     msgpack_sbuffer_destroy(&xs);
-    for (size_t i = 0; i < pt.n; i++) {
-        msgpack_sbuffer_clear(&fo.sb);
-        msgpack_sbuffer_write(&fo.sb, pt.v[i].data, pt.v[i].size);
-        if (channel_send(out, &fo, &e))
-            cli_fail(prog, out_ep, &e);
-        msgpack_sbuffer_destroy(&pt.v[i]);
-    }
-    free(pt.v);
+    if (frame_keep_send(&pt, out, &fo, &e))
+        cli_fail(prog, out_ep, &e);
     frame_out_free(&fo);
     if (channel_send_end(out, h->n, &e) || channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);

@@ -181,12 +181,7 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     *rc = 0;
     if (en->exact) {
         const hnsw *h = en->h;
-        knn_base b = {.rows = hnsw_vec(h, 0),
-                      .stride = h->node_bytes / sizeof(float),
-                      .n = h->n,
-                      .dim = h->dim,
-                      .skip = h->n_deleted ? h->deleted : NULL,
-                      .metric = h->p.metric};
+        knn_base b = hnsw_knn_base(h);
         /* stored vectors have their dimensions reordered: reorder the queries */
         float *permuted = h->perm ? calloc(n * h->dim, sizeof(float)) : NULL;
         if (h->perm && !permuted) {

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 uint64_t cli_u64(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max)
 {
@@ -17,6 +18,24 @@ uint64_t cli_u64(const char *prog, const char *opt, const char *s, uint64_t min,
         cli_usage_error(prog, "%s: '%s' is not an integer in %llu..%llu", opt, s,
                         (unsigned long long)min, (unsigned long long)max);
     return v;
+}
+
+size_t cli_u64_list(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max,
+                    size_t *out, size_t maxn)
+{
+    size_t n = 0;
+    char buf[256];
+    if (strlen(s) >= sizeof buf)
+        cli_usage_error(prog, "%s: list too long", opt);
+    strcpy(buf, s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == maxn)
+            cli_usage_error(prog, "%s: at most %zu values", opt, maxn);
+        out[n++] = (size_t)cli_u64(prog, opt, t, min, max);
+    }
+    if (n == 0)
+        cli_usage_error(prog, "%s: no values in \"%s\"", opt, s);
+    return n;
 }
 
 double cli_f64(const char *prog, const char *opt, const char *s, double min, double max)

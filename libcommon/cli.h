@@ -7,6 +7,7 @@
 #ifndef HF_CLI_H
 #define HF_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -15,6 +16,10 @@
  * naming the option and exit 64. */
 uint64_t cli_u64(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max);
 double cli_f64(const char *prog, const char *opt, const char *s, double min, double max);
+/* A comma-separated list of such integers ("10,16,32") into out[maxn];
+ * returns how many. An empty or over-long list is a usage error too. */
+size_t cli_u64_list(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max,
+                    size_t *out, size_t maxn);
 
 /* Print "prog: where: e->msg" and exit with e's sysexits code. */
 _Noreturn void cli_fail(const char *prog, const char *where, const hf_err *e);

@@ -24,7 +24,6 @@
 #include "knn.h"
 
 #define NO_EDGE UINT64_MAX
-#define KNN_BLOCK 512
 
 typedef struct label_job {
     const hnsw *h;
@@ -188,40 +187,11 @@ int edge_label(const hnsw *h, const edge_graph *g, const float *queries, size_t 
         return 0;
     if (ef < k)
         ef = k;
-    size_t kk = k + (self_ids ? 1 : 0);
     uint32_t *truth = malloc(nq * k * sizeof *truth);
-    uint32_t *ids = malloc(KNN_BLOCK * kk * sizeof *ids);
-    float *dd = malloc(KNN_BLOCK * kk * sizeof *dd);
-    if (!truth || !ids || !dd) {
-        free(truth);
-        free(ids);
-        free(dd);
+    if (!truth)
         return hf_err_set(e, HF_ENOMEM, "out of memory for training labels");
-    }
-    knn_base b = {.rows = hnsw_vec(h, 0),
-                  .stride = h->node_bytes / sizeof(float),
-                  .n = h->n,
-                  .dim = h->dim,
-                  .skip = h->n_deleted ? h->deleted : NULL,
-                  .metric = h->p.metric};
-    int rc = 0;
-    for (size_t s = 0; rc == 0 && s < nq; s += KNN_BLOCK) {
-        size_t m = nq - s < KNN_BLOCK ? nq - s : KNN_BLOCK;
-        rc = knn_exact(&b, queries + s * h->dim, m, kk, ids, dd, e);
-        for (size_t q = 0; rc == 0 && q < m; q++) {
-            size_t w = 0;
-            for (size_t r = 0; r < kk && w < k; r++) {
-                uint32_t id = ids[q * kk + r];
-                if (self_ids && id == self_ids[s + q])
-                    continue;
-                truth[(s + q) * k + w++] = id;
-            }
-            while (w < k)
-                truth[(s + q) * k + w++] = HNSW_NONE;
-        }
-    }
-    free(ids);
-    free(dd);
+    knn_base b = hnsw_knn_base(h);
+    int rc = knn_exact_loo(&b, queries, nq, k, self_ids, truth, NULL, e);
     if (rc) {
         free(truth);
         return rc;

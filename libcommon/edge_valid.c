@@ -31,15 +31,12 @@
  * accepted count was measured within T.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge.h"
 #include "knn.h"
-
-#define VAL_KNN_BLOCK 512
-#define VAL_EPS 1e-3
+#include "par.h"
 
 struct edge_val {
     size_t nq, k, dim;
@@ -51,11 +48,6 @@ struct edge_val {
     size_t ef[EDGE_VAL_MAX_EF];
     int threads;
 };
-
-static double recall_scale(metric_t m, float d)
-{
-    return m == METRIC_L2 ? sqrt(d > 0 ? d : 0) : d;
-}
 
 void edge_val_destroy(edge_val **self_p)
 {
@@ -81,17 +73,16 @@ int edge_val_new(const hnsw *h, const float *queries, size_t nq, const uint32_t 
         return hf_err_set(e, HF_EUSAGE, "validation needs queries, k and 1..%d ef values",
                           EDGE_VAL_MAX_EF);
     edge_val *v = calloc(1, sizeof *v);
-    size_t kk = k + (self_ids ? 1 : 0);
-    uint32_t *ids = malloc(VAL_KNN_BLOCK * kk * sizeof *ids);
-    float *dd = malloc(VAL_KNN_BLOCK * kk * sizeof *dd);
+    uint32_t *ids = malloc(nq * k * sizeof *ids);
+    float *kth = malloc(nq * sizeof *kth);
     if (v) {
         v->queries = malloc(nq * h->dim * sizeof *v->queries);
         v->thr = malloc(nq * sizeof *v->thr);
         v->self = self_ids ? malloc(nq * sizeof *v->self) : NULL;
     }
-    if (!v || !ids || !dd || !v->queries || !v->thr || (self_ids && !v->self)) {
+    if (!v || !ids || !kth || !v->queries || !v->thr || (self_ids && !v->self)) {
         free(ids);
-        free(dd);
+        free(kth);
         edge_val_destroy(&v);
         return hf_err_set(e, HF_ENOMEM, "out of memory for validation queries");
     }
@@ -101,44 +92,17 @@ int edge_val_new(const hnsw *h, const float *queries, size_t nq, const uint32_t 
     v->metric = h->p.metric;
     v->nef = nef;
     memcpy(v->ef, ef, nef * sizeof *ef);
-    v->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    v->threads = threads < 1 ? 1 : threads > PAR_MAX_THREADS ? PAR_MAX_THREADS : threads;
     if (self_ids)
         memcpy(v->self, self_ids, nq * sizeof *v->self);
-    /* back to input order: stored dimension j is input dimension perm[j] */
-    for (size_t q = 0; q < nq; q++) {
-        const float *src = queries + q * h->dim;
-        float *dst = v->queries + q * h->dim;
-        if (h->perm)
-            for (size_t j = 0; j < h->dim; j++)
-                dst[h->perm[j]] = src[j];
-        else
-            memcpy(dst, src, h->dim * sizeof *dst);
-    }
-    knn_base b = {.rows = hnsw_vec(h, 0),
-                  .stride = h->node_bytes / sizeof(float),
-                  .n = h->n,
-                  .dim = h->dim,
-                  .skip = h->n_deleted ? h->deleted : NULL,
-                  .metric = h->p.metric};
-    int rc = 0;
-    for (size_t s = 0; rc == 0 && s < nq; s += VAL_KNN_BLOCK) {
-        size_t m = nq - s < VAL_KNN_BLOCK ? nq - s : VAL_KNN_BLOCK;
-        rc = knn_exact(&b, queries + s * h->dim, m, kk, ids, dd, e);
-        for (size_t q = 0; rc == 0 && q < m; q++) {
-            /* the k-th true neighbour, the query's own base vector left out */
-            size_t w = 0;
-            float kth = INFINITY;
-            for (size_t r = 0; r < kk && w < k; r++) {
-                if (self_ids && ids[q * kk + r] == self_ids[s + q])
-                    continue;
-                kth = dd[q * kk + r];
-                w++;
-            }
-            v->thr[s + q] = recall_scale(h->p.metric, kth) + VAL_EPS;
-        }
-    }
+    for (size_t q = 0; q < nq; q++)
+        hnsw_unpermute(h, queries + q * h->dim, v->queries + q * h->dim);
+    knn_base b = hnsw_knn_base(h);
+    int rc = knn_exact_loo(&b, queries, nq, k, self_ids, ids, kth, e);
+    for (size_t q = 0; rc == 0 && q < nq; q++)
+        v->thr[q] = knn_recall_scale(h->p.metric, kth[q]) + KNN_RECALL_EPS;
     free(ids);
-    free(dd);
+    free(kth);
     if (rc) {
         edge_val_destroy(&v);
         return rc;
@@ -182,7 +146,7 @@ static void *val_worker(void *arg)
             }
             size_t c = 0;
             for (size_t r = 0; r < got && r < v->k; r++)
-                c += recall_scale(v->metric, hits[r].d) <= v->thr[q];
+                c += knn_recall_scale(v->metric, hits[r].d) <= v->thr[q];
             j->hits[i] += (double)c;
             j->ndist[i] += st.ndist;
         }
@@ -195,22 +159,13 @@ out:
 
 int edge_val_measure(const edge_val *v, const hnsw *h, double *recall, double *ndist, hf_err *e)
 {
-    val_job jobs[64] = {0};
-    pthread_t tid[64];
-    int started[64] = {0};
+    val_job jobs[PAR_MAX_THREADS] = {0};
     for (int t = 0; t < v->threads; t++)
         jobs[t] = (val_job){.v = v, .h = h, .t = t};
-    for (int t = 1; t < v->threads; t++)
-        started[t] = pthread_create(&tid[t], NULL, val_worker, &jobs[t]) == 0;
-    val_worker(&jobs[0]);
-    int failed = jobs[0].failed;
-    for (int t = 1; t < v->threads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            val_worker(&jobs[t]); /* could not start: do its share here */
+    par_run(v->threads, jobs, sizeof jobs[0], val_worker);
+    int failed = 0;
+    for (int t = 0; t < v->threads; t++)
         failed |= jobs[t].failed;
-    }
     if (failed)
         return hf_err_set(e, HF_ENOMEM, "out of memory in the validation searches");
     /* summed in thread order: the same figures for any thread count */

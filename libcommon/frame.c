@@ -17,7 +17,7 @@ void frame_out_free(frame_out *fo)
     msgpack_sbuffer_destroy(&fo->sb);
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
+void frame_pack_str(msgpack_packer *pk, const char *s)
 {
     size_t n = strlen(s);
     msgpack_pack_str(pk, n);
@@ -28,42 +28,42 @@ void frame_begin(frame_out *fo, const char *t, uint32_t nkeys)
 {
     msgpack_sbuffer_clear(&fo->sb);
     msgpack_pack_map(&fo->pk, nkeys + 1);
-    pack_str(&fo->pk, "t");
-    pack_str(&fo->pk, t);
+    frame_pack_str(&fo->pk, "t");
+    frame_pack_str(&fo->pk, t);
 }
 
 void frame_put_key(frame_out *fo, const char *key)
 {
-    pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, key);
 }
 
 void frame_put_str(frame_out *fo, const char *key, const char *val)
 {
-    pack_str(&fo->pk, key);
-    pack_str(&fo->pk, val);
+    frame_pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, val);
 }
 
 void frame_put_u64(frame_out *fo, const char *key, uint64_t val)
 {
-    pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, key);
     msgpack_pack_uint64(&fo->pk, val);
 }
 
 void frame_put_i64(frame_out *fo, const char *key, int64_t val)
 {
-    pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, key);
     msgpack_pack_int64(&fo->pk, val);
 }
 
 void frame_put_f64(frame_out *fo, const char *key, double val)
 {
-    pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, key);
     msgpack_pack_double(&fo->pk, val);
 }
 
 void frame_put_bool(frame_out *fo, const char *key, int val)
 {
-    pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, key);
     if (val)
         msgpack_pack_true(&fo->pk);
     else
@@ -72,7 +72,7 @@ void frame_put_bool(frame_out *fo, const char *key, int val)
 
 void frame_put_bin(frame_out *fo, const char *key, const void *data, size_t len)
 {
-    pack_str(&fo->pk, key);
+    frame_pack_str(&fo->pk, key);
     msgpack_pack_bin(&fo->pk, len);
     msgpack_pack_bin_body(&fo->pk, data, len);
 }

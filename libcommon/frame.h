@@ -38,6 +38,8 @@ void frame_put_i64(frame_out *fo, const char *key, int64_t val);
 void frame_put_f64(frame_out *fo, const char *key, double val);
 void frame_put_bool(frame_out *fo, const char *key, int val);
 void frame_put_bin(frame_out *fo, const char *key, const void *data, size_t len);
+/* A MessagePack string, for nested values packed by hand. */
+void frame_pack_str(msgpack_packer *pk, const char *s);
 /* Raw access for nested values: emit key, then pack with fo->pk directly. */
 void frame_put_key(frame_out *fo, const char *key);
 

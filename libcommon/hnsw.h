@@ -25,6 +25,7 @@
 
 #include "distance.h"
 #include "err.h"
+#include "knn.h"
 
 #define HNSW_MAX_LEVEL 31
 #define HNSW_NONE UINT32_MAX
@@ -119,6 +120,9 @@ int hnsw_build(hnsw *h, size_t first, int threads, hnsw_progress_fn progress, vo
 int hnsw_permute_dims(hnsw *h, hf_err *e);
 /* Apply the stored permutation to an input vector (out != in). */
 void hnsw_permute_query(const hnsw *h, const float *in, float *out);
+/* The inverse: a stored-order vector (a base vector as a query) back to
+ * input order, as hnsw_search takes queries. */
+void hnsw_unpermute(const hnsw *h, const float *in, float *out);
 
 /* Renumber nodes in breadth-first order of level 0 for cache locality
  * (hnsw_reorder.c). Searches keep returning the original ids (ext_id); the
@@ -203,6 +207,10 @@ typedef struct hnsw_hit {
     float d;
     uint32_t id;
 } hnsw_hit;
+
+/* The stored vectors as a brute-force base (tombstones skipped): exact
+ * k-NN of queries in stored dimension order. */
+knn_base hnsw_knn_base(const hnsw *h);
 
 /* qsort order for hits: nearest first, ties by id (so sorting is deterministic). */
 int hnsw_hit_cmp(const void *a, const void *b);

@@ -257,3 +257,13 @@ int hnsw_shrink_m0(hnsw *h, uint32_t m0, hf_err *e)
     h->p.M0 = need;
     return 0;
 }
+
+knn_base hnsw_knn_base(const hnsw *h)
+{
+    return (knn_base){.rows = hnsw_vec(h, 0),
+                      .stride = h->node_bytes / sizeof(float),
+                      .n = h->n,
+                      .dim = h->dim,
+                      .skip = h->n_deleted ? h->deleted : NULL,
+                      .metric = h->p.metric};
+}

@@ -76,3 +76,13 @@ void hnsw_permute_query(const hnsw *h, const float *in, float *out)
     for (size_t j = 0; j < h->dim; j++)
         out[j] = in[h->perm[j]];
 }
+
+void hnsw_unpermute(const hnsw *h, const float *in, float *out)
+{
+    if (!h->perm) {
+        memcpy(out, in, h->dim * sizeof *out);
+        return;
+    }
+    for (size_t j = 0; j < h->dim; j++)
+        out[h->perm[j]] = in[j];
+}

@@ -117,3 +117,35 @@ out:
     free(heapmem);
     return rc;
 }
+
+#define LOO_BLOCK 512
+
+int knn_exact_loo(const knn_base *b, const float *queries, size_t nq, size_t k,
+                  const uint32_t *self, uint32_t *ids, float *kth, hf_err *e)
+{
+    size_t kk = k + (self ? 1 : 0);
+    uint32_t *bi = malloc(LOO_BLOCK * kk * sizeof *bi);
+    float *bd = malloc(LOO_BLOCK * kk * sizeof *bd);
+    int rc = !bi || !bd ? hf_err_set(e, HF_ENOMEM, "out of memory for exact neighbours") : 0;
+    for (size_t s = 0; rc == 0 && s < nq; s += LOO_BLOCK) {
+        size_t m = nq - s < LOO_BLOCK ? nq - s : LOO_BLOCK;
+        rc = knn_exact(b, queries + s * b->dim, m, kk, bi, bd, e);
+        for (size_t q = 0; rc == 0 && q < m; q++) {
+            size_t w = 0;
+            float last = INFINITY;
+            for (size_t r = 0; r < kk && w < k; r++) {
+                if (self && bi[q * kk + r] == self[s + q])
+                    continue;
+                ids[(s + q) * k + w++] = bi[q * kk + r];
+                last = bd[q * kk + r];
+            }
+            while (w < k)
+                ids[(s + q) * k + w++] = UINT32_MAX;
+            if (kth)
+                kth[s + q] = last;
+        }
+    }
+    free(bi);
+    free(bd);
+    return rc;
+}

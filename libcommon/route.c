@@ -24,6 +24,7 @@ void route_destroy(route_model **self_p)
     route_model *m = *self_p;
     free(m->cand);
     free(m->cand_int);
+    free(m->wmu);
     nn_tensor_destroy(&m->mu);
     nn_tensor_destroy(&m->W);
     nn_tensor_destroy(&m->K);
@@ -51,6 +52,7 @@ int route_new(size_t dim, size_t r, size_t C, const uint32_t *cand, route_model 
     m->C = C;
     m->cand = malloc(C * sizeof *m->cand);
     m->cand_int = malloc(C * sizeof *m->cand_int);
+    m->wmu = calloc(r, sizeof *m->wmu);
     m->mu = nn_tensor_new(1, dim);
     m->W = nn_tensor_new(r, dim);
     m->K = nn_tensor_new(C + 1, r);
@@ -60,8 +62,8 @@ int route_new(size_t dim, size_t r, size_t C, const uint32_t *cand, route_model 
     m->gb = nn_tensor_new(1, C + 1);
     m->gmu = nn_tensor_new(1, dim);
     nn_params_init(&m->params);
-    int bad = !m->cand || !m->cand_int || !m->mu || !m->W || !m->K || !m->b || !m->gW || !m->gK ||
-              !m->gb || !m->gmu;
+    int bad = !m->cand || !m->cand_int || !m->wmu || !m->mu || !m->W || !m->K || !m->b || !m->gW ||
+              !m->gK || !m->gb || !m->gmu;
     if (!bad) {
         memcpy(m->cand, cand, C * sizeof *cand);
         memcpy(m->cand_int, cand, C * sizeof *cand);
@@ -79,20 +81,44 @@ int route_new(size_t dim, size_t r, size_t C, const uint32_t *cand, route_model 
     return 0;
 }
 
+/* W mu, kept beside W so a query's code costs one pass over q */
+static void refresh(route_model *m)
+{
+    const dist_kernels *k = dist_best();
+    for (size_t a = 0; a < m->r; a++)
+        m->wmu[a] = k->dot(m->W->data + a * m->dim, m->mu->data, m->dim);
+}
+
 double route_cost(const route_model *m)
 {
     return ((double)m->r * (double)m->dim + (double)(m->C + 1) * (double)m->r) / (double)m->dim;
 }
 
-/* up to `want` distinct live node ids, drawn without replacement */
-static uint32_t *sample_ids(const hnsw *h, size_t want, uint64_t seed, size_t *got)
+int route_copy(const route_model *m, route_model **out, hf_err *e)
 {
-    uint32_t *all = malloc(h->n * sizeof *all);
+    int rc = route_new(m->dim, m->r, m->C, m->cand, out, e);
+    if (rc)
+        return rc;
+    route_model *c = *out;
+    memcpy(c->cand_int, m->cand_int, m->C * sizeof *c->cand_int);
+    memcpy(c->wmu, m->wmu, m->r * sizeof *c->wmu);
+    const nn_tensor *from[] = {m->mu, m->W, m->K, m->b};
+    nn_tensor *to[] = {c->mu, c->W, c->K, c->b};
+    for (size_t i = 0; i < 4; i++)
+        memcpy(to[i]->data, from[i]->data, nn_tensor_len(from[i]) * sizeof(float));
+    c->medoid = m->medoid;
+    c->fallback = m->fallback;
+    return 0;
+}
+
+uint32_t *route_sample_ids(const hnsw *h, size_t want, uint64_t seed, uint32_t exclude, size_t *got)
+{
+    uint32_t *all = malloc((h->n ? h->n : 1) * sizeof *all);
     if (!all)
         return NULL;
     size_t live = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (!h->deleted[i])
+        if (!h->deleted[i] && i != exclude)
             all[live++] = (uint32_t)i;
     nn_rng r;
     nn_rng_seed(&r, seed);
@@ -119,7 +145,7 @@ int route_pick_candidates(const hnsw *h, size_t C, size_t sample, int iters, uin
     *out = NULL;
     *nc = 0;
     size_t d = h->dim, S = 0;
-    uint32_t *ids = sample_ids(h, sample > C ? sample : C, seed, &S);
+    uint32_t *ids = route_sample_ids(h, sample > C ? sample : C, seed, HNSW_NONE, &S);
     if (!ids)
         return hf_err_set(e, HF_ENOMEM, "out of memory picking candidates");
     if (C > S)
@@ -228,7 +254,7 @@ int route_init_pca(route_model *m, const hnsw *h, size_t sample, uint64_t seed, 
     size_t d = m->dim, r = m->r, S = 0;
     if (d != h->dim)
         return hf_err_set(e, HF_EUSAGE, "router: dimension %zu, index %zu", d, h->dim);
-    uint32_t *ids = sample_ids(h, sample, seed, &S);
+    uint32_t *ids = route_sample_ids(h, sample, seed, HNSW_NONE, &S);
     float *x = ids ? malloc(S * d * sizeof *x) : NULL;
     float *cov = malloc(d * d * sizeof *cov), *V = malloc(d * r * sizeof *V),
           *T = malloc(d * r * sizeof *T);
@@ -290,6 +316,7 @@ int route_init_pca(route_model *m, const hnsw *h, size_t sample, uint64_t seed, 
     /* the classic key starts below every candidate; training can raise it */
     memset(nn_row(m->K, m->C), 0, r * sizeof(float));
     m->b->data[m->C] = (float)(worst - 1.0);
+    refresh(m);
 out:
     free(ids);
     free(x);
@@ -303,10 +330,7 @@ static void encode(const route_model *m, const float *q, float *z)
 {
     const dist_kernels *k = dist_best();
     for (size_t a = 0; a < m->r; a++)
-        z[a] = k->dot(m->W->data + a * m->dim, q, m->dim);
-    /* W mu, subtracted after: one pass over q */
-    for (size_t a = 0; a < m->r; a++)
-        z[a] -= k->dot(m->W->data + a * m->dim, m->mu->data, m->dim);
+        z[a] = k->dot(m->W->data + a * m->dim, q, m->dim) - m->wmu[a];
 }
 
 size_t route_pick(const route_model *m, const float *q, float *z)
@@ -465,6 +489,7 @@ int route_train(route_model *m, const float *q, size_t nq, const uint32_t *keys,
     nn_params_free(&tp);
     free(tgt);
     *final_loss = (float)eloss;
+    refresh(m);
 out:
     nn_adam_destroy(&opt);
     free(xb);
@@ -590,6 +615,7 @@ int route_unpack(const msgpack_object *obj, route_model **out, hf_err *e)
     }
     m->medoid = (uint32_t)v[3];
     m->fallback = v[4] != 0;
+    refresh(m);
     *out = m;
     return 0;
 }

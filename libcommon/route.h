@@ -45,6 +45,7 @@ typedef struct route_model {
     uint32_t *cand;     /* C candidate ids, as saved */
     uint32_t *cand_int; /* C ids in the bound graph (route_bind) */
     uint32_t medoid;    /* index into cand of the candidate nearest mu (flat entry) */
+    float *wmu;         /* r: W mu, refreshed whenever W or mu change */
     nn_tensor *mu, *W, *K, *b;
     nn_tensor *gW, *gK, *gb, *gmu;
     nn_params params;
@@ -55,6 +56,13 @@ typedef struct route_model {
  * candidates (ids copied). The caller owns *out (route_destroy). */
 int route_new(size_t dim, size_t r, size_t C, const uint32_t *cand, route_model **out, hf_err *e);
 void route_destroy(route_model **self_p);
+/* An independent copy of m, bound as m is (*out owned by the caller). */
+int route_copy(const route_model *m, route_model **out, hf_err *e);
+/* Up to `want` distinct live node ids other than `exclude` (HNSW_NONE:
+ * none), a seeded random sample without replacement; the caller frees the
+ * array (h->n entries), *got is how many lead it. NULL when out of memory. */
+uint32_t *route_sample_ids(const hnsw *h, size_t want, uint64_t seed, uint32_t exclude,
+                           size_t *got);
 /* Distance computations (of the index's dimension) one routing costs. */
 double route_cost(const route_model *m);
 /* Candidates: C medoids of k-means (iters Lloyd rounds on at most `sample`

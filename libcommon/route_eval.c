@@ -11,14 +11,12 @@
  * figures do not depend on the thread count.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "knn.h"
+#include "par.h"
 #include "route.h"
-
-#define QS_BLOCK 512
 
 void route_qset_destroy(route_qset **self_p)
 {
@@ -34,19 +32,13 @@ void route_qset_destroy(route_qset **self_p)
     *self_p = NULL;
 }
 
-static double recall_scale(metric_t m, float d)
-{
-    return m == METRIC_L2 ? sqrt(d > 0 ? d : 0) : d;
-}
-
 int route_qset_new(const hnsw *h, const uint32_t *ids, size_t n, size_t k, route_qset **out,
                    hf_err *e)
 {
     *out = NULL;
-    size_t d = h->dim, kk = k + 1;
+    size_t d = h->dim;
     route_qset *q = calloc(1, sizeof *q);
-    uint32_t *ki = malloc(QS_BLOCK * kk * sizeof *ki);
-    float *kd = malloc(QS_BLOCK * kk * sizeof *kd);
+    float *kth = malloc(n * sizeof *kth);
     if (q) {
         q->n = n;
         q->k = k;
@@ -56,45 +48,21 @@ int route_qset_new(const hnsw *h, const uint32_t *ids, size_t n, size_t k, route
         q->truth = malloc(n * k * sizeof *q->truth);
         q->thr = malloc(n * sizeof *q->thr);
     }
-    if (!q || !ki || !kd || !q->stored || !q->raw || !q->self || !q->truth || !q->thr) {
-        free(ki);
-        free(kd);
+    if (!q || !kth || !q->stored || !q->raw || !q->self || !q->truth || !q->thr) {
+        free(kth);
         route_qset_destroy(&q);
         return hf_err_set(e, HF_ENOMEM, "out of memory for router queries");
     }
     for (size_t i = 0; i < n; i++) {
-        const float *v = hnsw_vec(h, ids[i]);
         q->self[i] = ids[i];
-        memcpy(q->stored + i * d, v, d * sizeof *v);
-        for (size_t j = 0; j < d; j++) /* stored dimension j is input dimension perm[j] */
-            q->raw[i * d + (h->perm ? h->perm[j] : j)] = v[j];
+        memcpy(q->stored + i * d, hnsw_vec(h, ids[i]), d * sizeof *q->stored);
+        hnsw_unpermute(h, q->stored + i * d, q->raw + i * d);
     }
-    knn_base b = {.rows = hnsw_vec(h, 0),
-                  .stride = h->node_bytes / sizeof(float),
-                  .n = h->n,
-                  .dim = d,
-                  .skip = h->n_deleted ? h->deleted : NULL,
-                  .metric = h->p.metric};
-    int rc = 0;
-    for (size_t s = 0; rc == 0 && s < n; s += QS_BLOCK) {
-        size_t m = n - s < QS_BLOCK ? n - s : QS_BLOCK;
-        rc = knn_exact(&b, q->stored + s * d, m, kk, ki, kd, e);
-        for (size_t i = 0; rc == 0 && i < m; i++) {
-            size_t w = 0;
-            float kth = INFINITY;
-            for (size_t r = 0; r < kk && w < k; r++) {
-                if (ki[i * kk + r] == q->self[s + i])
-                    continue;
-                q->truth[(s + i) * k + w++] = ki[i * kk + r];
-                kth = kd[i * kk + r];
-            }
-            while (w < k)
-                q->truth[(s + i) * k + w++] = HNSW_NONE;
-            q->thr[s + i] = recall_scale(h->p.metric, kth) + 1e-3;
-        }
-    }
-    free(ki);
-    free(kd);
+    knn_base b = hnsw_knn_base(h);
+    int rc = knn_exact_loo(&b, q->stored, n, k, q->self, q->truth, kth, e);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        q->thr[i] = knn_recall_scale(h->p.metric, kth[i]) + KNN_RECALL_EPS;
+    free(kth);
     if (rc) {
         route_qset_destroy(&q);
         return rc;
@@ -122,7 +90,7 @@ static size_t hits_of(const rjob *j, size_t qi, const hnsw_hit *out, size_t got)
 {
     size_t c = 0;
     for (size_t r = 0; r < got && r < j->qs->k; r++)
-        c += recall_scale(j->h->p.metric, out[r].d) <= j->qs->thr[qi];
+        c += knn_recall_scale(j->h->p.metric, out[r].d) <= j->qs->thr[qi];
     return c;
 }
 
@@ -225,19 +193,10 @@ done:
 
 static int run(rjob *jobs, int threads, void *(*fn)(void *), hf_err *e)
 {
-    pthread_t tid[64];
-    int started[64] = {0};
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&tid[t], NULL, fn, &jobs[t]) == 0;
-    fn(&jobs[0]);
-    int failed = jobs[0].failed;
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else
-            fn(&jobs[t]);
+    par_run(threads, jobs, sizeof jobs[0], fn);
+    int failed = 0;
+    for (int t = 0; t < threads; t++)
         failed |= jobs[t].failed;
-    }
     return failed ? hf_err_set(e, HF_ENOMEM, "out of memory in the router's searches") : 0;
 }
 
@@ -245,8 +204,8 @@ int route_label(const route_model *m, const hnsw *h, const route_qset *qs, size_
                 double miss_cost, int threads, uint32_t *keys, float *costs, uint32_t *label,
                 hf_err *e)
 {
-    rjob jobs[64] = {0};
-    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    rjob jobs[PAR_MAX_THREADS] = {0};
+    threads = threads < 1 ? 1 : threads > PAR_MAX_THREADS ? PAR_MAX_THREADS : threads;
     for (int t = 0; t < threads; t++)
         jobs[t] = (rjob){.m = m,
                          .h = h,
@@ -265,8 +224,8 @@ int route_label(const route_model *m, const hnsw *h, const route_qset *qs, size_
 int route_eval(const route_model *m, const hnsw *h, const route_qset *qs, route_mode mode,
                size_t ef, int threads, double *recall, double *cost, double *upper, hf_err *e)
 {
-    rjob jobs[64] = {0};
-    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    rjob jobs[PAR_MAX_THREADS] = {0};
+    threads = threads < 1 ? 1 : threads > PAR_MAX_THREADS ? PAR_MAX_THREADS : threads;
     for (int t = 0; t < threads; t++)
         jobs[t] =
             (rjob){.m = m, .h = h, .qs = qs, .mode = mode, .ef = ef, .t = t, .threads = threads};
