@@ -26,6 +26,7 @@
 #include "hnsw_io.h"
 #include "knn.h"
 #include "progress.h"
+#include "nav.h"
 #include "route.h"
 #include "serve.h"
 #include "vecstream.h"
@@ -58,6 +59,19 @@ static void usage(void)
            "      --entry KIND      baselines with the router's candidates: flat (level 0\n"
            "                        from the medoid candidate), nearest (level 0 from the\n"
            "                        exactly nearest candidate), classic (the default)\n"
+           "      --nav             search with the index's navigation policy (nav-train):\n"
+           "                        its skip model decides which neighbours are measured\n"
+           "      --recall R        stop each query when the policy's stop model predicts\n"
+           "                        recall@k R (0 < R <= 1; calibrated by nav-train; the beam\n"
+           "                        is the policy's ef unless --ef is given)\n"
+           "      --skip KIND       the distance-skip test: learned (= --nav), adsampling\n"
+           "                        (ADSampling, random rotation + hypothesis test; no policy\n"
+           "                        needed), none\n"
+           "      --eps0 F          ADSampling's test parameter (default 2.1)\n"
+           "      --stop KIND       when to stop: ef (classic), learned (= --recall), adaptive\n"
+           "                        (no result change for --patience hops and the nearest\n"
+           "                        candidate beyond the k-th result; no policy needed)\n"
+           "      --patience N      hops for --stop adaptive (default 8)\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
            "  -o, --output EP       where results go (default -)\n"
@@ -66,7 +80,7 @@ static void usage(void)
            "      --max-dim N       refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
            "  -h, --help            this text\n\n"
-           "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?}; answer:\n"
+           "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?, recall?}; answer:\n"
            "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n"
            "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n");
 }
@@ -78,6 +92,11 @@ typedef struct opts {
     int threads, exact, no_codes, no_reorder, rerank_vectors;
     int route;         /* --route */
     const char *entry; /* --entry */
+    int ef_set;
+    nav_skip_kind skip; /* --nav / --skip */
+    nav_stop_kind stop; /* --recall / --stop */
+    double recall, eps0;
+    uint32_t patience;
 } opts;
 
 typedef struct engine {
@@ -92,6 +111,12 @@ typedef struct engine {
     uint64_t upper, hops; /* sums over the queries answered, for the summary */
     double route_cost;
     const uint64_t *ext; /* external id of each node (saved order), NULL: node numbers */
+    /* the navigation loop (nav.h): used when any of its parts is asked for */
+    int use_nav;
+    nav_policy *nav;
+    nav_adsamp *ad;
+    nav_cfg ncfg;
+    nav_searcher **ns; /* one per thread */
 } engine;
 
 typedef struct batch_job {
@@ -104,6 +129,7 @@ typedef struct batch_job {
     uint64_t *ndist;
     hnsw_stats *stats; /* per thread */
     double *rcost;     /* per thread: routing cost */
+    const nav_cfg *ncfg;
     int t;
     atomic_size_t *next; /* first query not yet taken, shared by the threads */
 } batch_job;
@@ -128,6 +154,7 @@ static void *search_part(void *arg)
         return NULL;
     }
     hnsw_stats st = {0};
+    nav_stats ns = {0};
     double rcost = 0;
     for (;;) {
         size_t first = atomic_fetch_add(j->next, QUERY_CHUNK);
@@ -137,7 +164,10 @@ static void *search_part(void *arg)
         for (size_t i = first; i < end; i++) {
             size_t got = 0;
             const float *q = j->rows + i * h->dim;
-            if (en->mode != ROUTE_CLASSIC) {
+            if (en->use_nav) {
+                nav_search(h, en->nav, en->ad, en->ns[j->t], j->ncfg, q, j->k, j->ef, hits, &got,
+                           &ns);
+            } else if (en->mode != ROUTE_CLASSIC) {
                 /* the router reads the query as the index stores vectors */
                 if (h->perm)
                     hnsw_permute_query(h, q, qs);
@@ -165,6 +195,11 @@ static void *search_part(void *arg)
             j->found[i] = got;
         }
     }
+    if (en->use_nav) { /* fractional work counted (nav.h) */
+        st.ndist = (uint64_t)(ns.work + 0.5);
+        st.hops = ns.hops;
+        st.ndist_upper = ns.ndist_upper;
+    }
     j->ndist[j->t] = st.ndist;
     j->stats[j->t] = st;
     j->rcost[j->t] = rcost;
@@ -176,7 +211,8 @@ static void *search_part(void *arg)
 
 /* Answer n queries into ids/dists (n*k), found[n]; returns distance count. */
 static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, size_t ef,
-                             uint32_t *ids, float *dists, size_t *found, hf_err *e, int *rc)
+                             double recall, uint32_t *ids, float *dists, size_t *found, hf_err *e,
+                             int *rc)
 {
     *rc = 0;
     if (en->exact) {
@@ -204,8 +240,17 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     pthread_t tid[256];
     int T = en->threads;
     atomic_size_t next = 0;
+    nav_cfg ncfg = en->ncfg;
+    if (recall > 0) { /* a request's own recall target */
+        ncfg.stop = NAV_STOP_LEARNED;
+        size_t cef;
+        ncfg.stop_p = nav_stop_threshold(en->nav, recall, &cef);
+        if (ef == 0)
+            ef = cef;
+    }
     for (int t = 0; t < T; t++)
-        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, sts, rc_, t, &next};
+        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, sts, rc_, &ncfg, t,
+                              &next};
     for (int t = 1; t < T; t++)
         pthread_create(&tid[t], NULL, search_part, &jobs[t]);
     search_part(&jobs[0]);
@@ -271,6 +316,7 @@ static int put_results_header(channel *c, const char *metric, size_t k, uint64_t
 typedef struct load_extra {
     hnsw_ids *ids;
     route_model **rm; /* NULL: no --route / --entry, nothing to read */
+    nav_policy **nav; /* NULL: no --nav / --recall, nothing to read */
 } load_extra;
 
 static int keep_extra(const frame_in *f, void *arg, hf_err *e)
@@ -278,6 +324,13 @@ static int keep_extra(const frame_in *f, void *arg, hf_err *e)
     load_extra *x = arg;
     if (strcmp(f->type, "ids") == 0)
         return hnsw_ids_take_frame(x->ids, f, UINT32_MAX - 1, e);
+    if (x->nav && strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
+        nav_destroy(x->nav);
+        int rc = nav_unpack(f->map, x->nav, e);
+        if (rc)
+            hf_err_prefix(e, "frame %llu: ", (unsigned long long)f->index);
+        return rc;
+    }
     route_model **rm = x->rm;
     if (!rm || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))
         return 0;
@@ -360,7 +413,14 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
         }
         double t0 = now_seconds();
         int src;
-        ndist += answer_batch(en, rows, n, k, o->ef, ids, dists, found, &e, &src);
+        size_t ef = o->ef;
+        double rq = 0;
+        if (en->use_nav && en->ncfg.stop == NAV_STOP_LEARNED) {
+            rq = o->recall;
+            if (!o->ef_set)
+                ef = 0; /* --recall: the beam calibrated for it */
+        }
+        ndist += answer_batch(en, rows, n, k, ef, rq, ids, dists, found, &e, &src);
         t_search += now_seconds() - t0;
         if (src)
             cli_fail(prog, in_name, &e);
@@ -437,7 +497,20 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
         return reply_error(s, req, fo, has_qid, qid, msg);
     }
     frame_get_u64(f, "k", &k, NULL);
-    frame_get_u64(f, "ef", &ef, NULL);
+    int has_ef = frame_get_u64(f, "ef", &ef, NULL) == 0;
+    double recall = 0;
+    if (frame_get_f64(f, "recall", &recall, NULL) == 0) {
+        if (!(recall > 0 && recall <= 1))
+            return reply_error(s, req, fo, has_qid, qid, "recall must be in (0, 1]");
+        if (!en->nav)
+            return reply_error(s, req, fo, has_qid, qid,
+                               "a recall target needs a navigation policy: the server runs "
+                               "without --nav/--recall or the index has none");
+        if (!en->use_nav)
+            recall = 0; /* the policy fell back: classic search */
+        else if (!has_ef && !o->ef_set)
+            ef = 0; /* the calibrated beam for this recall */
+    }
     if (k < 1 || k > o->max_k || ef > o->max_ef) {
         snprintf(msg, sizeof msg, "k=%llu / ef=%llu outside limits (k 1..%llu, ef ..%llu)",
                  (unsigned long long)k, (unsigned long long)ef, (unsigned long long)o->max_k,
@@ -461,7 +534,7 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     }
     memcpy(qcopy, q, len);
     int rc = 0;
-    *ndist += answer_batch(en, qcopy, 1, k, ef, ids, dists, &found, &e, &rc);
+    *ndist += answer_batch(en, qcopy, 1, k, ef, recall, ids, dists, &found, &e, &rc);
     if (rc)
         reply_error(s, req, fo, has_qid, qid, e.msg);
     else {
@@ -674,6 +747,12 @@ int main(int argc, char **argv)
                                           {"rerank-vectors", no_argument, 0, 12},
                                           {"route", no_argument, 0, 13},
                                           {"entry", required_argument, 0, 14},
+                                          {"nav", no_argument, 0, 15},
+                                          {"recall", required_argument, 0, 16},
+                                          {"skip", required_argument, 0, 17},
+                                          {"stop", required_argument, 0, 18},
+                                          {"patience", required_argument, 0, 19},
+                                          {"eps0", required_argument, 0, 20},
                                           {0, 0, 0, 0}};
     opts o = {.queries_ep = "-",
               .out_ep = "-",
@@ -681,7 +760,11 @@ int main(int argc, char **argv)
               .ef = 64,
               .max_k = 1000,
               .max_ef = 10000,
-              .threads = 1};
+              .threads = 1,
+              .skip = NAV_SKIP_NONE,
+              .stop = NAV_STOP_EF,
+              .patience = 8,
+              .eps0 = 2.1};
     int c;
     int k_set = 0, ef_set = 0;
     while ((c = getopt_long(argc, argv, "i:k:t:o:h", lopts, NULL)) != -1) {
@@ -714,10 +797,43 @@ int main(int argc, char **argv)
                 cli_usage_error(prog, "--entry is classic, flat or nearest, not \"%s\"", optarg);
             o.entry = optarg;
             break;
+        case 15: o.skip = NAV_SKIP_LEARNED; break;
+        case 16: {
+            char *end = NULL;
+            o.recall = strtod(optarg, &end);
+            if (!end || *end || !(o.recall > 0 && o.recall <= 1))
+                cli_usage_error(prog, "--recall is a recall@k in (0, 1], not \"%s\"", optarg);
+            o.stop = NAV_STOP_LEARNED;
+            break;
+        }
+        case 17:
+            if (strcmp(optarg, "learned") == 0)
+                o.skip = NAV_SKIP_LEARNED;
+            else if (strcmp(optarg, "adsampling") == 0)
+                o.skip = NAV_SKIP_ADSAMPLING;
+            else if (strcmp(optarg, "none") == 0)
+                o.skip = NAV_SKIP_NONE;
+            else
+                cli_usage_error(prog, "--skip is learned, adsampling or none, not \"%s\"", optarg);
+            break;
+        case 18:
+            if (strcmp(optarg, "learned") == 0) {
+                if (o.stop != NAV_STOP_LEARNED)
+                    cli_usage_error(prog, "--stop learned needs a target: use --recall R");
+            } else if (strcmp(optarg, "adaptive") == 0)
+                o.stop = NAV_STOP_ADAPTIVE;
+            else if (strcmp(optarg, "ef") == 0)
+                o.stop = NAV_STOP_EF;
+            else
+                cli_usage_error(prog, "--stop is ef, learned or adaptive, not \"%s\"", optarg);
+            break;
+        case 19: o.patience = (uint32_t)cli_u64(prog, "--patience", optarg, 1, 1 << 20); break;
+        case 20: o.eps0 = cli_f64(prog, "--eps0", optarg, 0, 100); break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
     }
+    o.ef_set = ef_set;
     if (argc - optind > 1)
         cli_usage_error(prog, "one query input at most");
     if (optind < argc)
@@ -735,6 +851,11 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "--route and --entry %s exclude each other", o.entry);
     if ((o.route || o.entry) && o.exact)
         cli_usage_error(prog, "--exact searches no graph: no --route or --entry");
+    int want_nav = o.skip != NAV_SKIP_NONE || o.stop != NAV_STOP_EF;
+    int want_policy = o.skip == NAV_SKIP_LEARNED || o.stop == NAV_STOP_LEARNED;
+    if (want_nav && (o.exact || o.route || o.entry))
+        cli_usage_error(prog, "--nav/--recall/--skip/--stop search level 0 their own way: not with "
+                              "--exact, --route or --entry");
     channel_install_signal_cleanup();
     if (o.connect_ep)
         return run_connect(&o);
@@ -749,7 +870,9 @@ int main(int argc, char **argv)
     hnsw_ids *ext = NULL;
     if (hnsw_ids_new(&ext, &e))
         cli_fail(prog, idx_name, &e);
-    load_extra extra = {.ids = ext, .rm = o.route || o.entry ? &en.router : NULL};
+    load_extra extra = {.ids = ext,
+                        .rm = o.route || o.entry ? &en.router : NULL,
+                        .nav = want_policy ? &en.nav : NULL};
     if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h, keep_extra,
                           &extra, &e))
         cli_fail(prog, idx_name, &e);
@@ -782,10 +905,34 @@ int main(int argc, char **argv)
     }
     if (en.mode != ROUTE_CLASSIC)
         en.use_codes = 0; /* routed searches walk the f32 vectors */
+    if (want_nav && !hnsw_l2_space(en.h)) {
+        hf_err_set(&e, HF_EDATA, "--nav/--recall/--skip/--stop need an l2 or cosine index, not %s",
+                   metric_name(en.h->p.metric));
+        cli_fail(prog, idx_name, &e);
+    }
+    if (want_policy && !en.nav) {
+        hf_err_set(&e, HF_EDATA,
+                   "the index has no nav-policy model (train one with nav-train)");
+        cli_fail(prog, idx_name, &e);
+    }
+    if (en.nav && nav_bind(en.nav, en.h, &e))
+        cli_fail(prog, idx_name, &e);
+    en.ncfg = (nav_cfg){.skip = o.skip, .stop = o.stop, .patience = o.patience};
+    if (en.nav && en.nav->fallback && o.skip == NAV_SKIP_LEARNED) {
+        fprintf(stderr, "query: the index's navigation policy did not beat the classic search on "
+                        "its validation queries (nav-train said fallback): measuring every "
+                        "neighbour\n");
+        en.ncfg.skip = NAV_SKIP_NONE;
+    }
+    if (o.skip == NAV_SKIP_ADSAMPLING && nav_adsamp_new(en.h, (float)o.eps0, 42, &en.ad, &e))
+        cli_fail(prog, idx_name, &e);
+    en.use_nav = want_nav;
+    if (en.use_nav)
+        en.use_codes = 0; /* the navigation loop walks the f32 vectors */
     /* the speed layout's rows are derived: built here, after renumbering
      * (routed searches walk the f32 vectors and need none) */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!o.exact && !o.no_codes && en.mode == ROUTE_CLASSIC && en.h->rot &&
+    if (!o.exact && !o.no_codes && en.mode == ROUTE_CLASSIC && !en.use_nav && en.h->rot &&
         hnsw_rows_build(en.h, ncpu > o.threads ? (int)ncpu : o.threads, &e))
         cli_fail(prog, idx_name, &e);
     size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
@@ -798,6 +945,16 @@ int main(int argc, char **argv)
     if (!en.searchers) {
         hf_err_set(&e, HF_ENOMEM, "out of memory");
         cli_fail(prog, idx_name, &e);
+    }
+    if (en.use_nav) {
+        en.ns = calloc((size_t)o.threads, sizeof *en.ns);
+        for (int t = 0; en.ns && t < o.threads; t++)
+            if (nav_searcher_new(en.h, max_ef, &en.ns[t], &e))
+                cli_fail(prog, idx_name, &e);
+        if (!en.ns) {
+            hf_err_set(&e, HF_ENOMEM, "out of memory");
+            cli_fail(prog, idx_name, &e);
+        }
     }
     int rc;
     if (o.serve_ep) {
@@ -814,6 +971,11 @@ int main(int argc, char **argv)
     for (int t = 0; t < o.threads; t++)
         hnsw_searcher_destroy(&en.searchers[t]);
     free(en.searchers);
+    for (int t = 0; en.ns && t < o.threads; t++)
+        nav_searcher_destroy(&en.ns[t]);
+    free(en.ns);
+    nav_destroy(&en.nav);
+    nav_adsamp_destroy(&en.ad);
     route_destroy(&en.router);
     hnsw_destroy(&en.h);
     hnsw_ids_destroy(&ext);

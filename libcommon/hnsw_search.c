@@ -216,10 +216,12 @@ ALWAYS_INLINE void search_level0(const hnsw *h, hnsw_searcher *s, const float *q
     st->hops += hops;
 }
 
-/* Prepare the query (dimension order, normalisation, codes), descend the
- * upper levels greedily and search level 0; returns the prepared query. */
-ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float *q, size_t ef,
-                                   hnsw_stats *st, int codes, uint32_t entry, int top)
+/* Prepare the query (dimension order, normalisation, codes) and descend
+ * the upper levels greedily from entry on level top; *ep, *epd get the
+ * level-0 entry and its distance. Returns the prepared query. */
+ALWAYS_INLINE const float *descend_upper(const hnsw *h, hnsw_searcher *s, const float *q,
+                                         hnsw_stats *st, int codes, uint32_t entry, int top,
+                                         uint32_t *ep, float *epd)
 {
     if (h->perm) {
         hnsw_permute_query(h, q, s->qbuf);
@@ -278,13 +280,36 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
         }
     }
     st->ndist_upper += st->ndist - nd0;
-    search_level0(h, s, q, cur, curd, ef, st, codes);
+    *ep = cur;
+    *epd = curd;
     return q;
+}
+
+/* descend_upper, then the beam search of width ef on level 0. */
+ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float *q, size_t ef,
+                                   hnsw_stats *st, int codes, uint32_t entry, int top)
+{
+    uint32_t ep;
+    float epd;
+    q = descend_upper(h, s, q, st, codes, entry, top, &ep, &epd);
+    search_level0(h, s, q, ep, epd, ef, st, codes);
+    return q;
+}
+
+const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t *ep,
+                          float *epd, hnsw_stats *st)
+{
+    return descend_upper(h, s, q, st, 0, h->entry, h->max_level, ep, epd);
+}
+
+uint32_t hnsw_searcher_excluded(const hnsw_searcher *s)
+{
+    return s->exclude;
 }
 
 /* Internal ids back to the caller's (after hnsw_reorder), search units to
  * the metric's distances. */
-static void external_ids(const hnsw *h, const hnsw_searcher *s, hnsw_hit *out, size_t n)
+void hnsw_hits_for_caller(const hnsw *h, const hnsw_searcher *s, hnsw_hit *out, size_t n)
 {
     if (h->ext_id)
         for (size_t i = 0; i < n; i++)
@@ -333,7 +358,7 @@ int hnsw_search_from(const hnsw *h, hnsw_searcher *s, const float *q, size_t k, 
         out[i] = res->a[0];
         hmax_pop(res);
     }
-    external_ids(h, s, out, n);
+    hnsw_hits_for_caller(h, s, out, n);
     *nout = n;
     return 0;
 }
@@ -386,7 +411,7 @@ int hnsw_search_codes(const hnsw *h, hnsw_searcher *s, const float *q, size_t k,
     if (!exact)
         st->ndist += r;
     /* original ids before sorting, so ties fall the same way in any order */
-    external_ids(h, s, s->sorted, r);
+    hnsw_hits_for_caller(h, s, s->sorted, r);
     qsort(s->sorted, r, sizeof(hnsw_hit), hnsw_hit_cmp);
     size_t m = r < k ? r : k;
     memcpy(out, s->sorted, m * sizeof(hnsw_hit));

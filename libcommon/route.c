@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "knn.h"
+#include "pca.h"
 #include "route.h"
 
 void route_destroy(route_model **self_p)
@@ -229,26 +230,6 @@ out:
     return rc;
 }
 
-/* Gram-Schmidt on the r columns of V (d x r, row-major) */
-static void orthonormalise(float *V, size_t d, size_t r)
-{
-    for (size_t a = 0; a < r; a++) {
-        for (size_t p = 0; p < a; p++) {
-            double dot = 0;
-            for (size_t i = 0; i < d; i++)
-                dot += (double)V[i * r + a] * V[i * r + p];
-            for (size_t i = 0; i < d; i++)
-                V[i * r + a] -= (float)dot * V[i * r + p];
-        }
-        double nn = 0;
-        for (size_t i = 0; i < d; i++)
-            nn += (double)V[i * r + a] * V[i * r + a];
-        float s = nn > 0 ? (float)(1.0 / sqrt(nn)) : 0.0f;
-        for (size_t i = 0; i < d; i++)
-            V[i * r + a] *= s;
-    }
-}
-
 int route_init_pca(route_model *m, const hnsw *h, size_t sample, uint64_t seed, hf_err *e)
 {
     size_t d = m->dim, r = m->r, S = 0;
@@ -256,43 +237,20 @@ int route_init_pca(route_model *m, const hnsw *h, size_t sample, uint64_t seed, 
         return hf_err_set(e, HF_EUSAGE, "router: dimension %zu, index %zu", d, h->dim);
     uint32_t *ids = route_sample_ids(h, sample, seed, HNSW_NONE, &S);
     float *x = ids ? malloc(S * d * sizeof *x) : NULL;
-    float *cov = malloc(d * d * sizeof *cov), *V = malloc(d * r * sizeof *V),
-          *T = malloc(d * r * sizeof *T);
+    float *V = malloc(d * r * sizeof *V);
+    double l1 = 0;
     int rc = 0;
-    if (!ids || !x || !cov || !V || !T || S == 0) {
+    if (!ids || !x || !V || S == 0) {
         rc = hf_err_set(e, HF_ENOMEM, "out of memory for the router's PCA");
         goto out;
     }
     gather(h, ids, S, x);
     float *mu = m->mu->data;
-    for (size_t j = 0; j < d; j++) {
-        double s = 0;
-        for (size_t i = 0; i < S; i++)
-            s += x[i * d + j];
-        mu[j] = (float)(s / (double)S);
+    if (pca_top(x, S, d, r, seed, mu, V, &l1)) {
+        rc = hf_err_set(e, HF_ENOMEM, "out of memory for the router's PCA");
+        goto out;
     }
-    for (size_t i = 0; i < S; i++)
-        for (size_t j = 0; j < d; j++)
-            x[i * d + j] -= mu[j];
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)d, (int)S, 1.0f / (float)S, x,
-                (int)d, x, (int)d, 0.0f, cov, (int)d);
-    nn_rng rg;
-    nn_rng_seed(&rg, seed ^ 0x5eed);
-    for (size_t i = 0; i < d * r; i++)
-        V[i] = nn_rng_normal(&rg);
-    orthonormalise(V, d, r);
-    for (int it = 0; it < 12; it++) { /* subspace iteration */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)r, (int)d, 1.0f, cov,
-                    (int)d, V, (int)r, 0.0f, T, (int)r);
-        memcpy(V, T, d * r * sizeof *V);
-        orthonormalise(V, d, r);
-    }
-    /* top eigenvalue = |cov v1|: scale so z has about unit spread */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d, (int)r, (int)d, 1.0f, cov,
-                (int)d, V, (int)r, 0.0f, T, (int)r);
-    double l1 = 0;
-    for (size_t i = 0; i < d; i++)
-        l1 += (double)T[i * r] * V[i * r];
+    /* scale so z has about unit spread */
     float sc = l1 > 0 ? (float)(1.0 / sqrt(l1)) : 1.0f;
     for (size_t a = 0; a < r; a++)
         for (size_t j = 0; j < d; j++)
@@ -320,9 +278,7 @@ int route_init_pca(route_model *m, const hnsw *h, size_t sample, uint64_t seed, 
 out:
     free(ids);
     free(x);
-    free(cov);
     free(V);
-    free(T);
     return rc;
 }
 

@@ -116,6 +116,10 @@ typedef struct route_qset {
 
 int route_qset_new(const hnsw *h, const uint32_t *ids, size_t n, size_t k, route_qset **out,
                    hf_err *e);
+/* Queries from vectors (n x dim, input order; not base vectors: nothing
+ * left out), with their exact neighbours. */
+int route_qset_from_vectors(const hnsw *h, const float *raw, size_t n, size_t k, route_qset **out,
+                            hf_err *e);
 void route_qset_destroy(route_qset **self_p);
 /* For each query: level-0 searches (ef) from its `top` exactly nearest
  * candidates and the classic descent, each costed as distance computations

@@ -32,37 +32,81 @@ void route_qset_destroy(route_qset **self_p)
     *self_p = NULL;
 }
 
+/* Allocate a set of n queries (self and truth to be filled). */
+static route_qset *qset_alloc(size_t n, size_t d, size_t k)
+{
+    route_qset *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->n = n;
+    q->k = k;
+    q->stored = malloc(n * d * sizeof *q->stored + 1);
+    q->raw = malloc(n * d * sizeof *q->raw + 1);
+    q->self = malloc(n * sizeof *q->self + 1);
+    q->truth = malloc(n * k * sizeof *q->truth + 1);
+    q->thr = malloc(n * sizeof *q->thr + 1);
+    if (!q->stored || !q->raw || !q->self || !q->truth || !q->thr)
+        route_qset_destroy(&q);
+    return q;
+}
+
+/* Exact neighbours (leaving out self when a query is a base vector) and
+ * the ann-benchmarks hit thresholds. */
+static int qset_truth(const hnsw *h, route_qset *q, int loo, hf_err *e)
+{
+    float *kth = malloc(q->n * sizeof *kth + 1);
+    if (!kth)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for router queries");
+    knn_base b = hnsw_knn_base(h);
+    int rc = knn_exact_loo(&b, q->stored, q->n, q->k, loo ? q->self : NULL, q->truth, kth, e);
+    for (size_t i = 0; rc == 0 && i < q->n; i++)
+        q->thr[i] = knn_recall_scale(h->p.metric, kth[i]) + KNN_RECALL_EPS;
+    free(kth);
+    return rc;
+}
+
 int route_qset_new(const hnsw *h, const uint32_t *ids, size_t n, size_t k, route_qset **out,
                    hf_err *e)
 {
     *out = NULL;
     size_t d = h->dim;
-    route_qset *q = calloc(1, sizeof *q);
-    float *kth = malloc(n * sizeof *kth);
-    if (q) {
-        q->n = n;
-        q->k = k;
-        q->stored = malloc(n * d * sizeof *q->stored);
-        q->raw = malloc(n * d * sizeof *q->raw);
-        q->self = malloc(n * sizeof *q->self);
-        q->truth = malloc(n * k * sizeof *q->truth);
-        q->thr = malloc(n * sizeof *q->thr);
-    }
-    if (!q || !kth || !q->stored || !q->raw || !q->self || !q->truth || !q->thr) {
-        free(kth);
-        route_qset_destroy(&q);
+    route_qset *q = qset_alloc(n, d, k);
+    if (!q)
         return hf_err_set(e, HF_ENOMEM, "out of memory for router queries");
-    }
     for (size_t i = 0; i < n; i++) {
         q->self[i] = ids[i];
         memcpy(q->stored + i * d, hnsw_vec(h, ids[i]), d * sizeof *q->stored);
         hnsw_unpermute(h, q->stored + i * d, q->raw + i * d);
     }
-    knn_base b = hnsw_knn_base(h);
-    int rc = knn_exact_loo(&b, q->stored, n, k, q->self, q->truth, kth, e);
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        q->thr[i] = knn_recall_scale(h->p.metric, kth[i]) + KNN_RECALL_EPS;
-    free(kth);
+    int rc = qset_truth(h, q, 1, e);
+    if (rc) {
+        route_qset_destroy(&q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+int route_qset_from_vectors(const hnsw *h, const float *raw, size_t n, size_t k, route_qset **out,
+                            hf_err *e)
+{
+    *out = NULL;
+    size_t d = h->dim;
+    route_qset *q = qset_alloc(n, d, k);
+    if (!q)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for training queries");
+    memcpy(q->raw, raw, n * d * sizeof *raw);
+    for (size_t i = 0; i < n; i++) {
+        q->self[i] = HNSW_NONE;
+        float *st = q->stored + i * d;
+        if (h->perm)
+            hnsw_permute_query(h, raw + i * d, st);
+        else
+            memcpy(st, raw + i * d, d * sizeof *st);
+        if (h->p.metric == METRIC_COSINE)
+            vec_normalize(st, d);
+    }
+    int rc = qset_truth(h, q, 0, e);
     if (rc) {
         route_qset_destroy(&q);
         return rc;

@@ -1,0 +1,638 @@
+/*
+ * nav-train - learn a navigation policy (libcommon/nav.h): read an index
+ * stream, train which neighbours a level-0 search measures (skip model) and
+ * when it stops (stop model) on leave-one-out base vectors, validate it on
+ * held-aside ones against the classic search and the two non-learned
+ * rivals (ADSampling's distance test, an adaptive stopping rule), and write
+ * the index stream with a {t:"model", kind:"nav-policy"} frame before the
+ * end frame (an earlier policy is replaced; other frames pass through).
+ *
+ * Training: recorded classic searches at --label-ef give, for every
+ * neighbour met with a full beam, its features and whether its exact
+ * distance entered the beam (behavioural cloning, BCE), and for every hop
+ * the search state and the recall@10 of the top 10 at that point (the stop
+ * model, BCE on the recall). Then PPO (--ppo-iters) refines the skip model
+ * on the search as an environment: reward minus one per exact distance,
+ * minus --miss-cost per true neighbour missed. The skip threshold is chosen
+ * on the validation queries (fewest distance computations at equal recall
+ * against the classic curve); PPO is kept only when it measures better
+ * there than cloning alone, and the frame says which. When nothing beats the
+ * classic search the frame says fallback and query --nav searches
+ * classically. --recall R is calibrated on the validation queries: the
+ * stop threshold at which their mean recall@10 is R.
+ *
+ * Few-shot: --init MODEL starts from the policy in another index file (its
+ * MLPs; the projection is this index's own PCA) and --shots N adapts it with
+ * N training queries; --shots 0 keeps it as it is (no adaptation).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "cli.h"
+#include "frame_keep.h"
+#include "hnsw.h"
+#include "hnsw_io.h"
+#include "nav.h"
+#include "progress.h"
+#include "route.h"
+#include "vecstream.h"
+
+static const char *prog = "nav-train";
+
+#define MAX_EF 16
+#define NTHR 7
+static const float skip_probs[NTHR] = {0.01f, 0.03f, 0.06f, 0.1f, 0.15f, 0.25f, 0.4f};
+#define NCAL 10
+static const float cal_grid[NCAL] = {0.80f, 0.85f, 0.90f, 0.93f, 0.95f,
+                                     0.97f, 0.98f, 0.99f, 0.995f, 0.999f};
+#define NPAT 5
+static const uint32_t patience[NPAT] = {1, 2, 4, 8, 16};
+
+static void usage(void)
+{
+    printf("usage: nav-train [options] [INDEX]\n"
+           "Train a navigation policy (which neighbours a search measures, when it stops),\n"
+           "validate it, and write the index stream (stdin/stdout by default) with a\n"
+           "\"nav-policy\" model frame; `query --nav` and `query --recall R` use it.\n"
+           "l2 and cosine indexes only.\n\n"
+           "      --train FILE      training queries (a vector frame stream, never the test\n"
+           "                        queries): the last --val-queries of them validate\n"
+           "      --queries N       without --train: training queries drawn from the base\n"
+           "                        vectors, leave-one-out (default 4000)\n"
+           "      --val-queries N   held-aside validation queries (default 1000; with --train\n"
+           "                        at most a quarter of the file)\n"
+           "      --label-ef LIST   beam widths of the recorded training searches\n"
+           "                        (default 16,32,64,128)\n"
+           "      --epochs E        cloning passes over the samples (default 6)\n"
+           "      --lr F            Adam learning rate (default 0.003)\n"
+           "      --ppo-iters N     PPO rounds after cloning (default 2; 0: cloning only)\n"
+           "      --ppo-epochs N    passes over each round's decisions (default 2)\n"
+           "      --ppo-queries N   training queries a PPO round searches (default 1000)\n"
+           "      --miss-cost C     PPO: distance computations a missed true neighbour\n"
+           "                        costs (default 100)\n"
+           "      --init MODEL      start from the nav-policy of another index file\n"
+           "      --shots N         with --init: adapt with N training queries (0: none;\n"
+           "                        default 50)\n"
+           "      --val-ef LIST     ef grid of the validation (default 10,16,24,32,48,64,96,128,\n"
+           "                        192,256)\n"
+           "      --eps0 F          ADSampling's test parameter in the validation (default 2.1)\n"
+           "      --seed S          sampling and initialisation (default 42)\n"
+           "  -t, --threads N       threads for the validation (default: all cores)\n"
+           "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
+           "  -h, --help            this text\n\n"
+           "Prints on stderr the validation table: recall@10, distance computations and hops\n"
+           "per query at every ef for the classic search, ADSampling, the adaptive stop,\n"
+           "cloning and cloning + PPO, and the --recall calibration.\n");
+}
+
+static int keep_other(const frame_in *f, void *arg, hf_err *e)
+{
+    if (strcmp(f->type, "model") == 0 && nav_is_frame(f->map))
+        return 0;
+    return frame_keep_add(arg, f, e);
+}
+
+/* --init: the first nav-policy frame of MODEL */
+static int grab_policy(const frame_in *f, void *arg, hf_err *e)
+{
+    nav_policy **p = arg;
+    if (*p || strcmp(f->type, "model") != 0 || !nav_is_frame(f->map))
+        return 0;
+    int rc = nav_unpack(f->map, p, e);
+    if (rc)
+        hf_err_prefix(e, "frame %llu: ", (unsigned long long)f->index);
+    return rc;
+}
+
+static void copy_mlp(nav_mlp *dst, const nav_mlp *src)
+{
+    for (size_t i = 0; i < dst->seq->n; i++) {
+        nn_layer *a = dst->seq->layers[i];
+        const nn_layer *b = src->seq->layers[i];
+        if (a->w)
+            memcpy(a->w->data, b->w->data, nn_tensor_len(a->w) * sizeof(float));
+        if (a->b)
+            memcpy(a->b->data, b->b->data, nn_tensor_len(a->b) * sizeof(float));
+    }
+}
+
+/* the skip model's weights, to restore when PPO loses */
+static float *snapshot(const nav_mlp *m, float *buf, int restore)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < m->seq->n; i++) {
+        nn_layer *a = m->seq->layers[i];
+        nn_tensor *t[2] = {a->w, a->b};
+        for (int j = 0; j < 2; j++) {
+            if (!t[j])
+                continue;
+            size_t n = nn_tensor_len(t[j]);
+            if (restore)
+                memcpy(t[j]->data, buf + o, n * sizeof(float));
+            else
+                memcpy(buf + o, t[j]->data, n * sizeof(float));
+            o += n;
+        }
+    }
+    return buf;
+}
+
+typedef struct curve {
+    double r[MAX_EF], w[MAX_EF], hops[MAX_EF];
+} curve;
+
+static void eval_curve(const hnsw *h, const nav_policy *p, const nav_adsamp *ad,
+                       const route_qset *vq, const nav_cfg *cfg, const size_t *efs, size_t nef,
+                       int threads, curve *c)
+{
+    hf_err e = {0};
+    for (size_t i = 0; i < nef; i++)
+        if (nav_eval(h, p, ad, vq, cfg, efs[i], threads, &c->r[i], &c->w[i], &c->hops[i], &e))
+            cli_fail(prog, "validation", &e);
+}
+
+static void print_row(const char *name, const curve *c, size_t n)
+{
+    fprintf(stderr, "nav-train:   %-18s", name);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "  %.4f %6.0f %4.0f", c->r[i], c->w[i], c->hops[i]);
+    fprintf(stderr, "\n");
+}
+
+static void pack_curve(msgpack_packer *pk, const char *name, const curve *c, size_t n)
+{
+    frame_pack_str(pk, name);
+    msgpack_pack_map(pk, 3);
+    const double *v[3] = {c->r, c->w, c->hops};
+    const char *k[3] = {"recall", "ndist", "hops"};
+    for (int j = 0; j < 3; j++) {
+        frame_pack_str(pk, k[j]);
+        msgpack_pack_array(pk, (uint32_t)n);
+        for (size_t i = 0; i < n; i++)
+            msgpack_pack_double(pk, v[j][i]);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"queries", required_argument, 0, 1},    {"val-queries", required_argument, 0, 2},
+        {"label-ef", required_argument, 0, 3},   {"epochs", required_argument, 0, 4},
+        {"lr", required_argument, 0, 5},         {"ppo-iters", required_argument, 0, 6},
+        {"ppo-epochs", required_argument, 0, 7}, {"miss-cost", required_argument, 0, 8},
+        {"init", required_argument, 0, 9},       {"shots", required_argument, 0, 10},
+        {"val-ef", required_argument, 0, 11},    {"seed", required_argument, 0, 12},
+        {"max-frame", required_argument, 0, 13}, {"eps0", required_argument, 0, 14},
+        {"ppo-queries", required_argument, 0, 15}, {"train", required_argument, 0, 16},
+        {"threads", required_argument, 0, 't'},
+        {"output", required_argument, 0, 'o'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
+    size_t ppo_q = 1000, max_frame = 0;
+    size_t label_ef[MAX_EF] = {16, 32, 64, 128}, nlef = 4;
+    size_t val_ef[MAX_EF] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256}, nef = 10;
+    double lr = 0.003, miss_cost = 100, eps0 = 2.1;
+    uint64_t seed = 42;
+    const char *out_ep = "-", *init = NULL, *train_ep = NULL;
+    int shots_set = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = ncpu > 0 ? (int)ncpu : 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 1: nq = cli_u64(prog, "--queries", optarg, 1, 10000000); break;
+        case 2: nval = cli_u64(prog, "--val-queries", optarg, 1, 1000000); break;
+        case 3: nlef = cli_u64_list(prog, "--label-ef", optarg, 1, 4094, label_ef, MAX_EF); break;
+        case 4: epochs = cli_u64(prog, "--epochs", optarg, 0, 100000); break;
+        case 5: lr = cli_f64(prog, "--lr", optarg, 1e-7, 10); break;
+        case 6: ppo_iters = cli_u64(prog, "--ppo-iters", optarg, 0, 1000); break;
+        case 7: ppo_epochs = cli_u64(prog, "--ppo-epochs", optarg, 1, 1000); break;
+        case 8: miss_cost = cli_f64(prog, "--miss-cost", optarg, 0, 1e9); break;
+        case 9: init = optarg; break;
+        case 10:
+            shots = cli_u64(prog, "--shots", optarg, 0, 10000000);
+            shots_set = 1;
+            break;
+        case 11: nef = cli_u64_list(prog, "--val-ef", optarg, 1, 4094, val_ef, MAX_EF); break;
+        case 12: seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
+        case 13: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
+        case 14: eps0 = cli_f64(prog, "--eps0", optarg, 0, 100); break;
+        case 15: ppo_q = cli_u64(prog, "--ppo-queries", optarg, 1, 10000000); break;
+        case 16: train_ep = optarg; break;
+        case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
+        case 'o': out_ep = optarg; break;
+        case 'h': usage(); return 0;
+        default: cli_usage_error(prog, "unknown option");
+        }
+    }
+    if (argc - optind > 1)
+        cli_usage_error(prog, "one input at most");
+    if (shots_set && !init)
+        cli_usage_error(prog, "--shots adapts an --init policy: give --init MODEL");
+    for (size_t i = 1; i < nef; i++)
+        if (val_ef[i] <= val_ef[i - 1])
+            cli_usage_error(prog, "--val-ef must increase");
+    const char *in_ep = optind < argc ? argv[optind] : "-";
+    const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
+    channel_install_signal_cleanup();
+    hf_err e = {0};
+    double t0 = now_seconds();
+
+    nav_policy *from = NULL;
+    if (init) {
+        channel *ic = NULL;
+        hnsw *ih = NULL;
+        if (channel_open_in(init, max_frame, &ic, &e) || hnsw_load(ic, &ih, grab_policy, &from, &e))
+            cli_fail(prog, init, &e);
+        channel_destroy(&ic);
+        hnsw_destroy(&ih);
+        if (!from) {
+            hf_err_set(&e, HF_EDATA, "no nav-policy model frame (train one with nav-train)");
+            cli_fail(prog, init, &e);
+        }
+    }
+
+    channel *in = NULL;
+    hnsw *h = NULL;
+    frame_keep pt = {0};
+    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
+        cli_fail(prog, in_name, &e);
+    channel_destroy(&in);
+    if (!hnsw_l2_space(h)) {
+        hf_err_set(&e, HF_EDATA, "a nav-policy needs an l2 or cosine index, this one is %s",
+                   metric_name(h->p.metric));
+        cli_fail(prog, in_name, &e);
+    }
+    if (h->n < 50 || h->entry == HNSW_NONE) {
+        hf_err_set(&e, HF_EDATA, "the index has %zu nodes: too few to train on", h->n);
+        cli_fail(prog, in_name, &e);
+    }
+
+    nav_policy *p = NULL;
+    if (nav_new(h->dim, h->p.metric, seed, &p, &e) || nav_init_pca(p, h, 20000, seed, &e) ||
+        nav_bind(p, h, &e))
+        cli_fail(prog, in_name, &e);
+    if (from) {
+        copy_mlp(&p->skip, &from->skip);
+        copy_mlp(&p->stop, &from->stop);
+        p->skip_logit = from->skip_logit;
+        nav_sync(p);
+    }
+    if (init)
+        nq = shots;
+
+    route_qset *tq = NULL, *vq = NULL;
+    if (train_ep) { /* the caller's queries: training first, validation last */
+        channel *qc = NULL;
+        vecstream vs;
+        if (channel_open_in(train_ep, max_frame, &qc, &e) || vecstream_open(&vs, qc, h->dim, &e))
+            cli_fail(prog, train_ep, &e);
+        if (vs.dim != h->dim) {
+            hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, index has %zu", vs.dim,
+                       h->dim);
+            cli_fail(prog, train_ep, &e);
+        }
+        float *all = NULL;
+        size_t na = 0, cap = 0;
+        const float *rows;
+        size_t n;
+        uint64_t first;
+        int rc;
+        while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
+            if (na + n > cap) {
+                cap = (na + n) * 2;
+                float *t = realloc(all, cap * h->dim * sizeof *all);
+                if (!t) {
+                    hf_err_set(&e, HF_ENOMEM, "out of memory for the training queries");
+                    cli_fail(prog, train_ep, &e);
+                }
+                all = t;
+            }
+            memcpy(all + na * h->dim, rows, n * h->dim * sizeof *all);
+            na += n;
+        }
+        if (rc != HF_EOF)
+            cli_fail(prog, train_ep, &e);
+        vecstream_close(&vs);
+        channel_destroy(&qc);
+        if (na < 8) {
+            hf_err_set(&e, HF_EDATA, "%zu training queries: too few (8 at least)", na);
+            cli_fail(prog, train_ep, &e);
+        }
+        if (nval > na / 4)
+            nval = na / 4;
+        size_t avail = na - nval;
+        if (init)
+            nq = shots < avail ? shots : avail;
+        else
+            nq = avail;
+        if ((nq && route_qset_from_vectors(h, all, nq, 10, &tq, &e)) ||
+            route_qset_from_vectors(h, all + avail * h->dim, nval, 10, &vq, &e))
+            cli_fail(prog, train_ep, &e);
+        free(all);
+    } else { /* leave-one-out base vectors: training, then validation */
+        size_t got = 0;
+        uint32_t *qids = route_sample_ids(h, nq + nval, seed ^ 0x9e37, h->entry, &got);
+        if (!qids) {
+            hf_err_set(&e, HF_ENOMEM, "out of memory");
+            cli_fail(prog, in_name, &e);
+        }
+        if (got < nq + nval) { /* a small index: a quarter validates */
+            nval = got / 4 ? got / 4 : 1;
+            nq = nq ? got - nval : 0;
+        }
+        if ((nq && route_qset_new(h, qids, nq, 10, &tq, &e)) ||
+            route_qset_new(h, qids + nq, nval, 10, &vq, &e))
+            cli_fail(prog, in_name, &e);
+        free(qids);
+    }
+    const route_qset *sq = tq ? tq : vq; /* the scale: training queries when there are any */
+    double ds = 0;
+    for (size_t i = 0; i < sq->n; i++) {
+        uint32_t t = sq->truth[i * sq->k + sq->k - 1];
+        ds += t < h->n ? hnsw_space_dist(h, sq->stored + i * h->dim, t) : 0;
+    }
+    if (!from || nq)
+        p->dscale = ds > 0 ? (float)(ds / (double)sq->n) : 1.0f;
+    else
+        p->dscale = from->dscale;
+
+    /* the baselines on the validation queries */
+    double t1 = now_seconds();
+    nav_cfg classic = {.skip = NAV_SKIP_NONE, .stop = NAV_STOP_EF};
+    curve cc, ca, cb, cp;
+    memset(&cb, 0, sizeof cb);
+    memset(&cp, 0, sizeof cp);
+    eval_curve(h, NULL, NULL, vq, &classic, val_ef, nef, threads, &cc);
+    nav_adsamp *ad = NULL;
+    if (nav_adsamp_new(h, (float)eps0, seed, &ad, &e))
+        cli_fail(prog, in_name, &e);
+    nav_cfg adcfg = {.skip = NAV_SKIP_ADSAMPLING, .stop = NAV_STOP_EF};
+    eval_curve(h, NULL, ad, vq, &adcfg, val_ef, nef, threads, &ca);
+    nav_adsamp_destroy(&ad);
+    /* the adaptive stop at the largest ef, one point per patience */
+    curve cad;
+    memset(&cad, 0, sizeof cad);
+    for (size_t i = 0; i < NPAT; i++) {
+        nav_cfg a = {.skip = NAV_SKIP_NONE, .stop = NAV_STOP_ADAPTIVE, .patience = patience[i]};
+        if (nav_eval(h, NULL, NULL, vq, &a, val_ef[nef - 1], threads, &cad.r[i], &cad.w[i],
+                     &cad.hops[i], &e))
+            cli_fail(prog, "validation", &e);
+    }
+    double t_base = now_seconds() - t1;
+
+    /* cloning */
+    t1 = now_seconds();
+    nav_trace tr = {0};
+    size_t skip_cap = 3000000, stop_cap = 1000000;
+    float loss_skip = 0, loss_stop = 0;
+    if (nav_trace_init(&tr, skip_cap, stop_cap, &e))
+        cli_fail(prog, in_name, &e);
+    if (tq) {
+        if (nav_collect(h, p, tq, &classic, label_ef, nlef, NULL, 0, &tr, &e))
+            cli_fail(prog, in_name, &e);
+        size_t ep_skip = from ? (epochs < 3 ? epochs : 3) : epochs;
+        if (nav_fit(&p->skip, tr.skip_x, tr.skip_y, NULL, tr.nskip, ep_skip, (float)lr, seed,
+                    &loss_skip, &e) ||
+            nav_fit(&p->stop, tr.stop_x, tr.stop_y, NULL, tr.nstop, ep_skip, (float)lr, seed + 1,
+                    &loss_stop, &e))
+            cli_fail(prog, in_name, &e);
+        nav_sync(p);
+    }
+    double t_clone = now_seconds() - t1;
+
+    /* the skip threshold: fewest distance computations at equal recall */
+    nav_cfg navc = {.skip = NAV_SKIP_LEARNED, .stop = NAV_STOP_EF};
+    double best = INFINITY;
+    float best_logit = p->skip_logit;
+    curve tmp;
+    if (!from || nq) {
+        for (int i = 0; i < NTHR; i++) {
+            p->skip_logit = logf(skip_probs[i] / (1 - skip_probs[i]));
+            eval_curve(h, p, NULL, vq, &navc, val_ef, nef, threads, &tmp);
+            double ratio = nav_work_ratio(cc.r, cc.w, nef, tmp.r, tmp.w, nef);
+            if (ratio < best) {
+                best = ratio;
+                best_logit = p->skip_logit;
+            }
+        }
+        p->skip_logit = best_logit;
+    }
+    eval_curve(h, p, NULL, vq, &navc, val_ef, nef, threads, &cb);
+    double ratio_bc = nav_work_ratio(cc.r, cc.w, nef, cb.r, cb.w, nef);
+
+    /* PPO on top of cloning, kept only when it measures better */
+    t1 = now_seconds();
+    double reward[2] = {0, 0}, ratio_ppo = NAN;
+    int ran_ppo = 0;
+    if (ppo_iters && tq) {
+        size_t W = 0;
+        for (size_t i = 0; i < p->skip.seq->n; i++) {
+            nn_layer *a = p->skip.seq->layers[i];
+            W += (a->w ? nn_tensor_len(a->w) : 0) + (a->b ? nn_tensor_len(a->b) : 0);
+        }
+        float *snap = malloc(W * sizeof *snap);
+        route_qset *pq = NULL;
+        size_t npq = tq->n < ppo_q ? tq->n : ppo_q;
+        if (!snap || (train_ep ? route_qset_from_vectors(h, tq->raw, npq, 10, &pq, &e)
+                               : route_qset_new(h, tq->self, npq, 10, &pq, &e)))
+            cli_fail(prog, in_name, &e);
+        snapshot(&p->skip, snap, 0);
+        nav_ppo_cfg pc = {.iters = ppo_iters,
+                          .epochs = ppo_epochs,
+                          .lr = (float)lr / 3,
+                          .clip = 0.2f,
+                          .lambda = 0.95f,
+                          .miss_cost = (float)miss_cost,
+                          .efs = label_ef,
+                          .nef = nlef,
+                          .seed = seed + 7};
+        if (nav_ppo(p, h, pq, &pc, reward, &e))
+            cli_fail(prog, in_name, &e);
+        eval_curve(h, p, NULL, vq, &navc, val_ef, nef, threads, &cp);
+        ratio_ppo = nav_work_ratio(cc.r, cc.w, nef, cp.r, cp.w, nef);
+        ran_ppo = 1;
+        if (ratio_ppo < ratio_bc) {
+            p->ppo = 1;
+        } else {
+            snapshot(&p->skip, snap, 1);
+            nav_sync(p);
+        }
+        free(snap);
+        route_qset_destroy(&pq);
+    }
+    double t_ppo = now_seconds() - t1;
+    double ratio = p->ppo ? ratio_ppo : ratio_bc;
+    p->fallback = !(ratio < 1.0);
+
+    /* --recall calibration: ef_max reaches 0.997 with the written policy if the
+     * grid can */
+    t1 = now_seconds();
+    p->ef_max = val_ef[nef - 1];
+    const curve *wc = p->fallback ? &cc : p->ppo ? &cp : &cb;
+    for (size_t i = 0; i < nef; i++)
+        if (wc->r[i] >= 0.997) {
+            p->ef_max = val_ef[i];
+            break;
+        }
+    nav_cfg rc_cfg = {.skip = p->fallback ? NAV_SKIP_NONE : NAV_SKIP_LEARNED,
+                      .stop = NAV_STOP_LEARNED};
+    double cal_rec[NCAL], cal_work[NCAL];
+    p->ncal = 0;
+    for (int i = 0; i < NCAL && (tq || from); i++) {
+        /* the beams that reach the target without stopping early, the
+         * first three; on each the smallest threshold whose recall reaches
+         * it (bisection); the cheapest of them is kept */
+        double bw = INFINITY, br = 0;
+        float bp = 1.0f;
+        uint32_t bef = (uint32_t)val_ef[nef - 1];
+        int tried = 0;
+        for (size_t j = 0; j < nef && tried < 3; j++) {
+            if (wc->r[j] < cal_grid[i])
+                continue;
+            tried++;
+            float lo = 0.3f, hi = 1.0f;
+            double r = 0, w = 0, hp = 0, rh = wc->r[j], whi = wc->w[j];
+            for (int it = 0; it < 6; it++) {
+                rc_cfg.stop_p = (lo + hi) / 2;
+                if (nav_eval(h, p, NULL, vq, &rc_cfg, val_ef[j], threads, &r, &w, &hp, &e))
+                    cli_fail(prog, "calibration", &e);
+                if (r < cal_grid[i]) {
+                    lo = rc_cfg.stop_p;
+                } else {
+                    hi = rc_cfg.stop_p;
+                    rh = r;
+                    whi = w;
+                }
+            }
+            if (whi < bw) {
+                bw = whi;
+                br = rh;
+                bp = hi;
+                bef = (uint32_t)val_ef[j];
+            }
+        }
+        if (!tried) { /* out of the grid's reach: the widest beam, no early stop */
+            bef = (uint32_t)val_ef[nef - 1];
+            br = wc->r[nef - 1];
+            bw = wc->w[nef - 1];
+        }
+        cal_rec[p->ncal] = br;
+        cal_work[p->ncal] = bw;
+        p->cal_r[p->ncal] = cal_grid[i];
+        p->cal_p[p->ncal] = bp;
+        p->cal_ef[p->ncal] = bef;
+        p->ncal++;
+    }
+    double t_cal = now_seconds() - t1;
+
+    /* the table */
+    fprintf(stderr,
+            "nav-train: validation on %zu held-aside %s (never trained on); recall@10 / "
+            "distance computations / hops per query:\n",
+            vq->n, train_ep ? "queries of --train" : "base vectors (leave-one-out)");
+    fprintf(stderr, "nav-train:   %-18s", "ef");
+    for (size_t i = 0; i < nef; i++)
+        fprintf(stderr, " %17zu", val_ef[i]);
+    fprintf(stderr, "\n");
+    print_row("classic", &cc, nef);
+    print_row("adsampling", &ca, nef);
+    print_row(from && !nq ? "init (no adapt.)" : "cloning", &cb, nef);
+    if (ran_ppo)
+        print_row("cloning+ppo", &cp, nef);
+    fprintf(stderr, "nav-train:   adaptive stop at ef %zu, patience", val_ef[nef - 1]);
+    for (int i = 0; i < NPAT; i++)
+        fprintf(stderr, "  %u: %.4f %.0f %.0f", patience[i], cad.r[i], cad.w[i], cad.hops[i]);
+    fprintf(stderr, "\n");
+    double ratio_ad = nav_work_ratio(cc.r, cc.w, nef, ca.r, ca.w, nef);
+    fprintf(stderr,
+            "nav-train: distance computations at equal recall / classic's: adsampling %.3f, "
+            "cloning %.3f%s",
+            ratio_ad, ratio_bc, ran_ppo ? ", cloning+ppo " : "");
+    if (ran_ppo)
+        fprintf(stderr, "%.3f (mean episode reward %.1f -> %.1f)", ratio_ppo, reward[0],
+                reward[1]);
+    fprintf(stderr, "\n");
+    fprintf(stderr, "nav-train: written: %s, skip threshold p >= %.3f%s\n",
+            p->ppo ? "cloning + PPO (PPO measured better)"
+            : ran_ppo ? "cloning alone (PPO measured no better)"
+                      : "cloning alone",
+            1.0 / (1.0 + exp(-p->skip_logit)),
+            p->fallback ? "; it does not beat the classic search at equal recall on the "
+                          "validation queries: the frame says fallback, query --nav searches "
+                          "classically"
+                        : "");
+    if (p->ncal) {
+        fprintf(stderr, "nav-train: --recall calibration (asked: ef, measured recall, distance "
+                        "computations):");
+        for (size_t i = 0; i < p->ncal; i++)
+            fprintf(stderr, "  %.3f: %u %.4f %.0f", p->cal_r[i], p->cal_ef[i], cal_rec[i],
+                    cal_work[i]);
+        fprintf(stderr, "\n");
+    }
+
+    /* validation record */
+    msgpack_sbuffer xs;
+    msgpack_sbuffer_init(&xs);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
+    frame_pack_str(&pk, "validation");
+    msgpack_pack_map(&pk, ran_ppo ? 8 : 7);
+    frame_pack_str(&pk, "queries");
+    msgpack_pack_uint64(&pk, vq->n);
+    frame_pack_str(&pk, "training_queries");
+    msgpack_pack_uint64(&pk, nq);
+    frame_pack_str(&pk, "ef");
+    msgpack_pack_array(&pk, (uint32_t)nef);
+    for (size_t i = 0; i < nef; i++)
+        msgpack_pack_uint64(&pk, val_ef[i]);
+    frame_pack_str(&pk, "ratio");
+    msgpack_pack_map(&pk, 3);
+    frame_pack_str(&pk, "adsampling");
+    msgpack_pack_double(&pk, isnan(ratio_ad) ? -1 : ratio_ad);
+    frame_pack_str(&pk, "cloning");
+    msgpack_pack_double(&pk, isnan(ratio_bc) ? -1 : ratio_bc);
+    frame_pack_str(&pk, "cloning+ppo");
+    msgpack_pack_double(&pk, isnan(ratio_ppo) ? -1 : ratio_ppo);
+    pack_curve(&pk, "classic", &cc, nef);
+    pack_curve(&pk, "adsampling", &ca, nef);
+    pack_curve(&pk, "cloning", &cb, nef);
+    if (ran_ppo)
+        pack_curve(&pk, "cloning+ppo", &cp, nef);
+    nn_extra x = {xs.data, xs.size, 1};
+
+    channel *out = NULL;
+    if (channel_open_out(out_ep, &out, &e) || hnsw_save_body(h, out, &e))
+        cli_fail(prog, out_ep, &e);
+    frame_out fo;
+    frame_out_init(&fo);
+    msgpack_sbuffer_clear(&fo.sb);
+    if (nav_pack(p, &x, &fo.sb, &e) || channel_send(out, &fo, &e))
+        cli_fail(prog, out_ep, &e);
+    msgpack_sbuffer_destroy(&xs);
+    if (frame_keep_send(&pt, out, &fo, &e))
+        cli_fail(prog, out_ep, &e);
+    frame_out_free(&fo);
+    if (channel_send_end(out, h->n, &e) || channel_commit(out, &e))
+        cli_fail(prog, out_ep, &e);
+    channel_destroy(&out);
+    fprintf(stderr,
+            "nav-train: %zu nodes, %zu training queries, %zu skip and %zu stop samples (loss "
+            "%.4f, %.4f); baselines %.1f s, cloning %.1f s, PPO %.1f s, calibration %.1f s, "
+            "total %.1f s\n",
+            h->n, nq, tr.nskip, tr.nstop, loss_skip, loss_stop, t_base, t_clone, t_ppo, t_cal,
+            now_seconds() - t0);
+    nav_trace_free(&tr);
+    route_qset_destroy(&tq);
+    route_qset_destroy(&vq);
+    nav_destroy(&p);
+    nav_destroy(&from);
+    hnsw_destroy(&h);
+    return 0;
+}
