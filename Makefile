@@ -39,7 +39,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-stream
+.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -125,6 +125,10 @@ bench-edges: all
 
 bench-route: all
 	@sh bench/route.sh
+
+# nav-train against the classic search, ADSampling and the adaptive stop (bench/nav.sh)
+bench-nav: all
+	@sh bench/nav.sh
 
 # consolidate on the streaming runbooks and the churn run (bench/stream.sh)
 bench-stream: all

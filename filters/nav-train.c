@@ -45,8 +45,8 @@
 static const char *prog = "nav-train";
 
 #define MAX_EF 16
-#define NTHR 7
-static const float skip_probs[NTHR] = {0.01f, 0.03f, 0.06f, 0.1f, 0.15f, 0.25f, 0.4f};
+#define NTHR 9
+static const float skip_probs[NTHR] = {0.01f, 0.03f, 0.06f, 0.1f, 0.15f, 0.25f, 0.4f, 0.55f, 0.7f};
 #define NCAL 10
 static const float cal_grid[NCAL] = {0.80f, 0.85f, 0.90f, 0.93f, 0.95f,
                                      0.97f, 0.98f, 0.99f, 0.995f, 0.999f};
@@ -76,8 +76,9 @@ static void usage(void)
            "      --miss-cost C     PPO: distance computations a missed true neighbour\n"
            "                        costs (default 100)\n"
            "      --init MODEL      start from the nav-policy of another index file\n"
-           "      --shots N         with --init: adapt with N training queries (0: none;\n"
-           "                        default 50)\n"
+           "      --shots N         train on N queries only: with --init, adapt the policy\n"
+           "                        with them (0: no adaptation; default 50), without it,\n"
+           "                        train from scratch on them\n"
            "      --val-ef LIST     ef grid of the validation (default 10,16,24,32,48,64,96,128,\n"
            "                        192,256)\n"
            "      --eps0 F          ADSampling's test parameter in the validation (default 2.1)\n"
@@ -104,10 +105,7 @@ static int grab_policy(const frame_in *f, void *arg, hf_err *e)
     nav_policy **p = arg;
     if (*p || strcmp(f->type, "model") != 0 || !nav_is_frame(f->map))
         return 0;
-    int rc = nav_unpack(f->map, p, e);
-    if (rc)
-        hf_err_prefix(e, "frame %llu: ", (unsigned long long)f->index);
-    return rc;
+    return nav_unpack(f->map, p, e); /* the loader names the frame */
 }
 
 static void copy_mlp(nav_mlp *dst, const nav_mlp *src)
@@ -233,8 +231,6 @@ int main(int argc, char **argv)
     }
     if (argc - optind > 1)
         cli_usage_error(prog, "one input at most");
-    if (shots_set && !init)
-        cli_usage_error(prog, "--shots adapts an --init policy: give --init MODEL");
     for (size_t i = 1; i < nef; i++)
         if (val_ef[i] <= val_ef[i - 1])
             cli_usage_error(prog, "--val-ef must increase");
@@ -284,7 +280,7 @@ int main(int argc, char **argv)
         p->skip_logit = from->skip_logit;
         nav_sync(p);
     }
-    if (init)
+    if (init || shots_set)
         nq = shots;
 
     route_qset *tq = NULL, *vq = NULL;
@@ -328,7 +324,7 @@ int main(int argc, char **argv)
         if (nval > na / 4)
             nval = na / 4;
         size_t avail = na - nval;
-        if (init)
+        if (init || shots_set)
             nq = shots < avail ? shots : avail;
         else
             nq = avail;

@@ -326,10 +326,7 @@ static int keep_extra(const frame_in *f, void *arg, hf_err *e)
         return hnsw_ids_take_frame(x->ids, f, UINT32_MAX - 1, e);
     if (x->nav && strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
         nav_destroy(x->nav);
-        int rc = nav_unpack(f->map, x->nav, e);
-        if (rc)
-            hf_err_prefix(e, "frame %llu: ", (unsigned long long)f->index);
-        return rc;
+        return nav_unpack(f->map, x->nav, e); /* the loader names the frame */
     }
     route_model **rm = x->rm;
     if (!rm || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))

@@ -268,7 +268,7 @@ float nav_stop_threshold(const nav_policy *p, double recall, size_t *ef)
         return (float)recall;
     }
     size_t i = 0;
-    while (i + 1 < p->ncal && p->cal_r[i] < recall - 1e-9)
+    while (i + 1 < p->ncal && p->cal_r[i] < recall - 1e-6) /* cal_r are floats */
         i++;
     *ef = p->cal_ef[i];
     return p->cal_p[i];
