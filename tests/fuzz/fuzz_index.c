@@ -8,7 +8,8 @@
  * must the rows built from a rows frame (graph-build --preset speed). Frames
  * the loader does not know (models) go to a callback that reads their fields;
  * a layer-router frame is unpacked, bound to the graph and routes a query,
- * as `query --route` does.
+ * as `query --route` does; a nav-policy frame is unpacked, bound and
+ * searches with every skip and stop kind, as `query --nav --recall` does.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,16 +22,26 @@
 #include "channel.h"
 #include "hnsw.h"
 #include "hnsw_io.h"
+#include "nav.h"
 #include "route.h"
 
 #define MAX_FRAME ((size_t)64 << 10)
 
+typedef struct models {
+    route_model *rm;
+    nav_policy *nav;
+} models;
+
 static int other_frame(const frame_in *f, void *arg, hf_err *e)
 {
-    route_model **rm = arg;
+    models *m = arg;
     if (strcmp(f->type, "model") == 0 && route_is_frame(f->map)) {
-        route_destroy(rm);
-        return route_unpack(f->map, rm, e);
+        route_destroy(&m->rm);
+        return route_unpack(f->map, &m->rm, e);
+    }
+    if (strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
+        nav_destroy(&m->nav);
+        return nav_unpack(f->map, &m->nav, e);
     }
     uint64_t u;
     if (frame_get_u64(f, "n", &u, e) == HF_EDATA)
@@ -60,6 +71,35 @@ static void route_some(route_model *m, const hnsw *h)
     hnsw_searcher_destroy(&s);
     free(q);
     free(z);
+}
+
+/* search with a bound policy, every skip and stop kind, as query --nav does */
+static void nav_some(nav_policy *p, const hnsw *h)
+{
+    hf_err e;
+    if (!p || nav_bind(p, h, &e) != 0)
+        return;
+    float *q = calloc(h->dim, sizeof *q);
+    nav_searcher *s = NULL;
+    nav_adsamp *ad = NULL;
+    if (q && nav_searcher_new(h, 32, &s, &e) == 0 && nav_adsamp_new(h, 2.1f, 1, &ad, &e) == 0) {
+        for (size_t j = 0; j < h->dim; j++)
+            q[j] = (float)((int)j % 3) - 1.0f;
+        for (int sk = NAV_SKIP_NONE; sk <= NAV_SKIP_ADSAMPLING; sk++)
+            for (int sp = NAV_STOP_EF; sp <= NAV_STOP_ADAPTIVE; sp++) {
+                size_t ef = 0;
+                nav_cfg c = {.skip = (nav_skip_kind)sk,
+                             .stop = (nav_stop_kind)sp,
+                             .stop_p = nav_stop_threshold(p, 0.9, &ef),
+                             .patience = 2};
+                hnsw_hit hits[10];
+                size_t got = 0;
+                nav_search(h, p, ad, s, &c, q, 10, ef < 32 ? ef : 32, hits, &got, NULL);
+            }
+    }
+    nav_adsamp_destroy(&ad);
+    nav_searcher_destroy(&s);
+    free(q);
 }
 
 static void search_some(const hnsw *h)
@@ -94,19 +134,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         channel *c = NULL;
         if (channel_open_in(path, MAX_FRAME, &c, &e) == 0) {
             hnsw *h = NULL;
-            route_model *rm = NULL;
-            if (hnsw_load(c, &h, other_frame, &rm, &e) == 0) {
+            models m = {0};
+            if (hnsw_load(c, &h, other_frame, &m, &e) == 0) {
                 search_some(h);
                 /* as query does: renumber for locality, build the speed
                  * layout's rows when the index has its rows frame, then
                  * search again (on the rows when there are any) */
                 if (hnsw_reorder(h, &e) == 0 && hnsw_rows_build(h, 1, &e) == 0) {
                     search_some(h);
-                    route_some(rm, h);
+                    route_some(m.rm, h);
+                    if (hnsw_l2_space(h))
+                        nav_some(m.nav, h);
                 }
                 hnsw_destroy(&h);
             }
-            route_destroy(&rm);
+            route_destroy(&m.rm);
+            nav_destroy(&m.nav);
             channel_destroy(&c);
         }
     }

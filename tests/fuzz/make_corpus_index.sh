@@ -35,4 +35,7 @@ PY
 # a layer-router frame on the l2 index (4 candidates, 2-wide code)
 "$BIN/layer-route" --threads 1 --candidates 4 --code-dim 2 --epochs 2 --val-ef 4,8 \
     -o "$out/l2_m4_router" "$out/l2_m4" 2>/dev/null
+# a nav-policy frame on the l2 index
+"$BIN/nav-train" --threads 1 --queries 30 --val-queries 12 --ppo-iters 1 --ppo-queries 10 \
+    --epochs 1 --val-ef 4,8 -o "$out/l2_m4_nav" "$out/l2_m4" 2>/dev/null
 ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'
