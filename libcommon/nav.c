@@ -39,7 +39,11 @@ static int mlp_new(nav_mlp *m, size_t f, nn_rng *rng, hf_err *e)
 static void mlp_sync(nav_mlp *m)
 {
     const nn_layer *a = m->seq->layers[0], *b = m->seq->layers[2];
-    memcpy(m->w1, a->w->data, NAV_HIDDEN * m->f * sizeof(float));
+    /* transposed (input-major): the search loop adds one input's column of
+     * NAV_HIDDEN weights at a time, which vectorises */
+    for (size_t j = 0; j < NAV_HIDDEN; j++)
+        for (size_t i = 0; i < m->f; i++)
+            m->w1[i * NAV_HIDDEN + j] = a->w->data[j * m->f + i];
     memcpy(m->b1, a->b->data, NAV_HIDDEN * sizeof(float));
     memcpy(m->w2, b->w->data, NAV_HIDDEN * sizeof(float));
     m->b2 = b->b->data[0];
@@ -201,11 +205,13 @@ int nav_bind(nav_policy *p, const hnsw *h, hf_err *e)
                 row[a] = z[i * NAV_R + a];
                 in += (double)row[a] * row[a];
             }
-            row[NAV_R] = all > in ? (float)(all - in) : 0.0f;
+            row[NAV_R] = all > in ? (float)sqrt(all - in) : 0.0f; /* its root */
         }
     }
     free(xc);
     free(z);
+    for (size_t a = 0; a < NAV_R; a++)
+        p->pmu[a] = dist_best()->dot(p->P->data + a * d, mu, d);
     p->rows_n = n;
     return 0;
 }

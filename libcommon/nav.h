@@ -10,7 +10,8 @@
  *          NAV_SKIP_LEARNED scores it with a small MLP over features a hop
  *          has at hand: a 15-dimensional PCA projection of the query and of
  *          every node (one 64-byte row per node, built when the policy is
- *          bound to an index, the 16th float the node's squared residual),
+ *          bound to an index, the 16th float the norm of the node's
+ *          residual outside the projection),
  *          the parent's exact distance, the neighbour's rank in the parent's
  *          list and the beam's state, all as ratios to tau so the model
  *          carries across data sets. NAV_SKIP_ADSAMPLING is ADSampling
@@ -63,7 +64,8 @@ typedef enum { NAV_STOP_EF, NAV_STOP_LEARNED, NAV_STOP_ADAPTIVE } nav_stop_kind;
 typedef struct nav_mlp {
     size_t f;
     nn_seq *seq;
-    float w1[NAV_HIDDEN * 8], b1[NAV_HIDDEN], w2[NAV_HIDDEN], b2;
+    float w1[8 * NAV_HIDDEN]; /* input-major: w1[i * NAV_HIDDEN + j] is input i to unit j */
+    float b1[NAV_HIDDEN], w2[NAV_HIDDEN], b2;
 } nav_mlp;
 
 typedef struct nav_policy {
@@ -83,8 +85,10 @@ typedef struct nav_policy {
     uint32_t cal_ef[NAV_MAX_CAL];
     int ppo;      /* the skip model was refined by PPO */
     int fallback; /* validation found no gain: query --nav searches classically */
-    /* bound to an index (nav_bind): n x NAV_ROW floats, 64-byte aligned */
+    /* bound to an index (nav_bind): n x NAV_ROW floats, 64-byte aligned,
+     * and P mu (the query's projection is P q - P mu, by the dot kernel) */
     float *rows;
+    float pmu[NAV_R];
     size_t rows_n;
 } nav_policy;
 

@@ -10,8 +10,9 @@
  * no rows layout): the ablations compare it with the classic loop on the
  * same layout.
  *
- * A neighbour the skip test rejects stays visited: it is never measured
- * from another parent either. That is the policy's risk, and what its
+ * A neighbour the learned test rejects is left unvisited: met again from
+ * another parent (nearer, or with the beam's worst moved) it is tested
+ * again. What it still misses is the policy's risk, and what its
  * validation measures.
  */
 #include <math.h>
@@ -104,15 +105,19 @@ static int cand_push(hheap *c, float d, uint32_t id)
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-ALWAYS_INLINE float mlp_eval(const nav_mlp *m, const float *x)
+/* The MLP's logit for NF inputs (a constant: the loops unroll and the
+ * hidden layer's NAV_HIDDEN units go through in vector registers). */
+ALWAYS_INLINE float mlp_eval(const nav_mlp *m, const float *x, const size_t NF)
 {
+    float a[NAV_HIDDEN];
+    for (size_t j = 0; j < NAV_HIDDEN; j++)
+        a[j] = m->b1[j];
+    for (size_t i = 0; i < NF; i++)
+        for (size_t j = 0; j < NAV_HIDDEN; j++)
+            a[j] += m->w1[i * NAV_HIDDEN + j] * x[i];
     float o = m->b2;
-    for (size_t j = 0; j < NAV_HIDDEN; j++) {
-        float a = m->b1[j];
-        for (size_t i = 0; i < m->f; i++)
-            a += m->w1[j * m->f + i] * x[i];
-        o += a > 0 ? m->w2[j] * a : 0.0f;
-    }
+    for (size_t j = 0; j < NAV_HIDDEN; j++)
+        o += m->w2[j] * (a[j] > 0 ? a[j] : 0.0f);
     return o;
 }
 
@@ -156,11 +161,10 @@ typedef struct rec_args {
     nav_trace *tr;
 } rec_args;
 
-/* Skip features of neighbour nb (rank j of deg in its parent's list) for a
- * parent at distance pd, the beam's worst at 1/itau. */
-ALWAYS_INLINE void skip_features(const nav_policy *p, const float *zq, float rq, float srq,
-                                 uint32_t nb, uint32_t j, uint32_t deg, float pd, float itau,
-                                 uint64_t hops0, float *f)
+/* Skip features of neighbour nb (rank j of deg in its parent's list); the
+ * per-hop ones (f[2], f[5], f[7]) are already in f. */
+ALWAYS_INLINE void skip_features(const nav_policy *p, const float *zq, float srq, uint32_t nb,
+                                 uint32_t j, float ideg, float rq, float itau, float *f)
 {
     const float *row = p->rows + (size_t)nb * NAV_ROW;
     float pz = 0;
@@ -168,15 +172,12 @@ ALWAYS_INLINE void skip_features(const nav_policy *p, const float *zq, float rq,
         float d = zq[a] - row[a];
         pz += d * d;
     }
-    float rx = row[NAV_R], sr = srq - sqrtf(rx);
+    float sx = row[NAV_R], rx = sx * sx, sr = srq - sx;
     f[0] = clampf((pz + rq + rx) * itau, 0, 16);
     f[1] = clampf((pz + sr * sr) * itau, 0, 16);
-    f[2] = clampf(pd * itau, 0, 16);
     f[3] = clampf(pz * itau, 0, 16);
     f[4] = clampf(rx * itau, 0, 16);
-    f[5] = clampf(rq * itau, 0, 16);
-    f[6] = (float)j / (float)(deg ? deg : 1);
-    f[7] = log1pf((float)hops0) / 5;
+    f[6] = (float)j * ideg;
 }
 
 /* The search. SKIP and REC are constants in every caller; REC searches
@@ -206,31 +207,20 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
 
     /* the query's side of the skip test */
     float zq[NAV_R], rq = 0, srq = 0;
-    if (SKIP == NAV_SKIP_LEARNED || REC) {
-        const float *mu = p->mu->data;
-        double all = 0, in = 0;
-        for (size_t j = 0; j < D; j++)
-            all += (double)(qs[j] - mu[j]) * (qs[j] - mu[j]);
+    const dist_kernels *dk = dist_best();
+    if (SKIP == NAV_SKIP_LEARNED || REC) { /* z = P q - P mu, |q - mu|^2 - |z|^2 */
+        float all = dk->l2sq(qs, p->mu->data, D), in = 0;
         for (size_t a = 0; a < NAV_R; a++) {
-            const float *pr = p->P->data + a * D;
-            float z = 0;
-            for (size_t j = 0; j < D; j++)
-                z += pr[j] * (qs[j] - mu[j]);
-            zq[a] = z;
-            in += (double)z * z;
+            zq[a] = dk->dot(p->P->data + a * D, qs, D) - p->pmu[a];
+            in += zq[a] * zq[a];
         }
-        rq = all > in ? (float)(all - in) : 0.0f;
+        rq = all > in ? all - in : 0.0f;
         srq = sqrtf(rq);
         work += NAV_R;
     }
     if (SKIP == NAV_SKIP_ADSAMPLING) {
-        for (size_t r = 0; r < D; r++) {
-            const float *row = ad->rot + r * D;
-            float z = 0;
-            for (size_t j = 0; j < D; j++)
-                z += row[j] * qs[j];
-            s->qrot[r] = z;
-        }
+        for (size_t r = 0; r < D; r++)
+            s->qrot[r] = dk->dot(ad->rot + r * D, qs, D);
         work += (double)D;
     }
 
@@ -284,7 +274,7 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                         tr->full = 1;
                 }
                 if (cfg->stop == NAV_STOP_LEARNED &&
-                    1.0f / (1.0f + expf(-mlp_eval(&p->stop, g))) >= cfg->stop_p)
+                    1.0f / (1.0f + expf(-mlp_eval(&p->stop, g, NAV_STOP_F))) >= cfg->stop_p)
                     break;
             }
         }
@@ -317,16 +307,27 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
         /* phase 1, the skip test: todo[0..nm) are left to measure (REC:
          * all of them, meas[] saying which the policy chose) */
         uint32_t nm = 0;
+        float hop_f[3] = {0, 0, 0}; /* f[2], f[5], f[7]: the same for the whole hop */
+        float ideg = 1.0f / (float)(deg ? deg : 1);
+        if (test && (SKIP == NAV_SKIP_LEARNED || REC)) {
+            hop_f[0] = clampf(c.d * itau, 0, 16);
+            hop_f[1] = clampf(rq * itau, 0, 16);
+            hop_f[2] = log1pf((float)hops0) / 5;
+        }
         if (test) {
             for (uint32_t t = 0; t < nt; t++) {
                 uint32_t nb = todo[t];
                 int measure = 1;
                 float pm = 1;
                 float *f = fx + (size_t)nm * NAV_SKIP_F;
-                if (SKIP == NAV_SKIP_LEARNED || REC)
-                    skip_features(p, zq, rq, srq, nb, rank[t], deg, c.d, itau, hops0, f);
+                if (SKIP == NAV_SKIP_LEARNED || REC) {
+                    f[2] = hop_f[0];
+                    f[5] = hop_f[1];
+                    f[7] = hop_f[2];
+                    skip_features(p, zq, srq, nb, rank[t], ideg, rq, itau, f);
+                }
                 if (SKIP == NAV_SKIP_LEARNED) {
-                    float lg = mlp_eval(&p->skip, f) - p->skip_logit;
+                    float lg = mlp_eval(&p->skip, f, NAV_SKIP_F) - p->skip_logit;
                     work += (double)NAV_R / (double)D;
                     if (REC && ra->explore) {
                         pm = clampf(1.0f / (1.0f + expf(-lg)), 0.02f, 0.98f);
@@ -341,11 +342,9 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                     float zb = hnsw_zero_bias(h, nb), lim = tau - zb, acc = 0;
                     size_t d = 0;
                     while (d < D) {
-                        size_t e2 = d + 32 < D ? d + 32 : D;
-                        for (; d < e2; d++) {
-                            float x = s->qrot[d] - v[d];
-                            acc += x * x;
-                        }
+                        size_t step = D - d < 32 ? D - d : 32;
+                        acc += dk->l2sq(s->qrot + d, v + d, step);
+                        d += step;
                         if (d < D) {
                             float r = 1.0f + ad->eps0 / sqrtf((float)d);
                             if (acc * (float)D / (float)d > lim * r * r)
@@ -357,6 +356,10 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                     dpre[nm] = acc + zb; /* a rotation keeps L2: exact when d == D */
                 }
                 if (!measure && !REC) {
+                    /* unmarked: from another parent it may be worth measuring
+                     * (ADSampling's test is the same from any parent) */
+                    if (SKIP == NAV_SKIP_LEARNED)
+                        vis->w[nb >> 6] &= ~((uint64_t)1 << (nb & 63));
                     skipped++;
                     continue;
                 }

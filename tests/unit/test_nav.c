@@ -195,7 +195,7 @@ static void fitting_learns_a_separable_rule(void **st)
         for (size_t j = 0; j < NAV_HIDDEN; j++) {
             float a = p->skip.b1[j];
             for (size_t k = 0; k < NAV_SKIP_F; k++)
-                a += p->skip.w1[j * NAV_SKIP_F + k] * f[k];
+                a += p->skip.w1[k * NAV_HIDDEN + j] * f[k]; /* input-major */
             o += a > 0 ? p->skip.w2[j] * a : 0;
         }
         right += (o >= 0) == (y[i] > 0.5f);
