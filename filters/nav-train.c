@@ -48,7 +48,7 @@ static const char *prog = "nav-train";
 #define NTHR 9
 static const float skip_probs[NTHR] = {0.01f, 0.03f, 0.06f, 0.1f, 0.15f, 0.25f, 0.4f, 0.55f, 0.7f};
 #define NCAL 10
-static const float cal_grid[NCAL] = {0.80f, 0.85f, 0.90f, 0.93f, 0.95f,
+static const float cal_grid[NCAL] = {0.80f, 0.85f, 0.90f, 0.93f,  0.95f,
                                      0.97f, 0.98f, 0.99f, 0.995f, 0.999f};
 #define NPAT 5
 static const uint32_t patience[NPAT] = {1, 2, 4, 8, 16};
@@ -179,18 +179,26 @@ static void pack_curve(msgpack_packer *pk, const char *name, const curve *c, siz
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"queries", required_argument, 0, 1},    {"val-queries", required_argument, 0, 2},
-        {"label-ef", required_argument, 0, 3},   {"epochs", required_argument, 0, 4},
-        {"lr", required_argument, 0, 5},         {"ppo-iters", required_argument, 0, 6},
-        {"ppo-epochs", required_argument, 0, 7}, {"miss-cost", required_argument, 0, 8},
-        {"init", required_argument, 0, 9},       {"shots", required_argument, 0, 10},
-        {"val-ef", required_argument, 0, 11},    {"seed", required_argument, 0, 12},
-        {"max-frame", required_argument, 0, 13}, {"eps0", required_argument, 0, 14},
-        {"ppo-queries", required_argument, 0, 15}, {"train", required_argument, 0, 16},
-        {"threads", required_argument, 0, 't'},
-        {"output", required_argument, 0, 'o'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"queries", required_argument, 0, 1},
+                                         {"val-queries", required_argument, 0, 2},
+                                         {"label-ef", required_argument, 0, 3},
+                                         {"epochs", required_argument, 0, 4},
+                                         {"lr", required_argument, 0, 5},
+                                         {"ppo-iters", required_argument, 0, 6},
+                                         {"ppo-epochs", required_argument, 0, 7},
+                                         {"miss-cost", required_argument, 0, 8},
+                                         {"init", required_argument, 0, 9},
+                                         {"shots", required_argument, 0, 10},
+                                         {"val-ef", required_argument, 0, 11},
+                                         {"seed", required_argument, 0, 12},
+                                         {"max-frame", required_argument, 0, 13},
+                                         {"eps0", required_argument, 0, 14},
+                                         {"ppo-queries", required_argument, 0, 15},
+                                         {"train", required_argument, 0, 16},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
     size_t ppo_q = 1000, max_frame = 0;
     size_t label_ef[MAX_EF] = {16, 32, 64, 128}, nlef = 4;
@@ -301,7 +309,9 @@ int main(int argc, char **argv)
         uint64_t first;
         int rc;
         while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
-            if (na + n > cap) {
+            if (n == 0)
+                continue;
+            if (!all || na + n > cap) {
                 cap = (na + n) * 2;
                 float *t = realloc(all, cap * h->dim * sizeof *all);
                 if (!t) {
@@ -552,11 +562,10 @@ int main(int argc, char **argv)
             "cloning %.3f%s",
             ratio_ad, ratio_bc, ran_ppo ? ", cloning+ppo " : "");
     if (ran_ppo)
-        fprintf(stderr, "%.3f (mean episode reward %.1f -> %.1f)", ratio_ppo, reward[0],
-                reward[1]);
+        fprintf(stderr, "%.3f (mean episode reward %.1f -> %.1f)", ratio_ppo, reward[0], reward[1]);
     fprintf(stderr, "\n");
     fprintf(stderr, "nav-train: written: %s, skip threshold p >= %.3f%s\n",
-            p->ppo ? "cloning + PPO (PPO measured better)"
+            p->ppo    ? "cloning + PPO (PPO measured better)"
             : ran_ppo ? "cloning alone (PPO measured no better)"
                       : "cloning alone",
             1.0 / (1.0 + exp(-p->skip_logit)),

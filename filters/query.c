@@ -25,8 +25,8 @@
 #include "hnsw_ids.h"
 #include "hnsw_io.h"
 #include "knn.h"
-#include "progress.h"
 #include "nav.h"
+#include "progress.h"
 #include "route.h"
 #include "serve.h"
 #include "vecstream.h"
@@ -249,8 +249,7 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
             ef = cef;
     }
     for (int t = 0; t < T; t++)
-        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, sts, rc_, &ncfg, t,
-                              &next};
+        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, sts, rc_, &ncfg, t, &next};
     for (int t = 1; t < T; t++)
         pthread_create(&tid[t], NULL, search_part, &jobs[t]);
     search_part(&jobs[0]);
@@ -908,8 +907,7 @@ int main(int argc, char **argv)
         cli_fail(prog, idx_name, &e);
     }
     if (want_policy && !en.nav) {
-        hf_err_set(&e, HF_EDATA,
-                   "the index has no nav-policy model (train one with nav-train)");
+        hf_err_set(&e, HF_EDATA, "the index has no nav-policy model (train one with nav-train)");
         cli_fail(prog, idx_name, &e);
     }
     if (en.nav && nav_bind(en.nav, en.h, &e))

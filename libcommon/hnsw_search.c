@@ -296,8 +296,8 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     return q;
 }
 
-const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t *ep,
-                          float *epd, hnsw_stats *st)
+const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t *ep, float *epd,
+                          hnsw_stats *st)
 {
     return descend_upper(h, s, q, st, 0, h->entry, h->max_level, ep, epd);
 }

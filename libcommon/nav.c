@@ -161,9 +161,9 @@ int nav_init_pca(nav_policy *p, const hnsw *h, size_t sample, uint64_t seed, hf_
 int nav_bind(nav_policy *p, const hnsw *h, hf_err *e)
 {
     if (p->dim != h->dim)
-        return hf_err_set(e, HF_EDATA,
-                          "the nav-policy was trained on %zu-dimensional vectors, the index has %zu",
-                          p->dim, h->dim);
+        return hf_err_set(
+            e, HF_EDATA, "the nav-policy was trained on %zu-dimensional vectors, the index has %zu",
+            p->dim, h->dim);
     if (p->metric != h->p.metric)
         return hf_err_set(e, HF_EDATA, "the nav-policy was trained on a %s index, this one is %s",
                           metric_name(p->metric), metric_name(h->p.metric));
@@ -291,10 +291,14 @@ static void pack_f32_array(msgpack_packer *pk, const char *key, const float *v, 
 
 int nav_pack(const nav_policy *p, const nn_extra *extra, msgpack_sbuffer *sb, hf_err *e)
 {
-    nn_hparam hp[] = {{"dim", (double)p->dim},         {"metric", (double)p->metric},
-                      {"n", (double)p->n},             {"skip_logit", p->skip_logit},
-                      {"dscale", p->dscale},           {"ef_max", (double)p->ef_max},
-                      {"ppo", p->ppo ? 1 : 0},         {"fallback", p->fallback ? 1 : 0},
+    nn_hparam hp[] = {{"dim", (double)p->dim},
+                      {"metric", (double)p->metric},
+                      {"n", (double)p->n},
+                      {"skip_logit", p->skip_logit},
+                      {"dscale", p->dscale},
+                      {"ef_max", (double)p->ef_max},
+                      {"ppo", p->ppo ? 1 : 0},
+                      {"fallback", p->fallback ? 1 : 0},
                       {"fingerprint", p->fingerprint}};
     msgpack_sbuffer xs;
     msgpack_sbuffer_init(&xs);
@@ -315,8 +319,8 @@ int nav_pack(const nav_policy *p, const nn_extra *extra, msgpack_sbuffer *sb, hf
     if (extra && extra->len)
         msgpack_sbuffer_write(&xs, extra->data, extra->len);
     nn_extra all = {xs.data, xs.size, 4 + (extra ? extra->pairs : 0)};
-    int rc = nn_model_pack_extra(sb, NAV_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &all,
-                                 &p->params, e);
+    int rc =
+        nn_model_pack_extra(sb, NAV_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &all, &p->params, e);
     msgpack_sbuffer_destroy(&xs);
     return rc;
 }

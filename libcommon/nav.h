@@ -49,11 +49,11 @@
 #include "nn.h"
 
 #define NAV_MODEL_KIND "nav-policy"
-#define NAV_R 15      /* projected coordinates per node */
-#define NAV_ROW 16    /* floats per node row: NAV_R coordinates + residual */
-#define NAV_SKIP_F 8  /* skip-model features */
-#define NAV_STOP_F 8  /* stop-model features */
-#define NAV_HIDDEN 8  /* hidden width of both MLPs: the skip model runs per neighbour */
+#define NAV_R 15     /* projected coordinates per node */
+#define NAV_ROW 16   /* floats per node row: NAV_R coordinates + residual */
+#define NAV_SKIP_F 8 /* skip-model features */
+#define NAV_STOP_F 8 /* stop-model features */
+#define NAV_HIDDEN 8 /* hidden width of both MLPs: the skip model runs per neighbour */
 #define NAV_MAX_CAL 32
 
 typedef enum { NAV_SKIP_NONE, NAV_SKIP_LEARNED, NAV_SKIP_ADSAMPLING } nav_skip_kind;
@@ -71,9 +71,9 @@ typedef struct nav_mlp {
 typedef struct nav_policy {
     size_t dim;
     metric_t metric;
-    size_t n;           /* nodes of the index it was trained on */
-    double fingerprint; /* nav_fingerprint of that index */
-    nn_tensor *mu, *P;  /* 1 x dim mean, NAV_R x dim PCA directions */
+    size_t n;            /* nodes of the index it was trained on */
+    double fingerprint;  /* nav_fingerprint of that index */
+    nn_tensor *mu, *P;   /* 1 x dim mean, NAV_R x dim PCA directions */
     nn_tensor *gmu, *gP; /* their (unused) gradients: the kit lists params with grads */
     nav_mlp skip, stop;
     nn_params params; /* skip then stop, borrowed */
@@ -128,11 +128,11 @@ typedef struct nav_cfg {
 } nav_cfg;
 
 typedef struct nav_stats {
-    double work;        /* distance computations, fractional parts included */
-    uint64_t ndist;     /* exact distances (all levels) */
-    uint64_t skipped;   /* neighbours the skip test rejected */
-    uint64_t hops;      /* nodes expanded on all levels */
-    uint64_t hops0;     /* ... on level 0 */
+    double work;      /* distance computations, fractional parts included */
+    uint64_t ndist;   /* exact distances (all levels) */
+    uint64_t skipped; /* neighbours the skip test rejected */
+    uint64_t hops;    /* nodes expanded on all levels */
+    uint64_t hops0;   /* ... on level 0 */
     uint64_t ndist_upper;
 } nav_stats;
 
@@ -147,8 +147,8 @@ void nav_searcher_exclude(nav_searcher *s, uint32_t id);
  * (caller's ids and metric distances, nearest first). p may be NULL when
  * cfg asks for nothing learned; ad must be set for NAV_SKIP_ADSAMPLING. */
 int nav_search(const hnsw *h, const nav_policy *p, const nav_adsamp *ad, nav_searcher *s,
-               const nav_cfg *cfg, const float *q, size_t k, size_t ef, hnsw_hit *out,
-               size_t *nout, nav_stats *st);
+               const nav_cfg *cfg, const float *q, size_t k, size_t ef, hnsw_hit *out, size_t *nout,
+               nav_stats *st);
 
 /* Training samples a search can record (nav_search_record). Per skip
  * decision (beam full): the features, whether the neighbour's exact
@@ -173,9 +173,8 @@ void nav_trace_free(nav_trace *t);
  * number; explore (may be NULL) samples the skip decisions from the
  * policy's probabilities. */
 int nav_search_record(const hnsw *h, const nav_policy *p, nav_searcher *s, const nav_cfg *cfg,
-                      const float *q, size_t k, size_t ef, double thr, uint32_t ep,
-                      nn_rng *explore, nav_trace *tr, hnsw_hit *out, size_t *nout,
-                      nav_stats *st);
+                      const float *q, size_t k, size_t ef, double thr, uint32_t ep, nn_rng *explore,
+                      nav_trace *tr, hnsw_hit *out, size_t *nout, nav_stats *st);
 
 /* Requested recall -> stop threshold and beam width: those of the first
  * calibration point at or above it (the last one beyond). */
@@ -187,8 +186,8 @@ struct route_qset;
 /* recall@k (ann-benchmarks), mean work and mean hops of nav_search over a
  * query set (leave-one-out base vectors), threads over queries. */
 int nav_eval(const hnsw *h, const nav_policy *p, const nav_adsamp *ad, const struct route_qset *qs,
-             const nav_cfg *cfg, size_t ef, int threads, double *recall, double *work,
-             double *hops, hf_err *e);
+             const nav_cfg *cfg, size_t ef, int threads, double *recall, double *work, double *hops,
+             hf_err *e);
 /* Recorded searches of every query of qs, the i-th at efs[i % nef]
  * (explore: NULL, or sampled skip decisions). With explore each query's
  * last skip sample also carries miss_cost per true neighbour missed. */

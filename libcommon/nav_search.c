@@ -268,8 +268,7 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                     nav_trace *tr = ra->tr;
                     if (tr->nstop < tr->stop_cap) {
                         memcpy(tr->stop_x + tr->nstop * NAV_STOP_F, g, sizeof g);
-                        tr->stop_y[tr->nstop++] =
-                            (float)top_hits(h, s->top, k, ra->thr) / (float)k;
+                        tr->stop_y[tr->nstop++] = (float)top_hits(h, s->top, k, ra->thr) / (float)k;
                     } else
                         tr->full = 1;
                 }
@@ -439,8 +438,8 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
 }
 
 int nav_search(const hnsw *h, const nav_policy *p, const nav_adsamp *ad, nav_searcher *s,
-               const nav_cfg *cfg, const float *q, size_t k, size_t ef, hnsw_hit *out,
-               size_t *nout, nav_stats *st)
+               const nav_cfg *cfg, const float *q, size_t k, size_t ef, hnsw_hit *out, size_t *nout,
+               nav_stats *st)
 {
     nav_stats local = {0};
     if (!st)
@@ -454,15 +453,13 @@ int nav_search(const hnsw *h, const nav_policy *p, const nav_adsamp *ad, nav_sea
         return search(h, p, ad, s, cfg, q, k, ef, out, nout, st, NAV_SKIP_LEARNED, 0, NULL);
     case NAV_SKIP_ADSAMPLING:
         return search(h, p, ad, s, cfg, q, k, ef, out, nout, st, NAV_SKIP_ADSAMPLING, 0, NULL);
-    default:
-        return search(h, p, ad, s, cfg, q, k, ef, out, nout, st, NAV_SKIP_NONE, 0, NULL);
+    default: return search(h, p, ad, s, cfg, q, k, ef, out, nout, st, NAV_SKIP_NONE, 0, NULL);
     }
 }
 
 int nav_search_record(const hnsw *h, const nav_policy *p, nav_searcher *s, const nav_cfg *cfg,
-                      const float *q, size_t k, size_t ef, double thr, uint32_t ep,
-                      nn_rng *explore, nav_trace *tr, hnsw_hit *out, size_t *nout,
-                      nav_stats *st)
+                      const float *q, size_t k, size_t ef, double thr, uint32_t ep, nn_rng *explore,
+                      nav_trace *tr, hnsw_hit *out, size_t *nout, nav_stats *st)
 {
     nav_stats local = {0};
     if (!st)

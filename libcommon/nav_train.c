@@ -70,14 +70,14 @@ static void *eval_worker(void *arg)
 }
 
 int nav_eval(const hnsw *h, const nav_policy *p, const nav_adsamp *ad, const route_qset *qs,
-             const nav_cfg *cfg, size_t ef, int threads, double *recall, double *work,
-             double *hops, hf_err *e)
+             const nav_cfg *cfg, size_t ef, int threads, double *recall, double *work, double *hops,
+             hf_err *e)
 {
     ejob jobs[PAR_MAX_THREADS] = {0};
     threads = threads < 1 ? 1 : threads > PAR_MAX_THREADS ? PAR_MAX_THREADS : threads;
     for (int t = 0; t < threads; t++)
-        jobs[t] = (ejob){.h = h, .p = p, .ad = ad, .qs = qs, .cfg = cfg, .ef = ef, .t = t,
-                         .threads = threads};
+        jobs[t] = (ejob){
+            .h = h, .p = p, .ad = ad, .qs = qs, .cfg = cfg, .ef = ef, .t = t, .threads = threads};
     par_run(threads, jobs, sizeof jobs[0], eval_worker);
     double hs = 0, ws = 0, ps = 0;
     for (int t = 0; t < threads; t++) {
@@ -259,11 +259,10 @@ int nav_ppo(nav_policy *p, const hnsw *h, const route_qset *qs, const nav_ppo_cf
     /* the value network: the policy's shape, its own weights */
     nn_layer *l = NULL;
     vn.f = NAV_SKIP_F;
-    if (!rc && (nn_seq_new(&vn.seq, e) ||
-                nn_linear_new(&l, NAV_SKIP_F, NAV_HIDDEN, NN_INIT_HE, &rg, e) ||
-                nn_seq_add(vn.seq, &l, e) || nn_act_new(&l, NN_RELU, e) ||
-                nn_seq_add(vn.seq, &l, e) || nn_linear_new(&l, NAV_HIDDEN, 1, NN_INIT_XAVIER, &rg, e) ||
-                nn_seq_add(vn.seq, &l, e)))
+    if (!rc &&
+        (nn_seq_new(&vn.seq, e) || nn_linear_new(&l, NAV_SKIP_F, NAV_HIDDEN, NN_INIT_HE, &rg, e) ||
+         nn_seq_add(vn.seq, &l, e) || nn_act_new(&l, NN_RELU, e) || nn_seq_add(vn.seq, &l, e) ||
+         nn_linear_new(&l, NAV_HIDDEN, 1, NN_INIT_XAVIER, &rg, e) || nn_seq_add(vn.seq, &l, e)))
         rc = HF_ENOMEM;
     if (!rc)
         rc = nn_seq_params(p->skip.seq, "", &pp, e);
@@ -354,8 +353,7 @@ int nav_ppo(nav_policy *p, const hnsw *h, const route_qset *qs, const nav_ppo_cf
                 for (size_t i = 0; i < B; i++)
                     dl[i] = 2.0f * (vo_[i] - ret[order[s0 + i]]) / (float)B;
                 nn_params_zero_grad(&vp);
-                if ((rc = mlp_step(&vn, xb, dl, dy, e)) ||
-                    (rc = nn_adam_step(vo, &vp, c->lr, e)))
+                if ((rc = mlp_step(&vn, xb, dl, dy, e)) || (rc = nn_adam_step(vo, &vp, c->lr, e)))
                     break;
             }
         }

@@ -30,8 +30,7 @@ void pca_orthonormalise(float *V, size_t d, size_t r)
     }
 }
 
-int pca_top(float *x, size_t S, size_t d, size_t r, uint64_t seed, float *mu, float *V,
-            double *l1)
+int pca_top(float *x, size_t S, size_t d, size_t r, uint64_t seed, float *mu, float *V, double *l1)
 {
     float *cov = malloc(d * d * sizeof *cov), *T = malloc(d * r * sizeof *T);
     if (!cov || !T || S == 0) {
