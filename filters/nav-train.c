@@ -320,6 +320,8 @@ int main(int argc, char **argv)
                 }
                 all = t;
             }
+            /* cli_fail does not return: all is set here */
+            // cppcheck-suppress nullPointerArithmeticRedundantCheck
             memcpy(all + na * h->dim, rows, n * h->dim * sizeof *all);
             na += n;
         }
