@@ -68,6 +68,8 @@ static void usage(void)
            "                        at most a quarter of the file)\n"
            "      --label-ef LIST   beam widths of the recorded training searches\n"
            "                        (default 16,32,64,128)\n"
+           "      --proj-dim R      PCA coordinates per node the skip test reads (1..63;\n"
+           "                        default 31 from 256 dimensions up, else 15)\n"
            "      --epochs E        cloning passes over the samples (default 6)\n"
            "      --lr F            Adam learning rate (default 0.003)\n"
            "      --ppo-iters N     PPO rounds after cloning (default 2; 0: cloning only)\n"
@@ -200,7 +202,7 @@ int main(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
-    size_t ppo_q = 1000, max_frame = 0;
+    size_t ppo_q = 1000, max_frame = 0, proj_r = 0;
     size_t label_ef[MAX_EF] = {16, 32, 64, 128}, nlef = 4;
     size_t val_ef[MAX_EF] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256}, nef = 10;
     double lr = 0.003, miss_cost = 100, eps0 = 2.1;
@@ -231,6 +233,7 @@ int main(int argc, char **argv)
         case 14: eps0 = cli_f64(prog, "--eps0", optarg, 0, 100); break;
         case 15: ppo_q = cli_u64(prog, "--ppo-queries", optarg, 1, 10000000); break;
         case 16: train_ep = optarg; break;
+        case 17: proj_r = cli_u64(prog, "--proj-dim", optarg, 1, NAV_R_MAX); break;
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
@@ -279,7 +282,9 @@ int main(int argc, char **argv)
     }
 
     nav_policy *p = NULL;
-    if (nav_new(h->dim, h->p.metric, seed, &p, &e) || nav_init_pca(p, h, 20000, seed, &e) ||
+    if (!proj_r)
+        proj_r = nav_default_r(h->dim);
+    if (nav_new(h->dim, h->p.metric, proj_r, seed, &p, &e) || nav_init_pca(p, h, 20000, seed, &e) ||
         nav_bind(p, h, &e))
         cli_fail(prog, in_name, &e);
     if (from) {

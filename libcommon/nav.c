@@ -72,25 +72,34 @@ void nav_destroy(nav_policy **self_p)
     *self_p = NULL;
 }
 
-int nav_new(size_t dim, metric_t metric, uint64_t seed, nav_policy **out, hf_err *e)
+size_t nav_default_r(size_t dim)
+{
+    return dim >= 256 ? 31 : 15;
+}
+
+int nav_new(size_t dim, metric_t metric, size_t r, uint64_t seed, nav_policy **out, hf_err *e)
 {
     *out = NULL;
     if (dim == 0 || dim > (1u << 20))
         return hf_err_set(e, HF_EUSAGE, "nav: dimension %zu", dim);
+    if (r == 0 || r > NAV_R_MAX)
+        return hf_err_set(e, HF_EUSAGE, "nav: projection width %zu (1..%d)", r, NAV_R_MAX);
     nav_policy *p = calloc(1, sizeof *p);
     if (!p)
         return hf_err_set(e, HF_ENOMEM, "out of memory for the policy");
     p->dim = dim;
     p->metric = metric;
+    p->r = r;
+    p->row = (r + 1 + 15) / 16 * 16;
     p->ef_max = 256;
     p->dscale = 1;
     nn_params_init(&p->params);
     nn_rng rng;
     nn_rng_seed(&rng, seed);
     p->mu = nn_tensor_new(1, dim);
-    p->P = nn_tensor_new(NAV_R, dim);
+    p->P = nn_tensor_new(r, dim);
     p->gmu = nn_tensor_new(1, dim);
-    p->gP = nn_tensor_new(NAV_R, dim);
+    p->gP = nn_tensor_new(r, dim);
     int rc = !p->mu || !p->P || !p->gmu || !p->gP
                  ? hf_err_set(e, HF_ENOMEM, "out of memory for the policy")
                  : 0;
@@ -135,18 +144,19 @@ int nav_init_pca(nav_policy *p, const hnsw *h, size_t sample, uint64_t seed, hf_
         return hf_err_set(e, HF_EUSAGE, "nav: dimension %zu, index %zu", d, h->dim);
     uint32_t *ids = route_sample_ids(h, sample, seed, HNSW_NONE, &S);
     float *x = ids ? malloc(S * d * sizeof *x) : NULL;
-    float *V = malloc(d * NAV_R * sizeof *V);
+    size_t R = p->r;
+    float *V = malloc(d * R * sizeof *V);
     double l1 = 0;
     int rc = 0;
     if (!ids || !x || !V || S == 0)
         rc = hf_err_set(e, HF_ENOMEM, "out of memory for the policy's PCA");
     for (size_t i = 0; !rc && i < S; i++)
         memcpy(x + i * d, hnsw_vec(h, ids[i]), d * sizeof *x);
-    if (!rc && pca_top(x, S, d, NAV_R, seed, p->mu->data, V, &l1))
+    if (!rc && pca_top(x, S, d, R, seed, p->mu->data, V, &l1))
         rc = hf_err_set(e, HF_ENOMEM, "out of memory for the policy's PCA");
-    for (size_t a = 0; !rc && a < NAV_R; a++)
+    for (size_t a = 0; !rc && a < R; a++)
         for (size_t j = 0; j < d; j++)
-            p->P->data[a * d + j] = V[j * NAV_R + a];
+            p->P->data[a * d + j] = V[j * R + a];
     if (!rc) {
         p->metric = h->p.metric;
         p->n = h->n;
@@ -178,9 +188,9 @@ int nav_bind(nav_policy *p, const hnsw *h, hf_err *e)
                           p->n, p->fingerprint, h->n, fp);
     free(p->rows);
     p->rows_n = 0;
-    size_t d = h->dim, n = h->n;
-    p->rows = hnsw_alloc_block(n * NAV_ROW * sizeof(float) + 64);
-    float *xc = malloc(256 * d * sizeof *xc), *z = malloc(256 * NAV_R * sizeof *z);
+    size_t d = h->dim, n = h->n, R = p->r;
+    p->rows = hnsw_alloc_block(n * p->row * sizeof(float) + 64);
+    float *xc = malloc(256 * d * sizeof *xc), *z = malloc(256 * R * sizeof *z);
     if (!p->rows || !xc || !z) {
         free(xc);
         free(z);
@@ -194,23 +204,24 @@ int nav_bind(nav_policy *p, const hnsw *h, hf_err *e)
             for (size_t j = 0; j < d; j++)
                 xc[i * d + j] = v[j] - mu[j];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, NAV_R, (int)d, 1.0f, xc,
-                    (int)d, p->P->data, (int)d, 0.0f, z, NAV_R);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)R, (int)d, 1.0f, xc,
+                    (int)d, p->P->data, (int)d, 0.0f, z, (int)R);
         for (size_t i = 0; i < B; i++) {
-            float *row = p->rows + (b0 + i) * NAV_ROW;
+            float *row = p->rows + (b0 + i) * p->row;
             double all = 0, in = 0;
             for (size_t j = 0; j < d; j++)
                 all += (double)xc[i * d + j] * xc[i * d + j];
-            for (size_t a = 0; a < NAV_R; a++) {
-                row[a] = z[i * NAV_R + a];
+            memset(row, 0, p->row * sizeof *row);
+            for (size_t a = 0; a < R; a++) {
+                row[a] = z[i * R + a];
                 in += (double)row[a] * row[a];
             }
-            row[NAV_R] = all > in ? (float)sqrt(all - in) : 0.0f; /* its root */
+            row[R] = all > in ? (float)sqrt(all - in) : 0.0f; /* its root */
         }
     }
     free(xc);
     free(z);
-    for (size_t a = 0; a < NAV_R; a++)
+    for (size_t a = 0; a < R; a++)
         p->pmu[a] = dist_best()->dot(p->P->data + a * d, mu, d);
     p->rows_n = n;
     return 0;
@@ -291,15 +302,11 @@ static void pack_f32_array(msgpack_packer *pk, const char *key, const float *v, 
 
 int nav_pack(const nav_policy *p, const nn_extra *extra, msgpack_sbuffer *sb, hf_err *e)
 {
-    nn_hparam hp[] = {{"dim", (double)p->dim},
-                      {"metric", (double)p->metric},
-                      {"n", (double)p->n},
-                      {"skip_logit", p->skip_logit},
-                      {"dscale", p->dscale},
-                      {"ef_max", (double)p->ef_max},
-                      {"ppo", p->ppo ? 1 : 0},
-                      {"fallback", p->fallback ? 1 : 0},
-                      {"fingerprint", p->fingerprint}};
+    nn_hparam hp[] = {{"dim", (double)p->dim},           {"r", (double)p->r},
+                      {"metric", (double)p->metric},     {"n", (double)p->n},
+                      {"skip_logit", p->skip_logit},     {"dscale", p->dscale},
+                      {"ef_max", (double)p->ef_max},     {"ppo", p->ppo ? 1 : 0},
+                      {"fallback", p->fallback ? 1 : 0}, {"fingerprint", p->fingerprint}};
     msgpack_sbuffer xs;
     msgpack_sbuffer_init(&xs);
     msgpack_packer pk;
@@ -368,10 +375,10 @@ static int unpack_f32_array(const msgpack_object *obj, const char *key, float *v
 int nav_unpack(const msgpack_object *obj, nav_policy **out, hf_err *e)
 {
     *out = NULL;
-    const char *keys[] = {"dim",    "metric", "n",        "skip_logit", "dscale",
-                          "ef_max", "ppo",    "fallback", "fingerprint"};
-    double v[9];
-    for (size_t i = 0; i < 9; i++) {
+    const char *keys[] = {"dim",    "metric", "n",        "skip_logit",  "dscale",
+                          "ef_max", "ppo",    "fallback", "fingerprint", "r"};
+    double v[10];
+    for (size_t i = 0; i < 10; i++) {
         int rc = nn_model_hparam(obj, keys[i], &v[i], e);
         if (rc)
             return rc;
@@ -385,7 +392,9 @@ int nav_unpack(const msgpack_object *obj, nav_policy **out, hf_err *e)
     if (!(v[2] >= 0 && v[2] <= 4294967295.0 && v[5] >= 1 && v[5] <= 1e6 && v[4] > 0))
         return hf_err_set(e, HF_EDATA, "nav-policy model: bad n, ef_max or dscale");
     nav_policy *p = NULL;
-    int rc = nav_new((size_t)v[0], (metric_t)v[1], 1, &p, e);
+    if (!(v[9] >= 1 && v[9] <= NAV_R_MAX && v[9] == floor(v[9])))
+        return hf_err_set(e, HF_EDATA, "nav-policy model: bad r %g (1..%d)", v[9], NAV_R_MAX);
+    int rc = nav_new((size_t)v[0], (metric_t)v[1], (size_t)v[9], 1, &p, e);
     if (!rc)
         rc = nn_model_unpack_params(obj, NAV_MODEL_KIND, &p->params, e);
     size_t nr = 0, np = 0;

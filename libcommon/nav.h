@@ -8,8 +8,8 @@
  *   skip   once the beam holds ef results, a neighbour whose exact distance
  *          is not going to beat the worst kept (tau) is not worth reading.
  *          NAV_SKIP_LEARNED scores it with a small MLP over features a hop
- *          has at hand: a 15-dimensional PCA projection of the query and of
- *          every node (one 64-byte row per node, built when the policy is
+ *          has at hand: an r-dimensional PCA projection of the query and of
+ *          every node (r = 15 or 31: one or two cache lines per node, built when the policy is
  *          bound to an index, the 16th float the norm of the node's
  *          residual outside the projection),
  *          the parent's exact distance, the neighbour's rank in the parent's
@@ -29,8 +29,8 @@
  *
  * Work is counted honestly in distance computations of the index's
  * dimension (nav_stats.work): exact distances count 1, a projected test
- * 15/dim, an ADSampling prefix of d dimensions d/dim, the query's projection
- * 15 and its rotation 1 per dimension... (a dim x dim product: dim).
+ * r/dim, an ADSampling prefix of d dimensions d/dim, the query's projection
+ * r and its rotation dim (a dim x dim product).
  *
  * Vectors are in the index's stored order (dimension-permuted, unit length
  * for cosine). Only l2 and cosine indexes (squared L2 search units) take a
@@ -49,8 +49,7 @@
 #include "nn.h"
 
 #define NAV_MODEL_KIND "nav-policy"
-#define NAV_R 15     /* projected coordinates per node */
-#define NAV_ROW 16   /* floats per node row: NAV_R coordinates + residual */
+#define NAV_R_MAX 63 /* projected coordinates per node, at most */
 #define NAV_SKIP_F 8 /* skip-model features */
 #define NAV_STOP_F 8 /* stop-model features */
 #define NAV_HIDDEN 8 /* hidden width of both MLPs: the skip model runs per neighbour */
@@ -73,7 +72,9 @@ typedef struct nav_policy {
     metric_t metric;
     size_t n;            /* nodes of the index it was trained on */
     double fingerprint;  /* nav_fingerprint of that index */
-    nn_tensor *mu, *P;   /* 1 x dim mean, NAV_R x dim PCA directions */
+    size_t r;            /* projected coordinates (nav_default_r) */
+    size_t row;          /* floats per node row: r coordinates + residual, 64-byte multiple */
+    nn_tensor *mu, *P;   /* 1 x dim mean, r x dim PCA directions */
     nn_tensor *gmu, *gP; /* their (unused) gradients: the kit lists params with grads */
     nav_mlp skip, stop;
     nn_params params; /* skip then stop, borrowed */
@@ -85,16 +86,23 @@ typedef struct nav_policy {
     uint32_t cal_ef[NAV_MAX_CAL];
     int ppo;      /* the skip model was refined by PPO */
     int fallback; /* validation found no gain: query --nav searches classically */
-    /* bound to an index (nav_bind): n x NAV_ROW floats, 64-byte aligned,
+    /* bound to an index (nav_bind): n x row floats, 64-byte aligned,
      * and P mu (the query's projection is P q - P mu, by the dot kernel) */
     float *rows;
-    float pmu[NAV_R];
+    float pmu[NAV_R_MAX];
     size_t rows_n;
 } nav_policy;
 
-/* An untrained policy for dim-dimensional vectors (random MLP weights from
- * seed, zero projection). The caller owns *out (nav_destroy). */
-int nav_new(size_t dim, metric_t metric, uint64_t seed, nav_policy **out, hf_err *e);
+/* An untrained policy for dim-dimensional vectors with an r-dimensional
+ * projection (random MLP weights from seed, zero projection). The caller
+ * owns *out (nav_destroy). */
+int nav_new(size_t dim, metric_t metric, size_t r, uint64_t seed, nav_policy **out, hf_err *e);
+/* The projection width for a dimension: 31 (two cache lines a node) from
+ * 256 dimensions up, where a 784-float vector costs 49 lines and the finer
+ * estimate pays; 15 (one line) below, where a test must stay far cheaper
+ * than the distance it saves. Chosen on fashion-mnist, fmnist-proj256 and
+ * the clustered set; the text set is the check. */
+size_t nav_default_r(size_t dim);
 void nav_destroy(nav_policy **self_p);
 /* Refresh the flat copies of the MLPs after their tensors changed. */
 void nav_sync(nav_policy *p);
@@ -218,7 +226,7 @@ int nav_ppo(nav_policy *p, const hnsw *h, const struct route_qset *qs, const nav
 double nav_work_ratio(const double *rc, const double *wc, size_t nc, const double *r,
                       const double *w, size_t n);
 
-/* Model frame {t:"model", kind:"nav-policy", v:1, dim, metric (number),
+/* Model frame {t:"model", kind:"nav-policy", v:1, dim, r, metric (number),
  * n, fingerprint, skip_logit, dscale, ef_max, ppo, fallback, cal_r, cal_p, cal_ef,
  * params:[mu, P, skip.*, stop.*]} plus the caller's extra pairs
  * (schemas/nav-policy.json). */

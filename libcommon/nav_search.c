@@ -163,16 +163,27 @@ typedef struct rec_args {
 
 /* Skip features of neighbour nb (rank j of deg in its parent's list); the
  * per-hop ones (f[2], f[5], f[7]) are already in f. */
-ALWAYS_INLINE void skip_features(const nav_policy *p, const float *zq, float srq, uint32_t nb,
-                                 uint32_t j, float ideg, float rq, float itau, float *f)
+/* Squared distance of the first R projected coordinates (R a constant in
+ * the common widths, so the loop unrolls). */
+ALWAYS_INLINE float proj_dist(const float *zq, const float *row, const size_t R)
 {
-    const float *row = p->rows + (size_t)nb * NAV_ROW;
     float pz = 0;
-    for (size_t a = 0; a < NAV_R; a++) {
+    for (size_t a = 0; a < R; a++) {
         float d = zq[a] - row[a];
         pz += d * d;
     }
-    float sx = row[NAV_R], rx = sx * sx, sr = srq - sx;
+    return pz;
+}
+
+ALWAYS_INLINE void skip_features(const nav_policy *p, const float *zq, float srq, uint32_t nb,
+                                 uint32_t j, float ideg, float rq, float itau, float *f)
+{
+    const float *row = p->rows + (size_t)nb * p->row;
+    size_t R = p->r;
+    float pz = R == 15   ? proj_dist(zq, row, 15)
+               : R == 31 ? proj_dist(zq, row, 31)
+                         : proj_dist(zq, row, R);
+    float sx = row[R], rx = sx * sx, sr = srq - sx;
     f[0] = clampf((pz + rq + rx) * itau, 0, 16);
     f[1] = clampf((pz + sr * sr) * itau, 0, 16);
     f[3] = clampf(pz * itau, 0, 16);
@@ -206,17 +217,17 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
     uint64_t ndist0 = 0, skipped = 0, hops0 = 0, last_change = 0;
 
     /* the query's side of the skip test */
-    float zq[NAV_R], rq = 0, srq = 0;
+    float zq[NAV_R_MAX], rq = 0, srq = 0;
     const dist_kernels *dk = dist_best();
     if (SKIP == NAV_SKIP_LEARNED || REC) { /* z = P q - P mu, |q - mu|^2 - |z|^2 */
         float all = dk->l2sq(qs, p->mu->data, D), in = 0;
-        for (size_t a = 0; a < NAV_R; a++) {
+        for (size_t a = 0; a < p->r; a++) {
             zq[a] = dk->dot(p->P->data + a * D, qs, D) - p->pmu[a];
             in += zq[a] * zq[a];
         }
         rq = all > in ? all - in : 0.0f;
         srq = sqrtf(rq);
-        work += NAV_R;
+        work += (double)p->r;
     }
     if (SKIP == NAV_SKIP_ADSAMPLING) {
         for (size_t r = 0; r < D; r++)
@@ -291,9 +302,12 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                 continue;
             rank[nt] = j;
             todo[nt++] = nb;
-            if (SKIP == NAV_SKIP_LEARNED && test)
-                __builtin_prefetch(p->rows + (size_t)nb * NAV_ROW);
-            else if (SKIP == NAV_SKIP_ADSAMPLING && test)
+            if (SKIP == NAV_SKIP_LEARNED && test) {
+                const char *rw = (const char *)(p->rows + (size_t)nb * p->row);
+                __builtin_prefetch(rw);
+                if (p->row > 16)
+                    __builtin_prefetch(rw + 64);
+            } else if (SKIP == NAV_SKIP_ADSAMPLING && test)
                 __builtin_prefetch(ad->vecs + (size_t)nb * D);
             else {
                 const char *v = (const char *)hnsw_vec(h, nb);
@@ -327,7 +341,7 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                 }
                 if (SKIP == NAV_SKIP_LEARNED) {
                     float lg = mlp_eval(&p->skip, f, NAV_SKIP_F) - p->skip_logit;
-                    work += (double)NAV_R / (double)D;
+                    work += (double)p->r / (double)D;
                     if (REC && ra->explore) {
                         pm = clampf(1.0f / (1.0f + expf(-lg)), 0.02f, 0.98f);
                         measure = nn_rng_uniform(ra->explore) < pm;
@@ -401,7 +415,7 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                     tr->skip_y[i] = d < tau;
                     tr->skip_a[i] = (float)measure;
                     tr->skip_pa[i] = dpre[t + 4096];
-                    tr->skip_r[i] = measure ? -1.0f : -(float)NAV_R / (float)D;
+                    tr->skip_r[i] = measure ? -1.0f : -(float)p->r / (float)D;
                     tr->skip_ep[i] = ra->ep;
                 } else
                     tr->full = 1;

@@ -37,7 +37,7 @@ static nav_policy *bound_policy(const hnsw *h)
 {
     nav_policy *p = NULL;
     hf_err e;
-    assert_int_equal(nav_new(h->dim, h->p.metric, 1, &p, &e), 0);
+    assert_int_equal(nav_new(h->dim, h->p.metric, nav_default_r(h->dim), 1, &p, &e), 0);
     assert_int_equal(nav_init_pca(p, h, 2000, 3, &e), 0);
     assert_int_equal(nav_bind(p, h, &e), 0);
     return p;
@@ -146,7 +146,10 @@ static void policy_frame_round_trips_and_binds_only_its_own_index(void **st)
     assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
     assert_true(nav_is_frame(&u.data));
     nav_policy *q = NULL;
-    assert_int_equal(nav_unpack(&u.data, &q, &e), 0);
+    int urc = nav_unpack(&u.data, &q, &e);
+    if (urc)
+        print_error("%s\n", e.msg);
+    assert_int_equal(urc, 0);
     assert_true(q->skip_logit == p->skip_logit);
     assert_int_equal(q->ncal, 2);
     size_t ef = 0;
@@ -155,7 +158,7 @@ static void policy_frame_round_trips_and_binds_only_its_own_index(void **st)
     assert_true(nav_stop_threshold(q, 0.999, &ef) == 0.95f && ef == 64);
     assert_memory_equal(q->P->data, p->P->data, nn_tensor_len(p->P) * sizeof(float));
     assert_int_equal(nav_bind(q, h, &e), 0);
-    assert_memory_equal(q->rows, p->rows, h->n * NAV_ROW * sizeof(float));
+    assert_memory_equal(q->rows, p->rows, h->n * p->row * sizeof(float));
     assert_int_equal(nav_bind(q, other, &e), HF_EDATA);
     assert_non_null(strstr(e.msg, "another index"));
     msgpack_unpacked_destroy(&u);
@@ -174,7 +177,7 @@ static void fitting_learns_a_separable_rule(void **st)
     (void)st;
     nav_policy *p = NULL;
     hf_err e;
-    assert_int_equal(nav_new(4, METRIC_L2, 3, &p, &e), 0);
+    assert_int_equal(nav_new(4, METRIC_L2, 15, 3, &p, &e), 0);
     size_t n = 2000;
     float *x = malloc(n * NAV_SKIP_F * sizeof *x), *y = malloc(n * sizeof *y);
     nn_rng r;
