@@ -70,6 +70,8 @@ static void usage(void)
            "                        (default 16,32,64,128)\n"
            "      --proj-dim R      PCA coordinates per node the skip test reads (1..63;\n"
            "                        default 31 from 256 dimensions up, else 15)\n"
+           "      --dagger N        rounds of DAgger after cloning: label the states the\n"
+           "                        learned skip leads to and refit (default 0)\n"
            "      --epochs E        cloning passes over the samples (default 6)\n"
            "      --lr F            Adam learning rate (default 0.003)\n"
            "      --ppo-iters N     PPO rounds after cloning (default 2; 0: cloning only)\n"
@@ -197,12 +199,14 @@ int main(int argc, char **argv)
                                          {"eps0", required_argument, 0, 14},
                                          {"ppo-queries", required_argument, 0, 15},
                                          {"train", required_argument, 0, 16},
+                                         {"proj-dim", required_argument, 0, 17},
+                                         {"dagger", required_argument, 0, 18},
                                          {"threads", required_argument, 0, 't'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
-    size_t ppo_q = 1000, max_frame = 0, proj_r = 0;
+    size_t ppo_q = 1000, max_frame = 0, proj_r = 0, dagger = 0;
     size_t label_ef[MAX_EF] = {16, 32, 64, 128}, nlef = 4;
     size_t val_ef[MAX_EF] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256}, nef = 10;
     double lr = 0.003, miss_cost = 100, eps0 = 2.1;
@@ -233,6 +237,7 @@ int main(int argc, char **argv)
         case 14: eps0 = cli_f64(prog, "--eps0", optarg, 0, 100); break;
         case 15: ppo_q = cli_u64(prog, "--ppo-queries", optarg, 1, 10000000); break;
         case 16: train_ep = optarg; break;
+        case 18: dagger = cli_u64(prog, "--dagger", optarg, 0, 20); break;
         case 17: proj_r = cli_u64(prog, "--proj-dim", optarg, 1, NAV_R_MAX); break;
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
@@ -417,6 +422,19 @@ int main(int argc, char **argv)
                     &loss_stop, &e))
             cli_fail(prog, in_name, &e);
         nav_sync(p);
+        /* DAgger: label the states the learned skip itself leads to (every
+         * neighbour still measured for its label), refit on all samples */
+        nav_cfg own = {.skip = NAV_SKIP_LEARNED, .stop = NAV_STOP_EF};
+        for (size_t d = 0; d < dagger && !tr.full; d++) {
+            p->skip_logit = logf(0.1f / 0.9f);
+            if (nav_collect(h, p, tq, &own, label_ef, nlef, NULL, 0, &tr, &e) ||
+                nav_fit(&p->skip, tr.skip_x, tr.skip_y, NULL, tr.nskip, ep_skip, (float)lr,
+                        seed + 2 + d, &loss_skip, &e) ||
+                nav_fit(&p->stop, tr.stop_x, tr.stop_y, NULL, tr.nstop, ep_skip, (float)lr,
+                        seed + 3 + d, &loss_stop, &e))
+                cli_fail(prog, in_name, &e);
+            nav_sync(p);
+        }
     }
     double t_clone = now_seconds() - t1;
 

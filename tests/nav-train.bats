@@ -32,7 +32,7 @@ EOF2
     run "$BIN/nav-train" --help
     [ "$status" -eq 0 ]
     [[ "$output" == *"usage: nav-train"* ]]
-    for o in --train --ppo-iters --init --shots --val-ef --miss-cost; do
+    for o in --train --ppo-iters --init --shots --val-ef --miss-cost --proj-dim --dagger; do
         [[ "$output" == *"$o"* ]]
     done
     run "$BIN/query" --help
@@ -104,6 +104,22 @@ EOF2
         echo "asked $r got $got"
         awk -v a="$got" -v r="$r" 'BEGIN { exit !(a >= r - 0.03 && a <= r + 0.03 || a >= 0.999) }'
     done
+}
+
+@test "nav-train --proj-dim sets the policy's projection width, and refuses one out of range" {
+    "$BIN/nav-train" --threads 1 --queries 300 --val-queries 100 --ppo-iters 0 --epochs 1 \
+        --proj-dim 7 --val-ef 10,32 -o "$BATS_TEST_TMPDIR/r7.idx" "$FIX/plain.idx" 2>/dev/null
+    $PY - "$BATS_TEST_TMPDIR/r7.idx" <<'EOF2'
+import sys, msgpack
+m = [f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] == "model"][0]
+assert m["r"] == 7, m["r"]
+assert [p for p in m["params"] if p["name"] == "P"][0]["rows"] == 7
+EOF2
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/r7.idx" --nav -k 10 \
+        -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames"
+    [ "$status" -eq 0 ]
+    run --separate-stderr "$BIN/nav-train" --proj-dim 64 "$FIX/plain.idx"
+    [ "$status" -eq 64 ]
 }
 
 @test "a second nav-train replaces the policy frame instead of adding one" {
