@@ -14,14 +14,20 @@
 #      (--stop adaptive) over a patience grid at ef 256, cloning and
 #      cloning + PPO (--nav) at the grid, and each stop variant (--recall R
 #      over a grid: stop model alone, and with either skip model);
-#   5. few-shot: a policy trained on another set (fashion-mnist's for the
+#   5. the policy with layer-route's entry (--route --nav; the router
+#      trained on the same graph by layer-route's defaults) and the router
+#      alone, at the grid;
+#   6. few-shot: a policy trained on another set (fashion-mnist's for the
 #      others, clustered's for fashion-mnist) adapted with 5 and 50 queries,
 #      against scratch training on the same queries and no adaptation, at
 #      the ef grid with --nav.
 # bench/nav_report.py writes bench/results/nav.md and nav.csv (QUICK=1:
 # bench/results/quick/).
 #
-# Environment: QUICK=1, THREADS (training), EFS, RECALLS, DATASETS, BIN.
+# Environment: QUICK=1, THREADS (training), EFS, RECALLS, DATASETS, BIN;
+# PARTS (default "base route fewshot": which of 3-4, 5 and 6 run; with a
+# subset the rows are appended to the existing raw file and the report is
+# rebuilt from all of it).
 set -eu
 
 PY=/usr/bin/python3
@@ -53,7 +59,11 @@ for t in embed-load graph-build nav-train query recall; do
 done
 mkdir -p "$RES"
 RAW=$RES/nav.raw.csv
-echo "set,method,param,recall,qps,ndist,hops,train_s" >"$RAW"
+PARTS=${PARTS:-"base route fewshot"}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+if [ "$PARTS" = "base route fewshot" ] || [ ! -s "$RAW" ]; then
+    echo "set,method,param,recall,qps,ndist,hops,train_s" >"$RAW"
+fi
 field() { sed -n "s/.*$1.*/\\1/p" "$2"; }
 
 # query the test queries: method label, parameter, then query options
@@ -105,20 +115,29 @@ for set in $DATASETS; do
     "$BIN/embed-load" --limit "$NTRAIN" "$src" -o "$w/train.frames"
     "$BIN/embed-load" --offset "$NTRAIN" --limit $((nq - NTRAIN)) "$src" -o "$w/test.frames"
     "$BIN/query" --index "$w/classic.idx" --exact -k "$K" "$w/test.frames" -o "$w/gt.frames" 2>/dev/null
-    train bc "$w/nav-bc.idx" --ppo-iters 0
-    train ppo "$w/nav-ppo.idx"
-    cat "$w/ppo.log" >&2
+    if part base || [ ! -s "$w/nav-bc.idx" ]; then
+        train bc "$w/nav-bc.idx" --ppo-iters 0
+        train ppo "$w/nav-ppo.idx"
+        cat "$w/ppo.log" >&2
+    fi
     ppo_kept=$(grep -c "written: cloning + PPO" "$w/ppo.log" || true)
-    for ef in $(echo "$EFS" | tr ',' ' '); do
+    if part route; then
+        "$BIN/layer-route" -t "$THREADS" -o "$w/nav-route.idx" "$w/nav-bc.idx" 2>"$w/nav-route.log"
+        for ef in $(echo "$EFS" | tr ',' ' '); do
+            measure route "$ef" "$w/nav-route.idx" --ef "$ef" --route
+            measure cloning+route "$ef" "$w/nav-route.idx" --ef "$ef" --route --nav
+        done
+    fi
+    part base && for ef in $(echo "$EFS" | tr ',' ' '); do
         measure classic "$ef" "$w/classic.idx" --ef "$ef"
         measure adsampling "$ef" "$w/classic.idx" --ef "$ef" --skip adsampling
         measure cloning "$ef" "$w/nav-bc.idx" --ef "$ef" --nav
         [ "$ppo_kept" = 1 ] && measure cloning+ppo "$ef" "$w/nav-ppo.idx" --ef "$ef" --nav
     done
-    for p in 1 2 4 8 16 32; do
+    part base && for p in 1 2 4 8 16 32; do
         measure adaptive "$p" "$w/classic.idx" --ef 256 --stop adaptive --patience "$p"
     done
-    for r in $(echo "$RECALLS" | tr ',' ' '); do
+    part base && for r in $(echo "$RECALLS" | tr ',' ' '); do
         measure stop "$r" "$w/nav-bc.idx" --recall "$r"
         measure cloning+stop "$r" "$w/nav-bc.idx" --recall "$r" --nav
         [ "$ppo_kept" = 1 ] && measure cloning+ppo+stop "$r" "$w/nav-ppo.idx" --recall "$r" --nav
@@ -126,7 +145,7 @@ for set in $DATASETS; do
     # few-shot: from the previous set's policy (clustered's for the first)
     if [ "$set" = fashion-mnist ]; then init=""; else init=$prev_nav; fi
     [ "$set" = fashion-mnist ] && fm_nav=$w/nav-bc.idx
-    if [ -n "$init" ]; then
+    if [ -n "$init" ] && part fewshot; then
         train fs0 "$w/fs0.idx" --init "$init" --shots 0 --ppo-iters 0
         for s in 5 50; do
             train fs$s "$w/fs$s.idx" --init "$init" --shots "$s" --ppo-iters 0

@@ -39,13 +39,16 @@ def at(curve, target, key):
 
 
 curves = ["adsampling", "adaptive", "cloning", "cloning+ppo", "stop", "cloning+stop",
-          "cloning+ppo+stop"]
+          "cloning+ppo+stop", "route", "cloning+route"]
 out = ["# nav-train bench (issue 13)", "",
        f"Machine: {machine}. Test queries never used in training or validation. "
        "Single-thread queries; distance computations include the policy's own work "
        "(projections and tests as fractions of a distance, ADSampling's rotation as dim). "
        "Ratios: method / classic at the same recall@10 (interpolated); '-' where the "
-       "curve does not reach that recall.", ""]
+       "curve does not reach that recall. route / cloning+route: query --route / --route --nav "
+       "with layer-route's router trained on the same graph. Rows added by a partial run "
+       "(bench/nav.sh PARTS=...) were measured at another time than the classic rows: their "
+       "QPS ratios compare different machine states.", ""]
 csvrows = []
 for target in (0.95, 0.99):
     out += [f"## At recall@10 {target}", "",

@@ -61,6 +61,7 @@ static void usage(void)
            "                        exactly nearest candidate), classic (the default)\n"
            "      --nav             search with the index's navigation policy (nav-train):\n"
            "                        its skip model decides which neighbours are measured\n"
+           "                        (with --route: from the router's entry)\n"
            "      --recall R        stop each query when the policy's stop model predicts\n"
            "                        recall@k R (0 < R <= 1; calibrated by nav-train; the beam\n"
            "                        is the policy's ef unless --ef is given)\n"
@@ -165,6 +166,20 @@ static void *search_part(void *arg)
             size_t got = 0;
             const float *q = j->rows + i * h->dim;
             if (en->use_nav) {
+                if (en->mode != ROUTE_CLASSIC) { /* --route --nav: the router's entry */
+                    if (h->perm)
+                        hnsw_permute_query(h, q, qs);
+                    else
+                        memcpy(qs, q, h->dim * sizeof *qs);
+                    if (h->p.metric == METRIC_COSINE)
+                        vec_normalize(qs, h->dim);
+                    uint32_t entry;
+                    int level;
+                    double c;
+                    route_entry(en->router, h, en->mode, qs, z, &entry, &level, &c);
+                    rcost += c;
+                    nav_searcher_entry(en->ns[j->t], entry, level);
+                }
                 nav_search(h, en->nav, en->ad, en->ns[j->t], j->ncfg, q, j->k, j->ef, hits, &got,
                            &ns);
             } else if (en->mode != ROUTE_CLASSIC) {
@@ -849,9 +864,8 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "--exact searches no graph: no --route or --entry");
     int want_nav = o.skip != NAV_SKIP_NONE || o.stop != NAV_STOP_EF;
     int want_policy = o.skip == NAV_SKIP_LEARNED || o.stop == NAV_STOP_LEARNED;
-    if (want_nav && (o.exact || o.route || o.entry))
-        cli_usage_error(prog, "--nav/--recall/--skip/--stop search level 0 their own way: not with "
-                              "--exact, --route or --entry");
+    if (want_nav && o.exact)
+        cli_usage_error(prog, "--exact searches no graph: no --nav/--recall/--skip/--stop");
     channel_install_signal_cleanup();
     if (o.connect_ep)
         return run_connect(&o);

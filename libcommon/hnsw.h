@@ -234,10 +234,11 @@ uint32_t hnsw_searcher_excluded(const hnsw_searcher *s);
 /* The first half of a search, for search loops outside this file (nav):
  * prepare the query (dimension order, unit length for cosine) in the
  * searcher's buffer and descend greedily from the entry point through the
- * upper levels; *ep, *epd get the level-0 entry and its search-unit
+ * upper levels from node entry on level `level` (h->entry, h->max_level:
+ * the classic descent); *ep, *epd get the level-0 entry and its search-unit
  * distance. Returns the prepared query (valid until the next search). */
-const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t *ep, float *epd,
-                          hnsw_stats *st);
+const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t entry,
+                          int level, uint32_t *ep, float *epd, hnsw_stats *st);
 /* The last: internal ids to the caller's, search units to the metric's
  * distances (after hnsw_descend with the same searcher). */
 void hnsw_hits_for_caller(const hnsw *h, const hnsw_searcher *s, hnsw_hit *out, size_t n);

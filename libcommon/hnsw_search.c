@@ -296,10 +296,14 @@ ALWAYS_INLINE const float *descend(const hnsw *h, hnsw_searcher *s, const float 
     return q;
 }
 
-const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t *ep, float *epd,
-                          hnsw_stats *st)
+const float *hnsw_descend(const hnsw *h, hnsw_searcher *s, const float *q, uint32_t entry,
+                          int level, uint32_t *ep, float *epd, hnsw_stats *st)
 {
-    return descend_upper(h, s, q, st, 0, h->entry, h->max_level, ep, epd);
+    if (entry >= h->n || level < 0 || level > h->levels[entry]) {
+        entry = h->entry; /* a caller's bad entry: the classic one */
+        level = h->max_level;
+    }
+    return descend_upper(h, s, q, st, 0, entry, level, ep, epd);
 }
 
 uint32_t hnsw_searcher_excluded(const hnsw_searcher *s)

@@ -150,6 +150,10 @@ int nav_searcher_new(const hnsw *h, size_t max_ef, nav_searcher **out, hf_err *e
 void nav_searcher_destroy(nav_searcher **self_p);
 /* A node the search never measures (leave-one-out queries); HNSW_NONE: none. */
 void nav_searcher_exclude(nav_searcher *s, uint32_t id);
+/* Where the next searches descend from: node entry on level `level` (a
+ * router's choice; level 0: the level-0 search starts there). The
+ * searcher starts with the index's entry point and top level. */
+void nav_searcher_entry(nav_searcher *s, uint32_t entry, int level);
 
 /* One query in input order (as hnsw_search takes it): k results into out
  * (caller's ids and metric distances, nearest first). p may be NULL when

@@ -30,6 +30,8 @@ struct nav_searcher {
     size_t kcap;
     float *qrot; /* ADSampling: the rotated query */
     uint32_t exclude;
+    uint32_t entry; /* where the descent starts (nav_searcher_entry) */
+    int level;
     /* one expansion's neighbours: ids, ranks, chosen-to-measure marks,
      * ADSampling distances (then, 4096 on, action probabilities) and skip
      * features */
@@ -46,6 +48,8 @@ int nav_searcher_new(const hnsw *h, size_t max_ef, nav_searcher **out, hf_err *e
     if (!s)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     s->exclude = HNSW_NONE;
+    s->entry = h->entry;
+    s->level = h->max_level;
     if (hnsw_searcher_new(h, max_ef, &s->hs, e)) {
         free(s);
         return HF_ENOMEM;
@@ -87,6 +91,12 @@ void nav_searcher_destroy(nav_searcher **self_p)
 void nav_searcher_exclude(nav_searcher *s, uint32_t id)
 {
     s->exclude = id;
+}
+
+void nav_searcher_entry(nav_searcher *s, uint32_t entry, int level)
+{
+    s->entry = entry;
+    s->level = level;
 }
 
 static int cand_push(hheap *c, float d, uint32_t id)
@@ -212,7 +222,7 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
     hnsw_searcher_exclude(s->hs, s->exclude);
     uint32_t ep;
     float epd;
-    const float *qs = hnsw_descend(h, s->hs, q, &ep, &epd, &hst);
+    const float *qs = hnsw_descend(h, s->hs, q, s->entry, s->level, &ep, &epd, &hst);
     double work = (double)hst.ndist;
     uint64_t ndist0 = 0, skipped = 0, hops0 = 0, last_change = 0;
 

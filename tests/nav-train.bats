@@ -122,6 +122,20 @@ EOF2
     [ "$status" -eq 64 ]
 }
 
+@test "query --route --nav enters where the index's router says and searches with the policy" {
+    need_bins layer-route
+    "$BIN/layer-route" --threads 2 --candidates 32 --queries 600 --val-queries 200 --epochs 2 \
+        -o "$BATS_TEST_TMPDIR/both.idx" "$FIX/nav.idx" 2>/dev/null
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/both.idx" --route --nav --ef 64 \
+        -k 10 -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames"
+    echo "$stderr"
+    [ "$status" -eq 0 ]
+    # routing is counted (unless the router fell back), and nothing is lost
+    grep -q fallback <<<"$stderr" || [[ "$stderr" != *" 0.0 routing"* ]]
+    validate --expect results "$BATS_TEST_TMPDIR/r"
+    recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/r" 0.85
+}
+
 @test "a second nav-train replaces the policy frame instead of adding one" {
     "$BIN/nav-train" --threads 1 --queries 300 --val-queries 100 --ppo-iters 0 --epochs 1 \
         --val-ef 10,32 -o "$BATS_TEST_TMPDIR/twice.idx" "$FIX/nav.idx" 2>/dev/null
