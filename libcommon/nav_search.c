@@ -173,26 +173,13 @@ typedef struct rec_args {
 
 /* Skip features of neighbour nb (rank j of deg in its parent's list); the
  * per-hop ones (f[2], f[5], f[7]) are already in f. */
-/* Squared distance of the first R projected coordinates (R a constant in
- * the common widths, so the loop unrolls). */
-ALWAYS_INLINE float proj_dist(const float *zq, const float *row, const size_t R)
-{
-    float pz = 0;
-    for (size_t a = 0; a < R; a++) {
-        float d = zq[a] - row[a];
-        pz += d * d;
-    }
-    return pz;
-}
-
-ALWAYS_INLINE void skip_features(const nav_policy *p, const float *zq, float srq, uint32_t nb,
-                                 uint32_t j, float ideg, float rq, float itau, float *f)
+ALWAYS_INLINE void skip_features(const nav_policy *p, dist_fn l2sq, const float *zq, float srq,
+                                 uint32_t nb, uint32_t j, float ideg, float rq, float itau,
+                                 float *f)
 {
     const float *row = p->rows + (size_t)nb * p->row;
     size_t R = p->r;
-    float pz = R == 15   ? proj_dist(zq, row, 15)
-               : R == 31 ? proj_dist(zq, row, 31)
-                         : proj_dist(zq, row, R);
+    float pz = l2sq(zq, row, R); /* the SIMD kernel: a plain loop would not vectorise */
     float sx = row[R], rx = sx * sx, sr = srq - sx;
     f[0] = clampf((pz + rq + rx) * itau, 0, 16);
     f[1] = clampf((pz + sr * sr) * itau, 0, 16);
@@ -347,7 +334,7 @@ ALWAYS_INLINE int search(const hnsw *h, const nav_policy *p, const nav_adsamp *a
                     f[2] = hop_f[0];
                     f[5] = hop_f[1];
                     f[7] = hop_f[2];
-                    skip_features(p, zq, srq, nb, rank[t], ideg, rq, itau, f);
+                    skip_features(p, dk->l2sq, zq, srq, nb, rank[t], ideg, rq, itau, f);
                 }
                 if (SKIP == NAV_SKIP_LEARNED) {
                     float lg = mlp_eval(&p->skip, f, NAV_SKIP_F) - p->skip_logit;
