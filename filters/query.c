@@ -69,6 +69,7 @@ static void usage(void)
            "      --filters FILE    one filter a line for the queries of the stream, in\n"
            "                        order: labels separated by spaces, an empty line no\n"
            "                        filter; a query matches vectors sharing a label\n"
+           "                        (with --connect: sent in each request)\n"
            "      --filter-all      a filter matches vectors carrying all its labels\n"
            "      --filter-mode M   auto (default: chosen per query from label counts),\n"
            "                        graph (two-hop walk), brute, beam (walk, results\n"
@@ -703,6 +704,10 @@ static int run_connect(const opts *o)
     size_t idwidth = strcmp(idw, "u64") == 0 ? 8 : 4;
     if (put_results_header(out, metric, o->k, vs.count_hint, idwidth == 8, &e))
         cli_fail(prog, o->out_ep, &e);
+    filt_query *ffile = NULL; /* --filters: sent with each request */
+    size_t nffile = 0;
+    if (o->filters_path && filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
+        cli_fail(prog, o->filters_path, &e);
     frame_out *answers = NULL;
     size_t cap = 0;
     uint64_t nq = 0;
@@ -722,11 +727,26 @@ static int run_connect(const opts *o)
             cap = n;
         }
         for (size_t i = 0; i < n; i++) {
-            frame_begin(&fo, "query", 4);
+            const filt_query *fq = vs.req_has_filter ? &vs.req_filter : NULL;
+            if (!fq && ffile && nq + i >= nffile) {
+                hf_err_set(&e, HF_EDATA, "%zu filters for a stream of more queries", nffile);
+                cli_fail(prog, o->filters_path, &e);
+            } else if (!fq && ffile)
+                fq = &ffile[nq + i];
+            int nk = 4 + (fq && fq->n ? 1 + fq->all : 0);
+            frame_begin(&fo, "query", (uint32_t)nk);
             frame_put_u64(&fo, "qid", i); /* position in batch; mapped back below */
             frame_put_bin(&fo, "vec", rows + i * vs.dim, vs.dim * sizeof(float));
             frame_put_u64(&fo, "k", o->k);
             frame_put_u64(&fo, "ef", o->ef);
+            if (fq && fq->n) {
+                frame_put_key(&fo, "filter");
+                msgpack_pack_array(&fo.pk, fq->n);
+                for (uint32_t j = 0; j < fq->n; j++)
+                    msgpack_pack_uint32(&fo.pk, fq->lab[j]);
+                if (fq->all)
+                    frame_put_bool(&fo, "filter_all", 1);
+            }
             if (client_send(cl, &fo, &e))
                 cli_fail(prog, o->connect_ep, &e);
         }
@@ -763,6 +783,7 @@ static int run_connect(const opts *o)
     double t = now_seconds() - t_wall0;
     fprintf(stderr, "query: %llu queries via %s, %.3f s, %.1f QPS\n", (unsigned long long)nq,
             o->connect_ep, t, t > 0 ? nq / t : 0.0);
+    free(ffile);
     for (size_t i = 0; i < cap; i++)
         frame_out_free(&answers[i]);
     free(answers);
@@ -856,7 +877,7 @@ int main(int argc, char **argv)
     }
     if (argc - optind > 1)
         cli_usage_error(prog, "one query input at most");
-    if (o.filters_path && (o.serve_ep || o.connect_ep))
+    if (o.filters_path && o.serve_ep)
         cli_usage_error(prog, "--filters is for query streams (requests carry \"filter\")");
     if (optind < argc)
         o.queries_ep = argv[optind];
