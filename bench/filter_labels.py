@@ -5,9 +5,11 @@ Every base vector gets eight labels, one per (kind, selectivity):
   random      label drawn uniformly among 2, 10, 100 or 1000 values, so a
               one-label filter keeps about 50 %, 10 %, 1 % or 0.1 %;
               labels 0-1, 10-19, 100-199, 1000-1999
-  correlated  the vector's cluster among 2, 10, 100 or 1000 k-means clusters
-              of the base (labels follow the data); labels 10000+c, 20000+c,
-              30000+c, 40000+c
+  correlated  the vector's cluster among 2, 10, 100 or 1000 clusters of the
+              base (labels follow the data): k-means centroids, then a
+              balanced assignment (each point to its nearest centroid that is
+              not yet full, n/C a cluster) so the selectivities hold;
+              labels 10000+c, 20000+c, 30000+c, 40000+c
 Queries (the first --nq) get one filter per case, written one line a query
 to DIR/filters-KIND-SEL.txt: random: a uniformly drawn label of the group;
 correlated: the label of a cluster other than the query's own (its nearest
@@ -53,6 +55,34 @@ def kmeans(x, k, iters, rng):
     return c, nearest(x, c)
 
 
+def balanced(x, c, rng, top=32, chunk=8192):
+    """Assign every point to a near centroid with at most ceil(n/k) points a
+    cluster: points in random order take their nearest centroid that is not
+    full (among their `top` nearest, else any), so clusters keep the data's
+    shape and the selectivities their nominal size."""
+    n, k = len(x), len(c)
+    cap = -(-n // k)
+    t = min(top, k)
+    cn = (c * c).sum(1)
+    pref = np.empty((n, t), dtype=np.int64)
+    for s in range(0, n, chunk):
+        d = cn[None, :] - 2.0 * (x[s:s + chunk] @ c.T)
+        p = np.argpartition(d, t - 1, axis=1)[:, :t] if t < k else np.tile(np.arange(k), (len(d), 1))
+        dd = np.take_along_axis(d, p, 1)
+        pref[s:s + chunk] = np.take_along_axis(p, dd.argsort(1), 1)
+    fill = np.zeros(k, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    for i in rng.permutation(n):
+        for j in pref[i]:
+            if fill[j] < cap:
+                break
+        else:
+            j = int(np.flatnonzero(fill < cap)[0])
+        out[i] = j
+        fill[j] += 1
+    return out
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -90,7 +120,8 @@ def main():
         write_atomic(path, "".join("%d\n" % v for v in f))
         cases.append(("random", sel, path, float(cnt[f].mean()) / n))
     for g, (sel, m) in enumerate(groups):
-        c, assign = kmeans(x, m, a.iters, rng)
+        c, _ = kmeans(x, m, a.iters, rng)
+        assign = balanced(x, c, rng)
         lab[:, 4 + g] = 10000 * (g + 1) + assign
         cnt = np.bincount(assign, minlength=m)
         own = nearest(q, c)

@@ -3,7 +3,7 @@
  * (bench/filter.sh): faiss::IndexHNSWFlat searched with an IDSelectorBitmap
  * per query (SearchParametersHNSW: efSearch and sel), Debian's libfaiss.
  *
- * Builds the index once (M, ef_construction, threads as bench/faiss_run),
+ * --nq N keeps the first N queries. Builds the index once (M, ef_construction, threads as bench/faiss_run),
  * then for every --case NAME=FILTERS (one filter a line: labels any-of, as
  * hnswflow's query --filters) and every ef runs the queries one at a time on
  * one OpenMP thread, timed with CLOCK_MONOTONIC, median of --repeat passes.
@@ -57,12 +57,15 @@ int main(int argc, char **argv)
 {
     const char *prog = "faiss_filter";
     std::string labels_path;
+    size_t nq_max = 0;
     std::vector<std::pair<std::string, std::string>> cases;
     std::vector<char *> rest{argv[0]};
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--labels" && i + 1 < argc)
             labels_path = argv[++i];
+        else if (a == "--nq" && i + 1 < argc)
+            nq_max = (size_t)peer_parse_int(prog, "--nq", argv[++i], 1, 1 << 30);
         else if (a == "--case" && i + 1 < argc) {
             std::string c = argv[++i];
             size_t eq = c.find('=');
@@ -78,6 +81,10 @@ int main(int argc, char **argv)
     peer_matrix base = peer_read_fvecs(prog, o.base);
     peer_matrix q = peer_read_fvecs(prog, o.queries);
     peer_check_dims(prog, base, q);
+    if (nq_max && q.n > nq_max) {
+        q.n = nq_max;
+        q.data.resize(q.n * q.dim);
+    }
     int cosine = o.metric == "cosine";
     if (cosine) {
         peer_normalize(base);
