@@ -44,18 +44,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
-                                         {"dataset", required_argument, 0, 'd'},
-                                         {"offset", required_argument, 0, 1},
-                                         {"limit", required_argument, 0, 2},
-                                         {"normalize", no_argument, 0, 3},
-                                         {"batch", required_argument, 0, 4},
-                                         {"max-dim", required_argument, 0, 5},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"ids", required_argument, 0, 6},
-                                         {"labels", required_argument, 0, 7},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"format", required_argument, 0, 'f'}, {"dataset", required_argument, 0, 'd'},
+        {"offset", required_argument, 0, 1},   {"limit", required_argument, 0, 2},
+        {"normalize", no_argument, 0, 3},      {"batch", required_argument, 0, 4},
+        {"max-dim", required_argument, 0, 5},  {"output", required_argument, 0, 'o'},
+        {"ids", required_argument, 0, 6},      {"labels", required_argument, 0, 7},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     vecio_opts vo = {.format = VEC_FMT_AUTO};
     uint64_t offset = 0, limit = UINT64_MAX, batch = VECSTREAM_BATCH;
     int normalize = 0;
@@ -106,7 +101,8 @@ int main(int argc, char **argv)
     }
     filt_labels *lab = NULL;
     size_t nlab = 0;
-    if (labels_path && (filt_labels_new(&lab, &e) || filt_labels_read_file(labels_path, lab, &nlab, &e)))
+    if (labels_path &&
+        (filt_labels_new(&lab, &e) || filt_labels_read_file(labels_path, lab, &nlab, &e)))
         cli_fail(prog, labels_path, &e);
     if (labels_path && total && nlab != total) {
         hf_err_set(&e, HF_EDATA, "%zu lines of labels for %zu input rows", nlab, total);

@@ -10,8 +10,8 @@
 
 #include "channel.h"
 #include "cli.h"
-#include "hnsw.h"
 #include "filt.h"
+#include "hnsw.h"
 #include "hnsw_ids.h"
 #include "hnsw_io.h"
 #include "progress.h"
@@ -140,7 +140,7 @@ int main(int argc, char **argv)
     size_t n;
     uint64_t first;
     int rc;
-    hnsw_ids *ids = NULL; /* external ids, when the vectors frames carry them */
+    hnsw_ids *ids = NULL;    /* external ids, when the vectors frames carry them */
     filt_labels *lab = NULL; /* labels, likewise */
     while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
         if (first == 0 && vs.batch_has_ids && hnsw_ids_new(&ids, &e))
@@ -195,7 +195,8 @@ int main(int argc, char **argv)
         cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;
     if (hnsw_save_body(h, out, &e) || (ids && hnsw_ids_save(ids, h->n, out, &e)) ||
-        (lab && filt_labels_save(lab, h->n, out, &e)) || channel_send_end(out, h->n, &e) || channel_commit(out, &e))
+        (lab && filt_labels_save(lab, h->n, out, &e)) || channel_send_end(out, h->n, &e) ||
+        channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);
     fprintf(stderr,
             "graph-build: %zu vectors, dim %zu, metric %s, M %u, M0 %u, ef_construction %u, "

@@ -111,8 +111,8 @@ typedef struct engine {
     route_mode mode;
     uint64_t upper, hops; /* sums over the queries answered, for the summary */
     double route_cost;
-    const uint64_t *ext; /* external id of each node (saved order), NULL: node numbers */
-    filt_labels *labels;       /* NULL: the index has none */
+    const uint64_t *ext;        /* external id of each node (saved order), NULL: node numbers */
+    filt_labels *labels;        /* NULL: the index has none */
     filt_searcher **fsearchers; /* one per thread, with labels */
     filt_plan plan;
     filt_stats fst; /* sums over filtered queries */
@@ -216,9 +216,9 @@ static void *search_part(void *arg)
 }
 
 /* Answer n queries into ids/dists (n*k), found[n]; returns distance count. */
-static uint64_t answer_batch(engine *en, const float *rows, const filt_query *const *filt,
-                             size_t n, size_t k, size_t ef, uint32_t *ids, float *dists,
-                             size_t *found, hf_err *e, int *rc)
+static uint64_t answer_batch(engine *en, const float *rows, const filt_query *const *filt, size_t n,
+                             size_t k, size_t ef, uint32_t *ids, float *dists, size_t *found,
+                             hf_err *e, int *rc)
 {
     *rc = 0;
     int any_filter = 0;
@@ -257,7 +257,8 @@ static uint64_t answer_batch(engine *en, const float *rows, const filt_query *co
     int T = en->threads;
     atomic_size_t next = 0;
     for (int t = 0; t < T; t++)
-        jobs[t] = (batch_job){en, rows, filt, n, k, ef, ids, dists, found, nd, sts, rc_, fs, t, &next};
+        jobs[t] =
+            (batch_job){en, rows, filt, n, k, ef, ids, dists, found, nd, sts, rc_, fs, t, &next};
     for (int t = 1; t < T; t++)
         pthread_create(&tid[t], NULL, search_part, &jobs[t]);
     search_part(&jobs[0]);
@@ -332,7 +333,7 @@ static int put_results_header(channel *c, const char *metric, size_t k, uint64_t
 typedef struct load_extra {
     hnsw_ids *ids;
     filt_labels **labels; /* created at the first labels frame */
-    route_model **rm; /* NULL: no --route / --entry, nothing to read */
+    route_model **rm;     /* NULL: no --route / --entry, nothing to read */
 } load_extra;
 
 static int keep_extra(const frame_in *f, void *arg, hf_err *e)
@@ -414,10 +415,12 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
         cli_fail(prog, o->out_ep, &e);
     filt_query *ffile = NULL; /* --filters */
     size_t nffile = 0;
-    if (o->filters_path && filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
+    if (o->filters_path &&
+        filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
         cli_fail(prog, o->filters_path, &e);
     if (o->filters_path && !en->labels) {
-        hf_err_set(&e, HF_EDATA, "filters given, but the index has no labels (embed-load --labels)");
+        hf_err_set(&e, HF_EDATA,
+                   "filters given, but the index has no labels (embed-load --labels)");
         cli_fail(prog, o->filters_path, &e);
     }
     size_t cap = VECSTREAM_BATCH;
@@ -465,8 +468,8 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
         }
         double t0 = now_seconds();
         int src;
-        ndist += answer_batch(en, rows, any ? fptr : NULL, n, k, o->ef, ids, dists, found, &e,
-                              &src);
+        ndist +=
+            answer_batch(en, rows, any ? fptr : NULL, n, k, o->ef, ids, dists, found, &e, &src);
         t_search += now_seconds() - t0;
         if (src)
             cli_fail(prog, in_name, &e);
@@ -706,7 +709,8 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->out_ep, &e);
     filt_query *ffile = NULL; /* --filters: sent with each request */
     size_t nffile = 0;
-    if (o->filters_path && filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
+    if (o->filters_path &&
+        filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
         cli_fail(prog, o->filters_path, &e);
     frame_out *answers = NULL;
     size_t cap = 0;

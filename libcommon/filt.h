@@ -41,16 +41,16 @@
 #define FILT_MAX_QUERY 256      /* labels one filter may name */
 
 typedef struct filt_labels {
-    size_t n, cap;   /* nodes described */
-    uint32_t *off;   /* per node: first label in pool */
-    uint16_t *cnt;   /* per node: label count */
-    uint8_t *dead;   /* per node: not counted (deleted) */
-    uint32_t *pool;  /* sorted unique runs */
+    size_t n, cap;  /* nodes described */
+    uint32_t *off;  /* per node: first label in pool */
+    uint16_t *cnt;  /* per node: label count */
+    uint8_t *dead;  /* per node: not counted (deleted) */
+    uint32_t *pool; /* sorted unique runs */
     size_t pool_len, pool_cap, garbage;
     uint32_t *hkey, *hcnt; /* label -> live count; hkey UINT32_MAX = empty */
     size_t hcap, hused;
-    size_t live;           /* nodes not dead */
-    uint64_t version;      /* bumped by every change */
+    size_t live;      /* nodes not dead */
+    uint64_t version; /* bumped by every change */
     /* postings, valid when post_version == version */
     uint64_t post_version;
     uint32_t *plab; /* sorted distinct labels */
@@ -94,8 +94,8 @@ int filt_wire_apply(filt_labels *fl, uint32_t first, const void *bin, size_t len
 int filt_wire_check(const void *bin, size_t len, size_t n, hf_err *e);
 /* Encode the labels of nodes [first, first+n) into *buf (grown as needed;
  * the caller frees it); *len gets the byte length. */
-int filt_wire_encode(const filt_labels *fl, uint32_t first, size_t n, uint32_t **buf,
-                     size_t *cap, size_t *len, hf_err *e);
+int filt_wire_encode(const filt_labels *fl, uint32_t first, size_t n, uint32_t **buf, size_t *cap,
+                     size_t *len, hf_err *e);
 
 /* Index frames: write labels frames for nodes [0, n); take one (frames in
  * order from node 0, at most max_nodes in all). */

@@ -193,7 +193,7 @@ int filt_labels_set(filt_labels *fl, uint32_t id, const uint32_t *lab, size_t n,
 {
     if (n > FILT_MAX_PER_VEC)
         return hf_err_set(e, HF_EDATA, "%zu labels (at most %u a vector)", n, FILT_MAX_PER_VEC);
-    uint32_t tmp[FILT_MAX_PER_VEC];
+    uint32_t tmp[FILT_MAX_PER_VEC] = {0};
     for (size_t j = 0; j < n; j++) {
         if (lab[j] > FILT_LABEL_MAX)
             return hf_err_set(e, HF_EDATA, "label %u above the limit %u", lab[j], FILT_LABEL_MAX);
@@ -382,8 +382,8 @@ int filt_wire_apply(filt_labels *fl, uint32_t first, const void *bin, size_t len
     return rc ? rc : wire_walk(fl, first, bin, len, n, e);
 }
 
-int filt_wire_encode(const filt_labels *fl, uint32_t first, size_t n, uint32_t **buf,
-                     size_t *cap, size_t *len, hf_err *e)
+int filt_wire_encode(const filt_labels *fl, uint32_t first, size_t n, uint32_t **buf, size_t *cap,
+                     size_t *len, hf_err *e)
 {
     size_t need = n;
     for (size_t i = 0; i < n; i++)

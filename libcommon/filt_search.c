@@ -354,8 +354,8 @@ static void measure(const hnsw *h, filt_searcher *s, const float *q, const uint3
 }
 
 /* GRAPH: two-hop expansion over matching nodes (see the top comment). */
-static void graph(const hnsw *h, filt_searcher *s, const filt_plan *plan, const float *q,
-                  size_t m, size_t ef, filt_stats *st)
+static void graph(const hnsw *h, filt_searcher *s, const filt_plan *plan, const float *q, size_t m,
+                  size_t ef, filt_stats *st)
 {
     hheap *cand = &s->cand, *res = &s->res;
     cand->n = res->n = 0;
@@ -510,8 +510,8 @@ static size_t take_results(const hnsw *h, filt_searcher *s, size_t k, hnsw_hit *
 }
 
 int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_searcher *hs,
-                const filt_plan *plan, const filt_query *fq, const float *qraw, size_t k,
-                size_t ef, hnsw_hit *out, size_t *nout, filt_stats *st)
+                const filt_plan *plan, const filt_query *fq, const float *qraw, size_t k, size_t ef,
+                hnsw_hit *out, size_t *nout, filt_stats *st)
 {
     filt_stats local = {0};
     if (!st)

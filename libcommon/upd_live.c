@@ -357,8 +357,13 @@ void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t 
             want = 64;
         if (!L->fs && filt_searcher_new(upd_graph(L->u), want < max_ef ? max_ef : want, &L->fs, &e))
             return put_error(fo, has_qid, qid, e.msg);
-        if (filt_search(upd_graph(L->u), L->labels, L->fs, NULL, &L->plan, &fq, L->vecs,
-                        (size_t)rk, (size_t)ref, L->hits, &got, NULL) != 0)
+        /* postings after the labels changed: one query thread reads the live
+         * index at a time (consolidate's read lock), so it may rebuild them;
+         * on failure the search scans the label sets instead */
+        if (L->labels->post_version != L->labels->version)
+            filt_postings_build(L->labels, &e);
+        if (filt_search(upd_graph(L->u), L->labels, L->fs, NULL, &L->plan, &fq, L->vecs, (size_t)rk,
+                        (size_t)ref, L->hits, &got, NULL) != 0)
             return put_error(fo, has_qid, qid, "out of memory in a filtered search");
     } else if (!filtered && L->u &&
                upd_search(L->u, L->vecs, (size_t)rk, (size_t)ref, L->hits, &got, NULL, &e) != 0)

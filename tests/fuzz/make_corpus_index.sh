@@ -35,4 +35,9 @@ PY
 # a layer-router frame on the l2 index (4 candidates, 2-wide code)
 "$BIN/layer-route" --threads 1 --candidates 4 --code-dim 2 --epochs 2 --val-ef 4,8 \
     -o "$out/l2_m4_router" "$out/l2_m4" 2>/dev/null
+# an index with labels frames (filtered searches run on it)
+$PY "$root/tests/gen_vectors.py" -n 50 -d 4 --seed 3 -f npy "$tmp/base.npy"
+awk 'BEGIN { for (i = 0; i < 50; i++) print i % 3, (i % 5 == 0 ? "7" : "") }' >"$tmp/labels.txt"
+"$BIN/embed-load" --labels "$tmp/labels.txt" "$tmp/base.npy" |
+    "$BIN/graph-build" -M 4 --threads 1 --seed 1 -o "$out/l2_labels" 2>/dev/null
 ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'
