@@ -149,7 +149,7 @@ def main():
     write_stream(uf, ups)
     with open(uf, "rb") as fi:
         prod = subprocess.Popen([B + "/consolidate", "--connect", su], stdin=fi,
-                                stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rounds, during_bad, during_q, empty = 0, 0, 0, 0
     while prod.poll() is None:
         lf = os.path.join(d, "during.frames")
