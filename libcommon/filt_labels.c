@@ -23,6 +23,14 @@ int filt_labels_new(filt_labels **out, hf_err *e)
     *out = calloc(1, sizeof **out);
     if (!*out)
         return hf_err_set(e, HF_ENOMEM, "out of memory for the label table");
+    /* the pool is never NULL, so runs of no labels point somewhere */
+    (*out)->pool = malloc(4096 * sizeof(uint32_t));
+    if (!(*out)->pool) {
+        free(*out);
+        *out = NULL;
+        return hf_err_set(e, HF_ENOMEM, "out of memory for the label table");
+    }
+    (*out)->pool_cap = 4096;
     (*out)->post_version = UINT64_MAX;
     return 0;
 }
@@ -234,7 +242,8 @@ int filt_labels_set(filt_labels *fl, uint32_t id, const uint32_t *lab, size_t n,
     fl->garbage += fl->cnt[id];
     fl->off[id] = (uint32_t)fl->pool_len;
     fl->cnt[id] = (uint16_t)n;
-    memcpy(fl->pool + fl->pool_len, tmp, n * sizeof *tmp);
+    if (n)
+        memcpy(fl->pool + fl->pool_len, tmp, n * sizeof *tmp);
     fl->pool_len += n;
     for (size_t j = 0; j < n; j++)
         (*count_slot(fl, tmp[j], NULL))++;
@@ -273,9 +282,11 @@ int filt_labels_permute(filt_labels *fl, const uint32_t *from, size_t n, hf_err 
         cnt[i] = f < fl->n ? fl->cnt[f] : 0;
         dead[i] = f < fl->n ? fl->dead[f] : 0;
     }
-    memcpy(fl->off, off, n * sizeof *off);
-    memcpy(fl->cnt, cnt, n * sizeof *cnt);
-    memcpy(fl->dead, dead, n);
+    if (n) {
+        memcpy(fl->off, off, n * sizeof *off);
+        memcpy(fl->cnt, cnt, n * sizeof *cnt);
+        memcpy(fl->dead, dead, n);
+    }
     fl->n = n;
     free(off);
     free(cnt);
@@ -401,7 +412,8 @@ int filt_wire_encode(const filt_labels *fl, uint32_t first, size_t n, uint32_t *
         const uint32_t *l;
         size_t c = filt_labels_of(fl, first + (uint32_t)i, &l);
         (*buf)[at++] = (uint32_t)c;
-        memcpy(*buf + at, l, c * sizeof *l);
+        if (c)
+            memcpy(*buf + at, l, c * sizeof *l);
         at += c;
     }
     *len = at * sizeof(uint32_t);
