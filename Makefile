@@ -39,7 +39,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream
+.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -133,3 +133,8 @@ bench-nav: all
 # consolidate on the streaming runbooks and the churn run (bench/stream.sh)
 bench-stream: all
 	@sh bench/stream.sh
+
+# filtered search: planner vs brute force, post-filtering and FAISS with an
+# IDSelectorBitmap, random and correlated labels (bench/filter.sh)
+bench-filter: all
+	@sh bench/filter.sh

@@ -62,21 +62,28 @@ int main(int argc, char **argv)
             hf_err_set(&e, HF_EDATA, "%zu queries answered, ground truth has %zu", r.nq, gt.nq);
             cli_fail(prog, argv[a], &e);
         }
-        double hits = 0, idhits = 0;
+        double hits = 0, idhits = 0, denom = 0;
         for (size_t q = 0; q < gt.nq; q++) {
-            double thr = dist_for_recall(gt.metric, gt.dists[q * gt.k + k - 1]) + eps;
-            size_t n = r.found[q] < k ? r.found[q] : k;
+            /* a filtered query may have fewer than k true neighbours: it
+             * asks for all of them (and any extra answer is no hit) */
+            size_t kq = gt.found[q] < k ? gt.found[q] : k;
+            denom += (double)kq;
+            if (kq == 0)
+                continue;
+            double thr = dist_for_recall(gt.metric, gt.dists[q * gt.k + kq - 1]) + eps;
+            size_t n = r.found[q] < kq ? r.found[q] : kq;
             for (size_t i = 0; i < n; i++) {
                 if (dist_for_recall(gt.metric, r.dists[q * r.k + i]) <= thr)
                     hits++;
-                for (size_t j = 0; j < k; j++)
+                for (size_t j = 0; j < kq; j++)
                     if (r.ids[q * r.k + i] == gt.ids[q * gt.k + j]) {
                         idhits++;
                         break;
                     }
             }
         }
-        double denom = (double)gt.nq * k;
+        if (denom == 0)
+            denom = 1;
         printf("recall@%zu %.4f (id overlap %.4f) %s\n", k, hits / denom, idhits / denom, argv[a]);
         results_free(&r);
     }

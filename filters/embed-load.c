@@ -10,6 +10,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "distance.h"
+#include "filt.h"
 #include "hnsw_ids.h"
 #include "vecio.h"
 #include "vecstream.h"
@@ -29,6 +30,10 @@ static void usage(void)
            "      --ids FILE     external u64 ids of the rows, one unsigned integer a line\n"
            "                     or an npy of integers, one per input row (with --offset,\n"
            "                     row r takes id r of the file); vectors frames carry them\n"
+           "      --labels FILE  u32 labels of the rows: line i holds row i's labels,\n"
+           "                     decimal, separated by spaces (an empty line: none; at\n"
+           "                     most 256 a row, each at most 1048575); one line per\n"
+           "                     input row (with --offset, row r takes line r)\n"
            "      --batch N      rows per frame (default 1024)\n"
            "      --max-dim N    refuse dimensions above N (default 65536)\n"
            "  -o, --output EP    where frames go: - (stdout, default), a file (written\n"
@@ -39,21 +44,17 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
-                                         {"dataset", required_argument, 0, 'd'},
-                                         {"offset", required_argument, 0, 1},
-                                         {"limit", required_argument, 0, 2},
-                                         {"normalize", no_argument, 0, 3},
-                                         {"batch", required_argument, 0, 4},
-                                         {"max-dim", required_argument, 0, 5},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"ids", required_argument, 0, 6},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"format", required_argument, 0, 'f'}, {"dataset", required_argument, 0, 'd'},
+        {"offset", required_argument, 0, 1},   {"limit", required_argument, 0, 2},
+        {"normalize", no_argument, 0, 3},      {"batch", required_argument, 0, 4},
+        {"max-dim", required_argument, 0, 5},  {"output", required_argument, 0, 'o'},
+        {"ids", required_argument, 0, 6},      {"labels", required_argument, 0, 7},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     vecio_opts vo = {.format = VEC_FMT_AUTO};
     uint64_t offset = 0, limit = UINT64_MAX, batch = VECSTREAM_BATCH;
     int normalize = 0;
-    const char *out_ep = "-", *ids_path = NULL;
+    const char *out_ep = "-", *ids_path = NULL, *labels_path = NULL;
     hf_err e = {0};
     int c;
     while ((c = getopt_long(argc, argv, "f:d:o:h", opts, NULL)) != -1) {
@@ -70,6 +71,7 @@ int main(int argc, char **argv)
         case 5: vo.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
         case 'o': out_ep = optarg; break;
         case 6: ids_path = optarg; break;
+        case 7: labels_path = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -97,6 +99,17 @@ int main(int argc, char **argv)
         hf_err_set(&e, HF_EDATA, "%zu ids for %zu input rows", nids, total);
         cli_fail(prog, ids_path, &e);
     }
+    filt_labels *lab = NULL;
+    size_t nlab = 0;
+    if (labels_path &&
+        (filt_labels_new(&lab, &e) || filt_labels_read_file(labels_path, lab, &nlab, &e)))
+        cli_fail(prog, labels_path, &e);
+    if (labels_path && total && nlab != total) {
+        hf_err_set(&e, HF_EDATA, "%zu lines of labels for %zu input rows", nlab, total);
+        cli_fail(prog, labels_path, &e);
+    }
+    uint32_t *lbuf = NULL;
+    size_t lcap = 0, llen = 0;
     channel *out = NULL;
     if (channel_open_out(out_ep, &out, &e))
         cli_fail(prog, out_ep, &e);
@@ -125,8 +138,14 @@ int main(int argc, char **argv)
             hf_err_set(&e, HF_EDATA, "%zu ids, but the input has more rows", nids);
             cli_fail(prog, ids_path, &e);
         }
-        if (ids ? vecstream_put_batch_ids(out, &fo, buf, ids + offset + sent, got, dim, sent, &e)
-                : vecstream_put_batch(out, &fo, buf, got, dim, sent, &e))
+        if (lab && offset + sent + got > nlab) {
+            hf_err_set(&e, HF_EDATA, "%zu lines of labels, but the input has more rows", nlab);
+            cli_fail(prog, labels_path, &e);
+        }
+        if (lab && filt_wire_encode(lab, (uint32_t)(offset + sent), got, &lbuf, &lcap, &llen, &e))
+            cli_fail(prog, labels_path, &e);
+        if (vecstream_put_batch_full(out, &fo, buf, ids ? ids + offset + sent : NULL,
+                                     lab ? lbuf : NULL, llen, got, dim, sent, &e))
             cli_fail(prog, out_ep, &e);
         sent += got;
     }
@@ -135,6 +154,8 @@ int main(int argc, char **argv)
     frame_out_free(&fo);
     free(buf);
     free(ids);
+    free(lbuf);
+    filt_labels_destroy(&lab);
     vecio_close(&r);
     channel_destroy(&out);
     return 0;

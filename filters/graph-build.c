@@ -10,6 +10,7 @@
 
 #include "channel.h"
 #include "cli.h"
+#include "filt.h"
 #include "hnsw.h"
 #include "hnsw_ids.h"
 #include "hnsw_io.h"
@@ -139,7 +140,8 @@ int main(int argc, char **argv)
     size_t n;
     uint64_t first;
     int rc;
-    hnsw_ids *ids = NULL; /* external ids, when the vectors frames carry them */
+    hnsw_ids *ids = NULL;    /* external ids, when the vectors frames carry them */
+    filt_labels *lab = NULL; /* labels, likewise */
     while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
         if (first == 0 && vs.batch_has_ids && hnsw_ids_new(&ids, &e))
             cli_fail(prog, in_name, &e);
@@ -153,6 +155,17 @@ int main(int argc, char **argv)
                 hf_err_prefix(&e, "frame %llu", (unsigned long long)channel_frames(in));
                 cli_fail(prog, in_name, &e);
             }
+        if (first == 0 && vs.batch_has_labels && filt_labels_new(&lab, &e))
+            cli_fail(prog, in_name, &e);
+        if (!vs.batch_has_labels != !lab) {
+            hf_err_set(&e, HF_EDATA, "frame %llu: labels on some vectors frames but not others",
+                       (unsigned long long)channel_frames(in));
+            cli_fail(prog, in_name, &e);
+        }
+        if (lab && filt_wire_apply(lab, (uint32_t)first, vs.labels, vs.labels_len, n, &e)) {
+            hf_err_prefix(&e, "frame %llu", (unsigned long long)channel_frames(in));
+            cli_fail(prog, in_name, &e);
+        }
         if (hnsw_append(h, rows, n, NULL, &e))
             cli_fail(prog, in_name, &e);
     }
@@ -182,7 +195,8 @@ int main(int argc, char **argv)
         cli_fail(prog, in_name, &e);
     double t_build = now_seconds() - t0;
     if (hnsw_save_body(h, out, &e) || (ids && hnsw_ids_save(ids, h->n, out, &e)) ||
-        channel_send_end(out, h->n, &e) || channel_commit(out, &e))
+        (lab && filt_labels_save(lab, h->n, out, &e)) || channel_send_end(out, h->n, &e) ||
+        channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);
     fprintf(stderr,
             "graph-build: %zu vectors, dim %zu, metric %s, M %u, M0 %u, ef_construction %u, "
@@ -199,6 +213,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "\n");
     channel_destroy(&out);
     hnsw_ids_destroy(&ids);
+    filt_labels_destroy(&lab);
     hnsw_destroy(&h);
     return 0;
 }

@@ -9,6 +9,11 @@
  * query (nearest first), end. An index with external ids (ids frames)
  * answers with u64 ids and says so in the header (ids: "u64"). The summary line on stderr times
  * only the searching.
+ *
+ * Filtered search (filt.h): a query may carry a filter (the "filter" key of
+ * a query frame, or a line of --filters FILE); it is answered among the
+ * nodes whose labels match, by the planner of filt_search.c, and --exact
+ * then gives the exact nearest among the matching nodes.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -21,6 +26,7 @@
 
 #include "channel.h"
 #include "cli.h"
+#include "filt.h"
 #include "hnsw.h"
 #include "hnsw_ids.h"
 #include "hnsw_io.h"
@@ -75,13 +81,24 @@ static void usage(void)
            "      --patience N      hops for --stop adaptive (default 8)\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
+           "      --filters FILE    one filter a line for the queries of the stream, in\n"
+           "                        order: labels separated by spaces, an empty line no\n"
+           "                        filter; a query matches vectors sharing a label\n"
+           "                        (with --connect: sent in each request)\n"
+           "      --filter-all      a filter matches vectors carrying all its labels\n"
+           "      --filter-mode M   auto (default: chosen per query from label counts),\n"
+           "                        graph (two-hop walk), brute, beam (walk, results\n"
+           "                        filtered), post (baseline: unfiltered, k grown)\n"
+           "      --filter-brute N  auto: brute force up to N estimated matches (1500)\n"
+           "      --filter-beam F   auto: beam from this matching fraction on (0.3)\n"
            "  -o, --output EP       where results go (default -)\n"
            "      --max-k N         largest k a request may ask (default 1000)\n"
            "      --max-ef N        largest ef a request may ask (default 10000)\n"
            "      --max-dim N       refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
            "  -h, --help            this text\n\n"
-           "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?, recall?}; answer:\n"
+           "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?, recall?,\n"
+           "filter?: [labels], filter_all?}; answer:\n"
            "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n"
            "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n");
 }
@@ -98,6 +115,9 @@ typedef struct opts {
     nav_stop_kind stop; /* --recall / --stop */
     double recall, eps0;
     uint32_t patience;
+    const char *filters_path;
+    int filter_all;
+    filt_plan plan;
 } opts;
 
 typedef struct engine {
@@ -117,12 +137,18 @@ typedef struct engine {
     nav_policy *nav;
     nav_adsamp *ad;
     nav_cfg ncfg;
-    nav_searcher **ns; /* one per thread */
+    nav_searcher **ns;          /* one per thread */
+    filt_labels *labels;        /* NULL: the index has none */
+    filt_searcher **fsearchers; /* one per thread, with labels */
+    filt_plan plan;
+    filt_stats fst; /* sums over filtered queries */
+    uint64_t nfiltered;
 } engine;
 
 typedef struct batch_job {
     engine *en;
     const float *rows;
+    const filt_query *const *filt; /* per row, NULL: unfiltered; NULL: none */
     size_t n, k, ef;
     uint32_t *ids;
     float *dists;
@@ -131,6 +157,7 @@ typedef struct batch_job {
     hnsw_stats *stats; /* per thread */
     double *rcost;     /* per thread: routing cost */
     const nav_cfg *ncfg;
+    filt_stats *fst; /* per thread */
     int t;
     atomic_size_t *next; /* first query not yet taken, shared by the threads */
 } batch_job;
@@ -156,6 +183,7 @@ static void *search_part(void *arg)
     }
     hnsw_stats st = {0};
     nav_stats ns = {0};
+    filt_stats fst = {0};
     double rcost = 0;
     for (;;) {
         size_t first = atomic_fetch_add(j->next, QUERY_CHUNK);
@@ -165,7 +193,19 @@ static void *search_part(void *arg)
         for (size_t i = first; i < end; i++) {
             size_t got = 0;
             const float *q = j->rows + i * h->dim;
-            if (en->use_nav) {
+            const filt_query *fq = j->filt ? j->filt[i] : NULL;
+            /* --exact, an unfiltered query among filtered ones: the empty
+             * all-of filter matches every node */
+            static const filt_query everything = {.n = 0, .all = 1};
+            if (en->exact && j->filt && !(fq && fq->n))
+                fq = &everything;
+            if (fq && (fq->n || fq->all)) {
+                filt_plan plan = en->plan;
+                if (en->exact)
+                    plan.mode = FILT_BRUTE;
+                filt_search(h, en->labels, en->fsearchers[j->t], en->searchers[j->t], &plan, fq, q,
+                            j->k, en->exact ? j->k : j->ef, hits, &got, &fst);
+            } else if (en->use_nav) {
                 if (en->mode != ROUTE_CLASSIC) { /* --route --nav: the router's entry */
                     if (h->perm)
                         hnsw_permute_query(h, q, qs);
@@ -218,6 +258,7 @@ static void *search_part(void *arg)
     j->ndist[j->t] = st.ndist;
     j->stats[j->t] = st;
     j->rcost[j->t] = rcost;
+    j->fst[j->t] = fst;
     free(hits);
     free(qs);
     free(z);
@@ -225,12 +266,20 @@ static void *search_part(void *arg)
 }
 
 /* Answer n queries into ids/dists (n*k), found[n]; returns distance count. */
-static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, size_t ef,
-                             double recall, uint32_t *ids, float *dists, size_t *found, hf_err *e,
-                             int *rc)
+static uint64_t answer_batch(engine *en, const float *rows, const filt_query *const *filt, size_t n,
+                             size_t k, size_t ef, double recall, uint32_t *ids, float *dists,
+                             size_t *found, hf_err *e, int *rc)
 {
     *rc = 0;
-    if (en->exact) {
+    int any_filter = 0;
+    for (size_t i = 0; filt && i < n; i++)
+        any_filter |= filt[i] && filt[i]->n;
+    if (any_filter && !en->labels) {
+        *rc = hf_err_set(e, HF_EDATA,
+                         "a query has a filter, but the index has no labels (embed-load --labels)");
+        return 0;
+    }
+    if (en->exact && !any_filter) {
         const hnsw *h = en->h;
         knn_base b = hnsw_knn_base(h);
         /* stored vectors have their dimensions reordered: reorder the queries */
@@ -252,6 +301,8 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
     uint64_t nd[256] = {0};
     hnsw_stats sts[256] = {0};
     double rc_[256] = {0};
+    filt_stats fs[256];
+    memset(fs, 0, sizeof fs);
     pthread_t tid[256];
     int T = en->threads;
     atomic_size_t next = 0;
@@ -264,7 +315,8 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
             ef = cef;
     }
     for (int t = 0; t < T; t++)
-        jobs[t] = (batch_job){en, rows, n, k, ef, ids, dists, found, nd, sts, rc_, &ncfg, t, &next};
+        jobs[t] = (batch_job){en,    rows, filt, n,   k,     ef, ids, dists,
+                              found, nd,   sts,  rc_, &ncfg, fs, t,   &next};
     for (int t = 1; t < T; t++)
         pthread_create(&tid[t], NULL, search_part, &jobs[t]);
     search_part(&jobs[0]);
@@ -277,6 +329,15 @@ static uint64_t answer_batch(engine *en, const float *rows, size_t n, size_t k, 
         en->upper += sts[t].ndist_upper;
         en->hops += sts[t].hops;
         rsum += rc_[t];
+        s += fs[t].ndist;
+        en->hops += fs[t].hops;
+        en->fst.ndist += fs[t].ndist;
+        en->fst.fallbacks += fs[t].fallbacks;
+        en->fst.nchecked += fs[t].nchecked;
+        for (int m = 0; m < 5; m++) {
+            en->fst.by_mode[m] += fs[t].by_mode[m];
+            en->nfiltered += fs[t].by_mode[m];
+        }
     }
     /* routing is work done instead of distances: counted with them */
     en->route_cost += rsum;
@@ -329,8 +390,9 @@ static int put_results_header(channel *c, const char *metric, size_t k, uint64_t
  * kept (query --route), other models ignored. */
 typedef struct load_extra {
     hnsw_ids *ids;
-    route_model **rm; /* NULL: no --route / --entry, nothing to read */
-    nav_policy **nav; /* NULL: no --nav / --recall, nothing to read */
+    route_model **rm;     /* NULL: no --route / --entry, nothing to read */
+    nav_policy **nav;     /* NULL: no --nav / --recall, nothing to read */
+    filt_labels **labels; /* created at the first labels frame */
 } load_extra;
 
 static int keep_extra(const frame_in *f, void *arg, hf_err *e)
@@ -341,6 +403,14 @@ static int keep_extra(const frame_in *f, void *arg, hf_err *e)
     if (x->nav && strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
         nav_destroy(x->nav);
         return nav_unpack(f->map, x->nav, e); /* the loader names the frame */
+    }
+    if (strcmp(f->type, "labels") == 0) {
+        if (!*x->labels && filt_labels_new(x->labels, e))
+            return HF_ENOMEM;
+        int rc = filt_labels_take_frame(*x->labels, f, UINT32_MAX - 1, e);
+        if (rc)
+            hf_err_prefix(e, "frame %llu", (unsigned long long)f->index);
+        return rc;
     }
     route_model **rm = x->rm;
     if (!rm || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))
@@ -380,6 +450,16 @@ static void summary(const engine *en, uint64_t nq, double t_search, double t_wal
             (unsigned long long)nq, t_search, t_search > 0 ? nq / t_search : 0.0,
             nq ? (double)ndist / nq : 0.0, (double)en->upper / d, en->route_cost / d,
             (double)en->hops / d, t_wall);
+    if (en->nfiltered)
+        fprintf(stderr,
+                "query: %llu filtered queries: %llu graph, %llu brute, %llu beam, %llu post "
+                "(%llu walks fell back to brute force), %.1f mean label checks\n",
+                (unsigned long long)en->nfiltered, (unsigned long long)en->fst.by_mode[FILT_GRAPH],
+                (unsigned long long)en->fst.by_mode[FILT_BRUTE],
+                (unsigned long long)en->fst.by_mode[FILT_BEAM],
+                (unsigned long long)en->fst.by_mode[FILT_POST],
+                (unsigned long long)en->fst.fallbacks,
+                (double)en->fst.nchecked / (double)en->nfiltered);
 }
 
 static int run_stream(const opts *o, engine *en, channel *index_ch)
@@ -396,7 +476,18 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
     if (put_results_header(out, metric_name(en->h->p.metric), k, vs.count_hint, en->ext != NULL,
                            &e))
         cli_fail(prog, o->out_ep, &e);
+    filt_query *ffile = NULL; /* --filters */
+    size_t nffile = 0;
+    if (o->filters_path &&
+        filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
+        cli_fail(prog, o->filters_path, &e);
+    if (o->filters_path && !en->labels) {
+        hf_err_set(&e, HF_EDATA,
+                   "filters given, but the index has no labels (embed-load --labels)");
+        cli_fail(prog, o->filters_path, &e);
+    }
     size_t cap = VECSTREAM_BATCH;
+    const filt_query **fptr = malloc(cap * sizeof *fptr);
     uint32_t *ids = malloc(cap * k * sizeof *ids);
     float *dists = malloc(cap * k * sizeof *dists);
     size_t *found = malloc(cap * sizeof *found);
@@ -417,10 +508,28 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
             ids = malloc(cap * k * sizeof *ids);
             dists = malloc(cap * k * sizeof *dists);
             found = malloc(cap * sizeof *found);
+            free(fptr);
+            fptr = malloc(cap * sizeof *fptr);
         }
-        if (!ids || !dists || !found) {
+        if (!ids || !dists || !found || !fptr) {
             hf_err_set(&e, HF_ENOMEM, "out of memory");
             cli_fail(prog, in_name, &e);
+        }
+        /* a stream's filters: the query frame's own, else the file's line
+         * for the query's position in the stream */
+        int any = 0;
+        for (size_t i = 0; i < n; i++) {
+            fptr[i] = NULL;
+            if (vs.req_has_filter)
+                fptr[i] = &vs.req_filter;
+            else if (ffile && nq + i >= nffile) {
+                hf_err_set(&e, HF_EDATA, "%zu filters for a stream of more queries", nffile);
+                free(fptr); /* exit leaves nothing unreachable behind (LeakSanitizer) */
+                free(ffile);
+                cli_fail(prog, o->filters_path, &e);
+            } else if (ffile)
+                fptr[i] = &ffile[nq + i];
+            any |= fptr[i] != NULL;
         }
         double t0 = now_seconds();
         int src;
@@ -431,7 +540,8 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
             if (!o->ef_set)
                 ef = 0; /* --recall: the beam calibrated for it */
         }
-        ndist += answer_batch(en, rows, n, k, ef, rq, ids, dists, found, &e, &src);
+        ndist +=
+            answer_batch(en, rows, any ? fptr : NULL, n, k, ef, rq, ids, dists, found, &e, &src);
         t_search += now_seconds() - t0;
         if (src)
             cli_fail(prog, in_name, &e);
@@ -444,9 +554,18 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
     }
     if (rc != HF_EOF)
         cli_fail(prog, in_name, &e);
+    if (ffile && nffile != nq) {
+        hf_err_set(&e, HF_EDATA, "%zu filters for a stream of %llu queries", nffile,
+                   (unsigned long long)nq);
+        free(fptr);
+        free(ffile);
+        cli_fail(prog, o->filters_path, &e);
+    }
     if (channel_send_end(out, nq, &e) || channel_commit(out, &e))
         cli_fail(prog, o->out_ep, &e);
     summary(en, nq, t_search, now_seconds() - t_wall0, ndist);
+    free(ffile);
+    free(fptr);
     frame_out_free(&fo);
     free(ids);
     free(dists);
@@ -528,9 +647,17 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
                  (unsigned long long)o->max_ef);
         return reply_error(s, req, fo, has_qid, qid, msg);
     }
+    filt_query fq;
+    hf_err e;
+    int frc = filt_query_from_frame(&fq, f, &e);
+    if (frc && frc != HF_EOF)
+        return reply_error(s, req, fo, has_qid, qid, e.msg);
+    if (frc == 0 && fq.n && !en->labels)
+        return reply_error(s, req, fo, has_qid, qid,
+                           "a filter, but the index has no labels (embed-load --labels)");
+    const filt_query *fp = frc == 0 ? &fq : NULL;
     float *q = (float *)hits; /* scratch: hits has room for max(max_k, dim) entries */
     memcpy(q, vec, len);
-    hf_err e;
     if (vec_check_finite(q, 1, en->h->dim, qid, &e) != 0)
         return reply_error(s, req, fo, has_qid, qid, e.msg);
     float *qcopy = malloc(len);
@@ -545,7 +672,8 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     }
     memcpy(qcopy, q, len);
     int rc = 0;
-    *ndist += answer_batch(en, qcopy, 1, k, ef, recall, ids, dists, &found, &e, &rc);
+    *ndist +=
+        answer_batch(en, qcopy, fp ? &fp : NULL, 1, k, ef, recall, ids, dists, &found, &e, &rc);
     if (rc)
         reply_error(s, req, fo, has_qid, qid, e.msg);
     else {
@@ -667,6 +795,11 @@ static int run_connect(const opts *o)
     size_t idwidth = strcmp(idw, "u64") == 0 ? 8 : 4;
     if (put_results_header(out, metric, o->k, vs.count_hint, idwidth == 8, &e))
         cli_fail(prog, o->out_ep, &e);
+    filt_query *ffile = NULL; /* --filters: sent with each request */
+    size_t nffile = 0;
+    if (o->filters_path &&
+        filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
+        cli_fail(prog, o->filters_path, &e);
     frame_out *answers = NULL;
     size_t cap = 0;
     uint64_t nq = 0;
@@ -686,11 +819,27 @@ static int run_connect(const opts *o)
             cap = n;
         }
         for (size_t i = 0; i < n; i++) {
-            frame_begin(&fo, "query", 4);
+            const filt_query *fq = vs.req_has_filter ? &vs.req_filter : NULL;
+            if (!fq && ffile && nq + i >= nffile) {
+                hf_err_set(&e, HF_EDATA, "%zu filters for a stream of more queries", nffile);
+                free(ffile);
+                cli_fail(prog, o->filters_path, &e);
+            } else if (!fq && ffile)
+                fq = &ffile[nq + i];
+            int nk = 4 + (fq && fq->n ? 1 + fq->all : 0);
+            frame_begin(&fo, "query", (uint32_t)nk);
             frame_put_u64(&fo, "qid", i); /* position in batch; mapped back below */
             frame_put_bin(&fo, "vec", rows + i * vs.dim, vs.dim * sizeof(float));
             frame_put_u64(&fo, "k", o->k);
             frame_put_u64(&fo, "ef", o->ef);
+            if (fq && fq->n) {
+                frame_put_key(&fo, "filter");
+                msgpack_pack_array(&fo.pk, fq->n);
+                for (uint32_t j = 0; j < fq->n; j++)
+                    msgpack_pack_uint32(&fo.pk, fq->lab[j]);
+                if (fq->all)
+                    frame_put_bool(&fo, "filter_all", 1);
+            }
             if (client_send(cl, &fo, &e))
                 cli_fail(prog, o->connect_ep, &e);
         }
@@ -727,6 +876,7 @@ static int run_connect(const opts *o)
     double t = now_seconds() - t_wall0;
     fprintf(stderr, "query: %llu queries via %s, %.3f s, %.1f QPS\n", (unsigned long long)nq,
             o->connect_ep, t, t > 0 ? nq / t : 0.0);
+    free(ffile);
     for (size_t i = 0; i < cap; i++)
         frame_out_free(&answers[i]);
     free(answers);
@@ -764,6 +914,11 @@ int main(int argc, char **argv)
                                           {"stop", required_argument, 0, 18},
                                           {"patience", required_argument, 0, 19},
                                           {"eps0", required_argument, 0, 20},
+                                          {"filters", required_argument, 0, 21},
+                                          {"filter-all", no_argument, 0, 22},
+                                          {"filter-mode", required_argument, 0, 23},
+                                          {"filter-brute", required_argument, 0, 24},
+                                          {"filter-beam", required_argument, 0, 25},
                                           {0, 0, 0, 0}};
     opts o = {.queries_ep = "-",
               .out_ep = "-",
@@ -776,6 +931,7 @@ int main(int argc, char **argv)
               .stop = NAV_STOP_EF,
               .patience = 8,
               .eps0 = 2.1};
+    filt_plan_defaults(&o.plan);
     int c;
     int k_set = 0, ef_set = 0;
     while ((c = getopt_long(argc, argv, "i:k:t:o:h", lopts, NULL)) != -1) {
@@ -840,6 +996,16 @@ int main(int argc, char **argv)
             break;
         case 19: o.patience = (uint32_t)cli_u64(prog, "--patience", optarg, 1, 1 << 20); break;
         case 20: o.eps0 = cli_f64(prog, "--eps0", optarg, 0, 100); break;
+        case 21: o.filters_path = optarg; break;
+        case 22: o.filter_all = 1; break;
+        case 23: {
+            hf_err fe;
+            if (filt_mode_parse(optarg, &o.plan.mode, &fe))
+                cli_usage_error(prog, "--filter-mode: %s", fe.msg);
+            break;
+        }
+        case 24: o.plan.brute_max = cli_u64(prog, "--filter-brute", optarg, 0, UINT32_MAX); break;
+        case 25: o.plan.beam_min = cli_f64(prog, "--filter-beam", optarg, 0, 2); break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -847,6 +1013,8 @@ int main(int argc, char **argv)
     o.ef_set = ef_set;
     if (argc - optind > 1)
         cli_usage_error(prog, "one query input at most");
+    if (o.filters_path && o.serve_ep)
+        cli_usage_error(prog, "--filters is for query streams (requests carry \"filter\")");
     if (optind < argc)
         o.queries_ep = argv[optind];
     if ((k_set && o.k > o.max_k) || (ef_set && o.ef > o.max_ef))
@@ -876,11 +1044,12 @@ int main(int argc, char **argv)
     channel *ich = NULL;
     if (channel_open_in(idx_ep, o.max_frame, &ich, &e))
         cli_fail(prog, idx_name, &e);
-    engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank};
+    engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank, .plan = o.plan};
     hnsw_ids *ext = NULL;
     if (hnsw_ids_new(&ext, &e))
         cli_fail(prog, idx_name, &e);
     load_extra extra = {.ids = ext,
+                        .labels = &en.labels,
                         .rm = o.route || o.entry ? &en.router : NULL,
                         .nav = want_policy ? &en.nav : NULL};
     if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h, keep_extra,
@@ -891,6 +1060,11 @@ int main(int argc, char **argv)
         cli_fail(prog, idx_name, &e);
     }
     en.ext = ext->n ? ext->ext : NULL;
+    if (en.labels && en.labels->n != en.h->n) {
+        hf_err_set(&e, HF_EDATA, "index has labels for %zu of its %zu nodes", en.labels->n,
+                   en.h->n);
+        cli_fail(prog, idx_name, &e);
+    }
     en.mode = o.route                                      ? ROUTE_LEARNED
               : o.entry && strcmp(o.entry, "flat") == 0    ? ROUTE_FLAT
               : o.entry && strcmp(o.entry, "nearest") == 0 ? ROUTE_NEAREST
@@ -906,6 +1080,16 @@ int main(int argc, char **argv)
     /* brute force reads the vectors in stored order: leave them be */
     if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
         cli_fail(prog, idx_name, &e);
+    /* labels follow the renumbering; deleted nodes leave the counts */
+    if (en.labels) {
+        if (en.h->ext_id && filt_labels_permute(en.labels, en.h->ext_id, en.h->n, &e))
+            cli_fail(prog, idx_name, &e);
+        for (size_t i = 0; i < en.h->n; i++)
+            if (en.h->deleted[i])
+                filt_labels_kill(en.labels, (uint32_t)i);
+        if (filt_postings_build(en.labels, &e))
+            cli_fail(prog, idx_name, &e);
+    }
     if (en.router && route_bind(en.router, en.h, &e))
         cli_fail(prog, idx_name, &e);
     if (en.mode == ROUTE_LEARNED && en.router->fallback) {
@@ -965,6 +1149,16 @@ int main(int argc, char **argv)
             cli_fail(prog, idx_name, &e);
         }
     }
+    if (en.labels) {
+        en.fsearchers = calloc((size_t)o.threads, sizeof *en.fsearchers);
+        for (int t = 0; en.fsearchers && t < o.threads; t++)
+            if (filt_searcher_new(en.h, max_ef, &en.fsearchers[t], &e))
+                cli_fail(prog, idx_name, &e);
+        if (!en.fsearchers) {
+            hf_err_set(&e, HF_ENOMEM, "out of memory");
+            cli_fail(prog, idx_name, &e);
+        }
+    }
     int rc;
     if (o.serve_ep) {
         channel_destroy(&ich);
@@ -985,6 +1179,10 @@ int main(int argc, char **argv)
     free(en.ns);
     nav_destroy(&en.nav);
     nav_adsamp_destroy(&en.ad);
+    for (int t = 0; en.fsearchers && t < o.threads; t++)
+        filt_searcher_destroy(&en.fsearchers[t]);
+    free(en.fsearchers);
+    filt_labels_destroy(&en.labels);
     route_destroy(&en.router);
     hnsw_destroy(&en.h);
     hnsw_ids_destroy(&ext);

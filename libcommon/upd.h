@@ -52,6 +52,8 @@ size_t upd_pending(const upd_index *u);
 const upd_stats *upd_get_stats(const upd_index *u);
 /* External id of a slot. */
 uint64_t upd_ext_id(const upd_index *u, uint32_t slot);
+/* The slot external id ext lives in, or UINT32_MAX. */
+uint32_t upd_slot_of(const upd_index *u, uint64_t ext);
 /* State of a slot (UPD_*). */
 int upd_state(const upd_index *u, uint32_t slot);
 

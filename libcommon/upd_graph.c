@@ -85,6 +85,10 @@ uint64_t upd_ext_id(const upd_index *u, uint32_t slot)
 {
     return u->ids->ext[slot];
 }
+uint32_t upd_slot_of(const upd_index *u, uint64_t ext)
+{
+    return hnsw_ids_find(u->ids, ext);
+}
 int upd_state(const upd_index *u, uint32_t slot)
 {
     return u->state[slot];

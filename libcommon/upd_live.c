@@ -18,6 +18,7 @@ void upd_live_init(upd_live *L, const hnsw_params *p, size_t max_dim, uint64_t r
     hnsw_params_defaults(&L->p);
     L->max_dim = max_dim ? max_dim : VECSTREAM_MAX_DIM_DEFAULT;
     L->repair_every = repair_every ? repair_every : 1;
+    filt_plan_defaults(&L->plan);
 }
 
 void upd_live_free(upd_live *L)
@@ -32,6 +33,9 @@ void upd_live_free(upd_live *L)
     free(L->hits);
     free(L->hit_ids);
     free(L->hit_d);
+    filt_labels_destroy(&L->labels);
+    filt_searcher_destroy(&L->fs);
+    free(L->lbin);
     memset(L, 0, sizeof *L);
 }
 
@@ -68,6 +72,11 @@ static int on_other(const frame_in *f, void *arg, hf_err *e)
     load_ctx *c = arg;
     if (strcmp(f->type, "ids") == 0)
         return hnsw_ids_take_frame(c->ids, f, UINT32_MAX - 1, e);
+    if (strcmp(f->type, "labels") == 0) {
+        if (!c->L->labels && filt_labels_new(&c->L->labels, e))
+            return HF_ENOMEM;
+        return filt_labels_take_frame(c->L->labels, f, UINT32_MAX - 1, e);
+    }
     if (strcmp(f->type, "checkpoint") == 0) {
         if (frame_get_u64(f, "seq", &c->seq, NULL))
             return hf_err_set(e, HF_EDATA, "checkpoint frame lacks \"seq\"");
@@ -89,6 +98,9 @@ int upd_live_load(upd_live *L, const char *path, size_t max_frame, hf_err *e)
     channel_destroy(&c);
     if (rc == 0 && ctx.ids->n && ctx.ids->n != h->n)
         rc = hf_err_set(e, HF_EDATA, "index has ids for %zu of its %zu nodes", ctx.ids->n, h->n);
+    if (rc == 0 && L->labels && L->labels->n != h->n)
+        rc = hf_err_set(e, HF_EDATA, "index has labels for %zu of its %zu nodes", L->labels->n,
+                        h->n);
     if (rc) {
         hnsw_destroy(&h);
         hnsw_ids_destroy(&ctx.ids);
@@ -101,7 +113,11 @@ int upd_live_load(upd_live *L, const char *path, size_t max_frame, hf_err *e)
     L->seq = ctx.seq;
     if ((rc = upd_new(h, ctx.ids, &L->u, e)) != 0)
         return rc;
-    return upd_consolidate(L->u, e); /* tombstones of the file leave at once */
+    rc = upd_consolidate(L->u, e); /* tombstones of the file leave at once */
+    for (size_t i = 0; rc == 0 && L->labels && i < L->labels->n; i++)
+        if (upd_state(L->u, (uint32_t)i) != UPD_LIVE)
+            filt_labels_kill(L->labels, (uint32_t)i);
+    return rc;
 }
 
 int upd_live_header(upd_live *L, const frame_in *f, hf_err *e)
@@ -199,6 +215,23 @@ int upd_live_check(upd_live *L, const frame_in *f, hf_err *e)
     hf_err fe;
     if (vec_check_finite(L->vecs, (size_t)n, dim, 0, &fe) != 0)
         return hf_err_set(e, HF_EDATA, "insert: %s", fe.msg);
+    L->op_labels = 0;
+    int lrc = frame_get_bin(f, "labels", &p, &len, NULL);
+    if (lrc == 0) {
+        if ((rc = filt_wire_check(p, len, (size_t)n, e)) != 0)
+            return hf_err_prefix(e, "insert labels");
+        if (len > L->lbin_cap) {
+            uint32_t *x = realloc(L->lbin, len);
+            if (!x)
+                return hf_err_set(e, HF_ENOMEM, "out of memory");
+            L->lbin = x;
+            L->lbin_cap = len;
+        }
+        memcpy(L->lbin, p, len);
+        L->lbin_len = len;
+        L->op_labels = 1;
+    } else if (lrc != HF_EOF)
+        return hf_err_set(e, HF_EDATA, "insert frame: \"labels\" is not a bin");
     if (!L->u) {
         if ((rc = upd_create(&L->p, dim, &L->u, e)) != 0)
             return rc;
@@ -212,12 +245,37 @@ int upd_live_check(upd_live *L, const frame_in *f, hf_err *e)
 int upd_live_apply(upd_live *L, hf_err *e)
 {
     int rc;
+    /* labels follow slots: the slots an update vacates leave the counts,
+     * the slots an insert fills take the frame's labels (or none) */
+    if (L->op_insert && L->op_labels && !L->labels && (rc = filt_labels_new(&L->labels, e)) != 0)
+        return rc;
+    for (size_t i = 0; L->labels && L->u && i < L->op_n; i++) {
+        uint32_t slot = upd_slot_of(L->u, L->ids[i]);
+        if (slot != UINT32_MAX)
+            filt_labels_kill(L->labels, slot);
+    }
     if (L->op_insert)
         rc = upd_insert(L->u, L->ids, L->vecs, L->op_n, e);
     else
         rc = upd_delete(L->u, L->ids, L->op_n, e);
     if (rc)
         return rc;
+    if (L->op_insert && L->labels) {
+        static const uint32_t none = 0;
+        size_t at = 0;
+        for (size_t i = 0; i < L->op_n; i++) {
+            uint32_t slot = upd_slot_of(L->u, L->ids[i]);
+            const uint32_t *lab = &none;
+            uint32_t c = 0;
+            if (L->op_labels) { /* checked by upd_live_check */
+                c = L->lbin[at];
+                lab = L->lbin + at + 1;
+                at += 1 + c;
+            }
+            if (slot != UINT32_MAX && (rc = filt_labels_set(L->labels, slot, lab, c, e)) != 0)
+                return rc;
+        }
+    }
     L->seq++;
     L->changed += L->op_n;
     if (upd_pending(L->u) >= L->repair_every)
@@ -283,8 +341,32 @@ void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t 
     hf_err e;
     if (vec_check_finite(L->vecs, 1, L->dim, qid, &e) != 0)
         return put_error(fo, has_qid, qid, e.msg);
+    filt_query fq;
+    int frc = filt_query_from_frame(&fq, f, &e);
+    if (frc && frc != HF_EOF)
+        return put_error(fo, has_qid, qid, e.msg);
+    int filtered = frc == 0 && fq.n;
+    if (filtered && !L->labels)
+        return put_error(fo, has_qid, qid,
+                         "a filter, but the index has no labels (insert frames carry none)");
     size_t got = 0;
-    if (L->u && upd_search(L->u, L->vecs, (size_t)rk, (size_t)ref, L->hits, &got, NULL, &e) != 0)
+    if (filtered && L->u && upd_nlive(L->u)) {
+        /* the scratch follows the graph's size and the largest ef asked */
+        size_t want = ref > rk ? (size_t)ref : (size_t)rk;
+        if (want < 64)
+            want = 64;
+        if (!L->fs && filt_searcher_new(upd_graph(L->u), want < max_ef ? max_ef : want, &L->fs, &e))
+            return put_error(fo, has_qid, qid, e.msg);
+        /* postings after the labels changed: one query thread reads the live
+         * index at a time (consolidate's read lock), so it may rebuild them;
+         * on failure the search scans the label sets instead */
+        if (L->labels->post_version != L->labels->version)
+            filt_postings_build(L->labels, &e);
+        if (filt_search(upd_graph(L->u), L->labels, L->fs, NULL, &L->plan, &fq, L->vecs, (size_t)rk,
+                        (size_t)ref, L->hits, &got, NULL) != 0)
+            return put_error(fo, has_qid, qid, "out of memory in a filtered search");
+    } else if (!filtered && L->u &&
+               upd_search(L->u, L->vecs, (size_t)rk, (size_t)ref, L->hits, &got, NULL, &e) != 0)
         return put_error(fo, has_qid, qid, e.msg);
     for (size_t i = 0; i < got; i++) {
         L->hit_ids[i] = upd_ext_id(L->u, L->hits[i].id);
@@ -376,6 +458,23 @@ int upd_live_save(upd_live *L, const char *path, hf_err *e)
         rc = hnsw_save_body(c, out, e);
     if (rc == 0)
         rc = hnsw_ids_save(ids, c->n, out, e);
+    if (rc == 0 && L->labels && L->u) {
+        /* upd_compact keeps the live slots in slot order */
+        filt_labels *cl = NULL;
+        rc = filt_labels_new(&cl, e);
+        const hnsw *g = upd_graph(L->u);
+        size_t j = 0;
+        for (size_t s = 0; rc == 0 && s < g->n; s++) {
+            if (upd_state(L->u, (uint32_t)s) != UPD_LIVE)
+                continue;
+            const uint32_t *lab;
+            size_t cnt = filt_labels_of(L->labels, (uint32_t)s, &lab);
+            rc = filt_labels_set(cl, (uint32_t)j++, lab, cnt, e);
+        }
+        if (rc == 0 && j)
+            rc = filt_labels_save(cl, j, out, e);
+        filt_labels_destroy(&cl);
+    }
     if (rc == 0) {
         frame_out fo;
         frame_out_init(&fo);

@@ -6,9 +6,11 @@
  *
  * Update frames (schemas/insert.json, delete.json, header-updates.json):
  *   header {t:"header", schema:"hnswflow.updates", v:1, dim, count}
- *   insert {t:"insert", n, ids: bin u64[n], data: bin f32[n*dim]}
+ *   insert {t:"insert", n, ids: bin u64[n], data: bin f32[n*dim], labels?: bin u32}
+ *          (labels: filt.h's wire form; an insert without them into an index
+ *          with labels gives its vectors none)
  *   delete {t:"delete", n, ids: bin u64[n]}
- *   query  {t:"query", qid, vec: bin f32[dim], k?, ef?}
+ *   query  {t:"query", qid, vec: bin f32[dim], k?, ef?, filter?, filter_all?}
  *   end    {t:"end", count, checksum}
  * An update is checked whole before anything changes (upd_live_check), so a
  * bad frame is refused and changes nothing; a checked frame then applies
@@ -27,6 +29,7 @@
 #include <stdint.h>
 
 #include "channel.h"
+#include "filt.h"
 #include "upd.h"
 
 #define STREAM_UPDATES "hnswflow.updates"
@@ -50,6 +53,15 @@ typedef struct upd_live {
     uint64_t *ids;
     float *vecs;
     size_t ids_cap, vecs_cap;
+    /* labels by slot (NULL until an index or insert brings some), the
+     * checked labels bin of the accepted insert (op_labels 0: none) and the
+     * filtered search's scratch */
+    filt_labels *labels;
+    uint32_t *lbin;
+    size_t lbin_len, lbin_cap;
+    int op_labels;
+    filt_searcher *fs;
+    filt_plan plan;
     hnsw_hit *hits;
     uint64_t *hit_ids;
     float *hit_d;

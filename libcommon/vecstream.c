@@ -94,6 +94,33 @@ static int take_ids(vecstream *vs, const frame_in *f, uint64_t n, hf_err *e)
     return 0;
 }
 
+/* Optional "labels" of a vectors frame: checked against n rows, copied. */
+static int take_labels(vecstream *vs, const frame_in *f, uint64_t n, hf_err *e)
+{
+    const void *p;
+    size_t len;
+    vs->batch_has_labels = 0;
+    int rc = frame_get_bin(f, "labels", &p, &len, NULL);
+    if (rc == HF_EOF)
+        return 0;
+    if (rc)
+        return hf_err_set(e, HF_EDATA, "frame %llu: labels is not a bin",
+                          (unsigned long long)f->index);
+    if ((rc = filt_wire_check(p, len, (size_t)n, e)) != 0)
+        return hf_err_prefix(e, "frame %llu", (unsigned long long)f->index);
+    if (len > vs->labels_cap) {
+        uint32_t *x = realloc(vs->labels, len);
+        if (!x)
+            return hf_err_set(e, HF_ENOMEM, "out of memory");
+        vs->labels = x;
+        vs->labels_cap = len;
+    }
+    memcpy(vs->labels, p, len);
+    vs->labels_len = len;
+    vs->batch_has_labels = 1;
+    return 0;
+}
+
 int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first, hf_err *e)
 {
     frame_in f;
@@ -107,6 +134,7 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
         if (rc)
             return rc;
         vs->req_k = vs->req_ef = 0;
+        vs->req_has_filter = 0;
         if (strcmp(f.type, "vectors") == 0) {
             uint64_t start, cnt;
             const void *p;
@@ -133,7 +161,7 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
                 return rc;
             if ((rc = vec_check_finite(vs->buf, cnt, vs->dim, start, e)) != 0)
                 return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
-            if ((rc = take_ids(vs, &f, cnt, e)) != 0)
+            if ((rc = take_ids(vs, &f, cnt, e)) != 0 || (rc = take_labels(vs, &f, cnt, e)) != 0)
                 return rc;
             *data = vs->buf;
             *n = cnt;
@@ -156,6 +184,10 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
                 return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
             frame_get_u64(&f, "k", &vs->req_k, NULL);
             frame_get_u64(&f, "ef", &vs->req_ef, NULL);
+            rc = filt_query_from_frame(&vs->req_filter, &f, e);
+            if (rc && rc != HF_EOF)
+                return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
+            vs->req_has_filter = rc == 0;
             *data = vs->buf;
             *n = 1;
             *first = qid;
@@ -188,6 +220,8 @@ void vecstream_close(vecstream *vs)
     vs->buf = NULL;
     free(vs->ids);
     vs->ids = NULL;
+    free(vs->labels);
+    vs->labels = NULL;
 }
 
 int vecstream_put_header(channel *c, size_t dim, uint64_t count, hf_err *e)
@@ -223,5 +257,20 @@ int vecstream_put_batch_ids(channel *c, frame_out *fo, const float *rows, const 
     frame_put_u64(fo, "n", n);
     frame_put_bin(fo, "data", rows, n * dim * sizeof(float));
     frame_put_bin(fo, "ids", ids, n * sizeof(uint64_t));
+    return channel_send(c, fo, e);
+}
+
+int vecstream_put_batch_full(channel *c, frame_out *fo, const float *rows, const uint64_t *ids,
+                             const void *labels, size_t labels_len, size_t n, size_t dim,
+                             uint64_t start, hf_err *e)
+{
+    frame_begin(fo, "vectors", 3 + (ids != NULL) + (labels != NULL));
+    frame_put_u64(fo, "start", start);
+    frame_put_u64(fo, "n", n);
+    frame_put_bin(fo, "data", rows, n * dim * sizeof(float));
+    if (ids)
+        frame_put_bin(fo, "ids", ids, n * sizeof(uint64_t));
+    if (labels)
+        frame_put_bin(fo, "labels", labels, labels_len);
     return channel_send(c, fo, e);
 }

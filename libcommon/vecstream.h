@@ -2,8 +2,9 @@
  * vecstream.h - vector streams over a channel (schemas/header.json,
  * vectors.json, query.json, end.json):
  *   header  {t:"header", schema:"hnswflow.vectors", v:1, dim, dtype:"f32", count}
- *   vectors {t:"vectors", start, n, data: bin f32[n*dim], ids?: bin u64[n]}  (1024 rows a frame)
- *   query   {t:"query", qid, vec: bin f32[dim], k?, ef?}     (one request)
+ *   vectors {t:"vectors", start, n, data: bin f32[n*dim], ids?: bin u64[n],
+ *            labels?: bin u32 (per row its count, then its labels; filt.h)}  (1024 rows a frame)
+ *   query   {t:"query", qid, vec: bin f32[dim], k?, ef?, filter?: [u32...], filter_all?}
  *   end     {t:"end", count, checksum}
  * The reader checks the header comes first, every row has the header's
  * dimension, values are finite, batches are contiguous, and the end frame's
@@ -13,6 +14,7 @@
 #define HF_VECSTREAM_H
 
 #include "channel.h"
+#include "filt.h"
 
 #define VECSTREAM_BATCH 1024
 #define VECSTREAM_MAX_DIM_DEFAULT 65536
@@ -29,6 +31,14 @@ typedef struct vecstream {
     uint64_t *ids;
     size_t ids_rows;
     int batch_has_ids;
+    /* labels bin of the current batch when its frame carried "labels"
+     * (checked, owned copy, labels_len bytes) */
+    uint32_t *labels;
+    size_t labels_len, labels_cap;
+    int batch_has_labels;
+    /* the "filter" of a "query" frame (req_has_filter 0: none) */
+    filt_query req_filter;
+    int req_has_filter;
     /* per-request options of a "query" frame, 0 when absent */
     uint64_t req_k, req_ef;
 } vecstream;
@@ -48,6 +58,11 @@ int vecstream_put_batch(channel *c, frame_out *fo, const float *rows, size_t n, 
 /* The same with external ids (ids[n]) in the frame. */
 int vecstream_put_batch_ids(channel *c, frame_out *fo, const float *rows, const uint64_t *ids,
                             size_t n, size_t dim, uint64_t start, hf_err *e);
+
+/* Any of ids and a labels bin (labels_len bytes, filt.h's wire form). */
+int vecstream_put_batch_full(channel *c, frame_out *fo, const float *rows, const uint64_t *ids,
+                             const void *labels, size_t labels_len, size_t n, size_t dim,
+                             uint64_t start, hf_err *e);
 
 /* Check that values are finite; on failure e names the row. */
 int vec_check_finite(const float *rows, size_t n, size_t dim, uint64_t first, hf_err *e);

@@ -11,6 +11,8 @@ usage: make_updates.py OUT --dim D [--seed S] [--vectors FILE.npy] OP...
 Rows are uniform random in [0,1) from --seed, or rows of --vectors.
 --batch N splits inserts/deletes into frames of N rows (default 1000).
 --no-end leaves the end frame off; --bad-count writes a wrong end count.
+--labels-mod M gives inserted row r the label r % M (filt.h's wire form);
+--filter L gives every query frame the filter [L] (repeat for several).
 """
 import json
 import sys
@@ -23,6 +25,7 @@ import numpy as np
 def main(argv):
     out, dim, seed, vec_file, batch, id_base = None, None, 1, None, 1000, 0
     no_end = bad_count = False
+    labels_mod, qfilter = 0, []
     ops = []
     i = 0
     while i < len(argv):
@@ -37,6 +40,10 @@ def main(argv):
             batch = int(argv[i + 1]); i += 1
         elif a == "--id-base":
             id_base = int(argv[i + 1]); i += 1
+        elif a == "--labels-mod":
+            labels_mod = int(argv[i + 1]); i += 1
+        elif a == "--filter":
+            qfilter.append(int(argv[i + 1])); i += 1
         elif a == "--no-end":
             no_end = True
         elif a == "--bad-count":
@@ -65,18 +72,26 @@ def main(argv):
                     f[k] = np.array(v["f32"], dtype="<f4").tobytes()
                 elif isinstance(v, dict) and "u64" in v:
                     f[k] = np.array(v["u64"], dtype="<u8").tobytes()
+                elif isinstance(v, dict) and "u32" in v:
+                    f[k] = np.array(v["u32"], dtype="<u4").tobytes()
             frames.append(f)
             continue
         s, e = map(int, rest.split(":"))
         if kind == "query":
             for r in range(s, e):
-                frames.append({"t": "query", "qid": r, "vec": queries[r].tobytes()})
+                q = {"t": "query", "qid": r, "vec": queries[r].tobytes()}
+                if qfilter:
+                    q["filter"] = qfilter
+                frames.append(q)
             continue
         for b in range(s, e, batch):
             ids = np.arange(b, min(e, b + batch), dtype="<u8") + id_base
             f = {"t": kind, "n": len(ids), "ids": ids.tobytes()}
             if kind == "insert":
                 f["data"] = base[b:b + len(ids)].tobytes()
+                if labels_mod:
+                    rows = np.arange(b, b + len(ids)) % labels_mod
+                    f["labels"] = np.stack([np.ones_like(rows), rows], 1).astype("<u4").tobytes()
             frames.append(f)
     frames[0]["count"] = len(frames) - 1
     raw = b"".join(msgpack.packb(f, use_bin_type=True) for f in frames)

@@ -19,6 +19,9 @@ checks the rules that span frames:
   * updates: insert ids n*8 bytes and data n*dim*4 finite; delete ids n*8;
     end.count = the frames between header and end;
   * ids (index): contiguous from 0, n*8 bytes, every id distinct, one per node.
+  * labels (vectors, insert, index labels frames): n count-prefixed runs,
+    counts <= 256, labels <= 1048575; index labels frames contiguous from 0,
+    one run per node.
 
 Frames of a type without a schema file (and model frames) are skipped.
 
@@ -117,6 +120,28 @@ def u32s(b):
     return np.frombuffer(b, dtype="<u4")
 
 
+LABEL_MAX, LABELS_PER_VECTOR = 1048575, 256
+
+
+def check_labels(b, n, where):
+    """A labels bin (filt.h): per row its count, then its labels, u32 LE."""
+    if len(b) % 4:
+        raise Invalid(f"{where}: labels is {len(b)} bytes, not whole u32")
+    w = np.frombuffer(b, dtype="<u4")
+    at = 0
+    for r in range(n):
+        if at >= len(w):
+            raise Invalid(f"{where}: labels end at row {r} of {n}")
+        c = int(w[at])
+        if c > LABELS_PER_VECTOR or at + 1 + c > len(w):
+            raise Invalid(f"{where}: row {r} has a bad label count {c}")
+        if c and int(w[at + 1:at + 1 + c].max()) > LABEL_MAX:
+            raise Invalid(f"{where}: row {r} has a label above {LABEL_MAX}")
+        at += 1 + c
+    if at != len(w):
+        raise Invalid(f"{where}: labels has {len(w) - at} words after its {n} rows")
+
+
 class Stream:
     """Cross-frame state of one stream (header .. end)."""
 
@@ -130,6 +155,7 @@ class Stream:
         self.frames = 0
         self.ext_ids = set()
         self.id_slots = 0
+        self.label_nodes = 0
 
     def frame(self, f, where):
         t = f["t"]
@@ -160,7 +186,19 @@ class Stream:
                     raise Invalid(f"{where}: levels has {len(lv)} bytes, n={n}")
                 if n and int(lv.max()) > h["max_level"]:
                     raise Invalid(f"{where}: a level is above max_level {h['max_level']}")
+            if "labels" in f:
+                check_labels(f["labels"], n, where)
             self.rows += n
+        elif t == "labels":
+            if self.kind != "index":
+                raise Invalid(f"{where}: labels frame outside an index stream")
+            if f["start"] != self.label_nodes:
+                raise Invalid(f"{where}: labels frame starts at {f['start']}, expected "
+                              f"{self.label_nodes}")
+            check_labels(f["labels"], f["n"], where)
+            self.label_nodes += f["n"]
+            if self.label_nodes > h["count"]:
+                raise Invalid(f"{where}: labels for more nodes than the header's count")
         elif t == "query":
             if self.kind != "vectors":
                 raise Invalid(f"{where}: query frame inside a {self.kind} stream")
@@ -250,6 +288,8 @@ class Stream:
                                   f"n={n} x dim={h['dim']} needs {4 * n * h['dim']}")
                 if not np.isfinite(np.frombuffer(f["data"], dtype="<f4")).all():
                     raise Invalid(f"{where}: insert has a non-finite value")
+                if "labels" in f:
+                    check_labels(f["labels"], n, where)
         elif t == "query":
             if h.get("dim") and len(f["vec"]) != h["dim"] * 4:
                 raise Invalid(f"{where}: vec is {len(f['vec'])} bytes, dim {h['dim']}")
@@ -258,6 +298,8 @@ class Stream:
         h = self.h
         if self.kind == "index" and self.id_slots not in (0, h["count"]):
             raise Invalid(f"{where}: ids for {self.id_slots} of {h['count']} nodes")
+        if self.kind == "index" and self.label_nodes not in (0, h["count"]):
+            raise Invalid(f"{where}: labels for {self.label_nodes} of {h['count']} nodes")
         if self.kind == "updates":
             want = self.frames
         elif self.kind == "results":

@@ -10,6 +10,9 @@
  * a layer-router frame is unpacked, bound to the graph and routes a query,
  * as `query --route` does; a nav-policy frame is unpacked, bound and
  * searches with every skip and stop kind, as `query --nav --recall` does.
+ * Labels frames are taken into a label table as query takes them; when the
+ * table covers the graph, filtered searches run in every mode
+ * (filt_search.c) after the renumbering, as query --filters.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "filt.h"
 #include "hnsw.h"
 #include "hnsw_io.h"
 #include "nav.h"
@@ -27,21 +31,27 @@
 
 #define MAX_FRAME ((size_t)64 << 10)
 
-typedef struct models {
+typedef struct extra {
     route_model *rm;
     nav_policy *nav;
-} models;
+    filt_labels *fl;
+} extra;
 
 static int other_frame(const frame_in *f, void *arg, hf_err *e)
 {
-    models *m = arg;
+    extra *x = arg;
+    if (strcmp(f->type, "labels") == 0) {
+        if (!x->fl && filt_labels_new(&x->fl, e))
+            return HF_ENOMEM;
+        return filt_labels_take_frame(x->fl, f, 1u << 20, e);
+    }
     if (strcmp(f->type, "model") == 0 && route_is_frame(f->map)) {
-        route_destroy(&m->rm);
-        return route_unpack(f->map, &m->rm, e);
+        route_destroy(&x->rm);
+        return route_unpack(f->map, &x->rm, e);
     }
     if (strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
-        nav_destroy(&m->nav);
-        return nav_unpack(f->map, &m->nav, e);
+        nav_destroy(&x->nav);
+        return nav_unpack(f->map, &x->nav, e);
     }
     uint64_t u;
     if (frame_get_u64(f, "n", &u, e) == HF_EDATA)
@@ -122,6 +132,43 @@ static void search_some(const hnsw *h)
     hnsw_searcher_destroy(&s);
 }
 
+/* filtered searches in every mode with a few filters drawn from the labels */
+static void filter_some(filt_labels *fl, hnsw *h)
+{
+    hf_err e;
+    if (!fl || fl->n != h->n)
+        return;
+    if (h->ext_id && filt_labels_permute(fl, h->ext_id, h->n, &e))
+        return;
+    if (filt_postings_build(fl, &e))
+        return;
+    filt_searcher *fs = NULL;
+    hnsw_searcher *s = NULL;
+    float *q = calloc(h->dim, sizeof *q);
+    if (q && filt_searcher_new(h, 32, &fs, &e) == 0 && hnsw_searcher_new(h, 32, &s, &e) == 0) {
+        for (int t = 0; t < 3; t++) {
+            const uint32_t *lab;
+            size_t c = filt_labels_of(fl, (uint32_t)(t * 7 % (h->n ? h->n : 1)), &lab);
+            filt_query fq;
+            uint32_t two[2] = {c ? lab[0] : 0, (uint32_t)t};
+            if (filt_query_set(&fq, two, 2, t == 2, &e))
+                continue;
+            for (filt_mode m = FILT_AUTO; m <= FILT_POST; m++) {
+                filt_plan p;
+                filt_plan_defaults(&p);
+                p.mode = m;
+                p.brute_max = (size_t)t;
+                hnsw_hit hits[10];
+                size_t got = 0;
+                filt_search(h, fl, fs, s, &p, &fq, q, 10, 32, hits, &got, NULL);
+            }
+        }
+    }
+    filt_searcher_destroy(&fs);
+    hnsw_searcher_destroy(&s);
+    free(q);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd = memfd_create("fuzz_index", MFD_CLOEXEC);
@@ -134,22 +181,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         channel *c = NULL;
         if (channel_open_in(path, MAX_FRAME, &c, &e) == 0) {
             hnsw *h = NULL;
-            models m = {0};
-            if (hnsw_load(c, &h, other_frame, &m, &e) == 0) {
+            extra x = {0};
+            if (hnsw_load(c, &h, other_frame, &x, &e) == 0) {
                 search_some(h);
                 /* as query does: renumber for locality, build the speed
                  * layout's rows when the index has its rows frame, then
                  * search again (on the rows when there are any) */
                 if (hnsw_reorder(h, &e) == 0 && hnsw_rows_build(h, 1, &e) == 0) {
                     search_some(h);
-                    route_some(m.rm, h);
+                    route_some(x.rm, h);
+                    filter_some(x.fl, h);
                     if (hnsw_l2_space(h))
-                        nav_some(m.nav, h);
+                        nav_some(x.nav, h);
                 }
                 hnsw_destroy(&h);
             }
-            route_destroy(&m.rm);
-            nav_destroy(&m.nav);
+            route_destroy(&x.rm);
+            nav_destroy(&x.nav);
+            filt_labels_destroy(&x.fl);
             channel_destroy(&c);
         }
     }

@@ -29,4 +29,16 @@ body = b"".join(msgpack.packb(f) for f in frames)
 end = msgpack.packb({"t": "end", "count": 2, "checksum": zlib.crc32(body)})
 open(sys.argv[1], "wb").write(body + end)
 PY
+# labels in vectors frames (embed-load --labels) and filters in query frames
+awk 'BEGIN { for (i = 0; i < 20; i++) print i % 3, (i % 4 == 0 ? "9 1048575" : "") }' >"$tmp/labels.txt"
+"$BIN/embed-load" --batch 8 --labels "$tmp/labels.txt" "$tmp/base.fvecs" >"$out/vectors_labels"
+$PY - "$out/queries_filter" <<'PY'
+import sys, zlib, msgpack
+frames = [{"t": "header", "schema": "hnswflow.vectors", "v": 1, "dim": 2, "dtype": "f32", "count": 2},
+          {"t": "query", "qid": 0, "vec": b"\x00\x00\x80\x3f" * 2, "filter": [1, 2]},
+          {"t": "query", "qid": 1, "vec": b"\x00\x00\x80\x3f" * 2, "filter": [9], "filter_all": True}]
+body = b"".join(msgpack.packb(f) for f in frames)
+end = msgpack.packb({"t": "end", "count": 2, "checksum": zlib.crc32(body)})
+open(sys.argv[1], "wb").write(body + end)
+PY
 ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'

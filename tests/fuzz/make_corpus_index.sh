@@ -38,4 +38,9 @@ PY
 # a nav-policy frame on the l2 index
 "$BIN/nav-train" --threads 1 --queries 30 --val-queries 12 --ppo-iters 1 --ppo-queries 10 \
     --epochs 1 --val-ef 4,8 -o "$out/l2_m4_nav" "$out/l2_m4" 2>/dev/null
+# an index with labels frames (filtered searches run on it)
+$PY "$root/tests/gen_vectors.py" -n 50 -d 4 --seed 3 -f npy "$tmp/base.npy"
+awk 'BEGIN { for (i = 0; i < 50; i++) print i % 3, (i % 5 == 0 ? "7" : "") }' >"$tmp/labels.txt"
+"$BIN/embed-load" --labels "$tmp/labels.txt" "$tmp/base.npy" |
+    "$BIN/graph-build" -M 4 --threads 1 --seed 1 -o "$out/l2_labels" 2>/dev/null
 ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'

@@ -15,4 +15,7 @@ mkdir -p "$out"
 $PY "$root/tests/make_updates.py" "$out/stream" --dim 4 --batch 8 insert:0:40 query:0:2 delete:0:10 query:2:4 insert:0:5
 $PY "$root/tests/make_updates.py" "$tmp/cut" --dim 4 --batch 8 --no-end insert:0:24 delete:3:9
 "$BIN/consolidate" --no-sync --wal "$out/wal" -o "$tmp/idx" -r /dev/null "$tmp/cut" 2>/dev/null || true
+# inserts with labels, filtered queries, deletes
+$PY "$root/tests/make_updates.py" "$out/labels_stream" --dim 4 --batch 8 --labels-mod 3 --filter 1 \
+    insert:0:30 query:0:2 delete:0:5 query:2:4 insert:30:34
 "$BIN/consolidate" -M 4 -o "$out/index" -r /dev/null "$out/stream" 2>/dev/null
