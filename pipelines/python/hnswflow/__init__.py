@@ -227,17 +227,31 @@ class Client:
         ids = np.full((n, k), np.iinfo(np.uint64).max if self.ids_u64 else -1, dtype=idt)
         dists = np.full((n, k), np.inf, dtype=np.float32)
         s = self._sock()
-        pack = msgpack.Packer(use_bin_type=True).pack
+        # the request frame's bytes by hand: a constant head and tail around
+        # qid and vec (the same map msgpack.packb would write), which halves
+        # the client's time per query
+        head = b"\x85\xa1t\xa5query\xa3qid"
+        tail = msgpack.packb("k") + msgpack.packb(int(k)) + msgpack.packb("ef") + msgpack.packb(int(ef))
+        vhead = b"\xa3vec" + msgpack.packb(Q[0].tobytes() if n else b"", use_bin_type=True)[: -Q.shape[1] * 4 or None]
+        pint = msgpack.Packer().pack
+        unpack = msgpack.unpackb
+        rows = [Q[i].tobytes() for i in range(n)] if n else []
         sent = got = 0
         first_err = None
         win = max(1, self.window)
         rid = "<u8" if self.ids_u64 else "<u4"
+        empty = b""
         while got < n:
             while sent < n and sent - got < win:
-                s.send_multipart([b"", pack({"t": "query", "qid": sent, "vec": Q[sent].tobytes(),
-                                            "k": k, "ef": ef})], copy=False)
+                s.send_multipart([empty, b"".join((head, pint(sent), vhead, rows[sent], tail))])
                 sent += 1
-            a = _answer(s, self.timeout_ms)
+            try:
+                parts = s.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                if not s.poll(self.timeout_ms):
+                    raise HnswflowError("no answer within %.0f s" % (self.timeout_ms / 1000))
+                parts = s.recv_multipart()
+            a = unpack(parts[-1], raw=False)
             got += 1
             if a.get("t") != "result":
                 if first_err is None:
@@ -245,8 +259,9 @@ class Client:
                 continue
             i = a["qid"]
             r = np.frombuffer(a["ids"], rid)
-            ids[i, : len(r)] = r
-            dists[i, : len(r)] = np.frombuffer(a["dists"], "<f4")
+            m = len(r)
+            ids[i, :m] = r
+            dists[i, :m] = np.frombuffer(a["dists"], "<f4")
         if first_err is not None:
             raise HnswflowError(first_err)
         return ids, dists
