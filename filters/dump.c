@@ -89,8 +89,13 @@ int main(int argc, char **argv)
     int rc;
     uint64_t n = 0, open_header = 0; /* frame number of a header whose end has not come */
     while ((rc = channel_recv(in, &f, &e)) == 0) {
+        char schema[64] = "";
         if (strcmp(f.type, "header") == 0)
-            open_header = f.index;
+            /* a write-ahead log is appended to and never closed */
+            open_header = frame_get_str(&f, "schema", schema, sizeof schema, NULL) == 0 &&
+                                  strcmp(schema, "hnswflow.wal") == 0
+                              ? 0
+                              : f.index;
         else if (strcmp(f.type, "end") == 0)
             open_header = 0;
         if (jsonl_write(out, f.map, f.type, full) != 0 || putc('\n', out) == EOF) {
