@@ -40,7 +40,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: install uninstall man all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-stream
+.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-stream
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -164,7 +164,7 @@ man: $(MAN_PAGES)
 # page is titled as it is installed (no clash with other tools' query(1))
 $(BUILD)/man/hnswflow-%.1: $(BIN)/% $(BIN)/hnswflow
 	@mkdir -p $(BUILD)/man/run
-	ln -sf ../../../$(BIN)/$* $(BUILD)/man/run/hnswflow-$*
+	ln -sf $(abspath $(BIN)/$*) $(BUILD)/man/run/hnswflow-$*
 	help2man -N --no-discard-stderr --version-string=$(VERSION) \
 	  -n "$$(sh $(BIN)/hnswflow --describe $*)" -o $@.tmp $(BUILD)/man/run/hnswflow-$* && mv $@.tmp $@
 
@@ -172,7 +172,8 @@ $(BUILD)/man/hnswflow.1: $(BIN)/hnswflow
 	@mkdir -p $(BUILD)/man
 	help2man -N --version-string=$(VERSION) -n "run the hnswflow filters" -o $@.tmp $(BIN)/hnswflow && mv $@.tmp $@
 
-$(BUILD)/hnswflow.pc: Makefile
+# written at every install: it names PREFIX
+$(BUILD)/hnswflow.pc: FORCE
 	@mkdir -p $(BUILD)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: hnswflow' 'Description: HNSW vector index (load, build, search) of the hnswflow filters' \
