@@ -71,14 +71,7 @@ int main(int argc, char **argv)
     char *tmp = NULL;
     FILE *out = stdout;
     if (out_path) {
-        size_t n = strlen(out_path) + 16;
-        tmp = malloc(n);
-        if (!tmp) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory");
-            cli_fail(prog, out_path, &e);
-        }
-        snprintf(tmp, n, "%s.tmp.XXXXXX", out_path);
-        int fd = mkstemp(tmp);
+        int fd = asprintf(&tmp, "%s.tmp.XXXXXX", out_path) < 0 ? -1 : mkstemp(tmp);
         out = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (!out) {
             hf_err_set(&e, HF_EOPEN, "cannot create a temporary file beside it");
@@ -107,10 +100,9 @@ int main(int argc, char **argv)
     }
     if (rc == HF_EOF && open_header) {
         /* a stream opened by a header must close with its end frame */
-        rc = hf_err_set(&e, HF_EDATA,
-                        "frame %llu: truncated stream: the header of frame %llu has no end frame",
-                        (unsigned long long)(channel_frames(in) + 1),
-                        (unsigned long long)open_header);
+        rc = hf_err_set(
+            &e, HF_EDATA, "frame %llu: truncated stream: the header of frame %llu has no end frame",
+            (unsigned long long)(channel_frames(in) + 1), (unsigned long long)open_header);
     }
     int fail = rc != HF_EOF;
     if (fflush(out) != 0 && !fail) {

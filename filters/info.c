@@ -38,9 +38,9 @@ static void usage(void)
 
 /* What the loader hands over besides the graph: external ids and models. */
 typedef struct extra {
-    size_t ids;       /* external ids seen in ids frames */
+    size_t ids; /* external ids seen in ids frames */
     size_t nmodels;
-    char *models;     /* one line per model frame, JSON, built in a memstream */
+    char *models; /* one line per model frame, JSON, built in a memstream */
     size_t models_len;
     FILE *mem;
 } extra;
@@ -101,9 +101,8 @@ static double mib(double b)
 
 int main(int argc, char **argv)
 {
-    static const struct option lopts[] = {{"max-frame", required_argument, 0, 1},
-                                          {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
+    static const struct option lopts[] = {
+        {"max-frame", required_argument, 0, 1}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     uint64_t max_frame = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
@@ -163,8 +162,8 @@ int main(int argc, char **argv)
     if (h->codes)
         printf("codes: %s, %zu bytes a vector%s; traversal memory %.2f MiB (%.3fx the f32 "
                "vectors)\n",
-               quant_name(h->codes->kind), h->codes->code_bytes,
-               h->codes_exact ? ", lossless" : "", mib((double)hnsw_codes_memory_bytes(h)),
+               quant_name(h->codes->kind), h->codes->code_bytes, h->codes_exact ? ", lossless" : "",
+               mib((double)hnsw_codes_memory_bytes(h)),
                (double)hnsw_codes_memory_bytes(h) / ((double)h->n * h->dim * 4 + 1e-9));
     else
         printf("codes: none\n");

@@ -94,7 +94,7 @@ typedef struct engine {
     route_mode mode;
     uint64_t upper, hops; /* sums over the queries answered, for the summary */
     double route_cost;
-    const uint64_t *ext; /* external id of each node (saved order), NULL: node numbers */
+    const uint64_t *ext;   /* external id of each node (saved order), NULL: node numbers */
     serve_stats_index six; /* what a stats request reports of the index */
 } engine;
 
@@ -275,7 +275,7 @@ static int put_results_header(channel *c, const char *metric, size_t k, uint64_t
 typedef struct load_extra {
     hnsw_ids *ids;
     serve_stats_index *six; /* model frames counted, their staleness kept */
-    route_model **rm; /* NULL: no --route / --entry, nothing to read */
+    route_model **rm;       /* NULL: no --route / --entry, nothing to read */
 } load_extra;
 
 static int keep_extra(const frame_in *f, void *arg, hf_err *e)

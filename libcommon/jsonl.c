@@ -41,7 +41,8 @@ static void put_f64(FILE *out, double v, int f32)
 static int key_is(const msgpack_object *k, const char *s)
 {
     size_t n = strlen(s);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n && memcmp(k->via.str.ptr, s, n) == 0;
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, s, n) == 0;
 }
 
 const char *jsonl_bin_elem(const char *t, const char *key, size_t len, size_t other_len)
@@ -146,7 +147,9 @@ static void put_obj(FILE *out, const msgpack_object *o, const char *t, const cha
     switch (o->type) {
     case MSGPACK_OBJECT_NIL: fputs("null", out); break;
     case MSGPACK_OBJECT_BOOLEAN: fputs(o->via.boolean ? "true" : "false", out); break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: fprintf(out, "%llu", (unsigned long long)o->via.u64); break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        fprintf(out, "%llu", (unsigned long long)o->via.u64);
+        break;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(out, "%lld", (long long)o->via.i64); break;
     case MSGPACK_OBJECT_FLOAT32: put_f64(out, o->via.f64, 1); break;
     case MSGPACK_OBJECT_FLOAT64: put_f64(out, o->via.f64, 0); break;

@@ -19,10 +19,10 @@
 #define SERVE_STATS_BUCKETS (26 * 16)
 
 typedef struct serve_stats {
-    double t0;          /* start, now_seconds() */
-    uint64_t requests;  /* every request received, good or bad */
-    uint64_t errors;    /* requests answered with an error frame */
-    uint64_t queries;   /* query requests answered with results */
+    double t0;         /* start, now_seconds() */
+    uint64_t requests; /* every request received, good or bad */
+    uint64_t errors;   /* requests answered with an error frame */
+    uint64_t queries;  /* query requests answered with results */
     uint64_t hist[SERVE_STATS_BUCKETS];
 } serve_stats;
 
@@ -34,12 +34,12 @@ double serve_stats_quantile(const serve_stats *s, double q);
 
 /* What the server knows of its index and models, for the answer. */
 typedef struct serve_stats_index {
-    uint64_t count;      /* live vectors */
-    uint64_t deleted;    /* tombstoned or freed slots */
+    uint64_t count;   /* live vectors */
+    uint64_t deleted; /* tombstoned or freed slots */
     uint64_t dim;
-    uint64_t bytes;      /* memory of the index's vectors, links and codes */
-    uint64_t models;     /* model frames the index carries */
-    double staleness;    /* fraction of the graph changed since the models were trained */
+    uint64_t bytes;   /* memory of the index's vectors, links and codes */
+    uint64_t models;  /* model frames the index carries */
+    double staleness; /* fraction of the graph changed since the models were trained */
 } serve_stats_index;
 
 /* Count a model frame of the loaded index (f: its frame), keeping the
