@@ -13,7 +13,8 @@ SAN ?=
 PKGS := libmsgpack-dev libzmq3-dev libopenblas-dev libhdf5-dev zlib1g-dev \
         libcmocka-dev bats pkg-config python3-msgpack python3-numpy python3-jsonschema python3-zmq \
         dataset-fashion-mnist clang libclang-rt-14-dev gnuplot-nox \
-        libhnswlib-dev libfaiss-dev python3-sklearn linux-doc-6.1
+        libhnswlib-dev libfaiss-dev python3-sklearn linux-doc-6.1 \
+        help2man man-db jq python3-pytest
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzmq msgpack openblas 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs hdf5 libzmq msgpack openblas 2>/dev/null)
@@ -39,14 +40,21 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter
+.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
 all: deps
 	@$(MAKE) --no-print-directory binaries
 
-binaries: $(FILTERS) $(BENCH_TOOLS)
+binaries: $(FILTERS) $(BENCH_TOOLS) $(BIN)/hnswflow
+
+VERSION ?= 0.1.0
+
+# the dispatcher: in a checkout bin/hnswflow runs the filters beside it
+$(BIN)/hnswflow: pipelines/hnswflow Makefile
+	@mkdir -p $(BIN)
+	sed 's/@VERSION@/$(VERSION)/' pipelines/hnswflow > $@.tmp && chmod 755 $@.tmp && mv $@.tmp $@
 
 # Installs every Debian package the build, tests, demo and bench use that is
 # missing (a dpkg query when nothing is).
@@ -138,3 +146,72 @@ bench-stream: all
 # IDSelectorBitmap, random and correlated labels (bench/filter.sh)
 bench-filter: all
 	@sh bench/filter.sh
+
+# ---- install -------------------------------------------------------------
+# make install PREFIX=/usr/local [DESTDIR=...]:
+#   bin/hnswflow                  the dispatcher (hnswflow FILTER ARGS...)
+#   libexec/hnswflow/*            the filters and recall
+#   share/man/man1/hnswflow*.1    man pages made by help2man from each --help
+#   lib/libhnswflow.a, include/hnswflow/*.h, lib/pkgconfig/hnswflow.pc
+#   share/hnswflow/pipelines/*.sh the pipeline scripts (BIN set to libexec)
+#   $(PYTHONDIR)/hnswflow/        the Python package (pure Python)
+# make uninstall (same PREFIX/DESTDIR) removes exactly these files, and the
+# hnswflow directories when they are left empty.
+PREFIX ?= /usr/local
+DESTDIR ?=
+PYTHONDIR ?= $(PREFIX)/lib/python3/dist-packages
+EXEC_NAMES := $(FILTER_SRC:filters/%.c=%) recall
+MAN_PAGES := $(EXEC_NAMES:%=$(BUILD)/man/hnswflow-%.1) $(BUILD)/man/hnswflow.1
+HEADERS := $(sort $(wildcard libcommon/*.h))
+PIPELINES := $(sort $(wildcard pipelines/*.sh))
+PY_SRC := $(sort $(wildcard pipelines/python/hnswflow/*.py))
+D := $(DESTDIR)$(PREFIX)
+
+man: $(MAN_PAGES)
+
+# help2man runs FILTER --help through a link named hnswflow-FILTER, so the
+# page is titled as it is installed (no clash with other tools' query(1))
+$(BUILD)/man/hnswflow-%.1: $(BIN)/% $(BIN)/hnswflow
+	@mkdir -p $(BUILD)/man/run
+	ln -sf $(abspath $(BIN)/$*) $(BUILD)/man/run/hnswflow-$*
+	help2man -N --no-discard-stderr --version-string=$(VERSION) \
+	  -n "$$(sh $(BIN)/hnswflow --describe $*)" -o $@.tmp $(BUILD)/man/run/hnswflow-$* && mv $@.tmp $@
+
+$(BUILD)/man/hnswflow.1: $(BIN)/hnswflow
+	@mkdir -p $(BUILD)/man
+	help2man -N --version-string=$(VERSION) -n "run the hnswflow filters" -o $@.tmp $(BIN)/hnswflow && mv $@.tmp $@
+
+# written at every install: it names PREFIX
+$(BUILD)/hnswflow.pc: FORCE
+	@mkdir -p $(BUILD)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: hnswflow' 'Description: HNSW vector index (load, build, search) of the hnswflow filters' \
+	  'Version: $(VERSION)' 'Requires: msgpack libzmq openblas hdf5' \
+	  'Cflags: -I$${includedir}/hnswflow -D_GNU_SOURCE -pthread' \
+	  'Libs: -L$${libdir} -lhnswflow -lz -lm -pthread' > $@
+
+install: all
+	@$(MAKE) --no-print-directory man $(BUILD)/hnswflow.pc
+	install -d $(D)/bin $(D)/libexec/hnswflow $(D)/share/man/man1 $(D)/lib/pkgconfig \
+	  $(D)/include/hnswflow $(D)/share/hnswflow/pipelines $(DESTDIR)$(PYTHONDIR)/hnswflow
+	install -m 755 $(BIN)/hnswflow $(D)/bin/hnswflow
+	install -m 755 $(EXEC_NAMES:%=$(BIN)/%) $(D)/libexec/hnswflow/
+	install -m 644 $(MAN_PAGES) $(D)/share/man/man1/
+	install -m 644 $(LIB) $(D)/lib/libhnswflow.a
+	install -m 644 $(HEADERS) $(D)/include/hnswflow/
+	install -m 644 $(BUILD)/hnswflow.pc $(D)/lib/pkgconfig/hnswflow.pc
+	for f in $(PIPELINES); do \
+	  sed 's|BIN=$${BIN:-.*}|BIN=$${BIN:-$(PREFIX)/libexec/hnswflow}|' $$f > $(D)/share/hnswflow/pipelines/$$(basename $$f) && \
+	  chmod 755 $(D)/share/hnswflow/pipelines/$$(basename $$f) || exit 1; done
+	install -m 644 $(PY_SRC) $(DESTDIR)$(PYTHONDIR)/hnswflow/
+	printf 'EXEC_PATH = "%s"\n' '$(PREFIX)/libexec/hnswflow' > $(DESTDIR)$(PYTHONDIR)/hnswflow/_installed.py
+
+uninstall:
+	rm -f $(D)/bin/hnswflow $(EXEC_NAMES:%=$(D)/libexec/hnswflow/%) \
+	  $(patsubst %,$(D)/share/man/man1/%,$(notdir $(MAN_PAGES))) $(D)/lib/libhnswflow.a \
+	  $(patsubst %,$(D)/include/hnswflow/%,$(notdir $(HEADERS))) $(D)/lib/pkgconfig/hnswflow.pc \
+	  $(patsubst %,$(D)/share/hnswflow/pipelines/%,$(notdir $(PIPELINES))) \
+	  $(patsubst %,$(DESTDIR)$(PYTHONDIR)/hnswflow/%,$(notdir $(PY_SRC))) $(DESTDIR)$(PYTHONDIR)/hnswflow/_installed.py
+	rm -rf $(DESTDIR)$(PYTHONDIR)/hnswflow/__pycache__
+	@for d in $(D)/libexec/hnswflow $(D)/include/hnswflow $(D)/share/hnswflow/pipelines \
+	  $(D)/share/hnswflow $(DESTDIR)$(PYTHONDIR)/hnswflow; do [ ! -d $$d ] || rmdir $$d 2>/dev/null || true; done

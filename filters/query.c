@@ -35,6 +35,7 @@
 #include "progress.h"
 #include "route.h"
 #include "serve.h"
+#include "serve_stats.h"
 #include "vecstream.h"
 
 static const char *prog = "query";
@@ -100,7 +101,9 @@ static void usage(void)
            "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?, recall?,\n"
            "filter?: [labels], filter_all?}; answer:\n"
            "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n"
-           "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n");
+           "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n"
+           "{t:\"stats\"} is answered with the server's counters (schemas/stats.json):\n"
+           "requests, errors, QPS, latency p50/p99 since start, index size, model staleness.\n");
 }
 
 typedef struct opts {
@@ -143,6 +146,7 @@ typedef struct engine {
     filt_plan plan;
     filt_stats fst; /* sums over filtered queries */
     uint64_t nfiltered;
+    serve_stats_index six; /* what a stats request reports of the index */
 } engine;
 
 typedef struct batch_job {
@@ -390,9 +394,10 @@ static int put_results_header(channel *c, const char *metric, size_t k, uint64_t
  * kept (query --route), other models ignored. */
 typedef struct load_extra {
     hnsw_ids *ids;
-    route_model **rm;     /* NULL: no --route / --entry, nothing to read */
-    nav_policy **nav;     /* NULL: no --nav / --recall, nothing to read */
-    filt_labels **labels; /* created at the first labels frame */
+    serve_stats_index *six; /* model frames counted, their staleness kept */
+    route_model **rm;       /* NULL: no --route / --entry, nothing to read */
+    nav_policy **nav;       /* NULL: no --nav / --recall, nothing to read */
+    filt_labels **labels;   /* created at the first labels frame */
 } load_extra;
 
 static int keep_extra(const frame_in *f, void *arg, hf_err *e)
@@ -400,6 +405,8 @@ static int keep_extra(const frame_in *f, void *arg, hf_err *e)
     load_extra *x = arg;
     if (strcmp(f->type, "ids") == 0)
         return hnsw_ids_take_frame(x->ids, f, UINT32_MAX - 1, e);
+    if (strcmp(f->type, "model") == 0)
+        serve_stats_index_model(x->six, f);
     if (x->nav && strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
         nav_destroy(x->nav);
         return nav_unpack(f->map, x->nav, e); /* the loader names the frame */
@@ -704,6 +711,9 @@ static int run_serve(const opts *o, engine *en)
     frame_out_init(&fo);
     uint64_t served = 0, ndist = 0;
     double t0 = now_seconds(), t_stop = 0;
+    serve_stats st;
+    serve_stats_init(&st, t0);
+    serve_stats_index_graph(&en->six, en->h);
     for (;;) {
         server_req *req;
         frame_in f;
@@ -725,11 +735,19 @@ static int run_serve(const opts *o, engine *en)
         }
         if (rc == HF_EDATA) {
             reply_error(s, req, &fo, 0, 0, e.msg);
+            serve_stats_answer(&st, &fo, 0);
             continue;
         }
         if (rc)
             cli_fail(prog, o->serve_ep, &e);
-        serve_one(o, en, s, req, &f, &fo, hits, &ndist);
+        double tq = now_seconds();
+        if (strcmp(f.type, "stats") == 0) {
+            serve_stats_pack(&st, &en->six, tq, &fo);
+            server_reply(s, req, &fo, &e);
+        } else {
+            serve_one(o, en, s, req, &f, &fo, hits, &ndist);
+        }
+        serve_stats_answer(&st, &fo, now_seconds() - tq);
         served++;
     }
     double t = now_seconds() - t0;
@@ -1049,6 +1067,7 @@ int main(int argc, char **argv)
     if (hnsw_ids_new(&ext, &e))
         cli_fail(prog, idx_name, &e);
     load_extra extra = {.ids = ext,
+                        .six = &en.six,
                         .labels = &en.labels,
                         .rm = o.route || o.entry ? &en.router : NULL,
                         .nav = want_policy ? &en.nav : NULL};

@@ -52,7 +52,7 @@
 #define NPY_MAX_HEADER (1 << 20)
 #define IDX_MAX_NDIMS 16
 
-typedef enum { EL_F32, EL_F64, EL_U8, EL_I8, EL_I16, EL_I32 } elem_kind;
+typedef enum { EL_F32, EL_F64, EL_U8, EL_I8, EL_I16, EL_I32, EL_F16 } elem_kind;
 
 typedef struct {
     elem_kind kind;
@@ -82,6 +82,10 @@ struct vecio_reader {
     size_t partial; /* bytes of a cut row after the last fetch's whole rows */
     unsigned char *raw;
     size_t chunk_rows;
+    /* a Fortran-order npy, read whole at open and transposed to row order:
+     * rows are served from here instead of the input */
+    unsigned char *whole;
+    size_t whole_len, whole_pos;
 
     /* csv */
     char *line;
@@ -265,6 +269,23 @@ static int peek_fill(vecio_reader *r)
 /* ---- element conversion ------------------------------------------------- */
 
 /* Convert one row of raw elements to f32, rejecting NaN and Inf. */
+/* IEEE 754 binary16 to float (exact: every half is a float). */
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, ex = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (ex == 0x1f) {
+        u = sign | 0x7f800000u | (man << 13); /* Inf, NaN */
+    } else if (ex == 0) {
+        float f = ldexpf((float)man, -24); /* zero and subnormals */
+        return sign ? -f : f;
+    } else {
+        u = sign | ((ex + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 static int convert_row(vecio_reader *r, const unsigned char *src, float *dst, size_t row)
 {
     const elem_type el = r->el;
@@ -281,6 +302,9 @@ static int convert_row(vecio_reader *r, const unsigned char *src, float *dst, si
             memcpy(&v, &u, sizeof v);
             break;
         }
+        case EL_F16:
+            v = half_to_float((uint16_t)(el.big ? (p[0] << 8 | p[1]) : (p[1] << 8 | p[0])));
+            break;
         case EL_F64: {
             uint64_t u = load_u64(p, el.big);
             double d;
@@ -358,7 +382,14 @@ static int check_prefix(vecio_reader *r, const unsigned char *p)
 static int binary_fetch(vecio_reader *r, size_t want, size_t *rows)
 {
     size_t nbytes = want * r->rowbytes, n = 0;
-    int rc = rd(r, r->raw, nbytes, &n);
+    int rc = 0;
+    if (r->whole) {
+        n = r->whole_len - r->whole_pos < nbytes ? r->whole_len - r->whole_pos : nbytes;
+        memcpy(r->raw, r->whole + r->whole_pos, n);
+        r->whole_pos += n;
+    } else {
+        rc = rd(r, r->raw, nbytes, &n);
+    }
     if (rc)
         return rc;
     *rows = n / r->rowbytes;
@@ -503,7 +534,7 @@ static int npy_descr(const char *v, elem_type *el, hf_err *e)
         char kind;
         char size;
         elem_kind k;
-    } tab[] = {{'f', '4', EL_F32}, {'f', '8', EL_F64}, {'u', '1', EL_U8},
+    } tab[] = {{'f', '4', EL_F32}, {'f', '8', EL_F64}, {'f', '2', EL_F16}, {'u', '1', EL_U8},
                {'i', '1', EL_I8},  {'i', '2', EL_I16}, {'i', '4', EL_I32}};
     const char *t = d;
     int big = 0;
@@ -519,7 +550,8 @@ static int npy_descr(const char *v, elem_type *el, hf_err *e)
             return 0;
         }
     return hf_err_set(e, HF_EDATA,
-                      "npy dtype '%s' is not supported (use <f4, <f8, |u1, |i1, <i2 or <i4)", d);
+                      "npy dtype '%s' is not supported (use <f2, <f4, <f8, |u1, |i1, <i2 or <i4)",
+                      d);
 }
 
 /* Parse "(a, b)" / "(a,)" / "()" into dims; returns rank or -1. */
@@ -548,6 +580,59 @@ static int npy_shape(const char *v, unsigned long long dims[2])
         else if (*v != ')')
             return -1;
     }
+}
+
+/* A Fortran-order (column-major) array: its rows are spread over the
+ * whole file, so read it whole (total bytes, checked against overflow by
+ * the caller) and transpose it to row order. Costs twice the array's
+ * memory while open; C order streams in chunks as before. */
+static int npy_read_fortran(vecio_reader *r, size_t total, hf_err *e)
+{
+    /* the buffer grows with the bytes that actually arrive, never with
+     * what the header claims */
+    unsigned char *col = NULL, *row = NULL;
+    size_t have = 0, cap = 0, es = r->el.size, rows = r->count, d = r->dim;
+    while (have < total) {
+        if (have == cap) {
+            size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
+            if (ncap > total)
+                ncap = total;
+            unsigned char *p = realloc(col, ncap);
+            if (!p) {
+                free(col);
+                return hf_err_set(e, HF_ENOMEM, "out of memory for a Fortran-order npy array");
+            }
+            col = p;
+            cap = ncap;
+        }
+        size_t n = 0;
+        int rc = rd(r, col + have, cap - have, &n);
+        if (rc) {
+            free(col);
+            return copy_err(r, e);
+        }
+        if (n == 0)
+            break;
+        have += n;
+    }
+    if (have < total) {
+        free(col);
+        return hf_err_set(e, HF_EDATA, "npy array truncated: %zu of %zu bytes (Fortran order)",
+                          have, total);
+    }
+    row = malloc(total ? total : 1);
+    if (!row) {
+        free(col);
+        return hf_err_set(e, HF_ENOMEM, "out of memory for a Fortran-order npy array");
+    }
+    for (size_t c = 0; c < d; c++)
+        for (size_t i = 0; i < rows; i++)
+            memcpy(row + (i * d + c) * es, col + (c * rows + i) * es, es);
+    free(col);
+    r->whole = row;
+    r->whole_len = total;
+    r->whole_pos = 0;
+    return 0;
 }
 
 static int open_npy(vecio_reader *r, hf_err *e)
@@ -595,11 +680,9 @@ static int open_npy(vecio_reader *r, hf_err *e)
     const char *fo = npy_value(hdr, "fortran_order");
     int rank = npy_shape(npy_value(hdr, "shape"), dims);
     rc = npy_descr(npy_value(hdr, "descr"), &el, e);
-    if (!rc && (!fo || strncmp(fo, "False", 5) != 0))
-        rc = hf_err_set(e, HF_EDATA,
-                        fo && strncmp(fo, "True", 4) == 0
-                            ? "npy array is in Fortran order; save it C-contiguous"
-                            : "npy header: 'fortran_order' is missing or bad");
+    int fortran = fo && strncmp(fo, "True", 4) == 0;
+    if (!rc && !fortran && (!fo || strncmp(fo, "False", 5) != 0))
+        rc = hf_err_set(e, HF_EDATA, "npy header: 'fortran_order' is missing or bad");
     if (!rc && rank < 0)
         rc = hf_err_set(e, HF_EDATA, "npy header: 'shape' is missing, bad, or over 2 dims");
     if (!rc && rank == 0)
@@ -618,7 +701,10 @@ static int open_npy(vecio_reader *r, hf_err *e)
     r->dim = (size_t)d;
     r->count = (size_t)rows;
     r->count_known = 1;
-    return binary_setup(r, 0, el, e);
+    rc = binary_setup(r, 0, el, e);
+    if (rc || !fortran || rank == 1)
+        return rc;
+    return npy_read_fortran(r, total, e);
 }
 
 /* ---- MNIST idx ------------------------------------------------------------ */
@@ -1242,6 +1328,7 @@ void vecio_close(vecio_reader **rp)
         H5Fclose(r->h5file);
     free(r->ibuf);
     free(r->raw);
+    free(r->whole);
     free(r->line);
     free(r->first);
     free(r);

@@ -1,7 +1,7 @@
 /*
  * vecio.h - reading vector files in the formats users have.
  *
- * Formats: fvecs, bvecs, ivecs, npy (<f4, <f8, |u1, |i1, C order, 1-D or
+ * Formats: fvecs, bvecs, ivecs, npy (<f2, <f4, <f8, |u1, |i1, C or Fortran order, 1-D or
  * 2-D), MNIST idx (u8 images, any number of dims >= 1 after the count, plain
  * or gzip), csv (one vector a line; comma, space or tab separated; a first
  * line that does not parse as numbers is a header and is skipped), and HDF5

@@ -174,3 +174,55 @@ EOF
     [ "$status" -eq 66 ]
     assert_one_error_line nonexistent.fvecs '.'
 }
+
+@test "embed-load: npy float16 and Fortran order give the rows numpy holds (f16 widened exactly)" {
+    d=$BATS_TEST_TMPDIR
+    $PY -c '
+import numpy as np, sys
+X = np.random.default_rng(11).standard_normal((301, 7)).astype(np.float32)
+np.save(sys.argv[1] + "/c.npy", X)
+np.save(sys.argv[1] + "/f.npy", np.asfortranarray(X))
+np.save(sys.argv[1] + "/h.npy", X.astype(np.float16))
+np.save(sys.argv[1] + "/hf.npy", np.asfortranarray(X.astype(np.float16)))
+np.save(sys.argv[1] + "/hwant.npy", X.astype(np.float16).astype(np.float32))
+' "$d"
+    for f in c f h hf; do
+        "$BIN/embed-load" "$d/$f.npy" > "$d/$f.frames"
+        frames_to_npy "$d/$f.frames" "$d/$f.out.npy"
+    done
+    $PY -c '
+import numpy as np, sys
+d = sys.argv[1]
+X, H = np.load(d + "/c.npy"), np.load(d + "/hwant.npy")
+assert np.array_equal(np.load(d + "/c.out.npy"), X)
+assert np.array_equal(np.load(d + "/f.out.npy"), X)
+assert np.array_equal(np.load(d + "/h.out.npy"), H)
+assert np.array_equal(np.load(d + "/hf.out.npy"), H)
+' "$d"
+    # --offset / --limit on a Fortran-order array
+    "$BIN/embed-load" --offset 100 --limit 5 "$d/f.npy" > "$d/fl.frames"
+    frames_to_npy "$d/fl.frames" "$d/fl.npy"
+    $PY -c 'import numpy as np, sys; assert np.array_equal(np.load(sys.argv[1]), np.load(sys.argv[2])[100:105])' "$d/fl.npy" "$d/c.npy"
+}
+
+@test "embed-load: a cut Fortran-order npy and a float16 NaN are one line, exit 65, no output" {
+    d=$BATS_TEST_TMPDIR
+    $PY -c '
+import numpy as np, sys
+X = np.ones((50, 4), np.float32)
+np.save(sys.argv[1] + "/f.npy", np.asfortranarray(X))
+b = open(sys.argv[1] + "/f.npy", "rb").read()
+open(sys.argv[1] + "/cut.npy", "wb").write(b[:-9])
+h = X.astype(np.float16); h[7, 1] = np.nan
+np.save(sys.argv[1] + "/hn.npy", h)
+' "$d"
+    run "$BIN/embed-load" -o "$d/out.frames" "$d/cut.npy"
+    [ "$status" -eq 65 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == *"npy array truncated"* ]]
+    [ ! -e "$d/out.frames" ]
+    run "$BIN/embed-load" -o "$d/out.frames" "$d/hn.npy"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *"row 7: NaN value in column 1"* ]]
+    [ ! -e "$d/out.frames" ]
+}

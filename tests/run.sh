@@ -11,6 +11,7 @@
 #      reports go to per-process log files; any report fails the suite, so a
 #      leak on a happy path (or anywhere) is a failure even when the test
 #      itself passed;
+#   1b. the Python package's pytest suite (tests/python) against BIN;
 #   3. the fuzz smoke run, tests/fuzz/run.sh FUZZ_SMOKE_SECONDS (default 5;
 #      0 skips it).
 BUILD=${BUILD:-build}
@@ -58,6 +59,29 @@ run_suite() {
     fi
 }
 
+# run_pytest BIN : the Python package's tests (tests/python), normal suite only
+# (the filters are the same; the ASan build would time the throughput test)
+run_pytest() {
+    [ -d tests/python ] || return 0
+    echo "== python suite: pytest-3 tests/python with BIN=$1"
+    BIN=$1 pytest-3 -q -p no:cacheprovider tests/python >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    last=$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -1)
+    p=$(echo "$last" | sed -n 's/.*\b\([0-9][0-9]*\) passed.*/\1/p')
+    f=$(echo "$last" | sed -n 's/.*\b\([0-9][0-9]*\) failed.*/\1/p')
+    e=$(echo "$last" | sed -n 's/.*\b\([0-9][0-9]*\) error.*/\1/p')
+    p=${p:-0}
+    f=$((${f:-0} + ${e:-0}))
+    # pytest that died or collected nothing still counts as a failure
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "pytest exited with status $rc"
+        f=1
+    fi
+    pass=$((pass + p))
+    fail=$((fail + f))
+}
+
 # run_asan_suite BUILD BIN : run_suite with sanitizer reports collected
 run_asan_suite() {
     rm -f "$sanlogs"/*
@@ -86,6 +110,7 @@ if [ "${SUITE:-}" = asan ]; then
     run_asan_suite "$BUILD" "$BIN"
 else
     run_suite "$BUILD" "$BIN" normal
+    run_pytest "$BIN"
     if [ -n "${ASAN_BUILD:-}" ] && [ -n "${ASAN_BIN:-}" ]; then
         run_asan_suite "$ASAN_BUILD" "$ASAN_BIN"
     fi

@@ -9,6 +9,9 @@
  *   2. the same bytes are read as a vector stream (vecstream_open/next), the
  *      path embed-load's output takes into graph-build and query;
  *   3. and as a results stream (results_read), the path into recall.
+ * Each frame of step 1 is also written as JSON (jsonl_write, what dump and
+ * info print), with bins as lengths and decoded (--full), to a memory
+ * stream that is then dropped.
  * A small max_frame (64 KiB) keeps the over-size checks in play. Nothing may
  * crash, hang, leak or allocate beyond what the bytes actually hold; errors
  * are the expected outcome for most inputs.
@@ -22,14 +25,29 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "jsonl.h"
 #include "results.h"
 #include "vecstream.h"
 
 #define MAX_FRAME ((size_t)64 << 10)
 #define MAX_DIM 4096
 
+static void as_json(const frame_in *f)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (!m)
+        return;
+    jsonl_write(m, f->map, f->type, 0);
+    jsonl_write(m, f->map, f->type, 1);
+    fclose(m);
+    free(buf);
+}
+
 static void look_at_fields(const frame_in *f)
 {
+    as_json(f);
     static const char *keys[] = {"schema", "v",   "dim", "count", "n",   "start", "data",
                                  "qid",    "vec", "k",   "ef",    "ids", "dists", "checksum"};
     hf_err e;

@@ -636,13 +636,14 @@ static void test_nan_and_inf_values_are_rejected_with_row(void **state)
     expect_error(at(state, "nan.h5"), &o, HF_EDATA, "row 3: NaN value");
 }
 
-static void test_npy_bad_descr_and_fortran_order_are_rejected(void **state)
+static void test_npy_bad_descr_and_cut_fortran_order_are_rejected(void **state)
 {
     vecio_opts o = {0};
     bytes b = npy(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (1, 2), }", V, 16);
     put_bytes(at(state, "c.npy"), b.b, b.n);
     expect_error(at(state, "c.npy"), &o, HF_EDATA, "npy dtype '<c8' is not supported");
-    b = npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", V, 16);
+    /* Fortran order is read whole: 16 bytes cannot hold a 3 x 2 array */
+    b = npy(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }", V, 16);
     put_bytes(at(state, "f.npy"), b.b, b.n);
     expect_error(at(state, "f.npy"), &o, HF_EDATA, "Fortran order");
     b = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2), }", V, 16);
@@ -791,8 +792,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_npy_and_idx_name_the_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nan_and_inf_values_are_rejected_with_row, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_npy_bad_descr_and_fortran_order_are_rejected, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_npy_bad_descr_and_cut_fortran_order_are_rejected,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_idx_magic_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_ragged_row_names_row_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hdf5_missing_dataset_lists_what_exists, setup,
