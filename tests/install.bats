@@ -25,7 +25,7 @@ only_prefix() {
     only_prefix
     run env PATH="$P/bin" hnswflow --help
     [ "$status" -eq 0 ]
-    for f in embed-load graph-build query recall consolidate edge-score layer-route dump info; do
+    for f in embed-load graph-build query recall consolidate edge-score layer-route nav-train dump info; do
         [[ "$output" == *"  $f "* ]]
         [ -x "$P/libexec/hnswflow/$f" ]
     done
@@ -58,7 +58,7 @@ only_prefix() {
 
 @test "install: a man page for every filter, from its --help (man -M PREFIX/share/man)" {
     only_prefix
-    for f in embed-load graph-build query recall consolidate edge-score layer-route dump info; do
+    for f in embed-load graph-build query recall consolidate edge-score layer-route nav-train dump info; do
         run env MANPAGER=cat MANWIDTH=100 man -M "$P/share/man" "hnswflow-$f"
         [ "$status" -eq 0 ]
         [[ "$output" == *"hnswflow-$f - "* ]]
