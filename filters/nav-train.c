@@ -289,6 +289,8 @@ int main(int argc, char **argv)
     nav_policy *p = NULL;
     if (!proj_r)
         proj_r = nav_default_r(h->dim);
+    if (proj_r > h->dim)
+        cli_usage_error(prog, "--proj-dim %zu exceeds the index's dimension %zu", proj_r, h->dim);
     if (nav_new(h->dim, h->p.metric, proj_r, seed, &p, &e) || nav_init_pca(p, h, 20000, seed, &e) ||
         nav_bind(p, h, &e))
         cli_fail(prog, in_name, &e);

@@ -74,7 +74,8 @@ void nav_destroy(nav_policy **self_p)
 
 size_t nav_default_r(size_t dim)
 {
-    return dim >= 256 ? 31 : 15;
+    size_t r = dim >= 256 ? 31 : 15;
+    return r < dim ? r : dim; /* more directions than dimensions would be zero */
 }
 
 int nav_new(size_t dim, metric_t metric, size_t r, uint64_t seed, nav_policy **out, hf_err *e)

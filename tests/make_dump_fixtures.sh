@@ -15,11 +15,17 @@ seq 100 699 > "$D/ids.txt"
 "$BIN/embed-load" --ids "$D/ids.txt" "$D/v.npy" | "$BIN/graph-build" --threads 1 --compress int8 -o "$D/codes.idx" 2>/dev/null
 # rows (the speed layout)
 "$BIN/graph-build" --threads 1 --preset speed -o "$D/speed.idx" "$D/v.frames" 2>/dev/null
-# model frames: the layer router, the edge scorer
+# model frames: the layer router, the edge scorer, the navigation policy
 "$BIN/graph-build" --threads 1 -o "$D/plain.idx" "$D/v.frames" 2>/dev/null
 "$BIN/layer-route" --candidates 16 -o "$D/routed.idx" "$D/plain.idx" 2>/dev/null
 "$BIN/graph-build" --threads 1 --M0 48 -o "$D/cand.idx" "$D/v.frames" 2>/dev/null
 "$BIN/edge-score" --val-queries 100 -o "$D/edges.idx" "$D/cand.idx" 2>/dev/null
+"$BIN/nav-train" --threads 1 --queries 200 --val-queries 100 --ppo-iters 1 --ppo-queries 50 \
+    --val-ef 10,32 -o "$D/nav.idx" "$D/plain.idx" 2>/dev/null
+# labels frames (and labels in vectors frames)
+awk 'BEGIN { for (i = 0; i < 600; i++) print i % 7, (i % 3 ? "" : 9) }' >"$D/labels.txt"
+"$BIN/embed-load" --labels "$D/labels.txt" "$D/v.npy" -o "$D/labelled.frames"
+"$BIN/graph-build" --threads 1 -o "$D/labels.idx" "$D/labelled.frames" 2>/dev/null
 # results stream
 "$BIN/query" --index "$D/plain.idx" -k 5 -o "$D/res.frames" "$D/q.frames" 2>/dev/null
 # updates (header, insert, delete, query) and a write-ahead log left by a
