@@ -307,19 +307,14 @@ int main(int argc, char **argv)
     nn_extra x = {xs.data, xs.size, 1};
 
     channel *out = NULL;
-    if (channel_open_out(out_ep, &out, &e) || hnsw_save_body(h, out, &e))
-        cli_fail(prog, out_ep, &e);
     frame_out fo;
     frame_out_init(&fo);
     msgpack_sbuffer_clear(&fo.sb);
-    if (route_pack(m, &x, &fo.sb, &e) || channel_send(out, &fo, &e))
+    if (route_pack(m, &x, &fo.sb, &e) || channel_open_out(out_ep, &out, &e) ||
+        hnsw_save_with_model(h, out, &fo, &pt, &e))
         cli_fail(prog, out_ep, &e);
     msgpack_sbuffer_destroy(&xs);
-    if (frame_keep_send(&pt, out, &fo, &e))
-        cli_fail(prog, out_ep, &e);
     frame_out_free(&fo);
-    if (channel_send_end(out, h->n, &e) || channel_commit(out, &e))
-        cli_fail(prog, out_ep, &e);
     channel_destroy(&out);
     fprintf(stderr,
             "layer-route: %zu nodes, %zu candidates, code %zu, routing cost %.1f distance "

@@ -171,6 +171,24 @@ typedef struct batch_job {
  * threads rarely write to the same cache line of the answers. */
 #define QUERY_CHUNK 16
 
+/* Where the router enters the graph for query q (input order); qs (dim)
+ * and z (the router's r) are scratch. Returns the routing's cost. */
+static double routed_entry(const engine *en, const float *q, float *qs, float *z, uint32_t *entry,
+                           int *level)
+{
+    const hnsw *h = en->h;
+    /* the router reads the query as the index stores vectors */
+    if (h->perm)
+        hnsw_permute_query(h, q, qs);
+    else
+        memcpy(qs, q, h->dim * sizeof *qs);
+    if (h->p.metric == METRIC_COSINE)
+        vec_normalize(qs, h->dim);
+    double c;
+    route_entry(en->router, h, en->mode, qs, z, entry, level, &c);
+    return c;
+}
+
 static void *search_part(void *arg)
 {
     batch_job *j = arg;
@@ -211,34 +229,17 @@ static void *search_part(void *arg)
                             j->k, en->exact ? j->k : j->ef, hits, &got, &fst);
             } else if (en->use_nav) {
                 if (en->mode != ROUTE_CLASSIC) { /* --route --nav: the router's entry */
-                    if (h->perm)
-                        hnsw_permute_query(h, q, qs);
-                    else
-                        memcpy(qs, q, h->dim * sizeof *qs);
-                    if (h->p.metric == METRIC_COSINE)
-                        vec_normalize(qs, h->dim);
                     uint32_t entry;
                     int level;
-                    double c;
-                    route_entry(en->router, h, en->mode, qs, z, &entry, &level, &c);
-                    rcost += c;
+                    rcost += routed_entry(en, q, qs, z, &entry, &level);
                     nav_searcher_entry(en->ns[j->t], entry, level);
                 }
                 nav_search(h, en->nav, en->ad, en->ns[j->t], j->ncfg, q, j->k, j->ef, hits, &got,
                            &ns);
             } else if (en->mode != ROUTE_CLASSIC) {
-                /* the router reads the query as the index stores vectors */
-                if (h->perm)
-                    hnsw_permute_query(h, q, qs);
-                else
-                    memcpy(qs, q, h->dim * sizeof *qs);
-                if (h->p.metric == METRIC_COSINE)
-                    vec_normalize(qs, h->dim);
                 uint32_t entry;
                 int level;
-                double c;
-                route_entry(en->router, h, en->mode, qs, z, &entry, &level, &c);
-                rcost += c;
+                rcost += routed_entry(en, q, qs, z, &entry, &level);
                 hnsw_search_from(h, en->searchers[j->t], q, j->k, j->ef, entry, level, hits, &got,
                                  &st);
             } else if (en->use_codes)

@@ -34,6 +34,18 @@ static int put_header(const hnsw *h, channel *c, hf_err *e)
     return rc;
 }
 
+int hnsw_save_with_model(const hnsw *h, channel *c, frame_out *fo, frame_keep *keep, hf_err *e)
+{
+    int rc = hnsw_save_body(h, c, e);
+    if (!rc)
+        rc = channel_send(c, fo, e);
+    if (!rc)
+        rc = frame_keep_send(keep, c, fo, e);
+    if (!rc)
+        rc = channel_send_end(c, h->n, e);
+    return rc ? rc : channel_commit(c, e);
+}
+
 int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
 {
     if (h->ext_id)

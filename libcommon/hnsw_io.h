@@ -19,11 +19,16 @@
 #define HF_HNSW_IO_H
 
 #include "channel.h"
+#include "frame_keep.h"
 #include "hnsw.h"
 
 /* Write header, vectors, links and tombstones; the caller may add model
  * frames and must then call channel_send_end(c, h->n). */
 int hnsw_save_body(const hnsw *h, channel *c, hf_err *e);
+/* A learned filter's output: h's body, the model frame packed in fo->sb,
+ * the frames kept from the input (sent and freed), the end frame; then
+ * commits c (an atomic file is renamed into place). */
+int hnsw_save_with_model(const hnsw *h, channel *c, frame_out *fo, frame_keep *keep, hf_err *e);
 
 /* Called for frames the loader does not consume (models); f is valid only
  * during the call. Return non-zero to abort the load with that code. */

@@ -333,29 +333,15 @@ int nav_pack(const nav_policy *p, const nn_extra *extra, msgpack_sbuffer *sb, hf
     return rc;
 }
 
-static const msgpack_object *field(const msgpack_object *obj, const char *key)
-{
-    size_t n = strlen(key);
-    for (uint32_t i = 0; obj->type == MSGPACK_OBJECT_MAP && i < obj->via.map.size; i++) {
-        const msgpack_object *k = &obj->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-            memcmp(k->via.str.ptr, key, n) == 0)
-            return &obj->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 int nav_is_frame(const msgpack_object *obj)
 {
-    const msgpack_object *k = field(obj, "kind");
-    return k && k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(NAV_MODEL_KIND) &&
-           memcmp(k->via.str.ptr, NAV_MODEL_KIND, k->via.str.size) == 0;
+    return nn_model_is_kind(obj, NAV_MODEL_KIND);
 }
 
 static int unpack_f32_array(const msgpack_object *obj, const char *key, float *v, size_t *n,
                             hf_err *e)
 {
-    const msgpack_object *a = field(obj, key);
+    const msgpack_object *a = nn_model_field(obj, key);
     if (!a || a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size > NAV_MAX_CAL)
         return hf_err_set(e, HF_EDATA, "nav-policy model: \"%s\" missing or longer than %d", key,
                           NAV_MAX_CAL);
@@ -405,7 +391,7 @@ int nav_unpack(const msgpack_object *obj, nav_policy **out, hf_err *e)
         rc = unpack_f32_array(obj, "cal_p", p->cal_p, &np, e);
     if (!rc && nr != np)
         rc = hf_err_set(e, HF_EDATA, "nav-policy model: %zu cal_r but %zu cal_p", nr, np);
-    const msgpack_object *ce = rc ? NULL : field(obj, "cal_ef");
+    const msgpack_object *ce = rc ? NULL : nn_model_field(obj, "cal_ef");
     if (!rc && (!ce || ce->type != MSGPACK_OBJECT_ARRAY || ce->via.array.size != nr))
         rc = hf_err_set(e, HF_EDATA, "nav-policy model: \"cal_ef\" missing or not %zu long", nr);
     for (uint32_t i = 0; !rc && i < nr; i++) {

@@ -403,6 +403,10 @@ int nn_model_pack_extra(msgpack_sbuffer *sb, const char *kind, const nn_hparam *
 /* Check t/kind/v and copy every parameter of p (matched by name, shapes
  * must agree) from the frame. Extra params in the frame are an error. */
 int nn_model_unpack_params(const msgpack_object *obj, const char *kind, nn_params *p, hf_err *e);
+/* A top-level field of a frame map, NULL when absent (or not a map). */
+const msgpack_object *nn_model_field(const msgpack_object *m, const char *key);
+/* 1 when the frame's "kind" is the string kind. */
+int nn_model_is_kind(const msgpack_object *m, const char *kind);
 /* Look up a numeric top-level field; HF_EDATA if missing or not a number. */
 int nn_model_hparam(const msgpack_object *obj, const char *key, double *val, hf_err *e);
 

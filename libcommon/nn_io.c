@@ -102,17 +102,23 @@ static bool str_eq(const msgpack_object *o, const char *s)
            memcmp(o->via.str.ptr, s, n) == 0;
 }
 
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+const msgpack_object *nn_model_field(const msgpack_object *m, const char *key)
 {
-    for (uint32_t i = 0; i < m->via.map.size; i++)
+    for (uint32_t i = 0; m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++)
         if (str_eq(&m->via.map.ptr[i].key, key))
             return &m->via.map.ptr[i].val;
     return NULL;
 }
 
+int nn_model_is_kind(const msgpack_object *m, const char *kind)
+{
+    const msgpack_object *k = nn_model_field(m, "kind");
+    return k && str_eq(k, kind);
+}
+
 static bool get_u32(const msgpack_object *m, const char *key, uint32_t *out)
 {
-    const msgpack_object *o = map_get(m, key);
+    const msgpack_object *o = nn_model_field(m, key);
     if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > UINT32_MAX)
         return false;
     *out = (uint32_t)o->via.u64;
@@ -121,7 +127,7 @@ static bool get_u32(const msgpack_object *m, const char *key, uint32_t *out)
 
 int nn_model_hparam(const msgpack_object *obj, const char *key, double *val, hf_err *e)
 {
-    const msgpack_object *o = obj->type == MSGPACK_OBJECT_MAP ? map_get(obj, key) : NULL;
+    const msgpack_object *o = obj->type == MSGPACK_OBJECT_MAP ? nn_model_field(obj, key) : NULL;
     if (!o)
         return hf_err_set(e, HF_EDATA, "model: missing hyperparameter \"%s\"", key);
     switch (o->type) {
@@ -142,7 +148,7 @@ static int unpack_param(const msgpack_object *q, nn_params *p, bool *seen, hf_er
 {
     if (q->type != MSGPACK_OBJECT_MAP)
         return hf_err_set(e, HF_EDATA, "model: params entry is not a map");
-    const msgpack_object *name = map_get(q, "name"), *data = map_get(q, "data");
+    const msgpack_object *name = nn_model_field(q, "name"), *data = nn_model_field(q, "data");
     uint32_t rows, cols;
     if (!name || name->type != MSGPACK_OBJECT_STR || name->via.str.size >= NN_NAME_MAX)
         return hf_err_set(e, HF_EDATA, "model: params entry without a valid name");
@@ -185,8 +191,8 @@ int nn_model_unpack_params(const msgpack_object *obj, const char *kind, nn_param
 {
     if (obj->type != MSGPACK_OBJECT_MAP)
         return hf_err_set(e, HF_EDATA, "model: frame is not a map");
-    const msgpack_object *t = map_get(obj, "t"), *k = map_get(obj, "kind");
-    const msgpack_object *ps = map_get(obj, "params");
+    const msgpack_object *t = nn_model_field(obj, "t"), *k = nn_model_field(obj, "kind");
+    const msgpack_object *ps = nn_model_field(obj, "params");
     uint32_t v;
     if (!t || !str_eq(t, "model"))
         return hf_err_set(e, HF_EDATA, "model: frame type is not \"model\"");
@@ -241,13 +247,13 @@ static int get_dim(const msgpack_object *obj, const char *key, size_t *out, hf_e
  * the params are not an array of maps with bin data. */
 static uint64_t frame_floats(const msgpack_object *obj)
 {
-    const msgpack_object *ps = map_get(obj, "params");
+    const msgpack_object *ps = nn_model_field(obj, "params");
     if (!ps || ps->type != MSGPACK_OBJECT_ARRAY)
         return UINT64_MAX;
     uint64_t total = 0;
     for (uint32_t i = 0; i < ps->via.array.size; i++) {
         const msgpack_object *q = &ps->via.array.ptr[i];
-        const msgpack_object *d = q->type == MSGPACK_OBJECT_MAP ? map_get(q, "data") : NULL;
+        const msgpack_object *d = q->type == MSGPACK_OBJECT_MAP ? nn_model_field(q, "data") : NULL;
         if (!d || d->type != MSGPACK_OBJECT_BIN)
             return UINT64_MAX;
         total += d->via.bin.size / 4;

@@ -511,23 +511,9 @@ int route_pack(const route_model *m, const nn_extra *extra, msgpack_sbuffer *sb,
     return rc;
 }
 
-static const msgpack_object *field(const msgpack_object *obj, const char *key)
-{
-    size_t n = strlen(key);
-    for (uint32_t i = 0; obj->type == MSGPACK_OBJECT_MAP && i < obj->via.map.size; i++) {
-        const msgpack_object *k = &obj->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-            memcmp(k->via.str.ptr, key, n) == 0)
-            return &obj->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 int route_is_frame(const msgpack_object *obj)
 {
-    const msgpack_object *k = field(obj, "kind");
-    return k && k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(ROUTE_MODEL_KIND) &&
-           memcmp(k->via.str.ptr, ROUTE_MODEL_KIND, k->via.str.size) == 0;
+    return nn_model_is_kind(obj, ROUTE_MODEL_KIND);
 }
 
 int route_unpack(const msgpack_object *obj, route_model **out, hf_err *e)
@@ -552,7 +538,7 @@ int route_unpack(const msgpack_object *obj, route_model **out, hf_err *e)
     if (v[3] >= v[2])
         return hf_err_set(e, HF_EDATA, "layer-router model: medoid %g of %g candidates", v[3],
                           v[2]);
-    const msgpack_object *c = field(obj, "candidates");
+    const msgpack_object *c = nn_model_field(obj, "candidates");
     if (!c || c->type != MSGPACK_OBJECT_BIN || c->via.bin.size != (size_t)v[2] * sizeof(uint32_t))
         return hf_err_set(e, HF_EDATA, "layer-router model: \"candidates\" missing or not %g u32",
                           v[2]);
