@@ -48,6 +48,7 @@
 #include "channel.h"
 #include "cli.h"
 #include "progress.h"
+#include "qlog.h"
 #include "serve.h"
 #include "upd_live.h"
 #include "upd_wal.h"
@@ -81,6 +82,10 @@ static void usage(void)
            "      --serve EP            live mode: answer query frames on EP (ZeroMQ)\n"
            "      --updates EP          live mode: take update frames from producers on EP,\n"
            "                            acknowledge each once it is durable and applied\n"
+           "      --log FILE            live mode: append every answered query (vector, k,\n"
+           "                            ef, time) to FILE, a query log (qlog.h) for\n"
+           "                            pipelines/retrain.sh; --log-max BYTES rotates it\n"
+           "                            to FILE.1 (default 64 MiB)\n"
            "      --connect EP          producer: send the update (and query) frames of the\n"
            "                            input to a live consolidate, wait for each answer\n"
            "      --max-dim N           refuse dimensions above N (default 65536)\n"
@@ -90,13 +95,17 @@ static void usage(void)
            "Frames: {t:\"header\", schema:\"hnswflow.updates\", v:1, dim, count}, then\n"
            "{t:\"insert\", n, ids: bin u64[n], data: bin f32[n*dim]},\n"
            "{t:\"delete\", n, ids: bin u64[n]}, {t:\"query\", qid, vec, k?, ef?}, then\n"
-           "{t:\"end\", count, checksum}. Answers: {t:\"result\", qid, ids: bin u64[],\n"
+           "{t:\"end\", count, checksum}. On --serve, {t:\"reload\", path?} replaces the\n"
+           "models carried (for the checkpoints) by those of a retrained index file\n"
+           "(default --index): {t:\"reloaded\", models}. Answers: {t:\"result\", qid, ids: bin "
+           "u64[],\n"
            "dists} or {t:\"error\", qid, msg}. Exit: 0 ok, 64 usage, 65 a refused frame\n"
            "or bad stream, 66 cannot open, 70 internal, 74 I/O.\n");
 }
 
 typedef struct opts {
-    const char *index, *out, *results, *wal, *in, *serve, *updates, *connect;
+    const char *index, *out, *results, *wal, *in, *serve, *updates, *connect, *log;
+    uint64_t log_max;
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame, repair_every;
     uint64_t ckpt_every;
     double ckpt_seconds;
@@ -365,10 +374,11 @@ static void reply_error(server *srv, server_req *req, frame_out *fo, const char 
  * searcher and one set of answer buffers, so only the query thread reads
  * shared; the update thread answers the queries producers send under the
  * write lock (exclusive). */
-static void answer_read(state *s, server *srv, server_req *req, const frame_in *f, frame_out *fo,
-                        int exclusive)
+static int answer_read(state *s, server *srv, server_req *req, const frame_in *f, frame_out *fo,
+                       int exclusive)
 {
     hf_err e;
+    int rc = 1;
     if (exclusive)
         pthread_rwlock_wrlock(&s->mu);
     else
@@ -380,17 +390,65 @@ static void answer_read(state *s, server *srv, server_req *req, const frame_in *
         frame_put_u64(fo, "count", s->L.u ? upd_nlive(s->L.u) : 0);
         frame_put_str(fo, "ids", "u64");
     } else {
-        upd_live_query(&s->L, f, s->o->k, s->o->ef, s->o->max_k, s->o->max_ef, fo);
+        rc = upd_live_query(&s->L, f, s->o->k, s->o->ef, s->o->max_k, s->o->max_ef, fo);
     }
     pthread_rwlock_unlock(&s->mu);
     server_reply(srv, req, fo, &e);
+    return rc;
 }
 
 typedef struct qthread {
     state *s;
     server *srv;
     uint64_t served;
+    qlog *log; /* --log, NULL: none (or it failed) */
 } qthread;
+
+/* Log an answered query. */
+static void log_query(qthread *q, const frame_in *f)
+{
+    const void *vec;
+    size_t len;
+    uint64_t qid = 0, k = q->s->o->k, ef = q->s->o->ef;
+    if (!q->log || frame_get_bin(f, "vec", &vec, &len, NULL) != 0 ||
+        len != q->s->L.dim * sizeof(float))
+        return;
+    frame_get_u64(f, "qid", &qid, NULL);
+    frame_get_u64(f, "k", &k, NULL);
+    frame_get_u64(f, "ef", &ef, NULL);
+    hf_err e;
+    if (qlog_append(q->log, qid, vec, k, ef, 0, &e)) {
+        fprintf(stderr, "%s: %s: %s; query logging stops\n", prog, q->s->o->log, e.msg);
+        qlog_close(&q->log);
+    }
+}
+
+/* {t:"reload", path?}: the models of a retrained index file (default
+ * --index) replace the carried ones, under the write lock. */
+static void answer_reload(qthread *q, server_req *req, const frame_in *f, frame_out *fo)
+{
+    char path[4096];
+    hf_err e = {0};
+    int rc = frame_get_str(f, "path", path, sizeof path, NULL);
+    if (rc == HF_EOF && q->s->o->index)
+        snprintf(path, sizeof path, "%s", q->s->o->index);
+    else if (rc)
+        return reply_error(q->srv, req, fo, "reload: a \"path\" string is needed");
+    size_t taken = 0;
+    pthread_rwlock_wrlock(&q->s->mu);
+    rc = upd_live_take_models(&q->s->L, path, q->s->o->max_frame, &taken, &e);
+    pthread_rwlock_unlock(&q->s->mu);
+    if (rc) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "reload %s: %s", path, e.msg);
+        fprintf(stderr, "%s: %s; the models carried stay\n", prog, msg);
+        return reply_error(q->srv, req, fo, msg);
+    }
+    fprintf(stderr, "%s: reload: %zu model frames taken from %s\n", prog, taken, path);
+    frame_begin(fo, "reloaded", 1);
+    frame_put_u64(fo, "models", taken);
+    server_reply(q->srv, req, fo, &e);
+}
 
 static void *query_thread(void *arg)
 {
@@ -412,8 +470,11 @@ static void *query_thread(void *arg)
         if (rc)
             break;
         if (strcmp(f.type, "query") == 0 || strcmp(f.type, "info") == 0) {
-            answer_read(q->s, q->srv, req, &f, &fo, 0);
+            if (answer_read(q->s, q->srv, req, &f, &fo, 0) == 0)
+                log_query(q, &f);
             q->served++;
+        } else if (strcmp(f.type, "reload") == 0) {
+            answer_reload(q, req, &f, &fo);
         } else {
             snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f.type);
             reply_error(q->srv, req, &fo, msg);
@@ -433,6 +494,8 @@ static int run_live(state *s)
     if (server_open(o->updates, o->max_frame, &us, &e))
         cli_fail(prog, o->updates, &e);
     qthread q = {.s = s, .srv = qs};
+    if (o->log && qlog_open(o->log, s->L.dim, s->L.p.metric, o->log_max, &q.log, &e))
+        cli_fail(prog, o->log, &e);
     pthread_t tid;
     if (pthread_create(&tid, NULL, query_thread, &q) != 0) {
         hf_err_set(&e, HF_EINTERNAL, "cannot start the query thread");
@@ -619,6 +682,8 @@ int main(int argc, char **argv)
                                           {"serve", required_argument, 0, 16},
                                           {"updates", required_argument, 0, 17},
                                           {"connect", required_argument, 0, 18},
+                                          {"log", required_argument, 0, 40},
+                                          {"log-max", required_argument, 0, 41},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     opts o = {.results = "-",
@@ -662,6 +727,8 @@ int main(int argc, char **argv)
         case 16: o.serve = optarg; break;
         case 17: o.updates = optarg; break;
         case 18: o.connect = optarg; break;
+        case 40: o.log = optarg; break;
+        case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -672,6 +739,8 @@ int main(int argc, char **argv)
         o.in = argv[optind];
     if (p.M0 && p.M0 < (p.M ? p.M : 16))
         cli_usage_error(prog, "--M0 must be at least M");
+    if (o.log && !o.serve)
+        cli_usage_error(prog, "--log is for --serve (the queries a live index answers)");
     if (o.wal && !o.out)
         cli_usage_error(prog, "--wal needs -o (the checkpoint it follows)");
     if ((o.ckpt_every || o.ckpt_seconds > 0) && !o.out)

@@ -79,10 +79,21 @@ static void usage(void)
            "      --ppo-queries N   training queries a PPO round searches (default 1000)\n"
            "      --miss-cost C     PPO: distance computations a missed true neighbour\n"
            "                        costs (default 100)\n"
-           "      --init MODEL      start from the nav-policy of another index file\n"
+           "      --init MODEL      start from the nav-policy of an index file (this one for\n"
+           "                        incremental training, another for few-shot adaptation)\n"
            "      --shots N         train on N queries only: with --init, adapt the policy\n"
-           "                        with them (0: no adaptation; default 50), without it,\n"
-           "                        train from scratch on them\n"
+           "                        with them (0: no adaptation), without it, train from\n"
+           "                        scratch on them (default: all the training queries)\n"
+           "      --ewc LAMBDA      with --init: penalise moving the weights the earlier\n"
+           "                        tasks' Fisher information (kept in the policy) marks\n"
+           "                        as important (elastic weight consolidation)\n"
+           "      --replay N|FILE   with --init: mix N queries of the policy's reservoir of\n"
+           "                        past training queries (or those of FILE, a vector\n"
+           "                        stream or query log) into the training samples\n"
+           "      --distill W       with --replay: on replayed queries the target is (1-W)\n"
+           "                        the label + W the old policy's probability (0..1)\n"
+           "      --reservoir N     past training queries the written policy keeps for a\n"
+           "                        later --replay (reservoir sampling; default 1000, 0 none)\n"
            "      --val-ef LIST     ef grid of the validation (default 10,16,24,32,48,64,96,128,\n"
            "                        192,256)\n"
            "      --eps0 F          ADSampling's test parameter in the validation (default 2.1)\n"
@@ -145,6 +156,50 @@ static float *snapshot(const nav_mlp *m, float *buf, int restore)
     return buf;
 }
 
+/* Every query vector of a vector stream or query log at path; exits with
+ * one line on bad input. *out (caller frees) gets n x dim floats. */
+static size_t read_queries(const char *path, size_t dim, size_t max_frame, float **out)
+{
+    hf_err e = {0};
+    channel *qc = NULL;
+    vecstream vs;
+    if (channel_open_in(path, max_frame, &qc, &e) || vecstream_open(&vs, qc, 0, &e))
+        cli_fail(prog, path, &e);
+    if (vs.dim != dim) {
+        hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, index has %zu", vs.dim, dim);
+        cli_fail(prog, path, &e);
+    }
+    float *all = NULL;
+    size_t na = 0, cap = 0;
+    const float *rows;
+    size_t n;
+    uint64_t first;
+    int rc;
+    while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
+        if (n == 0)
+            continue;
+        if (!all || na + n > cap) {
+            cap = (na + n) * 2;
+            float *t = realloc(all, cap * dim * sizeof *all);
+            if (!t) {
+                hf_err_set(&e, HF_ENOMEM, "out of memory for the queries");
+                cli_fail(prog, path, &e);
+            }
+            all = t;
+        }
+        /* cli_fail does not return: all is set here */
+        // cppcheck-suppress nullPointerArithmeticRedundantCheck
+        memcpy(all + na * dim, rows, n * dim * sizeof *all);
+        na += n;
+    }
+    if (rc != HF_EOF)
+        cli_fail(prog, path, &e);
+    vecstream_close(&vs);
+    channel_destroy(&qc);
+    *out = all;
+    return na;
+}
+
 typedef struct curve {
     double r[MAX_EF], w[MAX_EF], hops[MAX_EF];
 } curve;
@@ -201,12 +256,18 @@ int main(int argc, char **argv)
                                          {"train", required_argument, 0, 16},
                                          {"proj-dim", required_argument, 0, 17},
                                          {"dagger", required_argument, 0, 18},
+                                         {"ewc", required_argument, 0, 40},
+                                         {"replay", required_argument, 0, 41},
+                                         {"distill", required_argument, 0, 42},
+                                         {"reservoir", required_argument, 0, 43},
                                          {"threads", required_argument, 0, 't'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
-    size_t ppo_q = 1000, max_frame = 0, proj_r = 0, dagger = 0;
+    size_t ppo_q = 1000, max_frame = 0, proj_r = 0, dagger = 0, reservoir = 1000, replay_n = 0;
+    double ewc = 0, distill = 0;
+    const char *replay_file = NULL;
     size_t label_ef[MAX_EF] = {16, 32, 64, 128}, nlef = 4;
     size_t val_ef[MAX_EF] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256}, nef = 10;
     double lr = 0.003, miss_cost = 100, eps0 = 2.1;
@@ -239,6 +300,16 @@ int main(int argc, char **argv)
         case 16: train_ep = optarg; break;
         case 18: dagger = cli_u64(prog, "--dagger", optarg, 0, 20); break;
         case 17: proj_r = cli_u64(prog, "--proj-dim", optarg, 1, NAV_R_MAX); break;
+        case 40: ewc = cli_f64(prog, "--ewc", optarg, 0, 1e9); break;
+        case 41:
+            if (optarg[0] >= '0' && optarg[0] <= '9' &&
+                strspn(optarg, "0123456789") == strlen(optarg))
+                replay_n = cli_u64(prog, "--replay", optarg, 1, 10000000);
+            else
+                replay_file = optarg;
+            break;
+        case 42: distill = cli_f64(prog, "--distill", optarg, 0, 1); break;
+        case 43: reservoir = cli_u64(prog, "--reservoir", optarg, 0, 10000000); break;
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
@@ -250,6 +321,10 @@ int main(int argc, char **argv)
     for (size_t i = 1; i < nef; i++)
         if (val_ef[i] <= val_ef[i - 1])
             cli_usage_error(prog, "--val-ef must increase");
+    if ((ewc > 0 || replay_n || distill > 0) && !init)
+        cli_usage_error(prog, "--ewc, --replay N and --distill start from a policy: give --init");
+    if (distill > 0 && !replay_n && !replay_file)
+        cli_usage_error(prog, "--distill teaches on replayed queries: give --replay");
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
     channel_install_signal_cleanup();
@@ -266,6 +341,18 @@ int main(int argc, char **argv)
         hnsw_destroy(&ih);
         if (!from) {
             hf_err_set(&e, HF_EDATA, "no nav-policy model frame (train one with nav-train)");
+            cli_fail(prog, init, &e);
+        }
+        if (ewc > 0 && !from->fisher) {
+            hf_err_set(&e, HF_EDATA,
+                       "the nav-policy keeps no Fisher information, which --ewc "
+                       "needs (retrain it with this nav-train)");
+            cli_fail(prog, init, &e);
+        }
+        if (replay_n && !from->nreplay) {
+            hf_err_set(&e, HF_EDATA,
+                       "the nav-policy keeps no replay reservoir, which --replay N "
+                       "needs (retrain it with this nav-train, or --replay FILE)");
             cli_fail(prog, init, &e);
         }
     }
@@ -300,47 +387,13 @@ int main(int argc, char **argv)
         p->skip_logit = from->skip_logit;
         nav_sync(p);
     }
-    if (init || shots_set)
+    if (shots_set)
         nq = shots;
 
     route_qset *tq = NULL, *vq = NULL;
     if (train_ep) { /* the caller's queries: training first, validation last */
-        channel *qc = NULL;
-        vecstream vs;
-        if (channel_open_in(train_ep, max_frame, &qc, &e) || vecstream_open(&vs, qc, h->dim, &e))
-            cli_fail(prog, train_ep, &e);
-        if (vs.dim != h->dim) {
-            hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, index has %zu", vs.dim,
-                       h->dim);
-            cli_fail(prog, train_ep, &e);
-        }
         float *all = NULL;
-        size_t na = 0, cap = 0;
-        const float *rows;
-        size_t n;
-        uint64_t first;
-        int rc;
-        while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
-            if (n == 0)
-                continue;
-            if (!all || na + n > cap) {
-                cap = (na + n) * 2;
-                float *t = realloc(all, cap * h->dim * sizeof *all);
-                if (!t) {
-                    hf_err_set(&e, HF_ENOMEM, "out of memory for the training queries");
-                    cli_fail(prog, train_ep, &e);
-                }
-                all = t;
-            }
-            /* cli_fail does not return: all is set here */
-            // cppcheck-suppress nullPointerArithmeticRedundantCheck
-            memcpy(all + na * h->dim, rows, n * h->dim * sizeof *all);
-            na += n;
-        }
-        if (rc != HF_EOF)
-            cli_fail(prog, train_ep, &e);
-        vecstream_close(&vs);
-        channel_destroy(&qc);
+        size_t na = read_queries(train_ep, h->dim, max_frame, &all);
         if (na < 8) {
             hf_err_set(&e, HF_EDATA, "%zu training queries: too few (8 at least)", na);
             cli_fail(prog, train_ep, &e);
@@ -348,7 +401,7 @@ int main(int argc, char **argv)
         if (nval > na / 4)
             nval = na / 4;
         size_t avail = na - nval;
-        if (init || shots_set)
+        if (shots_set)
             nq = shots < avail ? shots : avail;
         else
             nq = avail;
@@ -407,6 +460,34 @@ int main(int argc, char **argv)
     }
     double t_base = now_seconds() - t1;
 
+    /* replayed past queries: the policy's reservoir or a file */
+    route_qset *rq = NULL;
+    if (replay_n || replay_file) {
+        float *rows = NULL;
+        size_t nr;
+        if (replay_file) {
+            nr = read_queries(replay_file, h->dim, max_frame, &rows);
+        } else {
+            nr = replay_n < from->nreplay ? replay_n : from->nreplay;
+            rows = from->replay;
+        }
+        if (nr && route_qset_from_vectors(h, rows, nr, 10, &rq, &e))
+            cli_fail(prog, replay_file ? replay_file : init, &e);
+        if (replay_file)
+            free(rows);
+    }
+    /* EWC: the previous tasks' Fisher around the weights we start from */
+    nn_ewc *ew_skip = NULL, *ew_stop = NULL;
+    const float *fisher0 = from ? from->fisher : NULL;
+    if (fisher0 && from->nfisher != nav_mlp_scalars(&p->skip) + nav_mlp_scalars(&p->stop)) {
+        hf_err_set(&e, HF_EDATA, "the nav-policy's MLPs differ in shape from this one's");
+        cli_fail(prog, init, &e);
+    }
+    if (nav_ewc_new(&p->skip, fisher0, &ew_skip, &e) ||
+        nav_ewc_new(&p->stop, fisher0 ? fisher0 + nav_mlp_scalars(&p->skip) : NULL, &ew_stop, &e))
+        cli_fail(prog, in_name, &e);
+    const nn_ewc *pen_skip = ewc > 0 ? ew_skip : NULL, *pen_stop = ewc > 0 ? ew_stop : NULL;
+
     /* cloning */
     t1 = now_seconds();
     nav_trace tr = {0};
@@ -417,11 +498,25 @@ int main(int argc, char **argv)
     if (tq) {
         if (nav_collect(h, p, tq, &classic, label_ef, nlef, NULL, 0, &tr, &e))
             cli_fail(prog, in_name, &e);
+        size_t b_skip = tr.nskip, b_stop = tr.nstop;
+        if (rq && nav_collect(h, p, rq, &classic, label_ef, nlef, NULL, 0, &tr, &e))
+            cli_fail(prog, in_name, &e);
+        /* distillation: on replayed queries the old policy's probabilities
+         * join the labels (BCE is linear in its target: the weighted sum of
+         * the two losses) */
+        for (size_t i = b_skip; distill > 0 && i < tr.nskip; i++) {
+            double t = 1.0 / (1.0 + exp(-nav_mlp_logit(&from->skip, tr.skip_x + i * p->skip.f)));
+            tr.skip_y[i] = (float)((1 - distill) * tr.skip_y[i] + distill * t);
+        }
+        for (size_t i = b_stop; distill > 0 && i < tr.nstop; i++) {
+            double t = 1.0 / (1.0 + exp(-nav_mlp_logit(&from->stop, tr.stop_x + i * p->stop.f)));
+            tr.stop_y[i] = (float)((1 - distill) * tr.stop_y[i] + distill * t);
+        }
         size_t ep_skip = from ? (epochs < 3 ? epochs : 3) : epochs;
-        if (nav_fit(&p->skip, tr.skip_x, tr.skip_y, NULL, tr.nskip, ep_skip, (float)lr, seed,
-                    &loss_skip, &e) ||
-            nav_fit(&p->stop, tr.stop_x, tr.stop_y, NULL, tr.nstop, ep_skip, (float)lr, seed + 1,
-                    &loss_stop, &e))
+        if (nav_fit_ewc(&p->skip, tr.skip_x, tr.skip_y, NULL, tr.nskip, ep_skip, (float)lr, seed,
+                        pen_skip, (float)ewc, &loss_skip, &e) ||
+            nav_fit_ewc(&p->stop, tr.stop_x, tr.stop_y, NULL, tr.nstop, ep_skip, (float)lr,
+                        seed + 1, pen_stop, (float)ewc, &loss_stop, &e))
             cli_fail(prog, in_name, &e);
         nav_sync(p);
         /* DAgger: label the states the learned skip itself leads to (every
@@ -430,10 +525,10 @@ int main(int argc, char **argv)
         for (size_t d = 0; d < dagger && !tr.full; d++) {
             p->skip_logit = logf(0.1f / 0.9f);
             if (nav_collect(h, p, tq, &own, label_ef, nlef, NULL, 0, &tr, &e) ||
-                nav_fit(&p->skip, tr.skip_x, tr.skip_y, NULL, tr.nskip, ep_skip, (float)lr,
-                        seed + 2 + d, &loss_skip, &e) ||
-                nav_fit(&p->stop, tr.stop_x, tr.stop_y, NULL, tr.nstop, ep_skip, (float)lr,
-                        seed + 3 + d, &loss_stop, &e))
+                nav_fit_ewc(&p->skip, tr.skip_x, tr.skip_y, NULL, tr.nskip, ep_skip, (float)lr,
+                            seed + 2 + d, pen_skip, (float)ewc, &loss_skip, &e) ||
+                nav_fit_ewc(&p->stop, tr.stop_x, tr.stop_y, NULL, tr.nstop, ep_skip, (float)lr,
+                            seed + 3 + d, pen_stop, (float)ewc, &loss_stop, &e))
                 cli_fail(prog, in_name, &e);
             nav_sync(p);
         }
@@ -609,6 +704,32 @@ int main(int argc, char **argv)
         fprintf(stderr, "\n");
     }
 
+    /* what the next training keeps of this one: the Fisher of this task
+     * added to the previous tasks', and the reservoir of training queries */
+    if (tq && tr.nskip && tr.nstop) {
+        if (nav_fisher_add(&p->skip, ew_skip, tr.skip_x, tr.skip_y, tr.nskip, seed + 11, &e) ||
+            nav_fisher_add(&p->stop, ew_stop, tr.stop_x, tr.stop_y, tr.nstop, seed + 12, &e) ||
+            nav_memory_set_fisher(p, ew_skip, ew_stop, (from ? from->tasks : 0) + 1, &e))
+            cli_fail(prog, in_name, &e);
+    } else if (fisher0 && nav_memory_set_fisher(p, ew_skip, ew_stop, from->tasks, &e)) {
+        cli_fail(prog, in_name, &e);
+    }
+    if (nav_memory_reservoir(p, from, tq ? tq->raw : NULL, tq ? tq->n : 0, reservoir, seed + 13,
+                             &e))
+        cli_fail(prog, in_name, &e);
+    if (from)
+        fprintf(stderr,
+                "nav-train: continual: EWC %s (lambda %g, Fisher of %u earlier task%s), %zu "
+                "replayed queries%s%s, distillation %g; reservoir kept: %zu of %llu training "
+                "queries seen\n",
+                ewc > 0 ? "on" : "off", ewc, from->tasks, from->tasks == 1 ? "" : "s",
+                rq ? rq->n : 0,
+                replay_file ? " from "
+                : rq        ? " from the policy's reservoir"
+                            : "",
+                replay_file ? replay_file : "", distill, p->nreplay,
+                (unsigned long long)p->replay_seen);
+
     /* validation record */
     msgpack_sbuffer xs;
     msgpack_sbuffer_init(&xs);
@@ -656,6 +777,9 @@ int main(int argc, char **argv)
             h->n, nq, tr.nskip, tr.nstop, loss_skip, loss_stop, t_base, t_clone, t_ppo, t_cal,
             now_seconds() - t0);
     nav_trace_free(&tr);
+    nn_ewc_destroy(&ew_skip);
+    nn_ewc_destroy(&ew_stop);
+    route_qset_destroy(&rq);
     route_qset_destroy(&tq);
     route_qset_destroy(&vq);
     nav_destroy(&p);

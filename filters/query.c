@@ -33,6 +33,7 @@
 #include "knn.h"
 #include "nav.h"
 #include "progress.h"
+#include "qlog.h"
 #include "route.h"
 #include "serve.h"
 #include "serve_stats.h"
@@ -81,6 +82,10 @@ static void usage(void)
            "                        candidate beyond the k-th result; no policy needed)\n"
            "      --patience N      hops for --stop adaptive (default 8)\n"
            "      --serve EP        serve query frames over ZeroMQ (ROUTER) until SIGINT/SIGTERM\n"
+           "      --log FILE        --serve: append every answered query frame (vector, k,\n"
+           "                        ef or recall, time) to FILE, a query log for\n"
+           "                        pipelines/retrain.sh (schemas/header-querylog.json)\n"
+           "      --log-max BYTES   rotate the log to FILE.1 past this size (default 64 MiB)\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
            "      --filters FILE    one filter a line for the queries of the stream, in\n"
            "                        order: labels separated by spaces, an empty line no\n"
@@ -103,7 +108,10 @@ static void usage(void)
            "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n"
            "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n"
            "{t:\"stats\"} is answered with the server's counters (schemas/stats.json):\n"
-           "requests, errors, QPS, latency p50/p99 since start, index size, model staleness.\n");
+           "requests, errors, QPS, latency p50/p99 since start, index size, model staleness.\n"
+           "{t:\"reload\", path?} (or SIGHUP) loads the index file again (or path), whole,\n"
+           "and serves it from the next request on: {t:\"reloaded\", count, nav}; on\n"
+           "failure an error frame and the old index keeps serving.\n");
 }
 
 typedef struct opts {
@@ -121,6 +129,8 @@ typedef struct opts {
     const char *filters_path;
     int filter_all;
     filt_plan plan;
+    const char *log_path; /* --log */
+    uint64_t log_max;     /* --log-max */
 } opts;
 
 typedef struct engine {
@@ -147,6 +157,7 @@ typedef struct engine {
     filt_stats fst; /* sums over filtered queries */
     uint64_t nfiltered;
     serve_stats_index six; /* what a stats request reports of the index */
+    hnsw_ids *ids;         /* owns ext */
 } engine;
 
 typedef struct batch_job {
@@ -587,10 +598,209 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
 
 static volatile sig_atomic_t stop_requested;
 
+/* Load the index at idx_ep into *en with everything the options ask for
+ * (router, policy, labels, searchers). When keep is given the index channel
+ * stays open there (the queries follow the index on stdin); else it is
+ * closed. On failure e says why and *en holds what was loaded so far
+ * (engine_close frees it). */
+#define FAIL                                                                                       \
+    do {                                                                                           \
+        channel_destroy(&ich);                                                                     \
+        return e->code ? e->code : HF_EDATA;                                                       \
+    } while (0)
+static int engine_open(const opts *o, const char *idx_ep, engine *en, channel **keep, hf_err *e)
+{
+    int want_nav = o->skip != NAV_SKIP_NONE || o->stop != NAV_STOP_EF;
+    int want_policy = o->skip == NAV_SKIP_LEARNED || o->stop == NAV_STOP_LEARNED;
+    channel *ich = NULL;
+    if (channel_open_in(idx_ep, o->max_frame, &ich, e))
+        return HF_EOPEN;
+    *en = (engine){.threads = o->threads, .exact = o->exact, .rerank = o->rerank, .plan = o->plan};
+    if (hnsw_ids_new(&en->ids, e)) {
+        channel_destroy(&ich);
+        return HF_ENOMEM;
+    }
+    hnsw_ids *ext = en->ids;
+    load_extra extra = {.ids = ext,
+                        .six = &en->six,
+                        .labels = &en->labels,
+                        .rm = o->route || o->entry ? &en->router : NULL,
+                        .nav = want_policy ? &en->nav : NULL};
+    if (hnsw_load_limited(ich, o->max_dim ? o->max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en->h,
+                          keep_extra, &extra, e))
+        FAIL;
+    if (ext->n && ext->n != en->h->n) {
+        hf_err_set(e, HF_EDATA, "index has ids for %zu of its %zu nodes", ext->n, en->h->n);
+        FAIL;
+    }
+    en->ext = ext->n ? ext->ext : NULL;
+    if (en->labels && en->labels->n != en->h->n) {
+        hf_err_set(e, HF_EDATA, "index has labels for %zu of its %zu nodes", en->labels->n,
+                   en->h->n);
+        FAIL;
+    }
+    en->mode = o->route                                       ? ROUTE_LEARNED
+               : o->entry && strcmp(o->entry, "flat") == 0    ? ROUTE_FLAT
+               : o->entry && strcmp(o->entry, "nearest") == 0 ? ROUTE_NEAREST
+                                                              : ROUTE_CLASSIC;
+    if (en->mode != ROUTE_CLASSIC && !en->router) {
+        hf_err_set(e, HF_EDATA, "the index has no layer-router model (train one with layer-route)");
+        FAIL;
+    }
+    en->use_codes = en->h->codes && !o->no_codes;
+    if (o->rerank_vectors)
+        en->h->codes_exact = 0;
+    /* brute force reads the vectors in stored order: leave them be */
+    if (!o->exact && !o->no_reorder && hnsw_reorder(en->h, e))
+        FAIL;
+    /* labels follow the renumbering; deleted nodes leave the counts */
+    if (en->labels) {
+        if (en->h->ext_id && filt_labels_permute(en->labels, en->h->ext_id, en->h->n, e))
+            FAIL;
+        for (size_t i = 0; i < en->h->n; i++)
+            if (en->h->deleted[i])
+                filt_labels_kill(en->labels, (uint32_t)i);
+        if (filt_postings_build(en->labels, e))
+            FAIL;
+    }
+    if (en->router && route_bind(en->router, en->h, e))
+        FAIL;
+    if (en->mode == ROUTE_LEARNED && en->router->fallback) {
+        fprintf(stderr, "query: the index's router did not beat the classic descent on its "
+                        "validation queries (layer-route said fallback): searching classically\n");
+        en->mode = ROUTE_CLASSIC;
+    }
+    if (en->mode != ROUTE_CLASSIC)
+        en->use_codes = 0; /* routed searches walk the f32 vectors */
+    if (want_nav && !hnsw_l2_space(en->h)) {
+        hf_err_set(e, HF_EDATA, "--nav/--recall/--skip/--stop need an l2 or cosine index, not %s",
+                   metric_name(en->h->p.metric));
+        FAIL;
+    }
+    if (want_policy && !en->nav) {
+        hf_err_set(e, HF_EDATA, "the index has no nav-policy model (train one with nav-train)");
+        FAIL;
+    }
+    if (en->nav && nav_bind(en->nav, en->h, e))
+        FAIL;
+    en->ncfg = (nav_cfg){.skip = o->skip, .stop = o->stop, .patience = o->patience};
+    if (en->nav && en->nav->fallback && o->skip == NAV_SKIP_LEARNED) {
+        fprintf(stderr, "query: the index's navigation policy did not beat the classic search on "
+                        "its validation queries (nav-train said fallback): measuring every "
+                        "neighbour\n");
+        en->ncfg.skip = NAV_SKIP_NONE;
+    }
+    if (o->skip == NAV_SKIP_ADSAMPLING && nav_adsamp_new(en->h, (float)o->eps0, 42, &en->ad, e))
+        FAIL;
+    en->use_nav = want_nav;
+    if (en->use_nav)
+        en->use_codes = 0; /* the navigation loop walks the f32 vectors */
+    /* the speed layout's rows are derived: built here, after renumbering
+     * (routed searches walk the f32 vectors and need none) */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!o->exact && !o->no_codes && en->mode == ROUTE_CLASSIC && !en->use_nav && en->h->rot &&
+        hnsw_rows_build(en->h, ncpu > o->threads ? (int)ncpu : o->threads, e))
+        FAIL;
+    size_t max_ef = o->max_ef > o->ef ? o->max_ef : o->ef;
+    if (max_ef < o->max_k)
+        max_ef = o->max_k;
+    en->searchers = calloc((size_t)o->threads, sizeof *en->searchers);
+    for (int t = 0; en->searchers && t < o->threads; t++)
+        if (hnsw_searcher_new(en->h, max_ef, &en->searchers[t], e))
+            FAIL;
+    if (!en->searchers) {
+        hf_err_set(e, HF_ENOMEM, "out of memory");
+        FAIL;
+    }
+    if (en->use_nav) {
+        en->ns = calloc((size_t)o->threads, sizeof *en->ns);
+        for (int t = 0; en->ns && t < o->threads; t++)
+            if (nav_searcher_new(en->h, max_ef, &en->ns[t], e))
+                FAIL;
+        if (!en->ns) {
+            hf_err_set(e, HF_ENOMEM, "out of memory");
+            FAIL;
+        }
+    }
+    if (en->labels) {
+        en->fsearchers = calloc((size_t)o->threads, sizeof *en->fsearchers);
+        for (int t = 0; en->fsearchers && t < o->threads; t++)
+            if (filt_searcher_new(en->h, max_ef, &en->fsearchers[t], e))
+                FAIL;
+        if (!en->fsearchers) {
+            hf_err_set(e, HF_ENOMEM, "out of memory");
+            FAIL;
+        }
+    }
+    if (keep)
+        *keep = ich;
+    else
+        channel_destroy(&ich);
+    return 0;
+}
+#undef FAIL
+
+static void engine_close(engine *en)
+{
+    for (int t = 0; en->searchers && t < en->threads; t++)
+        hnsw_searcher_destroy(&en->searchers[t]);
+    free(en->searchers);
+    for (int t = 0; en->ns && t < en->threads; t++)
+        nav_searcher_destroy(&en->ns[t]);
+    free(en->ns);
+    nav_destroy(&en->nav);
+    nav_adsamp_destroy(&en->ad);
+    for (int t = 0; en->fsearchers && t < en->threads; t++)
+        filt_searcher_destroy(&en->fsearchers[t]);
+    free(en->fsearchers);
+    filt_labels_destroy(&en->labels);
+    route_destroy(&en->router);
+    hnsw_destroy(&en->h);
+    hnsw_ids_destroy(&en->ids);
+    memset(en, 0, sizeof *en);
+}
+
 static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+static volatile sig_atomic_t reload_requested;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
+
+/* Replace the served index by the one at path (the --index file when NULL),
+ * between two requests: the new one is loaded whole first, so a failure
+ * leaves the old one serving. Requests that arrive meanwhile wait in the
+ * socket's queue; none is dropped. */
+static int reload_engine(const opts *o, engine *en, const char *path, hf_err *e)
+{
+    if (!path)
+        path = o->index_ep;
+    if (!path || strcmp(path, "-") == 0)
+        return hf_err_set(e, HF_EUSAGE, "reload needs an index file (the server read stdin)");
+    engine fresh;
+    int rc = engine_open(o, path, &fresh, NULL, e);
+    if (rc == 0 && (fresh.h->dim != en->h->dim || fresh.h->p.metric != en->h->p.metric))
+        rc = hf_err_set(e, HF_EDATA, "%s has dimension %zu (%s), the server serves %zu (%s)", path,
+                        fresh.h->dim, metric_name(fresh.h->p.metric), en->h->dim,
+                        metric_name(en->h->p.metric));
+    if (rc) {
+        hf_err_prefix(e, "reload %s", path);
+        engine_close(&fresh);
+        return rc;
+    }
+    engine_close(en);
+    *en = fresh;
+    serve_stats_index_graph(&en->six, en->h);
+    fprintf(stderr, "query: reloaded %s: %zu vectors%s\n", path, en->h->n,
+            en->nav ? ", with its navigation policy" : "");
+    return 0;
 }
 
 static void reply_error(server *s, server_req *req, frame_out *fo, int has_qid, uint64_t qid,
@@ -605,7 +815,7 @@ static void reply_error(server *s, server_req *req, frame_out *fo, int has_qid, 
 }
 
 static void serve_one(const opts *o, engine *en, server *s, server_req *req, const frame_in *f,
-                      frame_out *fo, hnsw_hit *hits, uint64_t *ndist)
+                      frame_out *fo, hnsw_hit *hits, uint64_t *ndist, qlog **log)
 {
     char msg[600];
     uint64_t qid = 0, k = o->k, ef = o->ef;
@@ -687,10 +897,38 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     else {
         pack_result(en, fo, qid, ids, dists, found);
         server_reply(s, req, fo, &e);
+        /* logged once answered: a failing log stops logging, not serving */
+        if (*log && qlog_append(*log, qid, vec, k, recall > 0 ? 0 : ef, recall, &e)) {
+            fprintf(stderr, "query: %s: %s; query logging stops\n", o->log_path, e.msg);
+            qlog_close(log);
+        }
     }
     free(qcopy);
     free(ids);
     free(dists);
+}
+
+/* {t:"reload", path?}: answered {t:"reloaded", count} once the new index
+ * serves, or an error frame (the old one still serving). */
+static void serve_reload(const opts *o, engine *en, server *s, server_req *req, const frame_in *f,
+                         frame_out *fo, hnsw_hit **hits)
+{
+    char path[4096];
+    hf_err e = {0};
+    int rc = frame_get_str(f, "path", path, sizeof path, NULL);
+    if (rc != 0 && rc != HF_EOF)
+        return reply_error(s, req, fo, 0, 0, "reload: \"path\" is not a string");
+    rc = reload_engine(o, en, rc == 0 ? path : NULL, &e);
+    size_t scratch = o->max_k > en->h->dim ? o->max_k : en->h->dim;
+    hnsw_hit *nh = rc ? NULL : realloc(*hits, scratch * sizeof **hits);
+    if (rc)
+        return reply_error(s, req, fo, 0, 0, e.msg);
+    if (nh)
+        *hits = nh;
+    frame_begin(fo, "reloaded", 2);
+    frame_put_u64(fo, "count", en->h->n - en->h->n_deleted);
+    frame_put_bool(fo, "nav", en->nav != NULL);
+    server_reply(s, req, fo, &e);
 }
 
 static int run_serve(const opts *o, engine *en)
@@ -704,6 +942,11 @@ static int run_serve(const opts *o, engine *en)
     sa.sa_handler = on_stop; /* no SA_RESTART: poll returns so we notice */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+    qlog *log = NULL;
+    if (o->log_path && qlog_open(o->log_path, en->h->dim, en->h->p.metric, o->log_max, &log, &e))
+        cli_fail(prog, o->log_path, &e);
     fprintf(stderr, "query: serving %zu vectors (dim %zu) on %s\n", en->h->n, en->h->dim,
             o->serve_ep);
     size_t scratch = o->max_k > en->h->dim ? o->max_k : en->h->dim;
@@ -728,6 +971,11 @@ static int run_serve(const opts *o, engine *en)
             t_stop = now_seconds();
         if (stopping && now_seconds() - t_stop > 10.0)
             break;
+        if (reload_requested) {
+            reload_requested = 0;
+            if (reload_engine(o, en, NULL, &e))
+                fprintf(stderr, "query: %s; still serving the old index\n", e.msg);
+        }
         int rc = server_recv(s, stopping ? 200 : 100, &req, &f, &e);
         if (rc == HF_EOF) {
             if (stopping)
@@ -745,8 +993,10 @@ static int run_serve(const opts *o, engine *en)
         if (strcmp(f.type, "stats") == 0) {
             serve_stats_pack(&st, &en->six, tq, &fo);
             server_reply(s, req, &fo, &e);
+        } else if (strcmp(f.type, "reload") == 0) {
+            serve_reload(o, en, s, req, &f, &fo, &hits);
         } else {
-            serve_one(o, en, s, req, &f, &fo, hits, &ndist);
+            serve_one(o, en, s, req, &f, &fo, hits, &ndist, &log);
         }
         serve_stats_answer(&st, &fo, now_seconds() - tq);
         served++;
@@ -756,6 +1006,7 @@ static int run_serve(const opts *o, engine *en)
             (unsigned long long)served, t);
     frame_out_free(&fo);
     free(hits);
+    qlog_close(&log);
     server_destroy(&s);
     return 0;
 }
@@ -938,6 +1189,8 @@ int main(int argc, char **argv)
                                           {"filter-mode", required_argument, 0, 23},
                                           {"filter-brute", required_argument, 0, 24},
                                           {"filter-beam", required_argument, 0, 25},
+                                          {"log", required_argument, 0, 40},
+                                          {"log-max", required_argument, 0, 41},
                                           {0, 0, 0, 0}};
     opts o = {.queries_ep = "-",
               .out_ep = "-",
@@ -1025,6 +1278,8 @@ int main(int argc, char **argv)
         }
         case 24: o.plan.brute_max = cli_u64(prog, "--filter-brute", optarg, 0, UINT32_MAX); break;
         case 25: o.plan.beam_min = cli_f64(prog, "--filter-beam", optarg, 0, 2); break;
+        case 40: o.log_path = optarg; break;
+        case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
@@ -1032,6 +1287,8 @@ int main(int argc, char **argv)
     o.ef_set = ef_set;
     if (argc - optind > 1)
         cli_usage_error(prog, "one query input at most");
+    if (o.log_path && !o.serve_ep)
+        cli_usage_error(prog, "--log is for --serve (the queries a server answers)");
     if (o.filters_path && o.serve_ep)
         cli_usage_error(prog, "--filters is for query streams (requests carry \"filter\")");
     if (optind < argc)
@@ -1050,7 +1307,6 @@ int main(int argc, char **argv)
     if ((o.route || o.entry) && o.exact)
         cli_usage_error(prog, "--exact searches no graph: no --route or --entry");
     int want_nav = o.skip != NAV_SKIP_NONE || o.stop != NAV_STOP_EF;
-    int want_policy = o.skip == NAV_SKIP_LEARNED || o.stop == NAV_STOP_LEARNED;
     if (want_nav && o.exact)
         cli_usage_error(prog, "--exact searches no graph: no --nav/--recall/--skip/--stop");
     channel_install_signal_cleanup();
@@ -1060,151 +1316,17 @@ int main(int argc, char **argv)
     hf_err e = {0};
     const char *idx_ep = o.index_ep ? o.index_ep : "-";
     const char *idx_name = strcmp(idx_ep, "-") == 0 ? "stdin (index)" : idx_ep;
+    engine en;
     channel *ich = NULL;
-    if (channel_open_in(idx_ep, o.max_frame, &ich, &e))
+    if (engine_open(&o, idx_ep, &en, o.index_ep ? NULL : &ich, &e))
         cli_fail(prog, idx_name, &e);
-    engine en = {.threads = o.threads, .exact = o.exact, .rerank = o.rerank, .plan = o.plan};
-    hnsw_ids *ext = NULL;
-    if (hnsw_ids_new(&ext, &e))
-        cli_fail(prog, idx_name, &e);
-    load_extra extra = {.ids = ext,
-                        .six = &en.six,
-                        .labels = &en.labels,
-                        .rm = o.route || o.entry ? &en.router : NULL,
-                        .nav = want_policy ? &en.nav : NULL};
-    if (hnsw_load_limited(ich, o.max_dim ? o.max_dim : VECSTREAM_MAX_DIM_DEFAULT, &en.h, keep_extra,
-                          &extra, &e))
-        cli_fail(prog, idx_name, &e);
-    if (ext->n && ext->n != en.h->n) {
-        hf_err_set(&e, HF_EDATA, "index has ids for %zu of its %zu nodes", ext->n, en.h->n);
-        cli_fail(prog, idx_name, &e);
-    }
-    en.ext = ext->n ? ext->ext : NULL;
-    if (en.labels && en.labels->n != en.h->n) {
-        hf_err_set(&e, HF_EDATA, "index has labels for %zu of its %zu nodes", en.labels->n,
-                   en.h->n);
-        cli_fail(prog, idx_name, &e);
-    }
-    en.mode = o.route                                      ? ROUTE_LEARNED
-              : o.entry && strcmp(o.entry, "flat") == 0    ? ROUTE_FLAT
-              : o.entry && strcmp(o.entry, "nearest") == 0 ? ROUTE_NEAREST
-                                                           : ROUTE_CLASSIC;
-    if (en.mode != ROUTE_CLASSIC && !en.router) {
-        hf_err_set(&e, HF_EDATA,
-                   "the index has no layer-router model (train one with layer-route)");
-        cli_fail(prog, idx_name, &e);
-    }
-    en.use_codes = en.h->codes && !o.no_codes;
-    if (o.rerank_vectors)
-        en.h->codes_exact = 0;
-    /* brute force reads the vectors in stored order: leave them be */
-    if (!o.exact && !o.no_reorder && hnsw_reorder(en.h, &e))
-        cli_fail(prog, idx_name, &e);
-    /* labels follow the renumbering; deleted nodes leave the counts */
-    if (en.labels) {
-        if (en.h->ext_id && filt_labels_permute(en.labels, en.h->ext_id, en.h->n, &e))
-            cli_fail(prog, idx_name, &e);
-        for (size_t i = 0; i < en.h->n; i++)
-            if (en.h->deleted[i])
-                filt_labels_kill(en.labels, (uint32_t)i);
-        if (filt_postings_build(en.labels, &e))
-            cli_fail(prog, idx_name, &e);
-    }
-    if (en.router && route_bind(en.router, en.h, &e))
-        cli_fail(prog, idx_name, &e);
-    if (en.mode == ROUTE_LEARNED && en.router->fallback) {
-        fprintf(stderr, "query: the index's router did not beat the classic descent on its "
-                        "validation queries (layer-route said fallback): searching classically\n");
-        en.mode = ROUTE_CLASSIC;
-    }
-    if (en.mode != ROUTE_CLASSIC)
-        en.use_codes = 0; /* routed searches walk the f32 vectors */
-    if (want_nav && !hnsw_l2_space(en.h)) {
-        hf_err_set(&e, HF_EDATA, "--nav/--recall/--skip/--stop need an l2 or cosine index, not %s",
-                   metric_name(en.h->p.metric));
-        cli_fail(prog, idx_name, &e);
-    }
-    if (want_policy && !en.nav) {
-        hf_err_set(&e, HF_EDATA, "the index has no nav-policy model (train one with nav-train)");
-        cli_fail(prog, idx_name, &e);
-    }
-    if (en.nav && nav_bind(en.nav, en.h, &e))
-        cli_fail(prog, idx_name, &e);
-    en.ncfg = (nav_cfg){.skip = o.skip, .stop = o.stop, .patience = o.patience};
-    if (en.nav && en.nav->fallback && o.skip == NAV_SKIP_LEARNED) {
-        fprintf(stderr, "query: the index's navigation policy did not beat the classic search on "
-                        "its validation queries (nav-train said fallback): measuring every "
-                        "neighbour\n");
-        en.ncfg.skip = NAV_SKIP_NONE;
-    }
-    if (o.skip == NAV_SKIP_ADSAMPLING && nav_adsamp_new(en.h, (float)o.eps0, 42, &en.ad, &e))
-        cli_fail(prog, idx_name, &e);
-    en.use_nav = want_nav;
-    if (en.use_nav)
-        en.use_codes = 0; /* the navigation loop walks the f32 vectors */
-    /* the speed layout's rows are derived: built here, after renumbering
-     * (routed searches walk the f32 vectors and need none) */
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!o.exact && !o.no_codes && en.mode == ROUTE_CLASSIC && !en.use_nav && en.h->rot &&
-        hnsw_rows_build(en.h, ncpu > o.threads ? (int)ncpu : o.threads, &e))
-        cli_fail(prog, idx_name, &e);
-    size_t max_ef = o.max_ef > o.ef ? o.max_ef : o.ef;
-    if (max_ef < o.max_k)
-        max_ef = o.max_k;
-    en.searchers = calloc((size_t)o.threads, sizeof *en.searchers);
-    for (int t = 0; en.searchers && t < o.threads; t++)
-        if (hnsw_searcher_new(en.h, max_ef, &en.searchers[t], &e))
-            cli_fail(prog, idx_name, &e);
-    if (!en.searchers) {
-        hf_err_set(&e, HF_ENOMEM, "out of memory");
-        cli_fail(prog, idx_name, &e);
-    }
-    if (en.use_nav) {
-        en.ns = calloc((size_t)o.threads, sizeof *en.ns);
-        for (int t = 0; en.ns && t < o.threads; t++)
-            if (nav_searcher_new(en.h, max_ef, &en.ns[t], &e))
-                cli_fail(prog, idx_name, &e);
-        if (!en.ns) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory");
-            cli_fail(prog, idx_name, &e);
-        }
-    }
-    if (en.labels) {
-        en.fsearchers = calloc((size_t)o.threads, sizeof *en.fsearchers);
-        for (int t = 0; en.fsearchers && t < o.threads; t++)
-            if (filt_searcher_new(en.h, max_ef, &en.fsearchers[t], &e))
-                cli_fail(prog, idx_name, &e);
-        if (!en.fsearchers) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory");
-            cli_fail(prog, idx_name, &e);
-        }
-    }
     int rc;
     if (o.serve_ep) {
-        channel_destroy(&ich);
         rc = run_serve(&o, &en);
     } else {
-        int shared = o.index_ep == NULL;
-        if (!shared)
-            channel_destroy(&ich);
-        rc = run_stream(&o, &en, shared ? ich : NULL);
-        if (shared)
-            channel_destroy(&ich);
+        rc = run_stream(&o, &en, ich);
+        channel_destroy(&ich);
     }
-    for (int t = 0; t < o.threads; t++)
-        hnsw_searcher_destroy(&en.searchers[t]);
-    free(en.searchers);
-    for (int t = 0; en.ns && t < o.threads; t++)
-        nav_searcher_destroy(&en.ns[t]);
-    free(en.ns);
-    nav_destroy(&en.nav);
-    nav_adsamp_destroy(&en.ad);
-    for (int t = 0; en.fsearchers && t < o.threads; t++)
-        filt_searcher_destroy(&en.fsearchers[t]);
-    free(en.fsearchers);
-    filt_labels_destroy(&en.labels);
-    route_destroy(&en.router);
-    hnsw_destroy(&en.h);
-    hnsw_ids_destroy(&ext);
+    engine_close(&en);
     return rc;
 }

@@ -68,6 +68,8 @@ void nav_destroy(nav_policy **self_p)
     nn_tensor_destroy(&p->gP);
     nn_params_free(&p->params);
     free(p->rows);
+    free(p->fisher);
+    free(p->replay);
     free(p);
     *self_p = NULL;
 }
@@ -324,9 +326,10 @@ int nav_pack(const nav_policy *p, const nn_extra *extra, msgpack_sbuffer *sb, hf
     const char *mn = metric_name(p->metric);
     msgpack_pack_str(&pk, strlen(mn));
     msgpack_pack_str_body(&pk, mn, strlen(mn));
+    uint32_t mem = nav_memory_pack(p, &pk);
     if (extra && extra->len)
         msgpack_sbuffer_write(&xs, extra->data, extra->len);
-    nn_extra all = {xs.data, xs.size, 4 + (extra ? extra->pairs : 0)};
+    nn_extra all = {xs.data, xs.size, 4 + mem + (extra ? extra->pairs : 0)};
     int rc =
         nn_model_pack_extra(sb, NAV_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &all, &p->params, e);
     msgpack_sbuffer_destroy(&xs);
@@ -407,6 +410,8 @@ int nav_unpack(const msgpack_object *obj, nav_policy **out, hf_err *e)
     for (size_t i = 0; !rc && i < nn_tensor_len(p->P); i++)
         if (!isfinite(p->P->data[i]))
             rc = hf_err_set(e, HF_EDATA, "nav-policy model: P holds a non-finite value");
+    if (!rc)
+        rc = nav_memory_unpack(obj, p, e);
     if (rc) {
         nav_destroy(&p);
         return rc;

@@ -91,6 +91,15 @@ typedef struct nav_policy {
     float *rows;
     float pmu[NAV_R_MAX];
     size_t rows_n;
+    /* continual learning (nav_memory.c; NULL: none): the summed diagonal
+     * Fisher of the tasks trained on, one value per skip then stop MLP
+     * weight, and a reservoir of past training queries (input order) */
+    float *fisher;
+    size_t nfisher;
+    uint32_t tasks;
+    float *replay;
+    size_t nreplay;
+    uint64_t replay_seen;
 } nav_policy;
 
 /* An untrained policy for dim-dimensional vectors with an r-dimensional
@@ -210,6 +219,34 @@ int nav_collect(const hnsw *h, const nav_policy *p, const struct route_qset *qs,
  * 1), Adam, minibatches of 256; *loss gets the last epoch's mean. */
 int nav_fit(nav_mlp *m, const float *x, const float *y, const float *w, size_t n, size_t epochs,
             float lr, uint64_t seed, float *loss, hf_err *e);
+/* The same with an EWC penalty (ewc built by nav_ewc_new on m, lambda). */
+int nav_fit_ewc(nav_mlp *m, const float *x, const float *y, const float *w, size_t n, size_t epochs,
+                float lr, uint64_t seed, const nn_ewc *ewc, float lambda, float *loss, hf_err *e);
+
+/* ---- continual learning (nav_memory.c) ---- */
+
+#define NAV_FISHER_SAMPLES 4096
+size_t nav_mlp_scalars(const nav_mlp *m);
+/* The MLP's logit from its flat copy (nav_sync first). */
+float nav_mlp_logit(const nav_mlp *m, const float *x);
+/* EWC over m's weights; fisher (nav_mlp_scalars(m) values, may be NULL) is
+ * the previous tasks', with theta* = m's weights now. */
+int nav_ewc_new(nav_mlp *m, const float *fisher, nn_ewc **out, hf_err *e);
+/* Add the empirical Fisher of m on n samples (at most NAV_FISHER_SAMPLES,
+ * drawn with seed) to w, and make m's weights its theta*. */
+int nav_fisher_add(nav_mlp *m, nn_ewc *w, const float *x, const float *y, size_t n, uint64_t seed,
+                   hf_err *e);
+/* p->fisher from the two EWC states (skip, stop), p->tasks = tasks. */
+int nav_memory_set_fisher(nav_policy *p, const nn_ewc *skip, const nn_ewc *stop, uint32_t tasks,
+                          hf_err *e);
+/* p->replay: a reservoir of at most cap queries over from's reservoir (may
+ * be NULL) and nq new ones q (input order). */
+int nav_memory_reservoir(nav_policy *p, const nav_policy *from, const float *q, size_t nq,
+                         size_t cap, uint64_t seed, hf_err *e);
+/* The optional frame pairs fisher, tasks, replay, replay_seen; returns how
+ * many were packed. */
+uint32_t nav_memory_pack(const nav_policy *p, msgpack_packer *pk);
+int nav_memory_unpack(const msgpack_object *obj, nav_policy *p, hf_err *e);
 /* PPO on the skip decisions (clipped objective, GAE with a value network
  * over the same features): iters rounds of collect-then-update on qs.
  * reward[0] and reward[1] get the mean episode reward of the first and the

@@ -149,6 +149,12 @@ static int mlp_forward(nav_mlp *m, nn_tensor *xb, const float **logit, hf_err *e
 int nav_fit(nav_mlp *m, const float *x, const float *y, const float *w, size_t n, size_t epochs,
             float lr, uint64_t seed, float *loss, hf_err *e)
 {
+    return nav_fit_ewc(m, x, y, w, n, epochs, lr, seed, NULL, 0, loss, e);
+}
+
+int nav_fit_ewc(nav_mlp *m, const float *x, const float *y, const float *w, size_t n, size_t epochs,
+                float lr, uint64_t seed, const nn_ewc *ewc, float lambda, float *loss, hf_err *e)
+{
     *loss = 0;
     if (n == 0)
         return 0;
@@ -198,7 +204,10 @@ int nav_fit(nav_mlp *m, const float *x, const float *y, const float *w, size_t n
             }
             ew += wsum;
             nn_params_zero_grad(&pp);
-            if ((rc = mlp_step(m, xb, dl, dy, e)) || (rc = nn_adam_step(opt, &pp, lr, e)))
+            float pen = 0;
+            if ((rc = mlp_step(m, xb, dl, dy, e)) ||
+                (ewc && lambda > 0 && (rc = nn_ewc_penalty(ewc, &pp, lambda, &pen, e))) ||
+                (rc = nn_adam_step(opt, &pp, lr, e)))
                 break;
         }
         *loss = ew > 0 ? (float)(el / ew) : 0.0f;

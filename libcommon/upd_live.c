@@ -120,6 +120,78 @@ int upd_live_load(upd_live *L, const char *path, size_t max_frame, hf_err *e)
     return rc;
 }
 
+/* Is a carried frame a model frame? */
+static int is_model(const char *buf, size_t len)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    frame_in f;
+    int yes = msgpack_unpack_next(&up, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+              frame_in_wrap(&f, &up.data, 0, NULL) == 0 && strcmp(f.type, "model") == 0;
+    msgpack_unpacked_destroy(&up);
+    return yes;
+}
+
+int upd_live_take_models(upd_live *L, const char *path, size_t max_frame, size_t *taken, hf_err *e)
+{
+    *taken = 0;
+    channel *c = NULL;
+    int rc = channel_open_in(path, max_frame, &c, e);
+    if (rc)
+        return rc;
+    upd_live fresh = {0}; /* collects the file's model frames with keep_model */
+    frame_in f;
+    int ended = 0;
+    while (rc == 0 && !ended && (rc = channel_recv(c, &f, e)) == 0) {
+        if (f.index == 1 && strcmp(f.type, "header") != 0)
+            rc = hf_err_set(e, HF_EDATA, "frame 1: not an index (no header)");
+        else if (strcmp(f.type, "model") == 0)
+            rc = keep_model(&fresh, &f, e);
+        ended = strcmp(f.type, "end") == 0;
+    }
+    if (rc == HF_EOF && !ended)
+        rc = hf_err_set(e, HF_EDATA, "frame %llu: truncated index (no end frame)",
+                        (unsigned long long)channel_frames(c) + 1);
+    channel_destroy(&c);
+    if (rc == 0 && fresh.nmodels == 0)
+        rc = hf_err_set(e, HF_EDATA, "no model frame in the index");
+    if (rc) {
+        upd_live_free(&fresh);
+        return rc;
+    }
+    /* the carried frames that are not models stay, the models are replaced */
+    size_t keep = 0;
+    for (size_t i = 0; i < L->nmodels; i++) {
+        if (is_model(L->models[i], L->model_len[i])) {
+            free(L->models[i]);
+            continue;
+        }
+        L->models[keep] = L->models[i];
+        L->model_len[keep++] = L->model_len[i];
+    }
+    L->nmodels = keep;
+    for (size_t i = 0; i < fresh.nmodels; i++) {
+        char **m = realloc(L->models, (L->nmodels + 1) * sizeof *m);
+        if (m)
+            L->models = m;
+        size_t *ml = realloc(L->model_len, (L->nmodels + 1) * sizeof *ml);
+        if (ml)
+            L->model_len = ml;
+        if (!m || !ml) {
+            upd_live_free(&fresh);
+            return hf_err_set(e, HF_ENOMEM, "out of memory for models");
+        }
+        L->models[L->nmodels] = fresh.models[i];
+        L->model_len[L->nmodels++] = fresh.model_len[i];
+        fresh.models[i] = NULL;
+    }
+    *taken = fresh.nmodels;
+    upd_live_free(&fresh);
+    L->changed = 0; /* staleness counts from the new models on */
+    return 0;
+}
+
 int upd_live_header(upd_live *L, const frame_in *f, hf_err *e)
 {
     char schema[64];
@@ -289,16 +361,17 @@ int upd_live_check_apply(upd_live *L, const frame_in *f, hf_err *e)
     return rc ? rc : upd_live_apply(L, e);
 }
 
-static void put_error(frame_out *fo, int has_qid, uint64_t qid, const char *msg)
+static int put_error(frame_out *fo, int has_qid, uint64_t qid, const char *msg)
 {
     frame_begin(fo, "error", has_qid ? 2 : 1);
     if (has_qid)
         frame_put_u64(fo, "qid", qid);
     frame_put_str(fo, "msg", msg);
+    return 1;
 }
 
-void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t max_k,
-                    size_t max_ef, frame_out *fo)
+int upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t max_k, size_t max_ef,
+                   frame_out *fo)
 {
     char msg[600];
     uint64_t qid = 0, rk = k, ref = ef;
@@ -376,6 +449,7 @@ void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t 
     frame_put_u64(fo, "qid", qid);
     frame_put_bin(fo, "ids", L->hit_ids, got * sizeof(uint64_t));
     frame_put_bin(fo, "dists", L->hit_d, got * sizeof(float));
+    return 0;
 }
 
 int upd_live_results_header(channel *c, const char *metric, size_t k, hf_err *e)

@@ -74,6 +74,10 @@ typedef struct upd_live {
 void upd_live_init(upd_live *L, const hnsw_params *p, size_t max_dim, uint64_t repair_every);
 int upd_live_load(upd_live *L, const char *path, size_t max_frame, hf_err *e);
 void upd_live_free(upd_live *L);
+/* Replace the carried model frames by those of the index file at path
+ * (retrained offline): the whole file is read first, so a bad one changes
+ * nothing. Other carried frames stay; staleness counts from here. */
+int upd_live_take_models(upd_live *L, const char *path, size_t max_frame, size_t *taken, hf_err *e);
 
 /* Take the dimension of an updates header (0: not given). */
 int upd_live_header(upd_live *L, const frame_in *f, hf_err *e);
@@ -88,9 +92,9 @@ int upd_live_apply(upd_live *L, hf_err *e);
 int upd_live_check_apply(upd_live *L, const frame_in *f, hf_err *e);
 
 /* Answer a query frame into fo (a result frame with u64 ids, or an error
- * frame naming the problem); k and ef are the defaults. */
-void upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t max_k,
-                    size_t max_ef, frame_out *fo);
+ * frame naming the problem); k and ef are the defaults. 0: a result. */
+int upd_live_query(upd_live *L, const frame_in *f, size_t k, size_t ef, size_t max_k, size_t max_ef,
+                   frame_out *fo);
 
 /* Write a results stream header (ids are u64 external ids). */
 int upd_live_results_header(channel *c, const char *metric, size_t k, hf_err *e);

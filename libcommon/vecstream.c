@@ -4,6 +4,8 @@
  */
 #include "vecstream.h"
 
+#include "qlog.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,8 @@ int vecstream_open(vecstream *vs, channel *c, size_t max_dim, hf_err *e)
     char schema[64], dtype[16] = "f32";
     if ((rc = frame_get_str(&f, "schema", schema, sizeof schema, e)) != 0)
         return hf_err_set(e, HF_EDATA, "frame 1: header lacks a \"schema\" string");
-    if (strcmp(schema, STREAM_VECTORS) != 0 && strcmp(schema, STREAM_INDEX) != 0)
+    vs->open_ended = strcmp(schema, STREAM_QUERYLOG) == 0;
+    if (strcmp(schema, STREAM_VECTORS) != 0 && strcmp(schema, STREAM_INDEX) != 0 && !vs->open_ended)
         return hf_err_set(e, HF_EDATA, "frame 1: stream is \"%s\", not vectors", schema);
     uint64_t dim;
     if ((rc = frame_get_u64(&f, "dim", &dim, e)) != 0)
@@ -128,12 +131,17 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
         if (vs->ended)
             return HF_EOF;
         int rc = channel_recv(vs->c, &f, e);
+        if (rc == HF_EOF && vs->open_ended) { /* a query log ends where the file does */
+            vs->ended = 1;
+            return HF_EOF;
+        }
         if (rc == HF_EOF)
             return hf_err_set(e, HF_EDATA, "frame %llu: truncated stream (no end frame)",
                               (unsigned long long)channel_frames(vs->c) + 1);
         if (rc)
             return rc;
         vs->req_k = vs->req_ef = 0;
+        vs->req_recall = 0;
         vs->req_has_filter = 0;
         if (strcmp(f.type, "vectors") == 0) {
             uint64_t start, cnt;
@@ -184,6 +192,8 @@ int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first
                 return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);
             frame_get_u64(&f, "k", &vs->req_k, NULL);
             frame_get_u64(&f, "ef", &vs->req_ef, NULL);
+            if (frame_get_f64(&f, "recall", &vs->req_recall, NULL) != 0)
+                vs->req_recall = 0;
             rc = filt_query_from_frame(&vs->req_filter, &f, e);
             if (rc && rc != HF_EOF)
                 return hf_err_prefix(e, "frame %llu", (unsigned long long)f.index);

@@ -9,6 +9,8 @@
  * The reader checks the header comes first, every row has the header's
  * dimension, values are finite, batches are contiguous, and the end frame's
  * count matches; frames of other types are skipped (models may ride along).
+ * A query log (qlog.h, schema "hnswflow.querylog") reads the same way: its
+ * query frames are the rows, and it ends at the end of input.
  */
 #ifndef HF_VECSTREAM_H
 #define HF_VECSTREAM_H
@@ -41,6 +43,9 @@ typedef struct vecstream {
     int req_has_filter;
     /* per-request options of a "query" frame, 0 when absent */
     uint64_t req_k, req_ef;
+    double req_recall;
+    /* a query log (qlog.h): no end frame, the stream ends at end of input */
+    int open_ended;
 } vecstream;
 
 /* Read the header. max_dim 0 means the default limit. */

@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""`make bench-drift`: forgetting of the navigation policy under drift (issue 16).
+
+Per data set (bench/drift_data.py: task A = the first half of the classes or
+clusters, task B = the second half; one index over all of them):
+  A        nav-train on task A's queries (from scratch)
+  scratchB nav-train on task B's queries from scratch
+  then from A, on task B's queries: naive (fine-tuning), ewc (--ewc),
+  replay (--replay: the reservoir of A's training queries kept in the
+  policy), ewc+replay, ewc+replay+distill (--distill), and incremental
+  (ewc+replay on a quarter of B's queries: the cheap update).
+Every model is measured with `query --nav` over an ef grid on the test
+queries of both tasks (never trained on); distance computations at
+recall@10 = R (default 0.95) are interpolated on each curve. Gain = classic's
+distance computations minus the model's. Retained A gain = the model's A
+gain / model A's; B gain share = its B gain / scratchB's. Training time is
+nav-train's wall time. Writes bench/results/drift.md and drift.csv.
+"""
+import csv
+import os
+import re
+import subprocess
+import sys
+import time
+
+PY = "/usr/bin/python3"
+BIN = os.environ.get("BIN", "bin")
+THREADS = os.environ.get("THREADS", str(os.cpu_count() or 1))
+SETS = os.environ.get("DATASETS", "clustered fashion-mnist").split()
+EFS = [int(x) for x in os.environ.get("EFS", "10,16,24,32,48,64,96,128,192").split(",")]
+RECALLS = os.environ.get("RECALLS", "0.85,0.9,0.93,0.95,0.97,0.98,0.99,0.995").split(",")
+TARGET = float(os.environ.get("RECALL", "0.95"))
+EWC = os.environ.get("EWC", "100")
+DISTILL = os.environ.get("DISTILL", "0.5")
+RES = os.environ.get("RES", "bench/results")
+DATA = "bench/data/drift"
+
+
+def say(*a):
+    print("bench-drift:", *a, file=sys.stderr, flush=True)
+
+
+def run(cmd, log=None):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if log:
+        with open(log, "w") as f:
+            f.write(r.stderr)
+    if r.returncode != 0:
+        sys.exit(f"bench-drift: {' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    return r
+
+
+def prepare(name):
+    d = f"{DATA}/{name}"
+    if not os.path.exists(f"{d}/B-test.npy"):
+        run([PY, "bench/drift_data.py", name, "--out", d])
+    for f in ("base", "A-train", "A-test", "B-train", "B-test"):
+        if not os.path.exists(f"{d}/{f}.frames"):
+            run([f"{BIN}/embed-load", f"{d}/{f}.npy", "-o", f"{d}/{f}.frames"])
+    if not os.path.exists(f"{d}/classic.idx"):
+        say(name, "building the classic graph")
+        run([f"{BIN}/graph-build", "--threads", THREADS, "-o", f"{d}/classic.idx", f"{d}/base.frames"])
+    for t in ("A", "B"):
+        if not os.path.exists(f"{d}/{t}-gt.frames"):
+            run([f"{BIN}/query", "--index", f"{d}/classic.idx", "--exact", "-k", "10",
+                 "-o", f"{d}/{t}-gt.frames", f"{d}/{t}-test.frames"])
+    return d
+
+
+def train(d, out, args):
+    t0 = time.time()
+    run([f"{BIN}/nav-train", "--threads", THREADS, "--ppo-iters", "0", "-o", out] + args
+        + [f"{d}/classic.idx"], log=out + ".log")
+    return time.time() - t0
+
+
+def curve(d, idx, task, nav):
+    """(recall, distance computations) points: classic over the ef grid, a
+    policy over the --recall grid (its skip and stop models, its calibrated
+    beam), sorted by measured recall."""
+    pts = []
+    for x in RECALLS if nav else EFS:
+        cmd = [f"{BIN}/query", "--index", idx, "-k", "10", "-o", f"{d}/res.frames"]
+        cmd += ["--nav", "--recall", x] if nav else ["--ef", str(x)]
+        r = run(cmd + [f"{d}/{task}-test.frames"])
+        nd = float(re.search(r"QPS, ([0-9.]+) mean distance", r.stderr).group(1))
+        rr = run([f"{BIN}/recall", "--gt", f"{d}/{task}-gt.frames", f"{d}/res.frames"])
+        rec = float(re.search(r"recall@10 ([0-9.]+)", rr.stdout).group(1))
+        pts.append((rec, nd))
+    return sorted(pts)
+
+
+def at(pts, r):
+    """Distance computations at recall r, linear between the grid's points."""
+    for (r0, w0), (r1, w1) in zip(pts, pts[1:]):
+        if r0 <= r <= r1 and r1 > r0:
+            return w0 + (w1 - w0) * (r - r0) / (r1 - r0)
+    if pts and pts[0][0] >= r:
+        return pts[0][1]
+    return float("nan")
+
+
+def main():
+    os.makedirs(RES, exist_ok=True)
+    rows = []
+    for name in SETS:
+        d = prepare(name)
+        w = f"{d}/work"
+        os.makedirs(w, exist_ok=True)
+        A, B = ["--train", f"{d}/A-train.frames"], ["--train", f"{d}/B-train.frames"]
+        init = ["--init", f"{w}/A.idx"]
+        variants = [
+            ("A", A),
+            ("scratchB", B),
+            ("naive", B + init),
+            ("ewc", B + init + ["--ewc", EWC]),
+            ("replay", B + init + ["--replay", "1000"]),
+            ("ewc+replay", B + init + ["--ewc", EWC, "--replay", "1000"]),
+            ("ewc+replay+distill", B + init + ["--ewc", EWC, "--replay", "1000", "--distill", DISTILL]),
+            ("incremental", B + init + ["--ewc", EWC, "--replay", "1000", "--shots", "375"]),
+        ]
+        secs = {}
+        for v, args in variants:
+            say(name, "training", v)
+            secs[v] = train(d, f"{w}/{v}.idx", args)
+        cl = {t: at(curve(d, f"{d}/classic.idx", t, False), TARGET) for t in ("A", "B")}
+        res = {}
+        for v, _ in [("noupdate", None)] + variants:
+            src = "A" if v == "noupdate" else v
+            res[v] = {t: at(curve(d, f"{w}/{src}.idx", t, True), TARGET) for t in ("A", "B")}
+            say(name, v, "A %.0f B %.0f (classic %.0f %.0f)" % (res[v]["A"], res[v]["B"], cl["A"], cl["B"]))
+        gA = cl["A"] - res["A"]["A"]
+        gB = cl["B"] - res["scratchB"]["B"]
+        for v in ["noupdate"] + [x for x, _ in variants]:
+            a, b = cl["A"] - res[v]["A"], cl["B"] - res[v]["B"]
+            rows.append({
+                "set": name, "model": v,
+                "ndist_A": round(res[v]["A"], 1), "ndist_B": round(res[v]["B"], 1),
+                "classic_A": round(cl["A"], 1), "classic_B": round(cl["B"], 1),
+                "retained_A": round(a / gA, 3) if gA > 0 else "",
+                "share_B": round(b / gB, 3) if gB > 0 else "",
+                "train_s": round(secs.get("A" if v == "noupdate" else v, 0), 1),
+            })
+    with open(f"{RES}/drift.csv", "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        wr.writeheader()
+        wr.writerows(rows)
+    with open(f"{RES}/drift.md", "w") as f:
+        f.write(f"# bench-drift: the navigation policy under drift (recall@10 = {TARGET})\n\n")
+        f.write("Distance computations per query at the target recall on each task's test queries "
+                "(never trained on), interpolated at equal measured recall: classic over ef " + ",".join(map(str, EFS)) + ", each policy with "
+                "`query --nav --recall R` over R = " + ",".join(RECALLS) + ". retained A = the model's task-A gain over classic / model A's; "
+                "share B = its task-B gain / scratch B's. EWC lambda " + EWC + ", distillation "
+                + DISTILL + ", replay 1000 queries; incremental = ewc+replay on 375 of B's 1500 "
+                "training queries. train s = nav-train wall time (" + THREADS + " threads).\n\n")
+        f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | train s |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
+    say("wrote", f"{RES}/drift.md")
+
+
+if __name__ == "__main__":
+    main()
