@@ -69,7 +69,7 @@ def prepare(name):
 
 def train(d, out, args):
     t0 = time.time()
-    run([f"{BIN}/nav-train", "--threads", THREADS, "--ppo-iters", "0", "-o", out] + args
+    run([f"{BIN}/nav-train", "--threads", THREADS, "--ppo-iters", "0", "--no-rivals", "-o", out] + args
         + [f"{d}/classic.idx"], log=out + ".log")
     return time.time() - t0
 
@@ -100,9 +100,56 @@ def at(pts, r):
     return float("nan")
 
 
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def wait_line(path, pat, secs=120):
+    t0 = time.time()
+    while time.time() - t0 < secs:
+        if os.path.exists(path) and re.search(pat, open(path).read()):
+            return
+        time.sleep(0.2)
+    sys.exit(f"bench-drift: no /{pat}/ in {path}")
+
+
+def sleep_cycle(d, w, live):
+    """The sleep cycle under load: a server of model A logs task B's queries,
+    retrain.sh replays the log and swaps; returns the checker's lines."""
+    ep = f"tcp://127.0.0.1:{free_port()}"
+    idx, log, err = f"{w}/sleep-{live}.idx", f"{w}/sleep-{live}.log", f"{w}/sleep-{live}.err"
+    for f in (log, log + ".1", idx + ".retrained"):
+        if os.path.exists(f):
+            os.remove(f)
+    subprocess.run(["cp", f"{w}/A.idx", idx], check=True)
+    if live == "consolidate":
+        cmd = [f"{BIN}/consolidate", "--index", idx, "-o", idx, "--serve", ep,
+               "--updates", f"tcp://127.0.0.1:{free_port()}", "--log", log]
+        how, ask = ["--consolidate", ep], []
+    else:
+        cmd = [f"{BIN}/query", "--index", idx, "--serve", ep, "--nav", "--log", log]
+        how, ask = ["--reload", ep], ["--recall", str(TARGET)]
+    srv = subprocess.Popen(cmd, stderr=open(err, "w"))
+    wait_line(err, "serving|live")
+    retrain = " ".join([f"BIN={BIN}", "pipelines/retrain.sh"] + how + ["--holdout", "0.25", idx, log,
+                        "--threads", THREADS, "--ppo-iters", "0", "--no-rivals"])
+    r = subprocess.run([PY, "bench/sleep_cycle.py", "--endpoint", ep, "--base", f"{d}/base.npy",
+                        "--queries", f"{d}/B-train.npy", "--log-queries", "2000", "--after", "2",
+                        "--retrain", retrain] + ask, stdout=subprocess.PIPE, text=True)
+    srv.terminate()
+    srv.wait()
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    say(live, *lines)
+    return lines, r.returncode
+
+
 def main():
     os.makedirs(RES, exist_ok=True)
     rows = []
+    cycles = []
     for name in SETS:
         d = prepare(name)
         w = f"{d}/work"
@@ -141,6 +188,10 @@ def main():
                 "share_B": round(b / gB, 3) if gB > 0 else "",
                 "train_s": round(secs.get("A" if v == "noupdate" else v, 0), 1),
             })
+        if os.environ.get("SLEEP", "1") == "1":
+            for live in ("query", "consolidate"):
+                lines, rc = sleep_cycle(d, w, live)
+                cycles.append((name, live, rc, lines))
     with open(f"{RES}/drift.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         wr.writeheader()
@@ -157,6 +208,16 @@ def main():
         f.write("|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
+        if cycles:
+            f.write("\n## The sleep cycle under query load\n\nA server of model A (`query --serve --nav --log`, "
+                    "asked recall " + str(TARGET) + ", or `consolidate --serve --log`, ef 64) answers task B's "
+                    "2000 training queries, then `pipelines/retrain.sh` replays its log (the last quarter "
+                    "held aside) while bench/sleep_cycle.py keeps 8 queries in flight and checks every "
+                    "answer against brute force.\n\n")
+            for name, live, rc, lines in cycles:
+                f.write(f"- {name}, {live} (checker status {rc}):\n")
+                for x in lines:
+                    f.write(f"  - `{x}`\n")
     say("wrote", f"{RES}/drift.md")
 
 

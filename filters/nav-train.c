@@ -94,6 +94,14 @@ static void usage(void)
            "                        the label + W the old policy's probability (0..1)\n"
            "      --reservoir N     past training queries the written policy keeps for a\n"
            "                        later --replay (reservoir sampling; default 1000, 0 none)\n"
+           "      --rivals, --no-rivals  measure ADSampling and the adaptive stop on the\n"
+           "                        validation queries for the table (default: yes, but\n"
+           "                        not with --init: incremental training skips them)\n"
+           "      --holdout N|F|FILE  with --init: hold aside the last N (or the fraction F)\n"
+           "                        of --train's queries, or those of FILE, never trained or\n"
+           "                        validated on; write nothing and exit 3 unless the new\n"
+           "                        policy needs no more distance computations there than\n"
+           "                        the --init policy at recall@10 --target (default 0.95)\n"
            "      --val-ef LIST     ef grid of the validation (default 10,16,24,32,48,64,96,128,\n"
            "                        192,256)\n"
            "      --eps0 F          ADSampling's test parameter in the validation (default 2.1)\n"
@@ -214,6 +222,50 @@ static void eval_curve(const hnsw *h, const nav_policy *p, const nav_adsamp *ad,
             cli_fail(prog, "validation", &e);
 }
 
+/* Distance computations per query at recall@10 `target` on qs, linear
+ * between measured points: the classic search over the ef grid (p NULL),
+ * or a policy at each of its calibration points (skip and stop models);
+ * NAN when no point reaches the target. */
+static double held_work(const hnsw *h, const nav_policy *p, const route_qset *qs, const size_t *efs,
+                        size_t nef, int threads, double target)
+{
+    hf_err e = {0};
+    double r[NAV_MAX_CAL + MAX_EF], w[NAV_MAX_CAL + MAX_EF], hops;
+    size_t n = 0;
+    size_t npts = p && p->ncal ? p->ncal : nef;
+    for (size_t i = 0; i < npts; i++) {
+        nav_cfg c = {.skip = NAV_SKIP_NONE, .stop = NAV_STOP_EF};
+        size_t ef = efs[i < nef ? i : nef - 1];
+        if (p) {
+            c.skip = p->fallback ? NAV_SKIP_NONE : NAV_SKIP_LEARNED;
+            if (p->ncal) {
+                c.stop = NAV_STOP_LEARNED;
+                c.stop_p = p->cal_p[i];
+                ef = p->cal_ef[i];
+            }
+        }
+        if (nav_eval(h, p, NULL, qs, &c, ef, threads, &r[n], &w[n], &hops, &e))
+            cli_fail(prog, "held-aside queries", &e);
+        n++;
+    }
+    /* sort the points by recall (insertion: at most a few dozen) */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && r[j] < r[j - 1]; j--) {
+            double t = r[j];
+            r[j] = r[j - 1];
+            r[j - 1] = t;
+            t = w[j];
+            w[j] = w[j - 1];
+            w[j - 1] = t;
+        }
+    if (n && r[0] >= target)
+        return w[0];
+    for (size_t i = 1; i < n; i++)
+        if (r[i - 1] <= target && target <= r[i] && r[i] > r[i - 1])
+            return w[i - 1] + (w[i] - w[i - 1]) * (target - r[i - 1]) / (r[i] - r[i - 1]);
+    return NAN;
+}
+
 static void print_row(const char *name, const curve *c, size_t n)
 {
     fprintf(stderr, "nav-train:   %-18s", name);
@@ -260,14 +312,20 @@ int main(int argc, char **argv)
                                          {"replay", required_argument, 0, 41},
                                          {"distill", required_argument, 0, 42},
                                          {"reservoir", required_argument, 0, 43},
+                                         {"holdout", required_argument, 0, 44},
+                                         {"target", required_argument, 0, 45},
+                                         {"rivals", no_argument, 0, 46},
+                                         {"no-rivals", no_argument, 0, 47},
                                          {"threads", required_argument, 0, 't'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
     size_t ppo_q = 1000, max_frame = 0, proj_r = 0, dagger = 0, reservoir = 1000, replay_n = 0;
-    double ewc = 0, distill = 0;
-    const char *replay_file = NULL;
+    double ewc = 0, distill = 0, hold_frac = 0, target = 0.95;
+    const char *replay_file = NULL, *hold_file = NULL;
+    size_t hold_n = 0;
+    int rivals = -1; /* -1: measured unless --init */
     size_t label_ef[MAX_EF] = {16, 32, 64, 128}, nlef = 4;
     size_t val_ef[MAX_EF] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256}, nef = 10;
     double lr = 0.003, miss_cost = 100, eps0 = 2.1;
@@ -310,6 +368,17 @@ int main(int argc, char **argv)
             break;
         case 42: distill = cli_f64(prog, "--distill", optarg, 0, 1); break;
         case 43: reservoir = cli_u64(prog, "--reservoir", optarg, 0, 10000000); break;
+        case 44:
+            if (strspn(optarg, "0123456789") == strlen(optarg))
+                hold_n = cli_u64(prog, "--holdout", optarg, 1, 10000000);
+            else if (strspn(optarg, "0123456789.") == strlen(optarg))
+                hold_frac = cli_f64(prog, "--holdout", optarg, 0.01, 0.9);
+            else
+                hold_file = optarg;
+            break;
+        case 45: target = cli_f64(prog, "--target", optarg, 0.5, 1); break;
+        case 46: rivals = 1; break;
+        case 47: rivals = 0; break;
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
@@ -323,6 +392,10 @@ int main(int argc, char **argv)
             cli_usage_error(prog, "--val-ef must increase");
     if ((ewc > 0 || replay_n || distill > 0) && !init)
         cli_usage_error(prog, "--ewc, --replay N and --distill start from a policy: give --init");
+    if ((hold_n || hold_frac > 0 || hold_file) && !init)
+        cli_usage_error(prog, "--holdout compares with the policy it replaces: give --init");
+    if ((hold_n || hold_frac > 0) && !train_ep)
+        cli_usage_error(prog, "--holdout N|F holds aside queries of --train: give --train");
     if (distill > 0 && !replay_n && !replay_file)
         cli_usage_error(prog, "--distill teaches on replayed queries: give --replay");
     const char *in_ep = optind < argc ? argv[optind] : "-";
@@ -390,13 +463,30 @@ int main(int argc, char **argv)
     if (shots_set)
         nq = shots;
 
-    route_qset *tq = NULL, *vq = NULL;
+    route_qset *tq = NULL, *vq = NULL, *hq = NULL;
+    if (hold_file) {
+        float *rows = NULL;
+        size_t nh = read_queries(hold_file, h->dim, max_frame, &rows);
+        if (nh == 0 || route_qset_from_vectors(h, rows, nh, 10, &hq, &e)) {
+            if (nh == 0)
+                hf_err_set(&e, HF_EDATA, "no queries to hold aside");
+            cli_fail(prog, hold_file, &e);
+        }
+        free(rows);
+    }
     if (train_ep) { /* the caller's queries: training first, validation last */
         float *all = NULL;
         size_t na = read_queries(train_ep, h->dim, max_frame, &all);
-        if (na < 8) {
-            hf_err_set(&e, HF_EDATA, "%zu training queries: too few (8 at least)", na);
+        size_t nh = hold_frac > 0 ? (size_t)(hold_frac * (double)na) : hold_n;
+        if (na < 8 + nh) {
+            hf_err_set(&e, HF_EDATA, "%zu training queries%s: too few (8 at least)",
+                       na - (na < nh ? na : nh), nh ? " after the held-aside ones" : "");
             cli_fail(prog, train_ep, &e);
+        }
+        if (nh) { /* the last nh: neither trained nor validated on */
+            na -= nh;
+            if (route_qset_from_vectors(h, all + na * h->dim, nh, 10, &hq, &e))
+                cli_fail(prog, train_ep, &e);
         }
         if (nval > na / 4)
             nval = na / 4;
@@ -443,16 +533,22 @@ int main(int argc, char **argv)
     memset(&cb, 0, sizeof cb);
     memset(&cp, 0, sizeof cp);
     eval_curve(h, NULL, NULL, vq, &classic, val_ef, nef, threads, &cc);
-    nav_adsamp *ad = NULL;
-    if (nav_adsamp_new(h, (float)eps0, seed, &ad, &e))
-        cli_fail(prog, in_name, &e);
-    nav_cfg adcfg = {.skip = NAV_SKIP_ADSAMPLING, .stop = NAV_STOP_EF};
-    eval_curve(h, NULL, ad, vq, &adcfg, val_ef, nef, threads, &ca);
-    nav_adsamp_destroy(&ad);
-    /* the adaptive stop at the largest ef, one point per patience */
+    /* the non-learned rivals, for the table (incremental training skips
+     * them unless asked: they do not change what is written) */
+    if (rivals < 0)
+        rivals = !init;
     curve cad;
     memset(&cad, 0, sizeof cad);
-    for (size_t i = 0; i < NPAT; i++) {
+    memset(&ca, 0, sizeof ca);
+    nav_adsamp *ad = NULL;
+    if (rivals && nav_adsamp_new(h, (float)eps0, seed, &ad, &e))
+        cli_fail(prog, in_name, &e);
+    nav_cfg adcfg = {.skip = NAV_SKIP_ADSAMPLING, .stop = NAV_STOP_EF};
+    if (rivals)
+        eval_curve(h, NULL, ad, vq, &adcfg, val_ef, nef, threads, &ca);
+    nav_adsamp_destroy(&ad);
+    /* the adaptive stop at the largest ef, one point per patience */
+    for (size_t i = 0; rivals && i < NPAT; i++) {
         nav_cfg a = {.skip = NAV_SKIP_NONE, .stop = NAV_STOP_ADAPTIVE, .patience = patience[i]};
         if (nav_eval(h, NULL, NULL, vq, &a, val_ef[nef - 1], threads, &cad.r[i], &cad.w[i],
                      &cad.hops[i], &e))
@@ -541,7 +637,18 @@ int main(int argc, char **argv)
     float best_logit = p->skip_logit;
     curve tmp;
     if (!from || nq) {
-        for (int i = 0; i < NTHR; i++) {
+        /* from a policy: its threshold and the grid's neighbours of it */
+        int lo = 0, hi = NTHR - 1;
+        if (from) {
+            int near = 0;
+            for (int i = 1; i < NTHR; i++)
+                if (fabsf(logf(skip_probs[i] / (1 - skip_probs[i])) - from->skip_logit) <
+                    fabsf(logf(skip_probs[near] / (1 - skip_probs[near])) - from->skip_logit))
+                    near = i;
+            lo = near > 0 ? near - 1 : 0;
+            hi = near < NTHR - 1 ? near + 1 : NTHR - 1;
+        }
+        for (int i = lo; i <= hi; i++) {
             p->skip_logit = logf(skip_probs[i] / (1 - skip_probs[i]));
             eval_curve(h, p, NULL, vq, &navc, val_ef, nef, threads, &tmp);
             double ratio = nav_work_ratio(cc.r, cc.w, nef, tmp.r, tmp.w, nef);
@@ -670,15 +777,20 @@ int main(int argc, char **argv)
         fprintf(stderr, " %17zu", val_ef[i]);
     fprintf(stderr, "\n");
     print_row("classic", &cc, nef);
-    print_row("adsampling", &ca, nef);
+    if (rivals)
+        print_row("adsampling", &ca, nef);
     print_row(from && !nq ? "init (no adapt.)" : "cloning", &cb, nef);
     if (ran_ppo)
         print_row("cloning+ppo", &cp, nef);
-    fprintf(stderr, "nav-train:   adaptive stop at ef %zu, patience", val_ef[nef - 1]);
-    for (int i = 0; i < NPAT; i++)
-        fprintf(stderr, "  %u: %.4f %.0f %.0f", patience[i], cad.r[i], cad.w[i], cad.hops[i]);
-    fprintf(stderr, "\n");
-    double ratio_ad = nav_work_ratio(cc.r, cc.w, nef, ca.r, ca.w, nef);
+    if (rivals) {
+        fprintf(stderr, "nav-train:   adaptive stop at ef %zu, patience", val_ef[nef - 1]);
+        for (int i = 0; i < NPAT; i++)
+            fprintf(stderr, "  %u: %.4f %.0f %.0f", patience[i], cad.r[i], cad.w[i], cad.hops[i]);
+        fprintf(stderr, "\n");
+    } else {
+        fprintf(stderr, "nav-train:   (ADSampling and the adaptive stop not measured: --rivals)\n");
+    }
+    double ratio_ad = rivals ? nav_work_ratio(cc.r, cc.w, nef, ca.r, ca.w, nef) : NAN;
     fprintf(stderr,
             "nav-train: distance computations at equal recall / classic's: adsampling %.3f, "
             "cloning %.3f%s",
@@ -730,46 +842,71 @@ int main(int argc, char **argv)
                 replay_file ? replay_file : "", distill, p->nreplay,
                 (unsigned long long)p->replay_seen);
 
-    /* validation record */
-    msgpack_sbuffer xs;
-    msgpack_sbuffer_init(&xs);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
-    frame_pack_str(&pk, "validation");
-    msgpack_pack_map(&pk, ran_ppo ? 8 : 7);
-    frame_pack_str(&pk, "queries");
-    msgpack_pack_uint64(&pk, vq->n);
-    frame_pack_str(&pk, "training_queries");
-    msgpack_pack_uint64(&pk, nq);
-    frame_pack_str(&pk, "ef");
-    msgpack_pack_array(&pk, (uint32_t)nef);
-    for (size_t i = 0; i < nef; i++)
-        msgpack_pack_uint64(&pk, val_ef[i]);
-    frame_pack_str(&pk, "ratio");
-    msgpack_pack_map(&pk, 3);
-    frame_pack_str(&pk, "adsampling");
-    msgpack_pack_double(&pk, isnan(ratio_ad) ? -1 : ratio_ad);
-    frame_pack_str(&pk, "cloning");
-    msgpack_pack_double(&pk, isnan(ratio_bc) ? -1 : ratio_bc);
-    frame_pack_str(&pk, "cloning+ppo");
-    msgpack_pack_double(&pk, isnan(ratio_ppo) ? -1 : ratio_ppo);
-    pack_curve(&pk, "classic", &cc, nef);
-    pack_curve(&pk, "adsampling", &ca, nef);
-    pack_curve(&pk, "cloning", &cb, nef);
-    if (ran_ppo)
-        pack_curve(&pk, "cloning+ppo", &cp, nef);
-    nn_extra x = {xs.data, xs.size, 1};
+    /* --holdout: never replace a policy with one that measures worse */
+    double held[3] = {NAN, NAN, NAN}; /* classic, --init policy, new policy */
+    int refused = 0;
+    if (hq) {
+        if (nav_bind(from, h, &e)) {
+            hf_err_prefix(&e, "--holdout compares on this index");
+            cli_fail(prog, init, &e);
+        }
+        held[0] = held_work(h, NULL, hq, val_ef, nef, threads, target);
+        held[1] = held_work(h, from, hq, val_ef, nef, threads, target);
+        held[2] = held_work(h, p, hq, val_ef, nef, threads, target);
+        int better = !isnan(held[2]) && (isnan(held[1]) || held[2] <= held[1]);
+        fprintf(stderr,
+                "nav-train: held-aside: %zu queries (never trained or validated on), distance "
+                "computations at recall@10 %.3f: classic %.1f, the policy replaced %.1f (gain "
+                "%.1f%%), the new one %.1f (gain %.1f%%): %s\n",
+                hq->n, target, held[0], held[1], 100 * (1 - held[1] / held[0]), held[2],
+                100 * (1 - held[2] / held[0]),
+                better ? "written" : "no better, nothing written (exit 3)");
+        refused = better ? 0 : 3;
+    }
 
-    channel *out = NULL;
-    frame_out fo;
-    frame_out_init(&fo);
-    msgpack_sbuffer_clear(&fo.sb);
-    if (nav_pack(p, &x, &fo.sb, &e) || channel_open_out(out_ep, &out, &e) ||
-        hnsw_save_with_model(h, out, &fo, &pt, &e))
-        cli_fail(prog, out_ep, &e);
-    msgpack_sbuffer_destroy(&xs);
-    frame_out_free(&fo);
-    channel_destroy(&out);
+    if (refused == 0) {
+        /* validation record */
+        msgpack_sbuffer xs;
+        msgpack_sbuffer_init(&xs);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
+        frame_pack_str(&pk, "validation");
+        msgpack_pack_map(&pk, 6 + (ran_ppo ? 1 : 0) + (rivals ? 1 : 0));
+        frame_pack_str(&pk, "queries");
+        msgpack_pack_uint64(&pk, vq->n);
+        frame_pack_str(&pk, "training_queries");
+        msgpack_pack_uint64(&pk, nq);
+        frame_pack_str(&pk, "ef");
+        msgpack_pack_array(&pk, (uint32_t)nef);
+        for (size_t i = 0; i < nef; i++)
+            msgpack_pack_uint64(&pk, val_ef[i]);
+        frame_pack_str(&pk, "ratio");
+        msgpack_pack_map(&pk, 3);
+        frame_pack_str(&pk, "adsampling");
+        msgpack_pack_double(&pk, isnan(ratio_ad) ? -1 : ratio_ad);
+        frame_pack_str(&pk, "cloning");
+        msgpack_pack_double(&pk, isnan(ratio_bc) ? -1 : ratio_bc);
+        frame_pack_str(&pk, "cloning+ppo");
+        msgpack_pack_double(&pk, isnan(ratio_ppo) ? -1 : ratio_ppo);
+        pack_curve(&pk, "classic", &cc, nef);
+        if (rivals)
+            pack_curve(&pk, "adsampling", &ca, nef);
+        pack_curve(&pk, "cloning", &cb, nef);
+        if (ran_ppo)
+            pack_curve(&pk, "cloning+ppo", &cp, nef);
+        nn_extra x = {xs.data, xs.size, 1};
+
+        channel *out = NULL;
+        frame_out fo;
+        frame_out_init(&fo);
+        msgpack_sbuffer_clear(&fo.sb);
+        if (nav_pack(p, &x, &fo.sb, &e) || channel_open_out(out_ep, &out, &e) ||
+            hnsw_save_with_model(h, out, &fo, &pt, &e))
+            cli_fail(prog, out_ep, &e);
+        msgpack_sbuffer_destroy(&xs);
+        frame_out_free(&fo);
+        channel_destroy(&out);
+    }
     fprintf(stderr,
             "nav-train: %zu nodes, %zu training queries, %zu skip and %zu stop samples (loss "
             "%.4f, %.4f); baselines %.1f s, cloning %.1f s, PPO %.1f s, calibration %.1f s, "
@@ -780,10 +917,11 @@ int main(int argc, char **argv)
     nn_ewc_destroy(&ew_skip);
     nn_ewc_destroy(&ew_stop);
     route_qset_destroy(&rq);
+    route_qset_destroy(&hq);
     route_qset_destroy(&tq);
     route_qset_destroy(&vq);
     nav_destroy(&p);
     nav_destroy(&from);
     hnsw_destroy(&h);
-    return 0;
+    return refused;
 }

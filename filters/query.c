@@ -613,9 +613,9 @@ static int engine_open(const opts *o, const char *idx_ep, engine *en, channel **
     int want_nav = o->skip != NAV_SKIP_NONE || o->stop != NAV_STOP_EF;
     int want_policy = o->skip == NAV_SKIP_LEARNED || o->stop == NAV_STOP_LEARNED;
     channel *ich = NULL;
+    *en = (engine){.threads = o->threads, .exact = o->exact, .rerank = o->rerank, .plan = o->plan};
     if (channel_open_in(idx_ep, o->max_frame, &ich, e))
         return HF_EOPEN;
-    *en = (engine){.threads = o->threads, .exact = o->exact, .rerank = o->rerank, .plan = o->plan};
     if (hnsw_ids_new(&en->ids, e)) {
         channel_destroy(&ich);
         return HF_ENOMEM;

@@ -48,7 +48,10 @@ HEADER_SCHEMAS = {
     "hnswflow.results": "header-results.json",
     "hnswflow.updates": "header-updates.json",
     "hnswflow.wal": "header-wal.json",
+    "hnswflow.querylog": "header-querylog.json",
 }
+# Streams that end where the file ends, without an end frame (qlog.h).
+OPEN_ENDED = {"querylog"}
 # Every other frame type t is checked against schemas/<t>.json when that file
 # exists (vectors, perm, links, deleted, query, result, error, end, info,
 # codebook, codes, ...). Model frames are skipped: model.json documents bins as
@@ -200,7 +203,7 @@ class Stream:
             if self.label_nodes > h["count"]:
                 raise Invalid(f"{where}: labels for more nodes than the header's count")
         elif t == "query":
-            if self.kind != "vectors":
+            if self.kind not in ("vectors", "querylog"):
                 raise Invalid(f"{where}: query frame inside a {self.kind} stream")
             if len(f["vec"]) != h["dim"] * 4:
                 raise Invalid(f"{where}: vec is {len(f['vec'])} bytes, dim {h['dim']} needs "
@@ -367,7 +370,9 @@ def validate_file(path, schemas, expect=None, single=False):
             continue
         else:
             st.frame(f, where)
-    if st is not None:
+    if st is not None and st.kind in OPEN_ENDED:
+        streams.append((st.kind, idx - first + 1))
+    elif st is not None:
         raise Invalid(f"{name}: frame {idx + 1}: truncated stream (no end frame)")
     return streams
 

@@ -210,6 +210,16 @@ class Client:
         """The server's counters: requests, errors, qps, p50_ms, p99_ms, ..."""
         return self._request({"t": "stats"})
 
+    def reload(self, path=None):
+        """Ask the server to load its index file again (query --serve) or to
+        take the models of the retrained index file `path` (consolidate
+        --serve). Returns {t:"reloaded", ...}; HnswflowError when refused
+        (the server keeps serving what it had)."""
+        frame = {"t": "reload"}
+        if path is not None:
+            frame["path"] = str(path)
+        return self._request(frame)
+
     def search(self, Q, k=10, ef=64):
         """k nearest neighbours of each row of Q (2-D, float32 or castable).
         Returns (ids, dists): (n, k) arrays, nearest first; ids are uint64
