@@ -40,7 +40,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter
+.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter bench-drift
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -146,6 +146,12 @@ bench-stream: all
 # IDSelectorBitmap, random and correlated labels (bench/filter.sh)
 bench-filter: all
 	@sh bench/filter.sh
+
+# forgetting of the navigation policy under drift (task A then task B: no
+# update, fine-tuning, EWC, replay, EWC + replay, distillation) and the
+# sleep cycle under query load (bench/drift.py)
+bench-drift: all
+	@/usr/bin/python3 bench/drift.py
 
 # ---- install -------------------------------------------------------------
 # make install PREFIX=/usr/local [DESTDIR=...]:

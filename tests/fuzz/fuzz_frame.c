@@ -48,8 +48,9 @@ static void as_json(const frame_in *f)
 static void look_at_fields(const frame_in *f)
 {
     as_json(f);
-    static const char *keys[] = {"schema", "v",   "dim", "count", "n",   "start", "data",
-                                 "qid",    "vec", "k",   "ef",    "ids", "dists", "checksum"};
+    static const char *keys[] = {"schema", "v",        "dim",    "count", "n",  "start",
+                                 "data",   "qid",      "vec",    "k",     "ef", "ids",
+                                 "dists",  "checksum", "recall", "time"};
     hf_err e;
     char s[64];
     uint64_t u;

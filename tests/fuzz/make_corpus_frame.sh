@@ -42,3 +42,11 @@ end = msgpack.packb({"t": "end", "count": 2, "checksum": zlib.crc32(body)})
 open(sys.argv[1], "wb").write(body + end)
 PY
 ls -l "$out" | awk 'NR > 1 { n++; b += $5 } END { print n " seed files, " b " bytes" }'
+# a query log (qlog.h): no end frame, the stream ends with the file
+$PY - "$out/querylog" <<'PY'
+import sys, msgpack
+frames = [{"t": "header", "schema": "hnswflow.querylog", "v": 1, "dim": 2, "dtype": "f32", "metric": "l2", "count": 0},
+          {"t": "query", "qid": 0, "vec": b"\x00\x00\x80\x3f" * 2, "k": 3, "ef": 16, "time": 1.8e9},
+          {"t": "query", "qid": 1, "vec": b"\x00\x00\x80\x3f" * 2, "k": 3, "recall": 0.95, "time": 1.8e9}]
+open(sys.argv[1], "wb").write(b"".join(msgpack.packb(f) for f in frames))
+PY

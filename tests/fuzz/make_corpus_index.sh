@@ -35,9 +35,9 @@ PY
 # a layer-router frame on the l2 index (4 candidates, 2-wide code)
 "$BIN/layer-route" --threads 1 --candidates 4 --code-dim 2 --epochs 2 --val-ef 4,8 \
     -o "$out/l2_m4_router" "$out/l2_m4" 2>/dev/null
-# a nav-policy frame on the l2 index
+# a nav-policy frame on the l2 index (its Fisher and an 8-query reservoir too)
 "$BIN/nav-train" --threads 1 --queries 30 --val-queries 12 --ppo-iters 1 --ppo-queries 10 \
-    --epochs 1 --val-ef 4,8 -o "$out/l2_m4_nav" "$out/l2_m4" 2>/dev/null
+    --epochs 1 --val-ef 4,8 --reservoir 8 -o "$out/l2_m4_nav" "$out/l2_m4" 2>/dev/null
 # an index with labels frames (filtered searches run on it)
 $PY "$root/tests/gen_vectors.py" -n 50 -d 4 --seed 3 -f npy "$tmp/base.npy"
 awk 'BEGIN { for (i = 0; i < 50; i++) print i % 3, (i % 5 == 0 ? "7" : "") }' >"$tmp/labels.txt"
