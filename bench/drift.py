@@ -14,7 +14,9 @@ queries of both tasks (never trained on); distance computations at
 recall@10 = R (default 0.95) are interpolated on each curve. Gain = classic's
 distance computations minus the model's. Retained A gain = the model's A
 gain / model A's; B gain share = its B gain / scratchB's. Training time is
-nav-train's wall time. Writes bench/results/drift.md and drift.csv.
+nav-train's wall time. Writes bench/results/drift.md and drift.csv, and
+appends every row with its lambda to drift-sweep.csv (EWC=L VARIANTS=...
+SLEEP=0 runs sweep lambda for its leave-one-data-set-out choice).
 """
 import csv
 import os
@@ -68,10 +70,15 @@ def prepare(name):
 
 
 def train(d, out, args):
+    """nav-train's wall and CPU seconds (CPU: user + system of the child, the
+    steadier figure on a shared machine)."""
+    import resource
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     run([f"{BIN}/nav-train", "--threads", THREADS, "--ppo-iters", "0", "--no-rivals", "-o", out] + args
         + [f"{d}/classic.idx"], log=out + ".log")
-    return time.time() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.time() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 
 
 def curve(d, idx, task, nav):
@@ -164,8 +171,11 @@ def main():
             ("replay", B + init + ["--replay", "1000"]),
             ("ewc+replay", B + init + ["--ewc", EWC, "--replay", "1000"]),
             ("ewc+replay+distill", B + init + ["--ewc", EWC, "--replay", "1000", "--distill", DISTILL]),
-            ("incremental", B + init + ["--ewc", EWC, "--replay", "1000", "--shots", "375"]),
+            ("incremental", B + init + ["--ewc", EWC, "--replay", "250", "--shots", "375"]),
         ]
+        keep = os.environ.get("VARIANTS")  # a subset (A and scratchB always run)
+        if keep:
+            variants = [x for x in variants if x[0] in ("A", "scratchB") or x[0] in keep.split(",")]
         secs = {}
         for v, args in variants:
             say(name, "training", v)
@@ -186,7 +196,8 @@ def main():
                 "classic_A": round(cl["A"], 1), "classic_B": round(cl["B"], 1),
                 "retained_A": round(a / gA, 3) if gA > 0 else "",
                 "share_B": round(b / gB, 3) if gB > 0 else "",
-                "train_s": round(secs.get("A" if v == "noupdate" else v, 0), 1),
+                "train_s": round(secs["A" if v == "noupdate" else v][0], 1),
+                "train_cpu_s": round(secs["A" if v == "noupdate" else v][1], 1),
             })
         if os.environ.get("SLEEP", "1") == "1":
             for live in ("query", "consolidate"):
@@ -202,10 +213,11 @@ def main():
                 "(never trained on), interpolated at equal measured recall: classic over ef " + ",".join(map(str, EFS)) + ", each policy with "
                 "`query --nav --recall R` over R = " + ",".join(RECALLS) + ". retained A = the model's task-A gain over classic / model A's; "
                 "share B = its task-B gain / scratch B's. EWC lambda " + EWC + ", distillation "
-                + DISTILL + ", replay 1000 queries; incremental = ewc+replay on 375 of B's 1500 "
-                "training queries. train s = nav-train wall time (" + THREADS + " threads).\n\n")
-        f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | train s |\n")
-        f.write("|---|---|---|---|---|---|---|---|---|\n")
+                + DISTILL + ", replay 1000 queries; incremental = ewc+replay (250 replayed) on 375 of "
+                "B's 1500 training queries. train s = nav-train wall time (" + THREADS + " threads), train cpu s its "
+                "user + system CPU time (the steadier figure on a shared machine).\n\n")
+        f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | train s | train cpu s |\n")
+        f.write("|---|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
         if cycles:
@@ -219,6 +231,11 @@ def main():
                 for x in lines:
                     f.write(f"  - `{x}`\n")
     say("wrote", f"{RES}/drift.md")
+    # for the leave-one-data-set-out choice of EWC's lambda: append to a sweep file
+    with open(f"{RES}/drift-sweep.csv", "a", newline="") as f:
+        wr = csv.writer(f)
+        for r in rows:
+            wr.writerow([EWC, DISTILL] + [r[k] for k in r])
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@
  * Few-shot: --init MODEL starts from the policy in another index file (its
  * MLPs; the projection is this index's own PCA) and --shots N adapts it with
  * N training queries; --shots 0 keeps it as it is (no adaptation).
+ *
+ * Incremental (the same index's policy as --init, nav_memory.c): --ewc adds
+ * the earlier tasks' Fisher penalty, --replay mixes past training queries
+ * (the policy's reservoir, or a file) into the samples, --distill softens
+ * their labels towards the old policy; every written policy keeps its
+ * summed Fisher and a reservoir of training queries for the next time.
+ * --holdout measures old and new on queries neither saw and writes nothing
+ * (exit 3) unless the new one is no worse.
  */
 #include <getopt.h>
 #include <math.h>
@@ -447,12 +455,25 @@ int main(int argc, char **argv)
     }
 
     nav_policy *p = NULL;
+    /* the same index as --init's policy: its projection is kept (the MLPs'
+     * inputs stay what they were trained on, and no PCA to compute) */
+    int same = from && from->dim == h->dim && from->metric == h->p.metric &&
+               from->fingerprint == nav_fingerprint(h) && (!proj_r || proj_r == from->r);
     if (!proj_r)
-        proj_r = nav_default_r(h->dim);
+        proj_r = same ? from->r : nav_default_r(h->dim);
     if (proj_r > h->dim)
         cli_usage_error(prog, "--proj-dim %zu exceeds the index's dimension %zu", proj_r, h->dim);
-    if (nav_new(h->dim, h->p.metric, proj_r, seed, &p, &e) || nav_init_pca(p, h, 20000, seed, &e) ||
-        nav_bind(p, h, &e))
+    if (nav_new(h->dim, h->p.metric, proj_r, seed, &p, &e))
+        cli_fail(prog, in_name, &e);
+    if (same) {
+        memcpy(p->mu->data, from->mu->data, nn_tensor_len(p->mu) * sizeof(float));
+        memcpy(p->P->data, from->P->data, nn_tensor_len(p->P) * sizeof(float));
+        p->n = from->n;
+        p->fingerprint = from->fingerprint;
+    } else if (nav_init_pca(p, h, 20000, seed, &e)) {
+        cli_fail(prog, in_name, &e);
+    }
+    if (nav_bind(p, h, &e))
         cli_fail(prog, in_name, &e);
     if (from) {
         copy_mlp(&p->skip, &from->skip);
@@ -723,12 +744,20 @@ int main(int argc, char **argv)
     for (int i = 0; i < NCAL && (tq || from); i++) {
         /* the beams that reach the target without stopping early, the
          * first three; on each the smallest threshold whose recall reaches
-         * it (bisection); the cheapest of them is kept */
+         * it (bisection); the cheapest of them is kept. Incremental
+         * training tries the beam the old policy chose first, and only it
+         * when it still reaches the target */
         double bw = INFINITY, br = 0;
         float bp = 1.0f;
         uint32_t bef = (uint32_t)val_ef[nef - 1];
-        int tried = 0;
-        for (size_t j = 0; j < nef && tried < 3; j++) {
+        int tried = 0, tries = 3;
+        size_t j0 = 0;
+        for (size_t j = 0; from && from->ncal == NCAL && j < nef; j++)
+            if (val_ef[j] == from->cal_ef[i] && wc->r[j] >= cal_grid[i]) {
+                j0 = j;
+                tries = 1;
+            }
+        for (size_t j = j0; j < nef && tried < tries; j++) {
             if (wc->r[j] < cal_grid[i])
                 continue;
             tried++;
