@@ -54,6 +54,7 @@ def main():
     hits = {0: [0, 0], 1: [0, 0]}  # phase -> [hits, asked]
     inflight = {}  # qid -> (row, t_sent, phase)
     problems = []
+    lat = []  # seconds from send to answer (the window included)
     qid = 0
     proc = None
     t_done = None
@@ -78,7 +79,8 @@ def main():
             wrong += 1
             problems.append("an answer for qid %r never asked (or twice)" % q)
             return
-        row, _, phase = inflight.pop(q)
+        row, t_sent, phase = inflight.pop(q)
+        lat.append(time.time() - t_sent)
         answered += 1
         if m.get("t") != "result":
             refused += 1
@@ -133,8 +135,11 @@ def main():
             print(line)
     r0 = hits[0][0] / max(hits[0][1], 1)
     r1 = hits[1][0] / max(hits[1][1], 1)
+    ms = np.array(lat) * 1000 if lat else np.zeros(1)
     print("sleep-cycle: %d sent, %d answered, %d lost, %d refused, %d wrong; pipeline status %d; "
-          "recall@%d %.4f before the swap, %.4f after" % (sent, answered, lost, refused, wrong, rc, a.k, r0, r1))
+          "recall@%d %.4f before the swap, %.4f after; latency p50 %.2f ms, p99 %.2f ms, max %.0f ms"
+          % (sent, answered, lost, refused, wrong, rc, a.k, r0, r1, np.percentile(ms, 50),
+             np.percentile(ms, 99), ms.max()))
     for p in problems[:5]:
         print("sleep-cycle: " + p)
     if rc != 0:

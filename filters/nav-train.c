@@ -424,13 +424,13 @@ int main(int argc, char **argv)
             hf_err_set(&e, HF_EDATA, "no nav-policy model frame (train one with nav-train)");
             cli_fail(prog, init, &e);
         }
-        if (ewc > 0 && !from->fisher) {
+        if (ewc > 0 && !from->mem.fisher) {
             hf_err_set(&e, HF_EDATA,
                        "the nav-policy keeps no Fisher information, which --ewc "
                        "needs (retrain it with this nav-train)");
             cli_fail(prog, init, &e);
         }
-        if (replay_n && !from->nreplay) {
+        if (replay_n && !from->mem.nreplay) {
             hf_err_set(&e, HF_EDATA,
                        "the nav-policy keeps no replay reservoir, which --replay N "
                        "needs (retrain it with this nav-train, or --replay FILE)");
@@ -585,8 +585,8 @@ int main(int argc, char **argv)
         if (replay_file) {
             nr = read_queries(replay_file, h->dim, max_frame, &rows);
         } else {
-            nr = replay_n < from->nreplay ? replay_n : from->nreplay;
-            rows = from->replay;
+            nr = replay_n < from->mem.nreplay ? replay_n : from->mem.nreplay;
+            rows = from->mem.replay;
         }
         if (nr && route_qset_from_vectors(h, rows, nr, 10, &rq, &e))
             cli_fail(prog, replay_file ? replay_file : init, &e);
@@ -595,8 +595,8 @@ int main(int argc, char **argv)
     }
     /* EWC: the previous tasks' Fisher around the weights we start from */
     nn_ewc *ew_skip = NULL, *ew_stop = NULL;
-    const float *fisher0 = from ? from->fisher : NULL;
-    if (fisher0 && from->nfisher != nav_mlp_scalars(&p->skip) + nav_mlp_scalars(&p->stop)) {
+    const float *fisher0 = from ? from->mem.fisher : NULL;
+    if (fisher0 && from->mem.nfisher != nav_mlp_scalars(&p->skip) + nav_mlp_scalars(&p->stop)) {
         hf_err_set(&e, HF_EDATA, "the nav-policy's MLPs differ in shape from this one's");
         cli_fail(prog, init, &e);
     }
@@ -744,20 +744,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < NCAL && (tq || from); i++) {
         /* the beams that reach the target without stopping early, the
          * first three; on each the smallest threshold whose recall reaches
-         * it (bisection); the cheapest of them is kept. Incremental
-         * training tries the beam the old policy chose first, and only it
-         * when it still reaches the target */
+         * it (bisection); the cheapest of them is kept */
         double bw = INFINITY, br = 0;
         float bp = 1.0f;
         uint32_t bef = (uint32_t)val_ef[nef - 1];
-        int tried = 0, tries = 3;
-        size_t j0 = 0;
-        for (size_t j = 0; from && from->ncal == NCAL && j < nef; j++)
-            if (val_ef[j] == from->cal_ef[i] && wc->r[j] >= cal_grid[i]) {
-                j0 = j;
-                tries = 1;
-            }
-        for (size_t j = j0; j < nef && tried < tries; j++) {
+        int tried = 0;
+        for (size_t j = 0; j < nef && tried < 3; j++) {
             if (wc->r[j] < cal_grid[i])
                 continue;
             tried++;
@@ -850,26 +842,28 @@ int main(int argc, char **argv)
     if (tq && tr.nskip && tr.nstop) {
         if (nav_fisher_add(&p->skip, ew_skip, tr.skip_x, tr.skip_y, tr.nskip, seed + 11, &e) ||
             nav_fisher_add(&p->stop, ew_stop, tr.stop_x, tr.stop_y, tr.nstop, seed + 12, &e) ||
-            nav_memory_set_fisher(p, ew_skip, ew_stop, (from ? from->tasks : 0) + 1, &e))
+            nn_memory_set_fisher(&p->mem, (nn_ewc *[]){ew_skip, ew_stop}, 2,
+                                 (from ? from->mem.tasks : 0) + 1, &e))
             cli_fail(prog, in_name, &e);
-    } else if (fisher0 && nav_memory_set_fisher(p, ew_skip, ew_stop, from->tasks, &e)) {
+    } else if (fisher0 && nn_memory_set_fisher(&p->mem, (nn_ewc *[]){ew_skip, ew_stop}, 2,
+                                               from->mem.tasks, &e)) {
         cli_fail(prog, in_name, &e);
     }
-    if (nav_memory_reservoir(p, from, tq ? tq->raw : NULL, tq ? tq->n : 0, reservoir, seed + 13,
-                             &e))
+    if (nn_memory_reservoir(&p->mem, from ? &from->mem : NULL, tq ? tq->raw : NULL, tq ? tq->n : 0,
+                            h->dim, reservoir, seed + 13, &e))
         cli_fail(prog, in_name, &e);
     if (from)
         fprintf(stderr,
                 "nav-train: continual: EWC %s (lambda %g, Fisher of %u earlier task%s), %zu "
                 "replayed queries%s%s, distillation %g; reservoir kept: %zu of %llu training "
                 "queries seen\n",
-                ewc > 0 ? "on" : "off", ewc, from->tasks, from->tasks == 1 ? "" : "s",
+                ewc > 0 ? "on" : "off", ewc, from->mem.tasks, from->mem.tasks == 1 ? "" : "s",
                 rq ? rq->n : 0,
                 replay_file ? " from "
                 : rq        ? " from the policy's reservoir"
                             : "",
-                replay_file ? replay_file : "", distill, p->nreplay,
-                (unsigned long long)p->replay_seen);
+                replay_file ? replay_file : "", distill, p->mem.nreplay,
+                (unsigned long long)p->mem.replay_seen);
 
     /* --holdout: never replace a policy with one that measures worse */
     double held[3] = {NAN, NAN, NAN}; /* classic, --init policy, new policy */

@@ -68,8 +68,7 @@ void nav_destroy(nav_policy **self_p)
     nn_tensor_destroy(&p->gP);
     nn_params_free(&p->params);
     free(p->rows);
-    free(p->fisher);
-    free(p->replay);
+    nn_memory_free(&p->mem);
     free(p);
     *self_p = NULL;
 }
@@ -326,7 +325,7 @@ int nav_pack(const nav_policy *p, const nn_extra *extra, msgpack_sbuffer *sb, hf
     const char *mn = metric_name(p->metric);
     msgpack_pack_str(&pk, strlen(mn));
     msgpack_pack_str_body(&pk, mn, strlen(mn));
-    uint32_t mem = nav_memory_pack(p, &pk);
+    uint32_t mem = nn_memory_pack(&p->mem, &pk);
     if (extra && extra->len)
         msgpack_sbuffer_write(&xs, extra->data, extra->len);
     nn_extra all = {xs.data, xs.size, 4 + mem + (extra ? extra->pairs : 0)};
@@ -411,7 +410,9 @@ int nav_unpack(const msgpack_object *obj, nav_policy **out, hf_err *e)
         if (!isfinite(p->P->data[i]))
             rc = hf_err_set(e, HF_EDATA, "nav-policy model: P holds a non-finite value");
     if (!rc)
-        rc = nav_memory_unpack(obj, p, e);
+        rc = nn_memory_unpack(obj, "nav-policy model",
+                              nav_mlp_scalars(&p->skip) + nav_mlp_scalars(&p->stop), p->dim,
+                              &p->mem, e);
     if (rc) {
         nav_destroy(&p);
         return rc;

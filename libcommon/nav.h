@@ -91,15 +91,9 @@ typedef struct nav_policy {
     float *rows;
     float pmu[NAV_R_MAX];
     size_t rows_n;
-    /* continual learning (nav_memory.c; NULL: none): the summed diagonal
-     * Fisher of the tasks trained on, one value per skip then stop MLP
-     * weight, and a reservoir of past training queries (input order) */
-    float *fisher;
-    size_t nfisher;
-    uint32_t tasks;
-    float *replay;
-    size_t nreplay;
-    uint64_t replay_seen;
+    /* continual learning (nn.h's nn_memory): the summed Fisher, one value
+     * per skip then stop MLP weight, and past training queries (input order) */
+    nn_memory mem;
 } nav_policy;
 
 /* An untrained policy for dim-dimensional vectors with an r-dimensional
@@ -236,17 +230,7 @@ int nav_ewc_new(nav_mlp *m, const float *fisher, nn_ewc **out, hf_err *e);
  * drawn with seed) to w, and make m's weights its theta*. */
 int nav_fisher_add(nav_mlp *m, nn_ewc *w, const float *x, const float *y, size_t n, uint64_t seed,
                    hf_err *e);
-/* p->fisher from the two EWC states (skip, stop), p->tasks = tasks. */
-int nav_memory_set_fisher(nav_policy *p, const nn_ewc *skip, const nn_ewc *stop, uint32_t tasks,
-                          hf_err *e);
-/* p->replay: a reservoir of at most cap queries over from's reservoir (may
- * be NULL) and nq new ones q (input order). */
-int nav_memory_reservoir(nav_policy *p, const nav_policy *from, const float *q, size_t nq,
-                         size_t cap, uint64_t seed, hf_err *e);
-/* The optional frame pairs fisher, tasks, replay, replay_seen; returns how
- * many were packed. */
-uint32_t nav_memory_pack(const nav_policy *p, msgpack_packer *pk);
-int nav_memory_unpack(const msgpack_object *obj, nav_policy *p, hf_err *e);
+
 /* PPO on the skip decisions (clipped objective, GAE with a value network
  * over the same features): iters rounds of collect-then-update on qs.
  * reward[0] and reward[1] get the mean episode reward of the first and the

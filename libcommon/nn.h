@@ -376,6 +376,40 @@ const void *nn_replay_get(const nn_replay *r, size_t i);
 /* k slots drawn uniformly with replacement from the buffer's own stream. */
 int nn_replay_sample(nn_replay *r, size_t k, size_t *slots, hf_err *e);
 
+/* ------------------------------------------------------------- memory --- */
+
+/* What a learned model keeps so that later training does not forget it
+ * (nn_memory.c; nav-train and layer-route --ewc, --replay): the summed
+ * diagonal Fisher of the tasks it was trained on, one value per trainable
+ * weight in the model's own parameter order (NULL: none), and a reservoir
+ * of past training queries, dim floats each (NULL: none). In a model frame
+ * they are the optional pairs fisher, tasks, replay, replay_seen. */
+typedef struct nn_memory {
+    float *fisher;
+    size_t nfisher;
+    uint32_t tasks; /* trainings the Fisher sums */
+    float *replay;
+    size_t nreplay, dim;
+    uint64_t replay_seen; /* training queries the reservoir has sampled from */
+} nn_memory;
+void nn_memory_free(nn_memory *m);
+/* The pairs present; returns how many were packed (0, 2 or 4). */
+uint32_t nn_memory_pack(const nn_memory *m, msgpack_packer *pk);
+/* The optional pairs of a model frame: a fisher must hold nfisher values
+ * (finite, >= 0), replay rows dim floats (finite); what names the model in
+ * errors. Absent pairs leave the fields empty. */
+int nn_memory_unpack(const msgpack_object *obj, const char *what, size_t nfisher, size_t dim,
+                     nn_memory *m, hf_err *e);
+/* m's reservoir: at most cap queries over old's (may be NULL) and nq new
+ * ones (Vitter's algorithm R, seeded). */
+int nn_memory_reservoir(nn_memory *m, const nn_memory *old, const float *q, size_t nq, size_t dim,
+                        size_t cap, uint64_t seed, hf_err *e);
+/* m->fisher: the Fisher of the EWC states w[0..n) end to end. */
+int nn_memory_set_fisher(nn_memory *m, nn_ewc *const *w, size_t n, uint32_t tasks, hf_err *e);
+/* EWC over p; fisher (nn_params_count(p) values, NULL: no earlier task) is
+ * the earlier tasks', with theta* = p's weights now. */
+int nn_ewc_from(const nn_params *p, const float *fisher, nn_ewc **out, hf_err *e);
+
 /* ------------------------------------------------------------ model io --- */
 
 /* Frame: map {"t":"model","kind":kind,"v":1,"params":[{"name","rows","cols",
