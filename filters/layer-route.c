@@ -32,6 +32,7 @@
 #include "hnsw_io.h"
 #include "progress.h"
 #include "route.h"
+#include "vecstream.h"
 
 static const char *prog = "layer-route";
 
@@ -48,7 +49,11 @@ static void usage(void)
            "                        (default 256)\n"
            "      --code-dim R      width of the query code z = W (q - mu) (default 8);\n"
            "                        routing costs (R*dim + (N+1)*R)/dim distance computations\n"
-           "      --queries N       training queries: base vectors, leave-one-out (default 5000)\n"
+           "      --train FILE      training queries (a vector stream or query log, never the\n"
+           "                        test queries): the last --val-queries (at most a quarter)\n"
+           "                        validate\n"
+           "      --queries N       without --train: training queries drawn from the base\n"
+           "                        vectors, leave-one-out (default 5000)\n"
            "      --val-queries N   held-aside validation queries (default 1000)\n"
            "      --label-ef N      beam width of the labelling searches (default 16)\n"
            "      --label-top N     candidates tried per training query, nearest first\n"
@@ -62,6 +67,15 @@ static void usage(void)
            "      --val-ef LIST     ef grid of the validation (default 10,16,32,64)\n"
            "      --tolerance T     largest recall@10 loss against the classic descent at any\n"
            "                        validation ef (default 0.002)\n"
+           "      --init MODEL      start from the layer-router of an index file (its\n"
+           "                        candidates, nodes of this index); the one it replaces is\n"
+           "                        then the non-learned rival of the validation\n"
+           "      --ewc LAMBDA      with --init: penalise moving the weights the earlier\n"
+           "                        tasks' Fisher information (kept in the router) marks\n"
+           "      --replay N|FILE   with --init: N queries of the router's reservoir of past\n"
+           "                        training queries (or those of FILE) train too\n"
+           "      --reservoir N     past training queries the written router keeps for a\n"
+           "                        later --replay (default 1000, 0 none)\n"
            "      --seed S          sampling and initialisation (default 42)\n"
            "  -t, --threads N       threads for labels and validation (default: all cores)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
@@ -80,24 +94,48 @@ static int keep_other(const frame_in *f, void *arg, hf_err *e)
     return frame_keep_add(arg, f, e);
 }
 
+/* --init: the first layer-router frame of MODEL */
+static int grab_router(const frame_in *f, void *arg, hf_err *e)
+{
+    route_model **m = arg;
+    if (*m || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))
+        return 0;
+    return route_unpack(f->map, m, e);
+}
+
 #define NMODES 5
 static const char *mode_name[NMODES] = {"classic", "flat", "nearest", "pca-router", "trained"};
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"candidates", required_argument, 0, 1}, {"code-dim", required_argument, 0, 2},
-        {"queries", required_argument, 0, 3},    {"val-queries", required_argument, 0, 4},
-        {"label-ef", required_argument, 0, 5},   {"label-top", required_argument, 0, 6},
-        {"miss-cost", required_argument, 0, 7},  {"epochs", required_argument, 0, 8},
-        {"lr", required_argument, 0, 9},         {"val-ef", required_argument, 0, 10},
-        {"tolerance", required_argument, 0, 11}, {"seed", required_argument, 0, 12},
-        {"max-frame", required_argument, 0, 13}, {"tau", required_argument, 0, 14},
-        {"threads", required_argument, 0, 't'},  {"output", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    static const struct option opts[] = {{"candidates", required_argument, 0, 1},
+                                         {"code-dim", required_argument, 0, 2},
+                                         {"queries", required_argument, 0, 3},
+                                         {"val-queries", required_argument, 0, 4},
+                                         {"label-ef", required_argument, 0, 5},
+                                         {"label-top", required_argument, 0, 6},
+                                         {"miss-cost", required_argument, 0, 7},
+                                         {"epochs", required_argument, 0, 8},
+                                         {"lr", required_argument, 0, 9},
+                                         {"val-ef", required_argument, 0, 10},
+                                         {"tolerance", required_argument, 0, 11},
+                                         {"seed", required_argument, 0, 12},
+                                         {"max-frame", required_argument, 0, 13},
+                                         {"tau", required_argument, 0, 14},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"train", required_argument, 0, 40},
+                                         {"init", required_argument, 0, 41},
+                                         {"ewc", required_argument, 0, 42},
+                                         {"replay", required_argument, 0, 43},
+                                         {"reservoir", required_argument, 0, 44},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     size_t ncand = 256, r = 8, nq = 5000, nval = 1000, label_ef = 16, top = 8, epochs = 40;
     size_t max_frame = 0, val_ef[MAX_EF] = {10, 16, 32, 64}, nef = 4;
-    double miss_cost = 30, lr = 0.01, tol = 0.002, tau = 10;
+    double miss_cost = 30, lr = 0.01, tol = 0.002, tau = 10, ewc = 0;
+    const char *train_ep = NULL, *init = NULL, *replay_file = NULL;
+    size_t replay_n = 0, reservoir = 1000;
     uint64_t seed = 42;
     const char *out_ep = "-";
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -119,6 +157,16 @@ int main(int argc, char **argv)
         case 12: seed = cli_u64(prog, "--seed", optarg, 0, UINT64_MAX); break;
         case 13: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 14: tau = cli_f64(prog, "--tau", optarg, 1e-3, 1e9); break;
+        case 40: train_ep = optarg; break;
+        case 41: init = optarg; break;
+        case 42: ewc = cli_f64(prog, "--ewc", optarg, 0, 1e9); break;
+        case 43:
+            if (strspn(optarg, "0123456789") == strlen(optarg))
+                replay_n = cli_u64(prog, "--replay", optarg, 1, 10000000);
+            else
+                replay_file = optarg;
+            break;
+        case 44: reservoir = cli_u64(prog, "--reservoir", optarg, 0, 10000000); break;
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
@@ -127,6 +175,8 @@ int main(int argc, char **argv)
     }
     if (argc - optind > 1)
         cli_usage_error(prog, "one input at most");
+    if ((ewc > 0 || replay_n) && !init)
+        cli_usage_error(prog, "--ewc and --replay N start from a router: give --init");
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
     channel_install_signal_cleanup();
@@ -144,44 +194,111 @@ int main(int argc, char **argv)
         cli_fail(prog, in_name, &e);
     }
 
-    /* candidates, router, PCA start */
+    /* candidates, router, PCA start; with --init the router of MODEL (its
+     * candidates must be nodes of this index) */
     uint32_t *cand = NULL;
     size_t nc = 0;
-    route_model *m = NULL, *pca = NULL;
-    if (route_pick_candidates(h, ncand, 20000, 8, seed, &cand, &nc, &e) ||
-        route_new(h->dim, r, nc, cand, &m, &e) || route_init_pca(m, h, 20000, seed, &e))
-        cli_fail(prog, in_name, &e);
-    free(cand);
-    /* the flat entry: the candidate nearest the mean */
-    m->medoid = (uint32_t)route_nearest(m, h, m->mu->data);
+    route_model *m = NULL, *pca = NULL, *from = NULL;
+    if (init) {
+        channel *ic = NULL;
+        hnsw *ih = NULL;
+        if (channel_open_in(init, max_frame, &ic, &e) || hnsw_load(ic, &ih, grab_router, &from, &e))
+            cli_fail(prog, init, &e);
+        channel_destroy(&ic);
+        hnsw_destroy(&ih);
+        if (!from)
+            hf_err_set(&e, HF_EDATA, "no layer-router model frame (train one with layer-route)");
+        else if (ewc > 0 && !from->mem.fisher)
+            hf_err_set(&e, HF_EDATA,
+                       "the layer-router keeps no Fisher information, which --ewc "
+                       "needs (retrain it with this layer-route)");
+        else if (replay_n && !from->mem.nreplay)
+            hf_err_set(&e, HF_EDATA,
+                       "the layer-router keeps no replay reservoir, which --replay "
+                       "N needs (retrain it with this layer-route, or --replay FILE)");
+        if (!from || e.code)
+            cli_fail(prog, init, &e);
+        if (route_copy(from, &m, &e) || route_bind(m, h, &e)) {
+            hf_err_prefix(&e, "--init");
+            cli_fail(prog, init, &e);
+        }
+        nc = m->C;
+    } else {
+        if (route_pick_candidates(h, ncand, 20000, 8, seed, &cand, &nc, &e) ||
+            route_new(h->dim, r, nc, cand, &m, &e) || route_init_pca(m, h, 20000, seed, &e))
+            cli_fail(prog, in_name, &e);
+        free(cand);
+        /* the flat entry: the candidate nearest the mean */
+        m->medoid = (uint32_t)route_nearest(m, h, m->mu->data);
+    }
     double t_cand = now_seconds() - t0;
 
-    /* leave-one-out queries: training, then validation */
-    size_t got = 0;
-    uint32_t *qids = route_sample_ids(h, nq + nval, seed ^ 0x9e37, h->entry, &got);
-    if (!qids) {
-        hf_err_set(&e, HF_ENOMEM, "out of memory");
-        cli_fail(prog, in_name, &e);
+    route_qset *tq = NULL, *vq = NULL, *rq = NULL;
+    if (train_ep) { /* the caller's queries: training first, validation last */
+        float *all = NULL;
+        size_t na = 0;
+        if (vecstream_read_all(train_ep, h->dim, max_frame, &all, &na, &e))
+            cli_fail(prog, train_ep, &e);
+        if (na < 8) {
+            hf_err_set(&e, HF_EDATA, "%zu training queries: too few (8 at least)", na);
+            cli_fail(prog, train_ep, &e);
+        }
+        if (nval > na / 4)
+            nval = na / 4;
+        nq = na - nval;
+        if (route_qset_from_vectors(h, all, nq, 10, &tq, &e) ||
+            route_qset_from_vectors(h, all + nq * h->dim, nval, 10, &vq, &e))
+            cli_fail(prog, train_ep, &e);
+        free(all);
+    } else { /* leave-one-out queries: training, then validation */
+        size_t got = 0;
+        uint32_t *qids = route_sample_ids(h, nq + nval, seed ^ 0x9e37, h->entry, &got);
+        if (!qids) {
+            hf_err_set(&e, HF_ENOMEM, "out of memory");
+            cli_fail(prog, in_name, &e);
+        }
+        if (got < nq + nval) { /* a small index: a quarter validates */
+            nval = got / 4 ? got / 4 : 1;
+            nq = got - nval;
+        }
+        if (route_qset_new(h, qids, nq, 10, &tq, &e) ||
+            route_qset_new(h, qids + nq, nval, 10, &vq, &e))
+            cli_fail(prog, in_name, &e);
+        free(qids);
     }
-    if (got < nq + nval) { /* a small index: a quarter validates */
-        nval = got / 4 ? got / 4 : 1;
-        nq = got - nval;
+    /* replayed past queries: the router's reservoir or a file */
+    if (replay_n || replay_file) {
+        float *rows = NULL;
+        size_t nr = 0;
+        if (replay_file && vecstream_read_all(replay_file, h->dim, max_frame, &rows, &nr, &e))
+            cli_fail(prog, replay_file, &e);
+        if (!replay_file) {
+            nr = replay_n < from->mem.nreplay ? replay_n : from->mem.nreplay;
+            rows = from->mem.replay;
+        }
+        if (nr && route_qset_from_vectors(h, rows, nr, 10, &rq, &e))
+            cli_fail(prog, replay_file ? replay_file : init, &e);
+        if (replay_file)
+            free(rows);
     }
-    route_qset *tq = NULL, *vq = NULL;
-    if (route_qset_new(h, qids, nq, 10, &tq, &e) || route_qset_new(h, qids + nq, nval, 10, &vq, &e))
-        cli_fail(prog, in_name, &e);
-    free(qids);
+    size_t nrp = rq ? rq->n : 0, ntr = nq + nrp; /* training rows: new, then replayed */
 
     double t1 = now_seconds();
-    uint32_t *label = malloc(nq * sizeof *label);
-    uint32_t *keys = malloc(nq * (top + 1) * sizeof *keys);
-    float *costs = malloc(nq * (top + 1) * sizeof *costs);
-    if (!label || !keys || !costs) {
+    uint32_t *label = malloc(ntr * sizeof *label);
+    uint32_t *keys = malloc(ntr * (top + 1) * sizeof *keys);
+    float *costs = malloc(ntr * (top + 1) * sizeof *costs);
+    float *qrows = malloc(ntr * h->dim * sizeof *qrows); /* stored order */
+    if (!label || !keys || !costs || !qrows) {
         hf_err_set(&e, HF_ENOMEM, "out of memory");
         cli_fail(prog, in_name, &e);
     }
-    if (route_label(m, h, tq, label_ef, top, miss_cost, threads, keys, costs, label, &e))
+    if (route_label(m, h, tq, label_ef, top, miss_cost, threads, keys, costs, label, &e) ||
+        (rq && route_label(m, h, rq, label_ef, top, miss_cost, threads, keys + nq * (top + 1),
+                           costs + nq * (top + 1), label + nq, &e)))
         cli_fail(prog, in_name, &e);
+    memcpy(qrows, tq->stored, nq * h->dim * sizeof *qrows);
+    if (rq)
+        memcpy(qrows + nq * h->dim, rq->stored, nrp * h->dim * sizeof *qrows);
     size_t nclassic = 0;
     for (size_t i = 0; i < nq; i++)
         nclassic += label[i] == nc;
@@ -191,11 +308,19 @@ int main(int argc, char **argv)
     if (route_copy(m, &pca, &e))
         cli_fail(prog, in_name, &e);
 
+    /* EWC: the earlier tasks' Fisher around the weights we start from */
+    nn_params tp;
+    nn_ewc *ew = NULL;
+    if (route_trainable(m, &tp, &e) ||
+        nn_ewc_from(&tp, from && ewc > 0 ? from->mem.fisher : NULL, &ew, &e))
+        cli_fail(prog, in_name, &e);
+    nn_params_free(&tp);
     t1 = now_seconds();
     float loss = 0;
-    if (route_train(m, tq->stored, nq, keys, costs, top + 1, (float)tau, epochs, (float)lr, seed,
-                    &loss, &e))
+    if (route_train_ewc(m, qrows, ntr, keys, costs, top + 1, (float)tau, epochs, (float)lr, seed,
+                        ewc > 0 ? ew : NULL, (float)ewc, &loss, &e))
         cli_fail(prog, in_name, &e);
+    nn_ewc_destroy(&ew);
     double t_train = now_seconds() - t1;
 
     /* validation */
@@ -234,16 +359,17 @@ int main(int argc, char **argv)
     m->fallback = !pays;
 
     fprintf(stderr,
-            "layer-route: validation on %zu held-aside base vectors (leave-one-out, never "
-            "trained on), recall@10 / distance computations per query (routing included) / of "
-            "them above level 0:\n",
-            nval);
+            "layer-route: validation on %zu held-aside %s, recall@10 / distance computations "
+            "per query (routing included) / of them above level 0:\n",
+            nval,
+            train_ep ? "queries of --train (never trained on)"
+                     : "base vectors (leave-one-out, never trained on)");
     fprintf(stderr, "layer-route:   %-11s", "ef");
     for (size_t i = 0; i < nef; i++)
         fprintf(stderr, " %22zu", val_ef[i]);
     fprintf(stderr, "\n");
     for (int md = 0; md < NMODES; md++) {
-        fprintf(stderr, "layer-route:   %-11s", mode_name[md]);
+        fprintf(stderr, "layer-route:   %-11s", md == 3 && from ? "previous" : mode_name[md]);
         for (size_t i = 0; i < nef; i++)
             fprintf(stderr, "  %.4f %7.1f %6.1f", rec[md][i], cost[md][i], up[md][i]);
         fprintf(stderr, "\n");
@@ -251,9 +377,12 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "layer-route: written: the %s router (mean distance computations %.3fx the "
             "classic descent's over the grid; the %s one %.3fx%s)\n",
-            use_pca ? "PCA (untrained)" : "trained", sc[use_pca] / (double)nef,
-            use_pca ? "trained" : "PCA", sc[!use_pca] / (double)nef,
-            ok[!use_pca] ? "" : ", recall outside the tolerance");
+            use_pca ? (from ? "previous (--init)" : "PCA (untrained)") : "trained",
+            sc[use_pca] / (double)nef,
+            use_pca ? "trained"
+            : from  ? "previous"
+                    : "PCA",
+            sc[!use_pca] / (double)nef, ok[!use_pca] ? "" : ", recall outside the tolerance");
     if (pays)
         fprintf(stderr,
                 "layer-route: the router is within %.4f of the classic recall and does no more "
@@ -265,6 +394,25 @@ int main(int argc, char **argv)
                 "queries (recall within %.4f and no more distance computations at every ef): "
                 "the frame says fallback, query --route searches classically\n",
                 tol);
+
+    /* what the next training keeps of this one, on the router written:
+     * its Fisher on this run's labelled queries added to the earlier
+     * tasks', and the reservoir of training queries */
+    if (route_trainable(m, &tp, &e) || nn_ewc_from(&tp, from ? from->mem.fisher : NULL, &ew, &e) ||
+        route_fisher(m, qrows, ntr, keys, costs, top + 1, (float)tau, seed + 11, ew, &e) ||
+        nn_memory_set_fisher(&m->mem, &ew, 1, (from ? from->mem.tasks : 0) + 1, &e) ||
+        nn_memory_reservoir(&m->mem, from ? &from->mem : NULL, tq->raw, nq, h->dim, reservoir,
+                            seed + 13, &e))
+        cli_fail(prog, in_name, &e);
+    nn_params_free(&tp);
+    nn_ewc_destroy(&ew);
+    if (from)
+        fprintf(
+            stderr,
+            "layer-route: continual: from %s, EWC %s (lambda %g, Fisher of %u earlier "
+            "task%s), %zu replayed queries; reservoir kept: %zu of %llu training queries seen\n",
+            init, ewc > 0 ? "on" : "off", ewc, from->mem.tasks, from->mem.tasks == 1 ? "" : "s",
+            nrp, m->mem.nreplay, (unsigned long long)m->mem.replay_seen);
 
     /* validation record for the frame */
     msgpack_sbuffer xs;
@@ -325,6 +473,9 @@ int main(int argc, char **argv)
     free(label);
     free(keys);
     free(costs);
+    free(qrows);
+    route_qset_destroy(&rq);
+    route_destroy(&from);
     route_qset_destroy(&tq);
     route_qset_destroy(&vq);
     route_destroy(&m);

@@ -177,43 +177,10 @@ static float *snapshot(const nav_mlp *m, float *buf, int restore)
 static size_t read_queries(const char *path, size_t dim, size_t max_frame, float **out)
 {
     hf_err e = {0};
-    channel *qc = NULL;
-    vecstream vs;
-    if (channel_open_in(path, max_frame, &qc, &e) || vecstream_open(&vs, qc, 0, &e))
+    size_t n = 0;
+    if (vecstream_read_all(path, dim, max_frame, out, &n, &e))
         cli_fail(prog, path, &e);
-    if (vs.dim != dim) {
-        hf_err_set(&e, HF_EDATA, "frame 1: queries have dimension %zu, index has %zu", vs.dim, dim);
-        cli_fail(prog, path, &e);
-    }
-    float *all = NULL;
-    size_t na = 0, cap = 0;
-    const float *rows;
-    size_t n;
-    uint64_t first;
-    int rc;
-    while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
-        if (n == 0)
-            continue;
-        if (!all || na + n > cap) {
-            cap = (na + n) * 2;
-            float *t = realloc(all, cap * dim * sizeof *all);
-            if (!t) {
-                hf_err_set(&e, HF_ENOMEM, "out of memory for the queries");
-                cli_fail(prog, path, &e);
-            }
-            all = t;
-        }
-        /* cli_fail does not return: all is set here */
-        // cppcheck-suppress nullPointerArithmeticRedundantCheck
-        memcpy(all + na * dim, rows, n * dim * sizeof *all);
-        na += n;
-    }
-    if (rc != HF_EOF)
-        cli_fail(prog, path, &e);
-    vecstream_close(&vs);
-    channel_destroy(&qc);
-    *out = all;
-    return na;
+    return n;
 }
 
 typedef struct curve {

@@ -426,19 +426,14 @@ static int keep_extra(const frame_in *f, void *arg, hf_err *e)
     if (strcmp(f->type, "labels") == 0) {
         if (!*x->labels && filt_labels_new(x->labels, e))
             return HF_ENOMEM;
-        int rc = filt_labels_take_frame(*x->labels, f, UINT32_MAX - 1, e);
-        if (rc)
-            hf_err_prefix(e, "frame %llu", (unsigned long long)f->index);
-        return rc;
+        return filt_labels_take_frame(*x->labels, f, UINT32_MAX - 1,
+                                      e); /* the loader names the frame */
     }
     route_model **rm = x->rm;
     if (!rm || strcmp(f->type, "model") != 0 || !route_is_frame(f->map))
         return 0;
     route_destroy(rm);
-    int rc = route_unpack(f->map, rm, e);
-    if (rc)
-        hf_err_prefix(e, "frame %llu: ", (unsigned long long)f->index);
-    return rc;
+    return route_unpack(f->map, rm, e); /* the loader names the frame */
 }
 
 static void open_stream_input(const opts *o, channel *index_ch, channel **in, vecstream *vs,

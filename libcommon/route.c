@@ -35,6 +35,7 @@ void route_destroy(route_model **self_p)
     nn_tensor_destroy(&m->gb);
     nn_tensor_destroy(&m->gmu);
     nn_params_free(&m->params);
+    nn_memory_free(&m->mem);
     free(m);
     *self_p = NULL;
 }
@@ -321,39 +322,21 @@ size_t route_nearest(const route_model *m, const hnsw *h, const float *q)
     return best;
 }
 
-int route_train(route_model *m, const float *q, size_t nq, const uint32_t *keys, const float *costs,
-                size_t nt, float tau, size_t epochs, float lr, uint64_t seed, float *final_loss,
-                hf_err *e)
+/* Soft targets: per query, each tried key weighs exp(-(cost - cheapest) / tau),
+ * normalised. *out (caller frees) is nq x nt. */
+static int soft_targets(const route_model *m, size_t nq, const uint32_t *keys, const float *costs,
+                        size_t nt, float tau, float **out, hf_err *e)
 {
-    size_t d = m->dim, r = m->r, K1 = m->C + 1, B = 256;
-    if (nq == 0 || epochs == 0) {
-        *final_loss = 0;
-        return 0;
-    }
-    if (B > nq)
-        B = nq;
-    float *xb = malloc(B * d * sizeof *xb), *z = malloc(B * r * sizeof *z),
-          *lg = malloc(B * K1 * sizeof *lg), *dz = malloc(B * r * sizeof *dz);
-    uint32_t *order = malloc(nq * sizeof *order);
-    nn_adam *opt = NULL;
-    int rc = 0;
-    if (!xb || !z || !lg || !dz || !order) {
-        rc = hf_err_set(e, HF_ENOMEM, "out of memory training the router");
-        goto out;
-    }
-    float *tgt = malloc(nq * nt * sizeof *tgt); /* soft target weight of each tried key */
-    if (!tgt) {
-        rc = hf_err_set(e, HF_ENOMEM, "out of memory training the router");
-        goto out;
-    }
+    float *tgt = malloc(nq * nt * sizeof *tgt + 1);
+    if (!tgt)
+        return hf_err_set(e, HF_ENOMEM, "out of memory training the router");
     for (size_t i = 0; i < nq; i++) {
         float cmin = INFINITY;
         for (size_t t = 0; t < nt; t++)
             if (keys[i * nt + t] != UINT32_MAX) {
                 if (keys[i * nt + t] > m->C) {
                     free(tgt);
-                    rc = hf_err_set(e, HF_EUSAGE, "router key %u out of range", keys[i * nt + t]);
-                    goto out;
+                    return hf_err_set(e, HF_EUSAGE, "router key %u out of range", keys[i * nt + t]);
                 }
                 cmin = costs[i * nt + t] < cmin ? costs[i * nt + t] : cmin;
             }
@@ -367,21 +350,135 @@ int route_train(route_model *m, const float *q, size_t nq, const uint32_t *keys,
         for (size_t t = 0; t < nt; t++)
             tgt[i * nt + t] = sum > 0 ? (float)(tgt[i * nt + t] / sum) : 0.0f;
     }
-    nn_adam_cfg ac = nn_adam_defaults();
-    /* Adam over W, K, b (mu has no gradient and is left out) */
+    *out = tgt;
+    return 0;
+}
+
+/* Scratch of one batch of B queries. */
+typedef struct batch {
+    size_t B;
+    float *xb, *z, *lg, *dz;
+} batch;
+
+static int batch_new(batch *bt, const route_model *m, size_t B, hf_err *e)
+{
+    bt->B = B;
+    bt->xb = malloc(B * m->dim * sizeof *bt->xb);
+    bt->z = malloc(B * m->r * sizeof *bt->z);
+    bt->lg = malloc(B * (m->C + 1) * sizeof *bt->lg);
+    bt->dz = malloc(B * m->r * sizeof *bt->dz);
+    if (!bt->xb || !bt->z || !bt->lg || !bt->dz)
+        return hf_err_set(e, HF_ENOMEM, "out of memory training the router");
+    return 0;
+}
+
+static void batch_free(batch *bt)
+{
+    free(bt->xb);
+    free(bt->z);
+    free(bt->lg);
+    free(bt->dz);
+}
+
+/* Mean cross-entropy of the queries rows[0..B) and its gradient in gW, gK,
+ * gb (overwritten). */
+static double batch_grad(route_model *m, batch *bt, const float *q, const uint32_t *rows,
+                         const uint32_t *keys, const float *tgt, size_t nt)
+{
+    size_t d = m->dim, r = m->r, K1 = m->C + 1, B = bt->B;
+    float *xb = bt->xb, *z = bt->z, *lg = bt->lg, *dz = bt->dz;
+    for (size_t i = 0; i < B; i++)
+        for (size_t j = 0; j < d; j++)
+            xb[i * d + j] = q[(size_t)rows[i] * d + j] - m->mu->data[j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)r, (int)d, 1.0f, xb, (int)d,
+                m->W->data, (int)d, 0.0f, z, (int)r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)K1, (int)r, 1.0f, z, (int)r,
+                m->K->data, (int)r, 0.0f, lg, (int)K1);
+    double bl = 0;
+    for (size_t i = 0; i < B; i++) {
+        float *l = lg + i * K1, mx = -INFINITY;
+        for (size_t c = 0; c < K1; c++) {
+            l[c] += m->b->data[c];
+            mx = l[c] > mx ? l[c] : mx;
+        }
+        double se = 0;
+        for (size_t c = 0; c < K1; c++) {
+            l[c] = expf(l[c] - mx);
+            se += l[c];
+        }
+        const uint32_t *ky = keys + (size_t)rows[i] * nt;
+        const float *ty = tgt + (size_t)rows[i] * nt;
+        for (size_t t = 0; t < nt; t++)
+            if (ky[t] != UINT32_MAX && ty[t] > 0)
+                bl += -ty[t] * log(l[ky[t]] / se + 1e-30);
+        /* dL/dlogit = (softmax - target) / B */
+        for (size_t c = 0; c < K1; c++)
+            l[c] = (float)(l[c] / se) / (float)B;
+        for (size_t t = 0; t < nt; t++)
+            if (ky[t] != UINT32_MAX)
+                l[ky[t]] -= ty[t] / (float)B;
+    }
+    memset(m->gb->data, 0, K1 * sizeof(float));
+    for (size_t i = 0; i < B; i++)
+        for (size_t c = 0; c < K1; c++)
+            m->gb->data[c] += lg[i * K1 + c];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K1, (int)r, (int)B, 1.0f, lg, (int)K1,
+                z, (int)r, 0.0f, m->gK->data, (int)r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)r, (int)K1, 1.0f, lg,
+                (int)K1, m->K->data, (int)r, 0.0f, dz, (int)r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)d, (int)B, 1.0f, dz, (int)r,
+                xb, (int)d, 0.0f, m->gW->data, (int)d);
+    return bl / (double)B;
+}
+
+int route_trainable(route_model *m, nn_params *tp, hf_err *e)
+{
+    nn_params_init(tp);
+    if (nn_params_add(tp, "", "W", m->W, m->gW, e) || nn_params_add(tp, "", "K", m->K, m->gK, e) ||
+        nn_params_add(tp, "", "b", m->b, m->gb, e)) {
+        nn_params_free(tp);
+        return e && e->code ? e->code : HF_ENOMEM;
+    }
+    return 0;
+}
+
+int route_train(route_model *m, const float *q, size_t nq, const uint32_t *keys, const float *costs,
+                size_t nt, float tau, size_t epochs, float lr, uint64_t seed, float *final_loss,
+                hf_err *e)
+{
+    return route_train_ewc(m, q, nq, keys, costs, nt, tau, epochs, lr, seed, NULL, 0, final_loss,
+                           e);
+}
+
+int route_train_ewc(route_model *m, const float *q, size_t nq, const uint32_t *keys,
+                    const float *costs, size_t nt, float tau, size_t epochs, float lr,
+                    uint64_t seed, const nn_ewc *ewc, float lambda, float *final_loss, hf_err *e)
+{
+    size_t B = 256;
+    *final_loss = 0;
+    if (nq == 0 || epochs == 0)
+        return 0;
+    if (B > nq)
+        B = nq;
+    batch bt = {0};
+    float *tgt = NULL;
+    uint32_t *order = malloc(nq * sizeof *order);
+    nn_adam *opt = NULL;
     nn_params tp;
     nn_params_init(&tp);
-    if (nn_params_add(&tp, "", "W", m->W, m->gW, e) ||
-        nn_params_add(&tp, "", "K", m->K, m->gK, e) ||
-        nn_params_add(&tp, "", "b", m->b, m->gb, e) || nn_adam_new(&opt, &tp, ac, e)) {
-        nn_params_free(&tp);
-        free(tgt);
-        rc = e->code ? e->code : HF_ENOMEM;
-        goto out;
-    }
+    int rc = !order ? hf_err_set(e, HF_ENOMEM, "out of memory training the router") : 0;
+    if (!rc)
+        rc = batch_new(&bt, m, B, e);
+    if (!rc)
+        rc = soft_targets(m, nq, keys, costs, nt, tau, &tgt, e);
+    /* Adam over W, K, b (mu has no gradient and is left out) */
+    if (!rc)
+        rc = route_trainable(m, &tp, e);
+    if (!rc)
+        rc = nn_adam_new(&opt, &tp, nn_adam_defaults(), e);
     nn_rng rg;
     nn_rng_seed(&rg, seed);
-    for (size_t i = 0; i < nq; i++)
+    for (size_t i = 0; !rc && i < nq; i++)
         order[i] = (uint32_t)i;
     double eloss = 0;
     for (size_t ep = 0; ep < epochs && rc == 0; ep++) {
@@ -393,66 +490,53 @@ int route_train(route_model *m, const float *q, size_t nq, const uint32_t *keys,
         }
         eloss = 0;
         size_t nb = 0;
-        for (size_t s0 = 0; s0 + B <= nq; s0 += B, nb++) {
-            for (size_t i = 0; i < B; i++)
-                for (size_t j = 0; j < d; j++)
-                    xb[i * d + j] = q[(size_t)order[s0 + i] * d + j] - m->mu->data[j];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)r, (int)d, 1.0f, xb,
-                        (int)d, m->W->data, (int)d, 0.0f, z, (int)r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)B, (int)K1, (int)r, 1.0f, z,
-                        (int)r, m->K->data, (int)r, 0.0f, lg, (int)K1);
-            double bl = 0;
-            for (size_t i = 0; i < B; i++) {
-                float *l = lg + i * K1, mx = -INFINITY;
-                for (size_t c = 0; c < K1; c++) {
-                    l[c] += m->b->data[c];
-                    mx = l[c] > mx ? l[c] : mx;
-                }
-                double se = 0;
-                for (size_t c = 0; c < K1; c++) {
-                    l[c] = expf(l[c] - mx);
-                    se += l[c];
-                }
-                const uint32_t *ky = keys + (size_t)order[s0 + i] * nt;
-                const float *ty = tgt + (size_t)order[s0 + i] * nt;
-                for (size_t t = 0; t < nt; t++)
-                    if (ky[t] != UINT32_MAX && ty[t] > 0)
-                        bl += -ty[t] * log(l[ky[t]] / se + 1e-30);
-                /* dL/dlogit = (softmax - target) / B */
-                for (size_t c = 0; c < K1; c++)
-                    l[c] = (float)(l[c] / se) / (float)B;
-                for (size_t t = 0; t < nt; t++)
-                    if (ky[t] != UINT32_MAX)
-                        l[ky[t]] -= ty[t] / (float)B;
-            }
-            eloss += bl / (double)B;
-            nn_params_zero_grad(&tp);
-            for (size_t i = 0; i < B; i++)
-                for (size_t c = 0; c < K1; c++)
-                    m->gb->data[c] += lg[i * K1 + c];
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K1, (int)r, (int)B, 1.0f, lg,
-                        (int)K1, z, (int)r, 0.0f, m->gK->data, (int)r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)r, (int)K1, 1.0f,
-                        lg, (int)K1, m->K->data, (int)r, 0.0f, dz, (int)r);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)d, (int)B, 1.0f, dz,
-                        (int)r, xb, (int)d, 0.0f, m->gW->data, (int)d);
-            rc = nn_adam_step(opt, &tp, lr, e);
-            if (rc)
-                break;
+        for (size_t s0 = 0; s0 + B <= nq && rc == 0; s0 += B, nb++) {
+            eloss += batch_grad(m, &bt, q, order + s0, keys, tgt, nt);
+            float pen = 0;
+            if (ewc && lambda > 0)
+                rc = nn_ewc_penalty(ewc, &tp, lambda, &pen, e);
+            if (!rc)
+                rc = nn_adam_step(opt, &tp, lr, e);
         }
         eloss /= nb ? (double)nb : 1.0;
     }
-    nn_params_free(&tp);
-    free(tgt);
     *final_loss = (float)eloss;
     refresh(m);
-out:
+    nn_params_free(&tp);
     nn_adam_destroy(&opt);
-    free(xb);
-    free(z);
-    free(lg);
-    free(dz);
+    batch_free(&bt);
+    free(tgt);
     free(order);
+    return rc;
+}
+
+int route_fisher(route_model *m, const float *q, size_t nq, const uint32_t *keys,
+                 const float *costs, size_t nt, float tau, uint64_t seed, nn_ewc *w, hf_err *e)
+{
+    if (nq == 0)
+        return 0;
+    batch bt = {0};
+    float *tgt = NULL;
+    nn_params tp;
+    nn_params_init(&tp);
+    int rc = batch_new(&bt, m, 1, e);
+    if (!rc)
+        rc = soft_targets(m, nq, keys, costs, nt, tau, &tgt, e);
+    if (!rc)
+        rc = route_trainable(m, &tp, e);
+    nn_rng rg;
+    nn_rng_seed(&rg, seed);
+    size_t take = nq < ROUTE_FISHER_SAMPLES ? nq : ROUTE_FISHER_SAMPLES;
+    for (size_t s = 0; !rc && s < take; s++) {
+        uint32_t row = (uint32_t)(take == nq ? s : (size_t)nn_rng_below(&rg, nq));
+        batch_grad(m, &bt, q, &row, keys, tgt, nt);
+        rc = nn_ewc_accumulate(w, &tp, e);
+    }
+    if (!rc)
+        rc = nn_ewc_consolidate(w, &tp, e);
+    nn_params_free(&tp);
+    batch_free(&bt);
+    free(tgt);
     return rc;
 }
 
@@ -502,9 +586,10 @@ int route_pack(const route_model *m, const nn_extra *extra, msgpack_sbuffer *sb,
     msgpack_pack_str_body(&pk, "candidates", 10);
     msgpack_pack_bin(&pk, m->C * sizeof(uint32_t));
     msgpack_pack_bin_body(&pk, m->cand, m->C * sizeof(uint32_t));
+    uint32_t mem = nn_memory_pack(&m->mem, &pk);
     if (extra && extra->len)
         msgpack_sbuffer_write(&xs, extra->data, extra->len);
-    nn_extra all = {xs.data, xs.size, 1 + (extra ? extra->pairs : 0)};
+    nn_extra all = {xs.data, xs.size, 1 + mem + (extra ? extra->pairs : 0)};
     int rc = nn_model_pack_extra(sb, ROUTE_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &all,
                                  &m->params, e);
     msgpack_sbuffer_destroy(&xs);
@@ -551,6 +636,9 @@ int route_unpack(const msgpack_object *obj, route_model **out, hf_err *e)
     free(cand);
     if (!rc)
         rc = nn_model_unpack_params(obj, ROUTE_MODEL_KIND, &m->params, e);
+    if (!rc)
+        rc = nn_memory_unpack(obj, "layer-router model", route_trainable_count(m), m->dim, &m->mem,
+                              e);
     if (rc) {
         route_destroy(&m);
         return rc;

@@ -49,7 +49,8 @@ typedef struct route_model {
     nn_tensor *mu, *W, *K, *b;
     nn_tensor *gW, *gK, *gb, *gmu;
     nn_params params;
-    int fallback; /* validation found no gain: query --route searches classically */
+    int fallback;  /* validation found no gain: query --route searches classically */
+    nn_memory mem; /* the Fisher of W, K, b and past training queries (stored order) */
 } route_model;
 
 /* Zero-initialised router for dim-dimensional vectors, r-dim codes, C
@@ -86,6 +87,21 @@ size_t route_nearest(const route_model *m, const hnsw *h, const float *q);
 int route_train(route_model *m, const float *q, size_t nq, const uint32_t *keys, const float *costs,
                 size_t nt, float tau, size_t epochs, float lr, uint64_t seed, float *final_loss,
                 hf_err *e);
+/* The same with an EWC penalty over W, K, b (ewc built on route_trainable). */
+int route_train_ewc(route_model *m, const float *q, size_t nq, const uint32_t *keys,
+                    const float *costs, size_t nt, float tau, size_t epochs, float lr,
+                    uint64_t seed, const nn_ewc *ewc, float lambda, float *final_loss, hf_err *e);
+/* The trainable parameters W, K, b (borrowed; nn_params_free tp after). */
+int route_trainable(route_model *m, nn_params *tp, hf_err *e);
+static inline size_t route_trainable_count(const route_model *m)
+{
+    return m->r * m->dim + (m->C + 1) * m->r + (m->C + 1);
+}
+/* Add the empirical Fisher of the cross-entropy on (at most
+ * ROUTE_FISHER_SAMPLES of) the queries to w, theta* = the weights now. */
+#define ROUTE_FISHER_SAMPLES 4096
+int route_fisher(route_model *m, const float *q, size_t nq, const uint32_t *keys,
+                 const float *costs, size_t nt, float tau, uint64_t seed, nn_ewc *w, hf_err *e);
 /* Check the candidates against h (ids in range, not deleted, dimension) and
  * map them into h's numbering (h->ext_id after a renumbering). */
 int route_bind(route_model *m, const hnsw *h, hf_err *e);

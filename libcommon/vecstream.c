@@ -284,3 +284,55 @@ int vecstream_put_batch_full(channel *c, frame_out *fo, const float *rows, const
         frame_put_bin(fo, "labels", labels, labels_len);
     return channel_send(c, fo, e);
 }
+
+int vecstream_read_all(const char *path, size_t dim, size_t max_frame, float **out, size_t *n,
+                       hf_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    channel *c = NULL;
+    vecstream vs;
+    int rc = channel_open_in(path, max_frame, &c, e);
+    if (rc)
+        return rc;
+    if ((rc = vecstream_open(&vs, c, 0, e)) != 0) {
+        channel_destroy(&c);
+        return rc;
+    }
+    if (vs.dim != dim) {
+        rc = hf_err_set(e, HF_EDATA, "frame 1: queries have dimension %zu, index has %zu", vs.dim,
+                        dim);
+        vecstream_close(&vs);
+        channel_destroy(&c);
+        return rc;
+    }
+    float *all = NULL;
+    size_t na = 0, cap = 0;
+    const float *rows;
+    size_t got;
+    uint64_t first;
+    while ((rc = vecstream_next(&vs, &rows, &got, &first, e)) == 0) {
+        if (got == 0)
+            continue;
+        if (na + got > cap) {
+            cap = (na + got) * 2;
+            float *t = realloc(all, cap * dim * sizeof *all);
+            if (!t) {
+                rc = hf_err_set(e, HF_ENOMEM, "out of memory for the queries");
+                break;
+            }
+            all = t;
+        }
+        memcpy(all + na * dim, rows, got * dim * sizeof *all);
+        na += got;
+    }
+    vecstream_close(&vs);
+    channel_destroy(&c);
+    if (rc != HF_EOF) {
+        free(all);
+        return rc;
+    }
+    *out = all;
+    *n = na;
+    return 0;
+}

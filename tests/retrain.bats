@@ -7,7 +7,7 @@
 load helpers
 
 setup_file() {
-    need_bins embed-load graph-build nav-train query consolidate
+    need_bins embed-load graph-build nav-train layer-route query consolidate
     # 64 dimensions spanned mostly by 10 (as nav-train.bats): two tasks,
     # queries near two different halves of the base set's directions
     $PY - "$FIX" <<'EOF2'
@@ -41,6 +41,16 @@ policy_field() {
 import sys, msgpack
 f = next(x for x in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False)
          if x.get("t") == "model" and x.get("kind") == "nav-policy")
+print(eval(sys.argv[2]))
+EOF2
+}
+
+# policy_router IDX EXPR : the same over the layer-router frame
+policy_router() {
+    $PY - "$1" "$2" <<'EOF2'
+import sys, msgpack
+f = next(x for x in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False)
+         if x.get("t") == "model" and x.get("kind") == "layer-router")
 print(eval(sys.argv[2]))
 EOF2
 }
@@ -301,4 +311,29 @@ EOF2
     [ "$(md5sum <"$BATS_TEST_TMPDIR/s.idx")" = "$sum" ]
     ls "$BATS_TEST_TMPDIR" | grep -v retrain >/dev/null
     ! ls "$BATS_TEST_TMPDIR"/s.idx.retrain.* 2>/dev/null
+}
+
+@test "layer-route --train, --init --ewc --replay: the router keeps its Fisher and reservoir, tasks add up" {
+    run --separate-stderr "$BIN/layer-route" --threads 2 --candidates 32 --train "$FIX/taskA.frames" \
+        -o "$BATS_TEST_TMPDIR/RA.idx" "$FIX/plain.idx"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"validation on 100 held-aside"* ]]
+    run policy_router "$BATS_TEST_TMPDIR/RA.idx" 'len(f["fisher"]) // 4 == sum(len(t["data"]) // 4 for t in f["params"] if t["name"] != "mu"), f["tasks"], len(f["replay"]) // 256'
+    [ "$output" = "(True, 1, 300)" ]
+    run --separate-stderr "$BIN/layer-route" --threads 2 --init "$BATS_TEST_TMPDIR/RA.idx" \
+        --train "$FIX/taskB.frames" --ewc 100 --replay 200 -o "$BATS_TEST_TMPDIR/RB.idx" "$FIX/plain.idx"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"continual: from $BATS_TEST_TMPDIR/RA.idx, EWC on (lambda 100, Fisher of 1 earlier task), 200 replayed queries; reservoir kept: 600 of 600"* ]]
+    [[ "$stderr" == *"layer-route:   previous "* ]]
+    run policy_router "$BATS_TEST_TMPDIR/RB.idx" 'f["tasks"], f["ncand"]'
+    [ "$output" = "(2, 32)" ]
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/RB.idx" --route -o "$BATS_TEST_TMPDIR/r" "$FIX/taskB.frames"
+    [ "$status" -eq 0 ]
+    run --separate-stderr "$BIN/layer-route" --ewc 10 --train "$FIX/taskB.frames" -o "$BATS_TEST_TMPDIR/x.idx" "$FIX/plain.idx"
+    assert_one_error_line layer-route "give --init"
+    run --separate-stderr "$BIN/layer-route" --init "$FIX/plain.idx" --train "$FIX/taskB.frames" -o "$BATS_TEST_TMPDIR/x.idx" "$FIX/plain.idx"
+    assert_one_error_line plain.idx "no layer-router model frame"
+    run --separate-stderr "$BIN/layer-route" --init "$BATS_TEST_TMPDIR/RA.idx" --train "$FIX/small.frames" -o "$BATS_TEST_TMPDIR/x.idx" "$FIX/plain.idx"
+    assert_one_error_line small.frames "dimension 32, index has 64"
+    assert_no_output "$BATS_TEST_TMPDIR/x.idx"
 }
