@@ -32,7 +32,8 @@ SETS = os.environ.get("DATASETS", "clustered fashion-mnist").split()
 EFS = [int(x) for x in os.environ.get("EFS", "10,16,24,32,48,64,96,128,192").split(",")]
 RECALLS = os.environ.get("RECALLS", "0.85,0.9,0.93,0.95,0.97,0.98,0.99,0.995").split(",")
 TARGET = float(os.environ.get("RECALL", "0.95"))
-EWC = os.environ.get("EWC", "100")
+EWC = os.environ.get("EWC", "100")  # nav-train's lambda
+REWC = os.environ.get("REWC", "1")  # layer-route's (its Fisher has another scale)
 DISTILL = os.environ.get("DISTILL", "0.5")
 RES = os.environ.get("RES", "bench/results")
 DATA = "bench/data/drift"
@@ -79,6 +80,23 @@ def train(d, out, args):
         + [f"{d}/classic.idx"], log=out + ".log")
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.time() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+
+
+def train_router(d, out, args):
+    run([f"{BIN}/layer-route", "--threads", THREADS, "-o", out] + args + [f"{d}/classic.idx"],
+        log=out + ".log")
+
+
+def route_curve(d, idx, task):
+    """(recall, distance computations, routing included) of query --route over the ef grid."""
+    pts = []
+    for ef in EFS:
+        r = run([f"{BIN}/query", "--index", idx, "--route", "--ef", str(ef), "-k", "10",
+                 "-o", f"{d}/res.frames", f"{d}/{task}-test.frames"])
+        nd = float(re.search(r"QPS, ([0-9.]+) mean distance", r.stderr).group(1))
+        rr = run([f"{BIN}/recall", "--gt", f"{d}/{task}-gt.frames", f"{d}/res.frames"])
+        pts.append((float(re.search(r"recall@10 ([0-9.]+)", rr.stdout).group(1)), nd))
+    return sorted(pts)
 
 
 def curve(d, idx, task, nav):
@@ -156,6 +174,7 @@ def sleep_cycle(d, w, live):
 def main():
     os.makedirs(RES, exist_ok=True)
     rows = []
+    routers = []
     cycles = []
     for name in SETS:
         d = prepare(name)
@@ -199,6 +218,28 @@ def main():
                 "train_s": round(secs["A" if v == "noupdate" else v][0], 1),
                 "train_cpu_s": round(secs["A" if v == "noupdate" else v][1], 1),
             })
+        if os.environ.get("ROUTER", "1") == "1":
+            rv = [("A", A), ("scratchB", B), ("naive", B + ["--init", f"{w}/rA.idx"]),
+                  ("ewc", B + ["--init", f"{w}/rA.idx", "--ewc", REWC]),
+                  ("replay", B + ["--init", f"{w}/rA.idx", "--replay", "1000"]),
+                  ("ewc+replay", B + ["--init", f"{w}/rA.idx", "--ewc", REWC, "--replay", "1000"])]
+            rres = {}
+            for v, args in rv:
+                say(name, "router", v)
+                train_router(d, f"{w}/r{v}.idx", args)
+                rres[v] = {t: at(route_curve(d, f"{w}/r{v}.idx", t), TARGET) for t in ("A", "B")}
+            rres["noupdate"] = rres["A"]
+            rgA = cl["A"] - rres["A"]["A"]
+            rgB = cl["B"] - rres["scratchB"]["B"]
+            for v in ["noupdate"] + [x for x, _ in rv]:
+                a, b = cl["A"] - rres[v]["A"], cl["B"] - rres[v]["B"]
+                routers.append({
+                    "set": name, "model": v,
+                    "ndist_A": round(rres[v]["A"], 1), "ndist_B": round(rres[v]["B"], 1),
+                    "classic_A": round(cl["A"], 1), "classic_B": round(cl["B"], 1),
+                    "retained_A": round(a / rgA, 3) if rgA > 0 else "",
+                    "share_B": round(b / rgB, 3) if rgB > 0 else "",
+                })
         if os.environ.get("SLEEP", "1") == "1":
             for live in ("query", "consolidate"):
                 lines, rc = sleep_cycle(d, w, live)
@@ -220,6 +261,15 @@ def main():
         f.write("|---|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
+        if routers:
+            f.write("\n## The layer router under drift\n\nThe same tasks for `layer-route --train` (A, "
+                    "scratch B) and `layer-route --init A --train B` (naive, --ewc " + EWC + ", --replay "
+                    "1000, both; lambda " + REWC + "); distance computations (routing included) of `query --route` at "
+                    "recall@10 " + str(TARGET) + ", interpolated over the ef grid.\n\n")
+            f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B |\n")
+            f.write("|---|---|---|---|---|---|---|---|\n")
+            for r in routers:
+                f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
         if cycles:
             f.write("\n## The sleep cycle under query load\n\nA server of model A (`query --serve --nav --log`, "
                     "asked recall " + str(TARGET) + ", or `consolidate --serve --log`, ef 64) answers task B's "
@@ -231,11 +281,13 @@ def main():
                 for x in lines:
                     f.write(f"  - `{x}`\n")
     say("wrote", f"{RES}/drift.md")
-    # for the leave-one-data-set-out choice of EWC's lambda: append to a sweep file
+    # for the leave-one-data-set-out choice of the lambdas: every row with its lambda
     with open(f"{RES}/drift-sweep.csv", "a", newline="") as f:
         wr = csv.writer(f)
         for r in rows:
-            wr.writerow([EWC, DISTILL] + [r[k] for k in r])
+            wr.writerow(["nav", EWC] + [r[k] for k in ("set", "model", "retained_A", "share_B")])
+        for r in routers:
+            wr.writerow(["router", REWC] + [r[k] for k in ("set", "model", "retained_A", "share_B")])
 
 
 if __name__ == "__main__":
