@@ -72,12 +72,14 @@ def prepare(name):
 
 def train(d, out, args):
     """nav-train's wall and CPU seconds (CPU: user + system of the child, the
-    steadier figure on a shared machine)."""
+    steadier figure on a shared machine). Training from A reads A's index
+    (the graph with A's policy) as input and --init both, as retrain.sh does."""
+    inp = args[args.index("--init") + 1] if "--init" in args else f"{d}/classic.idx"
     import resource
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     run([f"{BIN}/nav-train", "--threads", THREADS, "--ppo-iters", "0", "--no-rivals", "-o", out] + args
-        + [f"{d}/classic.idx"], log=out + ".log")
+        + [inp], log=out + ".log")
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.time() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 

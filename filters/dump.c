@@ -21,6 +21,8 @@
 #include "channel.h"
 #include "cli.h"
 #include "jsonl.h"
+#include "qlog.h"
+#include "upd_wal.h"
 
 static const char *prog = "dump";
 
@@ -84,11 +86,12 @@ int main(int argc, char **argv)
     while ((rc = channel_recv(in, &f, &e)) == 0) {
         char schema[64] = "";
         if (strcmp(f.type, "header") == 0)
-            /* a write-ahead log is appended to and never closed */
-            open_header = frame_get_str(&f, "schema", schema, sizeof schema, NULL) == 0 &&
-                                  strcmp(schema, "hnswflow.wal") == 0
-                              ? 0
-                              : f.index;
+            /* a write-ahead log or a query log is appended to and never closed */
+            open_header =
+                frame_get_str(&f, "schema", schema, sizeof schema, NULL) == 0 &&
+                        (strcmp(schema, STREAM_WAL) == 0 || strcmp(schema, STREAM_QUERYLOG) == 0)
+                    ? 0
+                    : f.index;
         else if (strcmp(f.type, "end") == 0)
             open_header = 0;
         if (jsonl_write(out, f.map, f.type, full) != 0 || putc('\n', out) == EOF) {

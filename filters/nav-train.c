@@ -123,11 +123,19 @@ static void usage(void)
            "cloning and cloning + PPO, and the --recall calibration.\n");
 }
 
+/* The input's frames: an earlier policy is replaced (taken as --init's
+ * when init names the input itself), other frames pass through. */
+typedef struct input_extra {
+    frame_keep *pt;
+    nav_policy **from; /* NULL: --init is another file */
+} input_extra;
+
 static int keep_other(const frame_in *f, void *arg, hf_err *e)
 {
+    input_extra *x = arg;
     if (strcmp(f->type, "model") == 0 && nav_is_frame(f->map))
-        return 0;
-    return frame_keep_add(arg, f, e);
+        return x->from && !*x->from ? nav_unpack(f->map, x->from, e) : 0;
+    return frame_keep_add(x->pt, f, e);
 }
 
 /* --init: the first nav-policy frame of MODEL */
@@ -379,38 +387,39 @@ int main(int argc, char **argv)
     hf_err e = {0};
     double t0 = now_seconds();
 
+    /* --init naming the input: the policy is read with it, not twice */
     nav_policy *from = NULL;
-    if (init) {
+    int init_is_input = init && strcmp(init, "-") != 0 && strcmp(init, in_ep) == 0;
+    if (init && !init_is_input) {
         channel *ic = NULL;
         hnsw *ih = NULL;
         if (channel_open_in(init, max_frame, &ic, &e) || hnsw_load(ic, &ih, grab_policy, &from, &e))
             cli_fail(prog, init, &e);
         channel_destroy(&ic);
         hnsw_destroy(&ih);
-        if (!from) {
-            hf_err_set(&e, HF_EDATA, "no nav-policy model frame (train one with nav-train)");
-            cli_fail(prog, init, &e);
-        }
-        if (ewc > 0 && !from->mem.fisher) {
-            hf_err_set(&e, HF_EDATA,
-                       "the nav-policy keeps no Fisher information, which --ewc "
-                       "needs (retrain it with this nav-train)");
-            cli_fail(prog, init, &e);
-        }
-        if (replay_n && !from->mem.nreplay) {
-            hf_err_set(&e, HF_EDATA,
-                       "the nav-policy keeps no replay reservoir, which --replay N "
-                       "needs (retrain it with this nav-train, or --replay FILE)");
-            cli_fail(prog, init, &e);
-        }
     }
 
     channel *in = NULL;
     hnsw *h = NULL;
     frame_keep pt = {0};
-    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
+    input_extra ix = {.pt = &pt, .from = init_is_input ? &from : NULL};
+    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &ix, &e))
         cli_fail(prog, in_name, &e);
     channel_destroy(&in);
+    if (init) {
+        if (!from)
+            hf_err_set(&e, HF_EDATA, "no nav-policy model frame (train one with nav-train)");
+        else if (ewc > 0 && !from->mem.fisher)
+            hf_err_set(&e, HF_EDATA,
+                       "the nav-policy keeps no Fisher information, which --ewc "
+                       "needs (retrain it with this nav-train)");
+        else if (replay_n && !from->mem.nreplay)
+            hf_err_set(&e, HF_EDATA,
+                       "the nav-policy keeps no replay reservoir, which --replay N "
+                       "needs (retrain it with this nav-train, or --replay FILE)");
+        if (!from || e.code)
+            cli_fail(prog, init, &e);
+    }
     if (!hnsw_l2_space(h)) {
         hf_err_set(&e, HF_EDATA, "a nav-policy needs an l2 or cosine index, this one is %s",
                    metric_name(h->p.metric));

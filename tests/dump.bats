@@ -11,7 +11,7 @@ setup_file() {
 
 # every fixture stream (the truncated update stream aside)
 fixtures() {
-    ls "$FIX"/*.idx "$FIX"/*.frames "$FIX"/w.wal "$FIX"/deleted.frame | grep -v cut.frames
+    ls "$FIX"/*.idx "$FIX"/*.frames "$FIX"/w.wal "$FIX"/query.log "$FIX"/deleted.frame | grep -v cut.frames
 }
 
 @test "dump --help and dump: an unknown option exits 64" {

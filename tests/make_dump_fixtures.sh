@@ -39,3 +39,6 @@ $PY "$T/server_frames.py" "$BIN" "$D/plain.idx" "$D/server.frames"
 # tombstones: no filter saves an index with them today (consolidate
 # repairs its deletes), so this one frame is written with Python msgpack
 $PY -c 'import msgpack,sys,numpy as np; sys.stdout.buffer.write(msgpack.packb({"t":"deleted","ids":np.array([3,5],"<u4").tobytes()},use_bin_type=True))' > "$D/deleted.frame"
+# a query log (header-querylog + query frames with time, no end frame), as
+# query --serve --log writes it
+$PY -c 'import msgpack,sys,numpy as np; h={"t":"header","schema":"hnswflow.querylog","v":1,"dim":8,"dtype":"f32","metric":"l2","count":0}; q=[{"t":"query","qid":i,"vec":np.ones(8,"<f4").tobytes(),"k":10,"ef":64,"time":1.8e9+i} for i in range(3)]; sys.stdout.buffer.write(b"".join(msgpack.packb(f,use_bin_type=True) for f in [h]+q))' > "$D/query.log"
