@@ -130,8 +130,9 @@ for g, w in zip(map(json.loads, sys.stdin), src):
     $PY - "$FIX/server.frames" <<'PYEOF'
 import sys, msgpack
 fr = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
-st = fr[-1]
+st, rl = fr[-3], fr[-1]
 assert st["t"] == "stats", st
+assert rl["t"] == "reloaded" and rl["count"] == 600 and rl["nav"] is False, rl
 assert st["requests"] == 3 and st["errors"] == 1 and st["queries"] == 1, st
 assert st["count"] == 600 and st["dim"] == 8 and st["p50_ms"] > 0 and st["p99_ms"] >= st["p50_ms"]
 PYEOF

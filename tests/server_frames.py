@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """server_frames.py BIN INDEX OUT: serve INDEX with query --serve, send an
-info, a query, a bad query and a stats request, and write the requests and
+info, a query, a bad query, a stats and a reload request, and write the requests and
 the server's answers, in order, as concatenated frames to OUT (fixtures
 for tests/dump.bats)."""
 import os
@@ -27,7 +27,8 @@ try:
     for req in ({"t": "info"},
                 {"t": "query", "qid": 1, "vec": np.ones(8, "<f4").tobytes(), "k": 3},
                 {"t": "query", "qid": 2, "vec": np.ones(3, "<f4").tobytes()},
-                {"t": "stats"}):
+                {"t": "stats"},
+                {"t": "reload", "path": index}):
         b = msgpack.packb(req, use_bin_type=True)
         s.send_multipart([b"", b])
         if not s.poll(20000):
