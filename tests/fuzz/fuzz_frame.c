@@ -48,9 +48,9 @@ static void as_json(const frame_in *f)
 static void look_at_fields(const frame_in *f)
 {
     as_json(f);
-    static const char *keys[] = {"schema", "v",        "dim",    "count", "n",  "start",
-                                 "data",   "qid",      "vec",    "k",     "ef", "ids",
-                                 "dists",  "checksum", "recall", "time"};
+    static const char *keys[] = {"schema", "v",        "dim",    "count", "n",   "start",
+                                 "data",   "qid",      "vec",    "k",     "ef",  "ids",
+                                 "dists",  "checksum", "recall", "time",  "path"};
     hf_err e;
     char s[64];
     uint64_t u;
