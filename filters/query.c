@@ -775,6 +775,9 @@ static int run_serve(const opts *o, engine *en)
     double t = now_seconds() - t0;
     fprintf(stderr, "query: served %llu requests in %.1f s, shutting down\n",
             (unsigned long long)served, t);
+    if (server_refused(s))
+        fprintf(stderr, "query: CURVE: refused %llu connection attempts (keys not allowed)\n",
+                (unsigned long long)server_refused(s));
     frame_out_free(&fo);
     free(hits);
     server_destroy(&s);

@@ -182,6 +182,7 @@ typedef struct fan {
     replica *rep;
     int nrep, nshard;
     shard_ref *ref;
+    shard_ref all; /* dim and metric every shard must have (the first known) */
     slot *slots;
     uint8_t *state; /* SLOTS x nshard */
     int16_t *owner; /* SLOTS x nshard: replica holding the part, -1 none */
@@ -278,8 +279,8 @@ static int dispatch(fan *F, slot *s, int sh, int not )
 static void put_local_info(fan *F, frame_out *fo)
 {
     frame_begin(fo, "info", 6);
-    frame_put_u64(fo, "dim", F->ref[0].dim);
-    frame_put_str(fo, "metric", F->ref[0].metric);
+    frame_put_u64(fo, "dim", F->all.dim);
+    frame_put_str(fo, "metric", F->all.metric);
     frame_put_u64(fo, "count", F->six.count);
     frame_put_str(fo, "ids", "u64");
     frame_put_u64(fo, "shards", (uint64_t)F->nshard);
@@ -478,10 +479,9 @@ static void take_info(fan *F, int r, const frame_in *f)
         snprintf(why, sizeof why,
                  "has no external ids (build shards with embed-load --shard "
                  "or --ids): not used");
-    else if (F->ref[0].known && (dim != F->ref[0].dim || strcmp(metric, F->ref[0].metric)))
+    else if (F->all.known && (dim != F->all.dim || strcmp(metric, F->all.metric)))
         snprintf(why, sizeof why, "serves dim %llu %s, other shards dim %llu %s: not used",
-                 (unsigned long long)dim, metric, (unsigned long long)F->ref[0].dim,
-                 F->ref[0].metric);
+                 (unsigned long long)dim, metric, (unsigned long long)F->all.dim, F->all.metric);
     else if (ref->known && count != ref->count)
         snprintf(why, sizeof why, "holds %llu vectors, its shard's other replicas %llu: not used",
                  (unsigned long long)count, (unsigned long long)ref->count);
@@ -498,8 +498,8 @@ static void take_info(fan *F, int r, const frame_in *f)
         snprintf(ref->metric, sizeof ref->metric, "%s", metric);
         F->six.count += count;
         F->six.dim = dim;
-        if (!F->ref[0].known)
-            F->ref[0] = *ref;
+        if (!F->all.known)
+            F->all = *ref;
     }
     R->ready = 1;
 }
@@ -648,18 +648,28 @@ static void expire(fan *F, double now)
     }
 }
 
+/* 1: every shard has a ready replica; 0: not yet (*missing: the first
+ * shard without); -1: every replica of shard *missing is unusable. */
 static int all_shards_ready(const fan *F, int *missing)
 {
-    for (int sh = 0; sh < F->nshard; sh++) {
-        int ok = 0;
+    int ret = 1;
+    for (int sh = F->nshard - 1; sh >= 0; sh--) {
+        int ok = 0, bad = 1;
         for (int r = 0; r < F->nrep; r++)
-            ok |= F->rep[r].shard == sh && F->rep[r].ready;
+            if (F->rep[r].shard == sh) {
+                ok |= F->rep[r].ready;
+                bad &= F->rep[r].bad;
+            }
+        if (bad) {
+            *missing = sh;
+            return -1;
+        }
         if (!ok) {
             *missing = sh;
-            return 0;
+            ret = 0;
         }
     }
-    return 1;
+    return ret;
 }
 
 static void fan_destroy(fan *F)
@@ -731,8 +741,11 @@ int fanout_run(const fanout_cfg *cfg, hf_err *e)
         items[2 * r] = (zmq_pollitem_t){F.rep[r].sock, 0, ZMQ_POLLIN, 0};
         items[2 * r + 1] = (zmq_pollitem_t){F.rep[r].mon, 0, ZMQ_POLLIN, 0};
     }
-    while (rc == 0 && !all_shards_ready(&F, &missing)) {
-        if (*cfg->stop)
+    int ready;
+    while (rc == 0 && (ready = all_shards_ready(&F, &missing)) != 1) {
+        if (ready < 0)
+            rc = hf_err_set(e, HF_EDATA, "shard %d: no usable replica (see above)", missing);
+        else if (*cfg->stop)
             rc = hf_err_set(e, HF_EIO, "stopped while waiting for the shards");
         else if (now_seconds() - t0 > cfg->start_wait_ms / 1000.0)
             rc = hf_err_set(e, HF_EIO,
@@ -806,6 +819,9 @@ int fanout_run(const fanout_cfg *cfg, hf_err *e)
             (unsigned long long)F.answered, (unsigned long long)F.partial,
             (unsigned long long)F.errors, now_seconds() - tstart, (unsigned long long)F.resent,
             (unsigned long long)F.late);
+    if (server_refused(F.srv))
+        fprintf(stderr, "query: CURVE: refused %llu connection attempts (keys not allowed)\n",
+                (unsigned long long)server_refused(F.srv));
     free(items);
     free(buf);
     fan_destroy(&F);
