@@ -153,6 +153,7 @@ typedef struct replica {
     int ready; /* answered an info request that matches its shard */
     int asked; /* info sent since the last handshake */
     int bad;   /* serves something else: never used */
+    int noted; /* a failed handshake was logged (not again for each retry) */
     uint32_t inflight;
 } replica;
 
@@ -626,10 +627,12 @@ static void drain_monitor(fan *F, int r)
             R->up = 0;
             R->ready = 0;
             move_parts(F, r);
-        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-            log_event(F, r, "refused our CURVE key");
-        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            log_event(F, r, "handshake failed (CURVE on one side only?)");
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && !R->noted) {
+            log_event(F, r, "refused our CURVE key (retrying)");
+            R->noted = 1;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && !R->noted) {
+            log_event(F, r, "handshake failed (CURVE on one side only?) (retrying)");
+            R->noted = 1;
         }
     }
 }

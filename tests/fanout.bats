@@ -253,6 +253,11 @@ EOF
     shards "$FIX/s2" 2
     front "$SPEC" --shard-timeout 200
     kill -STOP "$PID_s0"
+    run $CLIENT "$FRONT" "$FIX/queries.npy" -n 20 --deadline 3 --save-partial "$BATS_TEST_TMPDIR/partial.frame"
+    echo "$output" >&2
+    validate --single "$BATS_TEST_TMPDIR/partial.frame"
+    run show_frames "$BATS_TEST_TMPDIR/partial.frame"
+    [[ "$output" == *'"partial": true, "missing": [0]'* ]]
     run $CLIENT "$FRONT" "$FIX/queries.npy" -n 20 --deadline 3
     echo "$output" >&2
     [ "$(json_field "$output" answered)" -eq 20 ]

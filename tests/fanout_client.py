@@ -13,6 +13,7 @@ DEADLINE seconds after the last send, then prints one JSON line:
   missing (shard numbers named by partial answers), p50_ms, p99_ms,
   max_ms (send to answer), qps
 
+--save-partial FILE: write the first partial answer (one frame) to FILE.
 --probe S: send one info request and print {"answered": true|false} after
 waiting S seconds: what a client without an allowed CURVE key gets.
 --curve-key FILE --curve-server FILE: CURVE client keys (pipelines/curve-keygen.sh
@@ -53,6 +54,7 @@ def main():
     ap.add_argument("--pid", type=int)
     ap.add_argument("--after", type=float, default=0.5)
     ap.add_argument("--probe", type=float)
+    ap.add_argument("--save-partial")
     ap.add_argument("--curve-key")
     ap.add_argument("--curve-server")
     a = ap.parse_args()
@@ -103,6 +105,8 @@ def main():
             if f["t"] == "result":
                 results += 1
                 if f.get("partial"):
+                    if partial == 0 and a.save_partial:
+                        open(a.save_partial, "wb").write(parts[-1])
                     partial += 1
                     missing.update(f.get("missing", []))
             else:
