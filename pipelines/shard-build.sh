@@ -14,7 +14,14 @@
 # VECTORS is any file embed-load reads, on a file system every node sees.
 set -eu
 [ $# -ge 3 ] || { echo "usage: $0 VECTORS SHARDS OUTDIR [graph-build options]" >&2; exit 64; }
-BIN=${BIN:-$(dirname "$0")/../bin}
+# under sbatch, $0 is Slurm's copy of the script on one node: srun and BIN
+# need the original (scontrol names it)
+self=$0
+if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_NUM_TASKS:-}" ]; then
+    orig=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')
+    [ -z "$orig" ] || [ ! -r "$orig" ] || self=$orig
+fi
+BIN=${BIN:-$(dirname "$self")/../bin}
 vectors=$1
 shards=$2
 out=$3
@@ -36,7 +43,7 @@ if [ -n "${SLURM_STEP_NUM_TASKS:-}" ] && [ -n "${SLURM_PROCID:-}" ]; then
     [ -s "$out/shard-$i.idx" ]
 elif [ -n "${SLURM_JOB_ID:-}" ]; then
     # a batch script or salloc shell: one job step of SHARDS tasks
-    exec srun -n "$shards" "$0" "$vectors" "$shards" "$out" "$@"
+    exec srun -n "$shards" "$self" "$vectors" "$shards" "$out" "$@"
 else
     pids=""
     i=0

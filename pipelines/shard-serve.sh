@@ -22,7 +22,14 @@
 # every node sees); the front end starts once all are there.
 set -eu
 [ $# -ge 1 ] || { echo "usage: $0 OUTDIR [query options...]" >&2; exit 64; }
-BIN=${BIN:-$(dirname "$0")/../bin}
+# under sbatch, $0 is Slurm's copy of the script on one node: srun and BIN
+# need the original (scontrol names it)
+self=$0
+if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_NUM_TASKS:-}" ]; then
+    orig=$(scontrol show job "$SLURM_JOB_ID" 2>/dev/null | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')
+    [ -z "$orig" ] || [ ! -r "$orig" ] || self=$orig
+fi
+BIN=${BIN:-$(dirname "$self")/../bin}
 out=$1
 shift
 REPLICAS=${REPLICAS:-1}
@@ -67,7 +74,7 @@ use_srun=${SRUN:-auto}
 pids=""
 if [ "$use_srun" = 1 ]; then
     # shellcheck disable=SC2086
-    SHARD_SERVE_TASK=1 srun -n "$ntask" ${SRUN_OPTS:-} "$0" "$out" "$@" &
+    SHARD_SERVE_TASK=1 srun -n "$ntask" ${SRUN_OPTS:-} "$self" "$out" "$@" &
     pids=$!
 else
     p=0
