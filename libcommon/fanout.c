@@ -247,7 +247,7 @@ static int send_to(replica *R, const void *data, size_t len)
  * ready one with the fewest in flight first. Returns the replica or -1. */
 static int dispatch(fan *F, slot *s, int sh, int not )
 {
-    int tried[64], ntried = 0;
+    int tried[64] = {0}, ntried = 0;
     for (;;) {
         int best = -1;
         uint32_t bi = UINT32_MAX;
@@ -348,8 +348,7 @@ static void finish(fan *F, slot *s)
     s->fid = 0;
 }
 
-/* The request frame with qid replaced by the front end's number and k set. */
-static int repack(const frame_in *f, uint64_t fid, uint64_t k, frame_out *fo)
+int fanout_request_repack(const frame_in *f, uint64_t fid, uint64_t k, frame_out *fo)
 {
     const msgpack_object_map *mp = &f->map->via.map;
     uint32_t keep = 0;
@@ -397,7 +396,7 @@ static void take_query(fan *F, server_req *req, const frame_in *f)
     s->qid = qid;
     s->t0 = now_seconds();
     s->deadline = s->t0 + F->cfg->timeout_ms / 1000.0;
-    repack(f, fid, k, &F->fo);
+    fanout_request_repack(f, fid, k, &F->fo);
     s->req = malloc(F->fo.sb.size);
     s->env = server_take(F->srv);
     if (!s->req || !s->env || fanout_merge_init(&s->m, (size_t)k)) {

@@ -68,6 +68,10 @@ void fanout_merge_free(fanout_merge *m);
 /* Take one shard's result frame (ids u64, dists f32, nearest first). */
 int fanout_merge_take(fanout_merge *m, const frame_in *result, hf_err *e);
 
+/* Into fo (cleared first): the client's request f with its qid replaced by
+ * the front end's request number fid and k set, every other key kept. */
+int fanout_request_repack(const frame_in *f, uint64_t fid, uint64_t k, frame_out *fo);
+
 /* Run the front end until *cfg->stop; 0, or an error at start. */
 int fanout_run(const fanout_cfg *cfg, hf_err *e);
 
