@@ -13,6 +13,7 @@ DEADLINE seconds after the last send, then prints one JSON line:
   missing (shard numbers named by partial answers), p50_ms, p99_ms,
   max_ms (send to answer), qps
 
+--dump-lat FILE: write every latency (ms, one a line, in answer order) to FILE.
 --save-partial FILE: write the first partial answer (one frame) to FILE.
 --probe S: send one info request and print {"answered": true|false} after
 waiting S seconds: what a client without an allowed CURVE key gets.
@@ -55,6 +56,7 @@ def main():
     ap.add_argument("--after", type=float, default=0.5)
     ap.add_argument("--probe", type=float)
     ap.add_argument("--save-partial")
+    ap.add_argument("--dump-lat")
     ap.add_argument("--curve-key")
     ap.add_argument("--curve-server")
     a = ap.parse_args()
@@ -134,6 +136,9 @@ def main():
     if a.signal and not fired:
         os.kill(a.pid, getattr(signal, "SIG" + a.signal))
     t = time.monotonic() - t0
+    if a.dump_lat:
+        with open(a.dump_lat, "w") as f:
+            f.write("".join("%.6f\n" % (1000 * x) for x in lat))
     lat.sort()
     pct = lambda p: round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 3) if lat else None
     print(json.dumps({"sent": a.n, "answered": answered, "results": results, "partial": partial,
