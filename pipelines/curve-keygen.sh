@@ -8,6 +8,7 @@
 # libzmq's zmq_curve_keypair through Debian's python3-zmq.
 # usage: pipelines/curve-keygen.sh NAME [DIR]
 set -eu
+case ${1:-} in -h | --help) sed -n '2,/^set -eu$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 NAME [DIR]" >&2; exit 64; }
 name=$1
 dir=${2:-.}

@@ -13,6 +13,7 @@
 #                         on this host, all at once; exit 1 when any failed)
 # VECTORS is any file embed-load reads, on a file system every node sees.
 set -eu
+case ${1:-} in -h | --help) sed -n '2,/^set -eu$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -ge 3 ] || { echo "usage: $0 VECTORS SHARDS OUTDIR [graph-build options]" >&2; exit 64; }
 # under sbatch, $0 is Slurm's copy of the script on one node: srun and BIN
 # need the original (scontrol names it)

@@ -21,6 +21,7 @@
 # Each server task writes its endpoint to OUTDIR/serve/ep-<p> (a file system
 # every node sees); the front end starts once all are there.
 set -eu
+case ${1:-} in -h | --help) sed -n '2,/^set -eu$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -ge 1 ] || { echo "usage: $0 OUTDIR [query options...]" >&2; exit 64; }
 # under sbatch, $0 is Slurm's copy of the script on one node: srun and BIN
 # need the original (scontrol names it)

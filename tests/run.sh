@@ -10,7 +10,8 @@
 #      only this suite, passing BUILD=ASAN_BUILD and SUITE=asan). Sanitizer
 #      reports go to per-process log files; any report fails the suite, so a
 #      leak on a happy path (or anywhere) is a failure even when the test
-#      itself passed;
+#      itself passed; HF_SUITE=asan tells the bats files (tests/slurm.bats
+#      skips itself there, saying why);
 #   1b. the Python package's pytest suite (tests/python) against BIN;
 #   3. the fuzz smoke run, tests/fuzz/run.sh FUZZ_SMOKE_SECONDS (default 5;
 #      0 skips it).
@@ -89,7 +90,7 @@ run_asan_suite() {
     # stderr checks, and are counted below even when a test passed anyway
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=$sanlogs/asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$sanlogs/ubsan${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
-        LSAN_OPTIONS="${LSAN_OPTIONS:-}" \
+        LSAN_OPTIONS="${LSAN_OPTIONS:-}" HF_SUITE=asan \
         run_suite "$1" "$2" "ASan/UBSan"
     n=$(ls "$sanlogs" | wc -l)
     if [ "$n" -gt 0 ]; then

@@ -12,6 +12,9 @@ CLUSTER="bash $REPO/tests/slurm_cluster.sh"
 
 setup_file() {
     need_bins embed-load graph-build query recall
+    if [ "${HF_SUITE:-}" = asan ]; then
+        skip "Slurm tests run in the normal suite only: the engine is Debian's Slurm, and the filters it starts are the ones fanout.bats and curve.bats already run under ASan/UBSan"
+    fi
     if [ "$(id -u)" != 0 ]; then
         skip "the Slurm tests start munged, slurmctld and slurmd: they need root"
     fi
