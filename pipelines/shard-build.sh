@@ -11,8 +11,10 @@
 #                         (salloc too: the script runs srun -n SHARDS itself)
 #   without Slurm:        pipelines/shard-build.sh ... (one process per shard
 #                         on this host, all at once; exit 1 when any failed)
-# VECTORS is any file embed-load reads, on a file system every node sees.
+# VECTORS is any file embed-load reads, on a file system every node sees;
+# EMBED_OPTS passes embed-load options (--limit N, --normalize, -f FORMAT).
 set -eu
+# shellcheck disable=SC2086
 case ${1:-} in -h | --help) sed -n '2,/^set -eu$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -ge 3 ] || { echo "usage: $0 VECTORS SHARDS OUTDIR [graph-build options]" >&2; exit 64; }
 # under sbatch, $0 is Slurm's copy of the script on one node: srun and BIN
@@ -40,7 +42,7 @@ if [ -n "${SLURM_STEP_NUM_TASKS:-}" ] && [ -n "${SLURM_PROCID:-}" ]; then
     fi
     i=$SLURM_PROCID
     rm -f "$out/shard-$i.idx"
-    "$BIN/embed-load" --shard "$i/$shards" "$vectors" | "$BIN/graph-build" -o "$out/shard-$i.idx" "$@"
+    "$BIN/embed-load" ${EMBED_OPTS:-} --shard "$i/$shards" "$vectors" | "$BIN/graph-build" -o "$out/shard-$i.idx" "$@"
     [ -s "$out/shard-$i.idx" ]
 elif [ -n "${SLURM_JOB_ID:-}" ]; then
     # a batch script or salloc shell: one job step of SHARDS tasks
@@ -50,7 +52,7 @@ else
     i=0
     while [ "$i" -lt "$shards" ]; do
         rm -f "$out/shard-$i.idx"
-        "$BIN/embed-load" --shard "$i/$shards" "$vectors" | "$BIN/graph-build" -o "$out/shard-$i.idx" "$@" &
+        "$BIN/embed-load" ${EMBED_OPTS:-} --shard "$i/$shards" "$vectors" | "$BIN/graph-build" -o "$out/shard-$i.idx" "$@" &
         pids="$pids $!"
         i=$((i + 1))
     done
