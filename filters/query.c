@@ -868,7 +868,7 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->filters_path, &e);
     frame_out *answers = NULL;
     size_t cap = 0;
-    uint64_t nq = 0;
+    uint64_t nq = 0, npartial = 0;
     double t_wall0 = now_seconds();
     const float *rows;
     size_t n;
@@ -928,7 +928,21 @@ static int run_connect(const opts *o)
                            (unsigned long long)f.index);
                 cli_fail(prog, o->connect_ep, &e);
             }
-            pack_result_raw(&answers[pos], first + pos, ids, il, dists, dl / 4);
+            /* a fan-out's partial answer stays marked in the results stream */
+            const msgpack_object *miss = frame_find(&f, "missing");
+            if (miss && miss->type == MSGPACK_OBJECT_ARRAY) {
+                frame_out *a = &answers[pos];
+                frame_begin(a, "result", 5);
+                frame_put_u64(a, "qid", first + pos);
+                frame_put_bin(a, "ids", ids, il);
+                frame_put_bin(a, "dists", dists, dl);
+                frame_put_bool(a, "partial", 1);
+                frame_put_key(a, "missing");
+                msgpack_pack_object(&a->pk, *miss);
+                npartial++;
+            } else {
+                pack_result_raw(&answers[pos], first + pos, ids, il, dists, dl / 4);
+            }
         }
         for (size_t i = 0; i < n; i++)
             if (channel_send(out, &answers[i], &e))
@@ -942,6 +956,9 @@ static int run_connect(const opts *o)
     double t = now_seconds() - t_wall0;
     fprintf(stderr, "query: %llu queries via %s, %.3f s, %.1f QPS\n", (unsigned long long)nq,
             o->connect_ep, t, t > 0 ? nq / t : 0.0);
+    if (npartial)
+        fprintf(stderr, "query: %llu answers partial (shards missing: see their \"missing\")\n",
+                (unsigned long long)npartial);
     free(ffile);
     for (size_t i = 0; i < cap; i++)
         frame_out_free(&answers[i]);

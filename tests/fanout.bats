@@ -249,7 +249,7 @@ EOF
     awk -v m="$(json_field "$output" max_ms)" 'BEGIN { exit !(m < 300 + 250) }'
 }
 
-@test "a stopped shard (SIGSTOP) makes answers partial after --shard-timeout; they are whole again after SIGCONT" {
+@test "a stopped shard (SIGSTOP) makes answers partial after --shard-timeout (kept by query --connect); whole again after SIGCONT" {
     shards "$FIX/s2" 2
     front "$SPEC" --shard-timeout 200
     kill -STOP "$PID_s0"
@@ -258,6 +258,11 @@ EOF
     validate --single "$BATS_TEST_TMPDIR/partial.frame"
     run show_frames "$BATS_TEST_TMPDIR/partial.frame"
     [[ "$output" == *'"partial": true, "missing": [0]'* ]]
+    # query --connect keeps the marks in its results stream and counts them
+    "$BIN/query" --connect "$FRONT" -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>"$BATS_TEST_TMPDIR/c.log"
+    validate --expect results "$BATS_TEST_TMPDIR/r"
+    grep -q "200 answers partial" "$BATS_TEST_TMPDIR/c.log"
+    [ "$(show_frames "$BATS_TEST_TMPDIR/r" | grep -c '"partial": true, "missing": \[0\]')" -eq 200 ]
     run $CLIENT "$FRONT" "$FIX/queries.npy" -n 20 --deadline 3
     echo "$output" >&2
     [ "$(json_field "$output" answered)" -eq 20 ]
