@@ -14,7 +14,8 @@ PKGS := libmsgpack-dev libzmq3-dev libopenblas-dev libhdf5-dev zlib1g-dev \
         libcmocka-dev bats pkg-config python3-msgpack python3-numpy python3-jsonschema python3-zmq \
         dataset-fashion-mnist clang libclang-rt-14-dev gnuplot-nox \
         libhnswlib-dev libfaiss-dev python3-sklearn linux-doc-6.1 \
-        help2man man-db jq python3-pytest
+        help2man man-db jq python3-pytest \
+        slurm-wlm munge iproute2 util-linux
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzmq msgpack openblas 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs hdf5 libzmq msgpack openblas 2>/dev/null)
@@ -40,7 +41,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter bench-drift
+.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter bench-drift bench-shard
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
@@ -152,6 +153,12 @@ bench-filter: all
 # sleep cycle under query load (bench/drift.py)
 bench-drift: all
 	@/usr/bin/python3 bench/drift.py
+
+# sharded serving: recall of 1/2/4 shards (fmnist, clustered), fan-out
+# overhead, replicas' throughput, SIGKILL faults, CURVE's cost, and
+# bench/scale-model's projection to 2-256 shards (bench/shard.sh)
+bench-shard: all
+	@sh bench/shard.sh
 
 # ---- install -------------------------------------------------------------
 # make install PREFIX=/usr/local [DESTDIR=...]:

@@ -34,6 +34,10 @@ static void usage(void)
            "                     decimal, separated by spaces (an empty line: none; at\n"
            "                     most 256 a row, each at most 1048575); one line per\n"
            "                     input row (with --offset, row r takes line r)\n"
+           "      --shard I/N    emit only rows r with r %% N == I (row numbers of the input,\n"
+           "                     --offset and --limit applied first), each with its row\n"
+           "                     number as external id (or its --ids entry), so the N\n"
+           "                     shards' results name the original rows\n"
            "      --batch N      rows per frame (default 1024)\n"
            "      --max-dim N    refuse dimensions above N (default 65536)\n"
            "  -o, --output EP    where frames go: - (stdout, default), a file (written\n"
@@ -44,16 +48,23 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"format", required_argument, 0, 'f'}, {"dataset", required_argument, 0, 'd'},
-        {"offset", required_argument, 0, 1},   {"limit", required_argument, 0, 2},
-        {"normalize", no_argument, 0, 3},      {"batch", required_argument, 0, 4},
-        {"max-dim", required_argument, 0, 5},  {"output", required_argument, 0, 'o'},
-        {"ids", required_argument, 0, 6},      {"labels", required_argument, 0, 7},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
+                                         {"dataset", required_argument, 0, 'd'},
+                                         {"offset", required_argument, 0, 1},
+                                         {"limit", required_argument, 0, 2},
+                                         {"normalize", no_argument, 0, 3},
+                                         {"batch", required_argument, 0, 4},
+                                         {"max-dim", required_argument, 0, 5},
+                                         {"output", required_argument, 0, 'o'},
+                                         {"ids", required_argument, 0, 6},
+                                         {"labels", required_argument, 0, 7},
+                                         {"shard", required_argument, 0, 8},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     vecio_opts vo = {.format = VEC_FMT_AUTO};
     uint64_t offset = 0, limit = UINT64_MAX, batch = VECSTREAM_BATCH;
     int normalize = 0;
+    uint64_t shard_i = 0, shard_n = 0; /* --shard I/N; 0: every row */
     const char *out_ep = "-", *ids_path = NULL, *labels_path = NULL;
     hf_err e = {0};
     int c;
@@ -72,12 +83,28 @@ int main(int argc, char **argv)
         case 'o': out_ep = optarg; break;
         case 6: ids_path = optarg; break;
         case 7: labels_path = optarg; break;
+        case 8: {
+            char *slash = strchr(optarg, '/'), *end = NULL;
+            if (slash) {
+                shard_i = strtoull(optarg, &end, 10);
+                if (end != slash)
+                    slash = NULL;
+                else
+                    shard_n = strtoull(slash + 1, &end, 10);
+            }
+            if (!slash || *end || optarg[0] == '-' || slash[1] == '-' || shard_n < 1 ||
+                shard_n > 1000000 || shard_i >= shard_n)
+                cli_usage_error(prog, "--shard is I/N with 0 <= I < N, not \"%s\"", optarg);
+            break;
+        }
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
     }
     if (argc - optind > 1)
         cli_usage_error(prog, "one input file at most");
+    if (shard_n && labels_path)
+        cli_usage_error(prog, "--shard and --labels do not go together yet");
     const char *in = optind < argc ? argv[optind] : "-";
     channel_install_signal_cleanup();
 
@@ -91,6 +118,9 @@ int main(int argc, char **argv)
     uint64_t expect = total > offset ? total - offset : 0;
     if (expect > limit)
         expect = limit;
+    if (shard_n) /* rows offset+j of the input with (offset+j) % N == I */
+        expect = (offset + expect + shard_n - 1 - shard_i) / shard_n -
+                 (offset + shard_n - 1 - shard_i) / shard_n;
     uint64_t *ids = NULL;
     size_t nids = 0;
     if (ids_path && hnsw_ids_read_file(ids_path, &ids, &nids, &e))
@@ -116,7 +146,8 @@ int main(int argc, char **argv)
     if (dim > SIZE_MAX / sizeof(float) / batch)
         cli_usage_error(prog, "--batch too large for dimension %zu", dim);
     float *buf = malloc(batch * dim * sizeof(float));
-    if (!buf) {
+    uint64_t *sids = shard_n ? malloc(batch * sizeof *sids) : NULL;
+    if (!buf || (shard_n && !sids)) {
         hf_err_set(&e, HF_ENOMEM, "out of memory");
         cli_fail(prog, in, &e);
     }
@@ -124,7 +155,7 @@ int main(int argc, char **argv)
     frame_out_init(&fo);
     if (vecstream_put_header(out, dim, total ? expect : 0, &e))
         cli_fail(prog, out_ep, &e);
-    uint64_t sent = 0;
+    uint64_t sent = 0, kept = 0;
     while (sent < limit) {
         size_t want = limit - sent < batch ? (size_t)(limit - sent) : (size_t)batch, got = 0;
         if (vecio_read(r, buf, want, &got, &e))
@@ -142,6 +173,22 @@ int main(int argc, char **argv)
             hf_err_set(&e, HF_EDATA, "%zu lines of labels, but the input has more rows", nlab);
             cli_fail(prog, labels_path, &e);
         }
+        if (shard_n) {
+            size_t j = 0;
+            for (size_t i = 0; i < got; i++) {
+                uint64_t r = offset + sent + i;
+                if (r % shard_n != shard_i)
+                    continue;
+                if (j != i)
+                    memcpy(buf + j * dim, buf + i * dim, dim * sizeof(float));
+                sids[j++] = ids ? ids[r] : r;
+            }
+            if (j && vecstream_put_batch_full(out, &fo, buf, sids, NULL, 0, j, dim, kept, &e))
+                cli_fail(prog, out_ep, &e);
+            kept += j;
+            sent += got;
+            continue;
+        }
         if (lab && filt_wire_encode(lab, (uint32_t)(offset + sent), got, &lbuf, &lcap, &llen, &e))
             cli_fail(prog, labels_path, &e);
         if (vecstream_put_batch_full(out, &fo, buf, ids ? ids + offset + sent : NULL,
@@ -149,10 +196,11 @@ int main(int argc, char **argv)
             cli_fail(prog, out_ep, &e);
         sent += got;
     }
-    if (channel_send_end(out, sent, &e) || channel_commit(out, &e))
+    if (channel_send_end(out, shard_n ? kept : sent, &e) || channel_commit(out, &e))
         cli_fail(prog, out_ep, &e);
     frame_out_free(&fo);
     free(buf);
+    free(sids);
     free(ids);
     free(lbuf);
     filt_labels_destroy(&lab);

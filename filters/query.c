@@ -26,6 +26,8 @@
 
 #include "channel.h"
 #include "cli.h"
+#include "curve.h"
+#include "fanout.h"
 #include "filt.h"
 #include "hnsw.h"
 #include "hnsw_ids.h"
@@ -87,6 +89,22 @@ static void usage(void)
            "                        pipelines/retrain.sh (schemas/header-querylog.json)\n"
            "      --log-max BYTES   rotate the log to FILE.1 past this size (default 64 MiB)\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
+           "      --fanout SPEC     with --serve, no index: the front end of a sharded index;\n"
+           "                        SPEC lists the shards' --serve endpoints, shards separated\n"
+           "                        by ',', replicas of one shard by '|' (tcp://a:1|tcp://b:1,\n"
+           "                        tcp://a:2): each request goes to one replica of every shard\n"
+           "                        (the one with the fewest in flight), the answers' top k are\n"
+           "                        merged; shards need external ids (embed-load --shard)\n"
+           "      --shard-timeout MS  with --fanout: answer after MS ms with the shards that\n"
+           "                        answered, marked {partial: true, missing: [shards]}\n"
+           "                        (default 1000); a lost replica's requests go to another\n"
+           "      --curve-secret FILE  server (--serve): require CURVE, this server's secret\n"
+           "                        key file (pipelines/curve-keygen.sh)\n"
+           "      --curve-allow DIR server: the public key files of the clients let in (a ZAP\n"
+           "                        handler refuses every other key)\n"
+           "      --curve-key FILE  client (--connect, --fanout to its shards): this client's\n"
+           "                        secret key file\n"
+           "      --curve-server FILE  client: the server's public key file\n"
            "      --filters FILE    one filter a line for the queries of the stream, in\n"
            "                        order: labels separated by spaces, an empty line no\n"
            "                        filter; a query matches vectors sharing a label\n"
@@ -116,6 +134,9 @@ static void usage(void)
 
 typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
+    const char *fanout; /* --fanout SPEC */
+    int shard_timeout;  /* --shard-timeout MS */
+    curve_cfg curve;    /* --curve-* */
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
     int threads, exact, no_codes, no_reorder, rerank_vectors;
@@ -930,7 +951,7 @@ static int run_serve(const opts *o, engine *en)
 {
     hf_err e = {0};
     server *s = NULL;
-    if (server_open(o->serve_ep, o->max_frame, &s, &e))
+    if (server_open_curve(o->serve_ep, o->max_frame, &o->curve, &s, &e))
         cli_fail(prog, o->serve_ep, &e);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -999,10 +1020,36 @@ static int run_serve(const opts *o, engine *en)
     double t = now_seconds() - t0;
     fprintf(stderr, "query: served %llu requests in %.1f s, shutting down\n",
             (unsigned long long)served, t);
+    if (server_refused(s))
+        fprintf(stderr, "query: CURVE: refused %llu connection attempts (keys not allowed)\n",
+                (unsigned long long)server_refused(s));
     frame_out_free(&fo);
     free(hits);
     qlog_close(&log);
     server_destroy(&s);
+    return 0;
+}
+
+/* Front-end mode (--fanout): fanout.c does the work. */
+static int run_fanout(const opts *o)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop; /* no SA_RESTART: poll returns so we notice */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    fanout_cfg fc = {.spec = o->fanout,
+                     .serve_ep = o->serve_ep,
+                     .timeout_ms = o->shard_timeout,
+                     .start_wait_ms = 60000,
+                     .max_frame = o->max_frame,
+                     .k = o->k,
+                     .max_k = o->max_k,
+                     .curve = &o->curve,
+                     .stop = &stop_requested};
+    hf_err e = {0};
+    if (fanout_run(&fc, &e))
+        cli_fail(prog, o->fanout, &e);
     return 0;
 }
 
@@ -1030,7 +1077,7 @@ static int run_connect(const opts *o)
     if (vecstream_open(&vs, in, o->max_dim, &e))
         cli_fail(prog, in_name, &e);
     client *cl = NULL;
-    if (client_open(o->connect_ep, o->max_frame, &cl, &e))
+    if (client_open_curve(o->connect_ep, o->max_frame, &o->curve, &cl, &e))
         cli_fail(prog, o->connect_ep, &e);
     if (channel_open_out(o->out_ep, &out, &e))
         cli_fail(prog, o->out_ep, &e);
@@ -1067,7 +1114,7 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->filters_path, &e);
     frame_out *answers = NULL;
     size_t cap = 0;
-    uint64_t nq = 0;
+    uint64_t nq = 0, npartial = 0;
     double t_wall0 = now_seconds();
     const float *rows;
     size_t n;
@@ -1127,7 +1174,21 @@ static int run_connect(const opts *o)
                            (unsigned long long)f.index);
                 cli_fail(prog, o->connect_ep, &e);
             }
-            pack_result_raw(&answers[pos], first + pos, ids, il, dists, dl / 4);
+            /* a fan-out's partial answer stays marked in the results stream */
+            const msgpack_object *miss = frame_find(&f, "missing");
+            if (miss && miss->type == MSGPACK_OBJECT_ARRAY) {
+                frame_out *a = &answers[pos];
+                frame_begin(a, "result", 5);
+                frame_put_u64(a, "qid", first + pos);
+                frame_put_bin(a, "ids", ids, il);
+                frame_put_bin(a, "dists", dists, dl);
+                frame_put_bool(a, "partial", 1);
+                frame_put_key(a, "missing");
+                msgpack_pack_object(&a->pk, *miss);
+                npartial++;
+            } else {
+                pack_result_raw(&answers[pos], first + pos, ids, il, dists, dl / 4);
+            }
         }
         for (size_t i = 0; i < n; i++)
             if (channel_send(out, &answers[i], &e))
@@ -1141,6 +1202,9 @@ static int run_connect(const opts *o)
     double t = now_seconds() - t_wall0;
     fprintf(stderr, "query: %llu queries via %s, %.3f s, %.1f QPS\n", (unsigned long long)nq,
             o->connect_ep, t, t > 0 ? nq / t : 0.0);
+    if (npartial)
+        fprintf(stderr, "query: %llu answers partial (shards missing: see their \"missing\")\n",
+                (unsigned long long)npartial);
     free(ffile);
     for (size_t i = 0; i < cap; i++)
         frame_out_free(&answers[i]);
@@ -1186,6 +1250,12 @@ int main(int argc, char **argv)
                                           {"filter-beam", required_argument, 0, 25},
                                           {"log", required_argument, 0, 40},
                                           {"log-max", required_argument, 0, 41},
+                                          {"fanout", required_argument, 0, 26},
+                                          {"shard-timeout", required_argument, 0, 27},
+                                          {"curve-secret", required_argument, 0, 28},
+                                          {"curve-allow", required_argument, 0, 29},
+                                          {"curve-key", required_argument, 0, 30},
+                                          {"curve-server", required_argument, 0, 31},
                                           {0, 0, 0, 0}};
     opts o = {.queries_ep = "-",
               .out_ep = "-",
@@ -1197,6 +1267,7 @@ int main(int argc, char **argv)
               .skip = NAV_SKIP_NONE,
               .stop = NAV_STOP_EF,
               .patience = 8,
+              .shard_timeout = 1000,
               .eps0 = 2.1};
     filt_plan_defaults(&o.plan);
     int c;
@@ -1275,11 +1346,30 @@ int main(int argc, char **argv)
         case 25: o.plan.beam_min = cli_f64(prog, "--filter-beam", optarg, 0, 2); break;
         case 40: o.log_path = optarg; break;
         case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
+        case 26: o.fanout = optarg; break;
+        case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
+        case 28: o.curve.secret = optarg; break;
+        case 29: o.curve.allow = optarg; break;
+        case 30: o.curve.key = optarg; break;
+        case 31: o.curve.server = optarg; break;
         case 'h': usage(); return 0;
         default: cli_usage_error(prog, "unknown option");
         }
     }
     o.ef_set = ef_set;
+    {
+        hf_err ce;
+        if (curve_cfg_check(&o.curve, &ce))
+            cli_usage_error(prog, "%s", ce.msg);
+    }
+    if (o.fanout && o.log_path)
+        cli_usage_error(prog, "--log is for a shard's server (the front end logs nothing)");
+    if (o.fanout && (!o.serve_ep || o.index_ep || o.connect_ep || optind < argc))
+        cli_usage_error(prog, "--fanout needs --serve EP and takes no index or queries");
+    if (curve_cfg_server(&o.curve) && !o.serve_ep)
+        cli_usage_error(prog, "--curve-secret/--curve-allow are for servers (--serve)");
+    if (curve_cfg_client(&o.curve) && !o.connect_ep && !o.fanout)
+        cli_usage_error(prog, "--curve-key/--curve-server are for clients (--connect, --fanout)");
     if (argc - optind > 1)
         cli_usage_error(prog, "one query input at most");
     if (o.log_path && !o.serve_ep)
@@ -1307,6 +1397,8 @@ int main(int argc, char **argv)
     channel_install_signal_cleanup();
     if (o.connect_ep)
         return run_connect(&o);
+    if (o.fanout)
+        return run_fanout(&o);
 
     hf_err e = {0};
     const char *idx_ep = o.index_ep ? o.index_ep : "-";

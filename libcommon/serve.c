@@ -2,6 +2,7 @@
  * serve.c - see serve.h.
  */
 #include "serve.h"
+#include "curve.h"
 #include "frame_scan.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@ struct server_req {
 
 struct server {
     void *ctx, *sock;
+    curve_zap *zap; /* CURVE's ZAP handler, NULL without CURVE */
     server_req req;
     msgpack_unpacked result;
     uint64_t count;
@@ -32,6 +34,12 @@ static void req_clear(server_req *r)
 }
 
 int server_open(const char *endpoint, size_t max_frame, server **out, hf_err *e)
+{
+    return server_open_curve(endpoint, max_frame, NULL, out, e);
+}
+
+int server_open_curve(const char *endpoint, size_t max_frame, const curve_cfg *cc, server **out,
+                      hf_err *e)
 {
     *out = NULL;
     server *s = calloc(1, sizeof *s);
@@ -51,6 +59,11 @@ int server_open(const char *endpoint, size_t max_frame, server **out, hf_err *e)
     zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    int rc = curve_cfg_server(cc) ? curve_server_apply(s->ctx, s->sock, cc, &s->zap, e) : 0;
+    if (rc) {
+        server_destroy(&s);
+        return rc;
+    }
     if (zmq_bind(s->sock, addr) != 0) {
         int err = errno;
         server_destroy(&s);
@@ -74,6 +87,7 @@ void server_destroy(server **sp)
         zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(s->sock);
     }
+    curve_zap_stop(&s->zap);
     if (s->ctx)
         zmq_ctx_term(s->ctx);
     free(s);
@@ -126,6 +140,35 @@ int server_recv(server *s, int timeout_ms, server_req **req, frame_in *f, hf_err
     return 0;
 }
 
+void *server_zsock(server *s)
+{
+    return s->sock;
+}
+
+uint64_t server_refused(const server *s)
+{
+    return curve_zap_refused(s->zap);
+}
+
+server_req *server_take(server *s)
+{
+    server_req *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    *r = s->req; /* the parts move: the server's copy forgets them */
+    s->req.n = 0;
+    return r;
+}
+
+void server_req_free(server_req **rp)
+{
+    if (!rp || !*rp)
+        return;
+    req_clear(*rp);
+    free(*rp);
+    *rp = NULL;
+}
+
 int server_reply(server *s, server_req *r, const frame_out *fo, hf_err *e)
 {
     for (int i = 0; i < r->n - 1; i++) {
@@ -153,6 +196,12 @@ struct client {
 
 int client_open(const char *endpoint, size_t max_frame, client **out, hf_err *e)
 {
+    return client_open_curve(endpoint, max_frame, NULL, out, e);
+}
+
+int client_open_curve(const char *endpoint, size_t max_frame, const curve_cfg *cc, client **out,
+                      hf_err *e)
+{
     *out = NULL;
     client *c = calloc(1, sizeof *c);
     if (!c)
@@ -169,6 +218,11 @@ int client_open(const char *endpoint, size_t max_frame, client **out, hf_err *e)
     int zero = 0;
     zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    int rc = curve_cfg_client(cc) ? curve_client_apply(c->sock, cc, e) : 0;
+    if (rc) {
+        client_destroy(&c);
+        return rc;
+    }
     if (zmq_connect(c->sock, addr) != 0) {
         int err = errno;
         client_destroy(&c);

@@ -15,7 +15,7 @@ checks the rules that span frames:
   * perm: at most once, a permutation of 0..dim-1, before the links;
   * links: nodes/deg same length, ids = sum(deg), ids < count, deg <= M/M0;
   * results: ids/dists same length (ids u64 when the header says ids: "u64"),
-    at most k, distances non-decreasing;
+    at most k, distances non-decreasing, a fan-out's missing shards ascending;
   * updates: insert ids n*8 bytes and data n*dim*4 finite; delete ids n*8;
     end.count = the frames between header and end;
   * ids (index): contiguous from 0, n*8 bytes, every id distinct, one per node.
@@ -274,6 +274,8 @@ class Stream:
                 raise Invalid(f"{where}: non-finite distance")
             if len(dd) > 1 and (np.diff(dd) < 0).any():
                 raise Invalid(f"{where}: distances not in non-decreasing order")
+            if "missing" in f and f["missing"] != sorted(f["missing"]):
+                raise Invalid(f"{where}: missing shards not in ascending order")
             self.results += 1
         elif t == "error":
             if self.kind == "results":

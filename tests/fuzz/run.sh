@@ -2,7 +2,7 @@
 # tests/fuzz/run.sh - build the libFuzzer targets and run each for a while.
 #
 # usage: sh tests/fuzz/run.sh SECONDS [NAME...]
-#   NAME: frame, index, vecio, updates (default: all of them, one after the other)
+#   NAME: frame, index, vecio, updates, fanout (default: all of them, one after the other)
 #
 # Every target is tests/fuzz/fuzz_NAME.c; it is linked with libcommon compiled
 # by clang with -fsanitize=fuzzer-no-link,address,undefined into build/fuzz
@@ -19,7 +19,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 out=${FUZZ_BUILD:-build/fuzz}
 CLANG=${CLANG:-clang}
-names=${*:-frame index vecio updates}
+names=${*:-frame index vecio updates fanout}
 
 if ! command -v "$CLANG" >/dev/null 2>&1; then
     echo "fuzz: $CLANG not found (apt-get install clang libclang-rt-14-dev, or make deps)"

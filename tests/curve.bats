@@ -1,0 +1,159 @@
+#!/usr/bin/env bats
+# CURVE on query's ZeroMQ endpoints (libcommon/curve.c): keys made by
+# pipelines/curve-keygen.sh, servers with --curve-secret/--curve-allow (a ZAP
+# handler checks every client key against the allow-list directory), clients
+# with --curve-key/--curve-server; the fan-out front end on both sides.
+
+load helpers
+
+CLIENT="$PY $REPO/tests/fanout_client.py"
+KEYGEN="sh $REPO/pipelines/curve-keygen.sh"
+
+setup_file() {
+    need_bins embed-load graph-build query
+    $GEN -n 2000 -d 16 --seed 41 "$FIX/base.npy"
+    $GEN -n 100 -d 16 --seed 42 "$FIX/queries.npy"
+    "$BIN/embed-load" -o "$FIX/queries.frames" "$FIX/queries.npy"
+    "$BIN/embed-load" "$FIX/base.npy" | "$BIN/graph-build" -t 1 -o "$FIX/all.idx" 2>/dev/null
+    "$BIN/query" --index "$FIX/all.idx" -o "$FIX/res" "$FIX/queries.frames" 2>/dev/null
+    BIN="$BIN" sh "$REPO/pipelines/shard-build.sh" "$FIX/base.npy" 2 "$FIX/s2" -t 1 2>/dev/null
+    mkdir -p "$FIX/keys" "$FIX/allow" "$FIX/allow-front"
+    $KEYGEN server "$FIX/keys"
+    $KEYGEN client "$FIX/keys"
+    $KEYGEN stranger "$FIX/keys"
+    $KEYGEN front "$FIX/keys"
+    cp "$FIX/keys/client" "$FIX/allow/"
+    cp "$FIX/keys/front" "$FIX/allow/"
+    cp "$FIX/keys/client" "$FIX/allow-front/"
+}
+
+PIDS=()
+
+teardown() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+
+# serve_curve NAME INDEX [options] : a CURVE server (server key, allow dir)
+serve_curve() {
+    local name=$1 idx=$2 port
+    shift 2
+    port="$(free_port)"
+    "$BIN/query" --index "$idx" --serve "tcp://127.0.0.1:$port" \
+        --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow" "$@" \
+        2>"$BATS_TEST_TMPDIR/$name.log" 3>&- &
+    PIDS+=($!)
+    printf -v "PID_$name" '%s' "$!"
+    printf -v "EP_$name" '%s' "tcp://127.0.0.1:$port"
+    wait_for_line "$BATS_TEST_TMPDIR/$name.log" "serving"
+}
+
+json_field() {
+    $PY -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
+}
+
+@test "curve-keygen.sh writes a public file and a mode-600 secret file, and never overwrites" {
+    local d="$BATS_TEST_TMPDIR/k"
+    mkdir "$d"
+    $KEYGEN me "$d"
+    grep -Eq '^    public-key = "[^"]{40}"$' "$d/me"
+    ! grep -q secret-key "$d/me"
+    grep -Eq '^    secret-key = "[^"]{40}"$' "$d/me.secret"
+    [ "$(stat -c %a "$d/me.secret")" = 600 ]
+    [ "$(grep public-key "$d/me")" = "$(grep public-key "$d/me.secret")" ]
+    run $KEYGEN me "$d"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"not overwritten"* ]]
+    run $KEYGEN ../x "$d"
+    [ "$status" -eq 64 ]
+}
+
+@test "a CURVE server answers an allowed client (query --connect) exactly as the plain server does" {
+    serve_curve s "$FIX/all.idx"
+    "$BIN/query" --connect "$EP_s" --curve-key "$FIX/keys/client.secret" --curve-server "$FIX/keys/server" \
+        -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
+    same_results "$BATS_TEST_TMPDIR/r" "$FIX/res"
+}
+
+@test "a client without CURVE, or with a key not on the allow-list, gets no answer; the server says it refused them" {
+    serve_curve s "$FIX/all.idx"
+    run $CLIENT "$EP_s" --probe 1.5
+    [ "$output" = '{"answered": false}' ]
+    run $CLIENT "$EP_s" --probe 1.5 --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server"
+    [ "$output" = '{"answered": false}' ]
+    # the control: the same probe with an allowed key is answered
+    run $CLIENT "$EP_s" --probe 3 --curve-key "$FIX/keys/client.secret" --curve-server "$FIX/keys/server"
+    [ "$output" = '{"answered": true}' ]
+    kill -TERM "$PID_s"
+    wait "$PID_s"
+    PIDS=()
+    grep -Eq "CURVE: refused [1-9][0-9]* connection attempts" "$BATS_TEST_TMPDIR/s.log"
+}
+
+@test "the fan-out front end with CURVE on both sides answers an allowed client as the plain fan-out does" {
+    serve_curve a "$FIX/s2/shard-0.idx"
+    serve_curve b "$FIX/s2/shard-1.idx"
+    local port
+    port="$(free_port)"
+    "$BIN/query" --fanout "$EP_a,$EP_b" --serve "tcp://127.0.0.1:$port" \
+        --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow-front" \
+        --curve-key "$FIX/keys/front.secret" --curve-server "$FIX/keys/server" 2>"$BATS_TEST_TMPDIR/front.log" 3>&- &
+    PIDS+=($!)
+    wait_for_line "$BATS_TEST_TMPDIR/front.log" "fan-out serving"
+    "$BIN/query" --connect "tcp://127.0.0.1:$port" --curve-key "$FIX/keys/client.secret" \
+        --curve-server "$FIX/keys/server" -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
+    # the same shards without CURVE
+    local p2 p3 p4
+    p2="$(free_port)"
+    p3="$(free_port)"
+    "$BIN/query" --index "$FIX/s2/shard-0.idx" --serve "tcp://127.0.0.1:$p2" 2>"$BATS_TEST_TMPDIR/p0.log" 3>&- &
+    PIDS+=($!)
+    "$BIN/query" --index "$FIX/s2/shard-1.idx" --serve "tcp://127.0.0.1:$p3" 2>"$BATS_TEST_TMPDIR/p1.log" 3>&- &
+    PIDS+=($!)
+    wait_for_line "$BATS_TEST_TMPDIR/p0.log" serving
+    wait_for_line "$BATS_TEST_TMPDIR/p1.log" serving
+    p4="$(free_port)"
+    "$BIN/query" --fanout "tcp://127.0.0.1:$p2,tcp://127.0.0.1:$p3" --serve "tcp://127.0.0.1:$p4" 2>"$BATS_TEST_TMPDIR/f2.log" 3>&- &
+    PIDS+=($!)
+    wait_for_line "$BATS_TEST_TMPDIR/f2.log" "fan-out serving"
+    "$BIN/query" --connect "tcp://127.0.0.1:$p4" -o "$BATS_TEST_TMPDIR/plain" "$FIX/queries.frames" 2>/dev/null
+    same_results "$BATS_TEST_TMPDIR/r" "$BATS_TEST_TMPDIR/plain"
+    # a stranger gets nothing from the front end
+    run $CLIENT "tcp://127.0.0.1:$port" --probe 1 --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server"
+    [ "$output" = '{"answered": false}' ]
+}
+
+@test "a front end whose key the shards do not allow is refused by them, logs it and never serves" {
+    serve_curve a "$FIX/s2/shard-0.idx"
+    local port
+    port="$(free_port)"
+    "$BIN/query" --fanout "$EP_a" --serve "tcp://127.0.0.1:$port" \
+        --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server" 2>"$BATS_TEST_TMPDIR/front.log" 3>&- &
+    PIDS+=($!)
+    wait_for_line "$BATS_TEST_TMPDIR/front.log" "refused our CURVE key"
+    ! grep -q "fan-out serving" "$BATS_TEST_TMPDIR/front.log"
+}
+
+@test "CURVE options: pairs only, bad key files give one line naming the file" {
+    run --separate-stderr "$BIN/query" --index "$FIX/all.idx" --serve tcp://127.0.0.1:1 --curve-secret "$FIX/keys/server.secret"
+    assert_one_error_line query "--curve-secret and --curve-allow go together"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/query" --connect tcp://127.0.0.1:1 --curve-key "$FIX/keys/client.secret" "$FIX/queries.frames"
+    assert_one_error_line query "--curve-key and --curve-server go together"
+    run --separate-stderr "$BIN/query" --index "$FIX/all.idx" --serve "tcp://127.0.0.1:$(free_port)" \
+        --curve-secret "$FIX/keys/server" --curve-allow "$FIX/allow"
+    assert_one_error_line "keys/server" "no secret-key line"
+    run --separate-stderr "$BIN/query" --index "$FIX/all.idx" --serve "tcp://127.0.0.1:$(free_port)" \
+        --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/keys"
+    assert_one_error_line "secret" "holds a secret key"
+    run --separate-stderr "$BIN/query" --index "$FIX/all.idx" --serve "tcp://127.0.0.1:$(free_port)" \
+        --curve-secret "$FIX/keys/server.secret" --curve-allow "$BATS_TEST_TMPDIR/nonexistent"
+    assert_one_error_line nonexistent "cannot open allow-list directory"
+    [ "$status" -eq 66 ]
+    printf 'curve\n    public-key = "short"\n' >"$BATS_TEST_TMPDIR/bad"
+    run --separate-stderr "$BIN/query" --connect tcp://127.0.0.1:1 --curve-key "$FIX/keys/client.secret" \
+        --curve-server "$BATS_TEST_TMPDIR/bad" "$FIX/queries.frames"
+    assert_one_error_line bad "not 40 Z85 characters"
+}
