@@ -206,9 +206,11 @@ int main(int argc, char **argv)
             cli_fail(prog, init, &e);
         channel_destroy(&ic);
         hnsw_destroy(&ih);
-        if (!from)
+        if (!from) {
             hf_err_set(&e, HF_EDATA, "no layer-router model frame (train one with layer-route)");
-        else if (ewc > 0 && !from->mem.fisher)
+            cli_fail(prog, init, &e);
+        }
+        if (ewc > 0 && !from->mem.fisher)
             hf_err_set(&e, HF_EDATA,
                        "the layer-router keeps no Fisher information, which --ewc "
                        "needs (retrain it with this layer-route)");
@@ -216,8 +218,10 @@ int main(int argc, char **argv)
             hf_err_set(&e, HF_EDATA,
                        "the layer-router keeps no replay reservoir, which --replay "
                        "N needs (retrain it with this layer-route, or --replay FILE)");
-        if (!from || e.code)
+        if (e.code)
             cli_fail(prog, init, &e);
+        /* cli_fail does not return: from is set here */
+        // cppcheck-suppress ctunullpointer
         if (route_copy(from, &m, &e) || route_bind(m, h, &e)) {
             hf_err_prefix(&e, "--init");
             cli_fail(prog, init, &e);
