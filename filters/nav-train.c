@@ -729,9 +729,16 @@ int main(int argc, char **argv)
             if (wc->r[j] < cal_grid[i])
                 continue;
             tried++;
-            float lo = 0.3f, hi = 1.0f;
+            /* from a policy of this index: bisect first in a window around
+             * its threshold for this target (3 steps give the resolution
+             * of 6 over [0.3, 1]); the whole range when none in it reaches
+             * the target */
+            int narrow = from && from->ncal == NCAL && from->cal_r[i] == cal_grid[i];
+            float lo = narrow ? fmaxf(0.3f, from->cal_p[i] - 0.06f) : 0.3f;
+            float hi = narrow ? fminf(1.0f, from->cal_p[i] + 0.06f) : 1.0f;
             double r = 0, w = 0, hp = 0, rh = wc->r[j], whi = wc->w[j];
-            for (int it = 0; it < 6; it++) {
+            int found = 0;
+            for (int it = 0; it < (narrow ? 3 : 6); it++) {
                 rc_cfg.stop_p = (lo + hi) / 2;
                 if (nav_eval(h, p, NULL, vq, &rc_cfg, val_ef[j], threads, &r, &w, &hp, &e))
                     cli_fail(prog, "calibration", &e);
@@ -741,6 +748,13 @@ int main(int argc, char **argv)
                     hi = rc_cfg.stop_p;
                     rh = r;
                     whi = w;
+                    found = 1;
+                }
+                if (narrow && it == 2 && !found) { /* outside the window: all of it */
+                    narrow = 0;
+                    lo = 0.3f;
+                    hi = 1.0f;
+                    it = -1;
                 }
             }
             if (whi < bw) {
