@@ -89,32 +89,44 @@ def train_router(d, out, args):
         log=out + ".log")
 
 
+def point(d, idx, task, opts):
+    """(recall@10, mean distance computations) of one query run on a task's test queries."""
+    r = run([f"{BIN}/query", "--index", idx, "-k", "10", "-o", f"{d}/res.frames"] + opts
+            + [f"{d}/{task}-test.frames"])
+    nd = float(re.search(r"QPS, ([0-9.]+) mean distance", r.stderr).group(1))
+    rr = run([f"{BIN}/recall", "--gt", f"{d}/{task}-gt.frames", f"{d}/res.frames"])
+    return float(re.search(r"recall@10 ([0-9.]+)", rr.stdout).group(1)), nd
+
+
 def route_curve(d, idx, task):
     """(recall, distance computations, routing included) of query --route over the ef grid."""
-    pts = []
-    for ef in EFS:
-        r = run([f"{BIN}/query", "--index", idx, "--route", "--ef", str(ef), "-k", "10",
-                 "-o", f"{d}/res.frames", f"{d}/{task}-test.frames"])
-        nd = float(re.search(r"QPS, ([0-9.]+) mean distance", r.stderr).group(1))
-        rr = run([f"{BIN}/recall", "--gt", f"{d}/{task}-gt.frames", f"{d}/res.frames"])
-        pts.append((float(re.search(r"recall@10 ([0-9.]+)", rr.stdout).group(1)), nd))
-    return sorted(pts)
+    return sorted(point(d, idx, task, ["--route", "--ef", str(ef)]) for ef in EFS)
 
 
 def curve(d, idx, task, nav):
     """(recall, distance computations) points: classic over the ef grid, a
     policy over the --recall grid (its skip and stop models, its calibrated
     beam), sorted by measured recall."""
-    pts = []
-    for x in RECALLS if nav else EFS:
-        cmd = [f"{BIN}/query", "--index", idx, "-k", "10", "-o", f"{d}/res.frames"]
-        cmd += ["--nav", "--recall", x] if nav else ["--ef", str(x)]
-        r = run(cmd + [f"{d}/{task}-test.frames"])
-        nd = float(re.search(r"QPS, ([0-9.]+) mean distance", r.stderr).group(1))
-        rr = run([f"{BIN}/recall", "--gt", f"{d}/{task}-gt.frames", f"{d}/res.frames"])
-        rec = float(re.search(r"recall@10 ([0-9.]+)", rr.stdout).group(1))
-        pts.append((rec, nd))
-    return sorted(pts)
+    return sorted(point(d, idx, task, ["--nav", "--recall", x] if nav else ["--ef", str(x)])
+                  for x in (RECALLS if nav else EFS))
+
+
+def gain_rows(name, cl, res, models):
+    """Table rows: each model's distance computations on both tasks, its
+    task-A gain over model A's and its task-B gain over scratch B's."""
+    gA = cl["A"] - res["A"]["A"]
+    gB = cl["B"] - res["scratchB"]["B"]
+    out = []
+    for v in models:
+        a, b = cl["A"] - res[v]["A"], cl["B"] - res[v]["B"]
+        out.append({
+            "set": name, "model": v,
+            "ndist_A": round(res[v]["A"], 1), "ndist_B": round(res[v]["B"], 1),
+            "classic_A": round(cl["A"], 1), "classic_B": round(cl["B"], 1),
+            "retained_A": round(a / gA, 3) if gA > 0 else "",
+            "share_B": round(b / gB, 3) if gB > 0 else "",
+        })
+    return out
 
 
 def at(pts, r):
@@ -207,19 +219,11 @@ def main():
             src = "A" if v == "noupdate" else v
             res[v] = {t: at(curve(d, f"{w}/{src}.idx", t, True), TARGET) for t in ("A", "B")}
             say(name, v, "A %.0f B %.0f (classic %.0f %.0f)" % (res[v]["A"], res[v]["B"], cl["A"], cl["B"]))
-        gA = cl["A"] - res["A"]["A"]
-        gB = cl["B"] - res["scratchB"]["B"]
-        for v in ["noupdate"] + [x for x, _ in variants]:
-            a, b = cl["A"] - res[v]["A"], cl["B"] - res[v]["B"]
-            rows.append({
-                "set": name, "model": v,
-                "ndist_A": round(res[v]["A"], 1), "ndist_B": round(res[v]["B"], 1),
-                "classic_A": round(cl["A"], 1), "classic_B": round(cl["B"], 1),
-                "retained_A": round(a / gA, 3) if gA > 0 else "",
-                "share_B": round(b / gB, 3) if gB > 0 else "",
-                "train_s": round(secs["A" if v == "noupdate" else v][0], 1),
-                "train_cpu_s": round(secs["A" if v == "noupdate" else v][1], 1),
-            })
+        models = ["noupdate"] + [x for x, _ in variants]
+        for r, v in zip(gain_rows(name, cl, res, models), models):
+            r["train_s"] = round(secs["A" if v == "noupdate" else v][0], 1)
+            r["train_cpu_s"] = round(secs["A" if v == "noupdate" else v][1], 1)
+            rows.append(r)
         if os.environ.get("ROUTER", "1") == "1":
             rv = [("A", A), ("scratchB", B), ("naive", B + ["--init", f"{w}/rA.idx"]),
                   ("ewc", B + ["--init", f"{w}/rA.idx", "--ewc", REWC]),
@@ -231,17 +235,7 @@ def main():
                 train_router(d, f"{w}/r{v}.idx", args)
                 rres[v] = {t: at(route_curve(d, f"{w}/r{v}.idx", t), TARGET) for t in ("A", "B")}
             rres["noupdate"] = rres["A"]
-            rgA = cl["A"] - rres["A"]["A"]
-            rgB = cl["B"] - rres["scratchB"]["B"]
-            for v in ["noupdate"] + [x for x, _ in rv]:
-                a, b = cl["A"] - rres[v]["A"], cl["B"] - rres[v]["B"]
-                routers.append({
-                    "set": name, "model": v,
-                    "ndist_A": round(rres[v]["A"], 1), "ndist_B": round(rres[v]["B"], 1),
-                    "classic_A": round(cl["A"], 1), "classic_B": round(cl["B"], 1),
-                    "retained_A": round(a / rgA, 3) if rgA > 0 else "",
-                    "share_B": round(b / rgB, 3) if rgB > 0 else "",
-                })
+            routers += gain_rows(name, cl, rres, ["noupdate"] + [x for x, _ in rv])
         if os.environ.get("SLEEP", "1") == "1":
             for live in ("query", "consolidate"):
                 lines, rc = sleep_cycle(d, w, live)

@@ -247,44 +247,18 @@ int main(int argc, char **argv)
             hf_err_set(&e, HF_EDATA, "%zu training queries: too few (8 at least)", na);
             cli_fail(prog, train_ep, &e);
         }
-        if (nval > na / 4)
-            nval = na / 4;
-        nq = na - nval;
-        if (route_qset_from_vectors(h, all, nq, 10, &tq, &e) ||
-            route_qset_from_vectors(h, all + nq * h->dim, nval, 10, &vq, &e))
+        nq = SIZE_MAX;
+        if (route_qsets_split(h, all, na, &nq, &nval, 10, &tq, &vq, &e))
             cli_fail(prog, train_ep, &e);
         free(all);
-    } else { /* leave-one-out queries: training, then validation */
-        size_t got = 0;
-        uint32_t *qids = route_sample_ids(h, nq + nval, seed ^ 0x9e37, h->entry, &got);
-        if (!qids) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory");
-            cli_fail(prog, in_name, &e);
-        }
-        if (got < nq + nval) { /* a small index: a quarter validates */
-            nval = got / 4 ? got / 4 : 1;
-            nq = got - nval;
-        }
-        if (route_qset_new(h, qids, nq, 10, &tq, &e) ||
-            route_qset_new(h, qids + nq, nval, 10, &vq, &e))
-            cli_fail(prog, in_name, &e);
-        free(qids);
+    } else if (route_qsets_loo(h, &nq, &nval, seed ^ 0x9e37, 10, &tq, &vq, &e)) {
+        /* leave-one-out queries: training, then validation */
+        cli_fail(prog, in_name, &e);
     }
     /* replayed past queries: the router's reservoir or a file */
-    if (replay_n || replay_file) {
-        float *rows = NULL;
-        size_t nr = 0;
-        if (replay_file && vecstream_read_all(replay_file, h->dim, max_frame, &rows, &nr, &e))
-            cli_fail(prog, replay_file, &e);
-        if (!replay_file) {
-            nr = replay_n < from->mem.nreplay ? replay_n : from->mem.nreplay;
-            rows = from->mem.replay;
-        }
-        if (nr && route_qset_from_vectors(h, rows, nr, 10, &rq, &e))
-            cli_fail(prog, replay_file ? replay_file : init, &e);
-        if (replay_file)
-            free(rows);
-    }
+    if ((replay_n || replay_file) && route_qset_replay(h, from ? &from->mem : NULL, replay_n,
+                                                       replay_file, max_frame, 10, &rq, &e))
+        cli_fail(prog, replay_file ? replay_file : init, &e);
     size_t nrp = rq ? rq->n : 0, ntr = nq + nrp; /* training rows: new, then replayed */
 
     double t1 = now_seconds();

@@ -485,32 +485,13 @@ int main(int argc, char **argv)
             if (route_qset_from_vectors(h, all + na * h->dim, nh, 10, &hq, &e))
                 cli_fail(prog, train_ep, &e);
         }
-        if (nval > na / 4)
-            nval = na / 4;
-        size_t avail = na - nval;
-        if (shots_set)
-            nq = shots < avail ? shots : avail;
-        else
-            nq = avail;
-        if ((nq && route_qset_from_vectors(h, all, nq, 10, &tq, &e)) ||
-            route_qset_from_vectors(h, all + avail * h->dim, nval, 10, &vq, &e))
+        nq = shots_set ? shots : SIZE_MAX;
+        if (route_qsets_split(h, all, na, &nq, &nval, 10, &tq, &vq, &e))
             cli_fail(prog, train_ep, &e);
         free(all);
-    } else { /* leave-one-out base vectors: training, then validation */
-        size_t got = 0;
-        uint32_t *qids = route_sample_ids(h, nq + nval, seed ^ 0x9e37, h->entry, &got);
-        if (!qids) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory");
-            cli_fail(prog, in_name, &e);
-        }
-        if (got < nq + nval) { /* a small index: a quarter validates */
-            nval = got / 4 ? got / 4 : 1;
-            nq = nq ? got - nval : 0;
-        }
-        if ((nq && route_qset_new(h, qids, nq, 10, &tq, &e)) ||
-            route_qset_new(h, qids + nq, nval, 10, &vq, &e))
-            cli_fail(prog, in_name, &e);
-        free(qids);
+    } else if (route_qsets_loo(h, &nq, &nval, seed ^ 0x9e37, 10, &tq, &vq, &e)) {
+        /* leave-one-out base vectors: training, then validation */
+        cli_fail(prog, in_name, &e);
     }
     const route_qset *sq = tq ? tq : vq; /* the scale: training queries when there are any */
     double ds = 0;
@@ -555,20 +536,9 @@ int main(int argc, char **argv)
 
     /* replayed past queries: the policy's reservoir or a file */
     route_qset *rq = NULL;
-    if (replay_n || replay_file) {
-        float *rows = NULL;
-        size_t nr;
-        if (replay_file) {
-            nr = read_queries(replay_file, h->dim, max_frame, &rows);
-        } else {
-            nr = replay_n < from->mem.nreplay ? replay_n : from->mem.nreplay;
-            rows = from->mem.replay;
-        }
-        if (nr && route_qset_from_vectors(h, rows, nr, 10, &rq, &e))
-            cli_fail(prog, replay_file ? replay_file : init, &e);
-        if (replay_file)
-            free(rows);
-    }
+    if ((replay_n || replay_file) && route_qset_replay(h, from ? &from->mem : NULL, replay_n,
+                                                       replay_file, max_frame, 10, &rq, &e))
+        cli_fail(prog, replay_file ? replay_file : init, &e);
     /* EWC: the previous tasks' Fisher around the weights we start from */
     nn_ewc *ew_skip = NULL, *ew_stop = NULL;
     const float *fisher0 = from ? from->mem.fisher : NULL;
@@ -664,12 +634,7 @@ int main(int argc, char **argv)
     double reward[2] = {0, 0}, ratio_ppo = NAN;
     int ran_ppo = 0;
     if (ppo_iters && tq) {
-        size_t W = 0;
-        for (size_t i = 0; i < p->skip.seq->n; i++) {
-            nn_layer *a = p->skip.seq->layers[i];
-            W += (a->w ? nn_tensor_len(a->w) : 0) + (a->b ? nn_tensor_len(a->b) : 0);
-        }
-        float *snap = malloc(W * sizeof *snap);
+        float *snap = malloc(nav_mlp_scalars(&p->skip) * sizeof *snap);
         route_qset *pq = NULL;
         size_t npq = tq->n < ppo_q ? tq->n : ppo_q;
         if (!snap || (train_ep ? route_qset_from_vectors(h, tq->raw, npq, 10, &pq, &e)

@@ -221,7 +221,8 @@ int nav_fit_ewc(nav_mlp *m, const float *x, const float *y, const float *w, size
 
 #define NAV_FISHER_SAMPLES 4096
 size_t nav_mlp_scalars(const nav_mlp *m);
-/* The MLP's logit from its flat copy (nav_sync first). */
+/* The MLP's logit from its flat copy (nav_sync first; nav_search.c, the
+ * search loop's own evaluation). */
 float nav_mlp_logit(const nav_mlp *m, const float *x);
 /* EWC over m's weights; fisher (nav_mlp_scalars(m) values, may be NULL) is
  * the previous tasks', with theta* = m's weights now. */

@@ -26,20 +26,6 @@ size_t nav_mlp_scalars(const nav_mlp *m)
     return n;
 }
 
-float nav_mlp_logit(const nav_mlp *m, const float *x)
-{
-    float a[NAV_HIDDEN];
-    for (size_t j = 0; j < NAV_HIDDEN; j++)
-        a[j] = m->b1[j];
-    for (size_t i = 0; i < m->f; i++)
-        for (size_t j = 0; j < NAV_HIDDEN; j++)
-            a[j] += m->w1[i * NAV_HIDDEN + j] * x[i];
-    float o = m->b2;
-    for (size_t j = 0; j < NAV_HIDDEN; j++)
-        o += m->w2[j] * (a[j] > 0 ? a[j] : 0.0f);
-    return o;
-}
-
 int nav_ewc_new(nav_mlp *m, const float *fisher, nn_ewc **out, hf_err *e)
 {
     nn_params pp;

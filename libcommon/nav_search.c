@@ -131,6 +131,11 @@ ALWAYS_INLINE float mlp_eval(const nav_mlp *m, const float *x, const size_t NF)
     return o;
 }
 
+float nav_mlp_logit(const nav_mlp *m, const float *x)
+{
+    return mlp_eval(m, x, m->f);
+}
+
 static inline float clampf(float x, float lo, float hi)
 {
     return x < lo ? lo : x > hi ? hi : x; /* NaN goes to hi */

@@ -1,6 +1,6 @@
 /*
- * qlog.c - see qlog.h. A frame is packed in memory, then written with one
- * write(2), so a reader never meets half a frame between two whole ones.
+ * qlog.c - see qlog.h. A frame is packed in memory, then written whole
+ * (fdio.h), so a reader never meets half a frame between two whole ones.
  */
 #include "qlog.h"
 
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "fdio.h"
 #include "frame.h"
 
 struct qlog {
@@ -26,21 +27,12 @@ struct qlog {
     frame_out fo;
 };
 
-static int write_all(qlog *l, hf_err *e)
+static int write_frame(qlog *l, const frame_out *fo, hf_err *e)
 {
-    const char *p = l->fo.sb.data;
-    size_t n = l->fo.sb.size;
-    while (n) {
-        ssize_t k = write(l->fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return hf_err_set(e, HF_EIO, "%s: write: %s", l->path, strerror(errno));
-        p += k;
-        n -= (size_t)k;
-        l->bytes += (uint64_t)k;
-    }
-    return 0;
+    int rc = fd_write_all(l->fd, fo->sb.data, fo->sb.size, l->path, e);
+    if (rc == 0)
+        l->bytes += fo->sb.size;
+    return rc;
 }
 
 /* The header of an existing, non-empty log must name our dimension. */
@@ -66,16 +58,22 @@ static int check_header(const qlog *l, hf_err *e)
     return rc;
 }
 
+/* The header goes through its own frame: a query frame packed in l->fo
+ * may be waiting for the rotation that writes it. */
 static int put_header(qlog *l, hf_err *e)
 {
-    frame_begin(&l->fo, "header", 6);
-    frame_put_str(&l->fo, "schema", STREAM_QUERYLOG);
-    frame_put_u64(&l->fo, "v", 1);
-    frame_put_u64(&l->fo, "dim", l->dim);
-    frame_put_str(&l->fo, "dtype", "f32");
-    frame_put_str(&l->fo, "metric", metric_name(l->metric));
-    frame_put_u64(&l->fo, "count", 0);
-    return write_all(l, e);
+    frame_out fo;
+    frame_out_init(&fo);
+    frame_begin(&fo, "header", 6);
+    frame_put_str(&fo, "schema", STREAM_QUERYLOG);
+    frame_put_u64(&fo, "v", 1);
+    frame_put_u64(&fo, "dim", l->dim);
+    frame_put_str(&fo, "dtype", "f32");
+    frame_put_str(&fo, "metric", metric_name(l->metric));
+    frame_put_u64(&fo, "count", 0);
+    int rc = write_frame(l, &fo, e);
+    frame_out_free(&fo);
+    return rc;
 }
 
 /* Open path for appending; a new or empty file gets a header. */
@@ -148,20 +146,11 @@ int qlog_append(qlog *l, uint64_t qid, const void *vec, uint64_t k, uint64_t ef,
         frame_put_f64(&l->fo, "recall", recall);
     frame_put_f64(&l->fo, "time", (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
     if (l->bytes + l->fo.sb.size > l->max_bytes && !l->fresh) {
-        /* the frame is packed already; rotate's header packs into fo too */
-        char *keep = malloc(l->fo.sb.size);
-        size_t len = l->fo.sb.size;
-        if (!keep)
-            return hf_err_set(e, HF_ENOMEM, "out of memory");
-        memcpy(keep, l->fo.sb.data, len);
         int rc = rotate(l, e);
-        msgpack_sbuffer_clear(&l->fo.sb);
-        msgpack_sbuffer_write(&l->fo.sb, keep, len);
-        free(keep);
         if (rc)
             return rc;
     }
-    int rc = write_all(l, e);
+    int rc = write_frame(l, &l->fo, e);
     if (rc == 0) {
         l->written++;
         l->fresh = 0;

@@ -137,6 +137,21 @@ int route_qset_new(const hnsw *h, const uint32_t *ids, size_t n, size_t k, route
 int route_qset_from_vectors(const hnsw *h, const float *raw, size_t n, size_t k, route_qset **out,
                             hf_err *e);
 void route_qset_destroy(route_qset **self_p);
+/* Training and validation queries of the learned parts (nav-train,
+ * layer-route), k neighbours each. From n rows (input order): the last
+ * *nval (at most a quarter of n) validate, at most *nq (SIZE_MAX: all) of
+ * the rest, from the first, train. From the base vectors, leave-one-out:
+ * *nq + *nval drawn with seed, a quarter validating when the index has
+ * fewer. *nq and *nval get the counts used; *tq is NULL when none train. */
+int route_qsets_split(const hnsw *h, const float *rows, size_t n, size_t *nq, size_t *nval,
+                      size_t k, route_qset **tq, route_qset **vq, hf_err *e);
+int route_qsets_loo(const hnsw *h, size_t *nq, size_t *nval, uint64_t seed, size_t k,
+                    route_qset **tq, route_qset **vq, hf_err *e);
+/* Replayed past queries (--replay): those of file (a vector stream or
+ * query log) when given, else the first n of mem's reservoir; *out is NULL
+ * when there are none. */
+int route_qset_replay(const hnsw *h, const nn_memory *mem, size_t n, const char *file,
+                      size_t max_frame, size_t k, route_qset **out, hf_err *e);
 /* For each query: level-0 searches (ef) from its `top` exactly nearest
  * candidates and the classic descent, each costed as distance computations
  * + miss_cost per true neighbour missed. keys and costs are nq x (top + 1):

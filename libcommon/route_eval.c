@@ -17,6 +17,7 @@
 #include "knn.h"
 #include "par.h"
 #include "route.h"
+#include "vecstream.h"
 
 void route_qset_destroy(route_qset **self_p)
 {
@@ -113,6 +114,58 @@ int route_qset_from_vectors(const hnsw *h, const float *raw, size_t n, size_t k,
     }
     *out = q;
     return 0;
+}
+
+int route_qsets_split(const hnsw *h, const float *rows, size_t n, size_t *nq, size_t *nval,
+                      size_t k, route_qset **tq, route_qset **vq, hf_err *e)
+{
+    *tq = *vq = NULL;
+    if (*nval > n / 4)
+        *nval = n / 4;
+    size_t avail = n - *nval;
+    if (*nq > avail)
+        *nq = avail;
+    int rc = *nq ? route_qset_from_vectors(h, rows, *nq, k, tq, e) : 0;
+    if (rc == 0)
+        rc = route_qset_from_vectors(h, rows + avail * h->dim, *nval, k, vq, e);
+    return rc;
+}
+
+int route_qsets_loo(const hnsw *h, size_t *nq, size_t *nval, uint64_t seed, size_t k,
+                    route_qset **tq, route_qset **vq, hf_err *e)
+{
+    *tq = *vq = NULL;
+    size_t got = 0;
+    uint32_t *qids = route_sample_ids(h, *nq + *nval, seed, h->entry, &got);
+    if (!qids)
+        return hf_err_set(e, HF_ENOMEM, "out of memory");
+    if (got < *nq + *nval) { /* a small index: a quarter validates */
+        *nval = got / 4 ? got / 4 : 1;
+        *nq = *nq ? got - *nval : 0;
+    }
+    int rc = *nq ? route_qset_new(h, qids, *nq, k, tq, e) : 0;
+    if (rc == 0)
+        rc = route_qset_new(h, qids + *nq, *nval, k, vq, e);
+    free(qids);
+    return rc;
+}
+
+int route_qset_replay(const hnsw *h, const nn_memory *mem, size_t n, const char *file,
+                      size_t max_frame, size_t k, route_qset **out, hf_err *e)
+{
+    *out = NULL;
+    float *rows = NULL;
+    size_t nr = 0;
+    if (file) {
+        int rc = vecstream_read_all(file, h->dim, max_frame, &rows, &nr, e);
+        if (rc)
+            return rc;
+    } else if (mem) {
+        nr = n < mem->nreplay ? n : mem->nreplay;
+    }
+    int rc = nr ? route_qset_from_vectors(h, file ? rows : mem->replay, nr, k, out, e) : 0;
+    free(rows);
+    return rc;
 }
 
 typedef struct rjob {

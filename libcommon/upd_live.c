@@ -45,13 +45,10 @@ typedef struct load_ctx {
     uint64_t seq;
 } load_ctx;
 
-static int keep_model(upd_live *L, const frame_in *f, hf_err *e)
+/* Append a packed frame to the carried ones; ownership of buf moves to L
+ * (freed here when there is no room). */
+static int carry(upd_live *L, char *buf, size_t len, hf_err *e)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_object(&pk, *f->map);
     char **m = realloc(L->models, (L->nmodels + 1) * sizeof *m);
     if (m)
         L->models = m;
@@ -59,12 +56,22 @@ static int keep_model(upd_live *L, const frame_in *f, hf_err *e)
     if (ml)
         L->model_len = ml;
     if (!m || !ml) {
-        msgpack_sbuffer_destroy(&sb);
+        free(buf);
         return hf_err_set(e, HF_ENOMEM, "out of memory for models");
     }
-    L->models[L->nmodels] = sb.data; /* ownership moves to L */
-    L->model_len[L->nmodels++] = sb.size;
+    L->models[L->nmodels] = buf;
+    L->model_len[L->nmodels++] = len;
     return 0;
+}
+
+static int keep_model(upd_live *L, const frame_in *f, hf_err *e)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *f->map);
+    return carry(L, sb.data, sb.size, e);
 }
 
 static int on_other(const frame_in *f, void *arg, hf_err *e)
@@ -171,23 +178,14 @@ int upd_live_take_models(upd_live *L, const char *path, size_t max_frame, size_t
         L->model_len[keep++] = L->model_len[i];
     }
     L->nmodels = keep;
-    for (size_t i = 0; i < fresh.nmodels; i++) {
-        char **m = realloc(L->models, (L->nmodels + 1) * sizeof *m);
-        if (m)
-            L->models = m;
-        size_t *ml = realloc(L->model_len, (L->nmodels + 1) * sizeof *ml);
-        if (ml)
-            L->model_len = ml;
-        if (!m || !ml) {
-            upd_live_free(&fresh);
-            return hf_err_set(e, HF_ENOMEM, "out of memory for models");
-        }
-        L->models[L->nmodels] = fresh.models[i];
-        L->model_len[L->nmodels++] = fresh.model_len[i];
+    for (size_t i = 0; i < fresh.nmodels && rc == 0; i++) {
+        rc = carry(L, fresh.models[i], fresh.model_len[i], e);
         fresh.models[i] = NULL;
     }
-    *taken = fresh.nmodels;
+    *taken = rc ? 0 : fresh.nmodels;
     upd_live_free(&fresh);
+    if (rc)
+        return rc;
     L->changed = 0; /* staleness counts from the new models on */
     return 0;
 }

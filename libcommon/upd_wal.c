@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "channel.h"
+#include "fdio.h"
 #include "frame_scan.h"
 
 struct upd_wal {
@@ -25,17 +26,10 @@ struct upd_wal {
 
 static int write_all(upd_wal *w, const char *p, size_t n, hf_err *e)
 {
-    while (n) {
-        ssize_t k = write(w->fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return hf_err_set(e, HF_EIO, "%s: write: %s", w->path, strerror(errno));
-        p += k;
-        n -= (size_t)k;
-        w->bytes += (uint64_t)k;
-    }
-    return 0;
+    int rc = fd_write_all(w->fd, p, n, w->path, e);
+    if (rc == 0)
+        w->bytes += n;
+    return rc;
 }
 
 int upd_wal_reset(upd_wal *w, uint64_t base, hf_err *e)

@@ -36,6 +36,30 @@ validate() {
     $VALIDATE -q "$@"
 }
 
+# valid_model_frame IDX KIND : IDX holds exactly one model frame, of kind
+# KIND, just before its end frame, and it matches schemas/KIND.json (bins
+# mapped to {"$bin": length}, as validate_frames.py does for other frames).
+valid_model_frame() {
+    $PY - "$1" "$2" "$REPO/schemas" <<'EOF2'
+import json, sys, msgpack
+from jsonschema import Draft202012Validator
+def bins(x):
+    if isinstance(x, bytes):
+        return {"$bin": len(x)}
+    if isinstance(x, dict):
+        return {k: bins(y) for k, y in x.items()}
+    if isinstance(x, list):
+        return [bins(y) for y in x]
+    return x
+idx, kind, sdir = sys.argv[1:4]
+frames = list(msgpack.Unpacker(open(idx, "rb"), raw=False))
+models = [f for f in frames if f["t"] == "model"]
+assert len(models) == 1 and models[0]["kind"] == kind, models
+assert frames[-2]["t"] == "model" and frames[-1]["t"] == "end"
+Draft202012Validator(json.load(open(f"{sdir}/{kind}.json"))).validate(bins(models[0]))
+EOF2
+}
+
 # Frame counts and basic facts about a stream, one JSON line per frame with
 # bins shown as their length.
 show_frames() {

@@ -51,22 +51,10 @@ EOF2
     grep -q "written: cloning" "$FIX/nav.log"
     grep -q "recall calibration" "$FIX/nav.log"
     validate --expect index "$FIX/nav.idx"
-    $PY - "$FIX/nav.idx" "$REPO/schemas" <<'EOF2'
-import json, sys, msgpack
-from jsonschema import Draft202012Validator
-def bins(x):
-    if isinstance(x, bytes):
-        return {"$bin": len(x)}
-    if isinstance(x, dict):
-        return {k: bins(y) for k, y in x.items()}
-    if isinstance(x, list):
-        return [bins(y) for y in x]
-    return x
-frames = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
-models = [f for f in frames if f["t"] == "model"]
-assert len(models) == 1 and models[0]["kind"] == "nav-policy", models
-assert frames[-2]["t"] == "model" and frames[-1]["t"] == "end"
-Draft202012Validator(json.load(open(sys.argv[2] + "/nav-policy.json"))).validate(bins(models[0]))
+    valid_model_frame "$FIX/nav.idx" nav-policy
+    $PY - "$FIX/nav.idx" <<'EOF2'
+import sys, msgpack
+models = [f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] == "model"]
 m = models[0]
 assert m["dim"] == 64 and m["n"] == 3000 and m["metric_name"] == "l2"
 assert m["validation"]["queries"] == 150 and m["validation"]["training_queries"] == 450

@@ -35,25 +35,17 @@ EOF2
         --val-ef 10,16,32,64 -o "$FIX/weak.idx" "$FIX/plain.idx" 2>/dev/null
 }
 
-# policy_field IDX EXPR : python EXPR over the nav-policy frame f of IDX
-policy_field() {
-    $PY - "$1" "$2" <<'EOF2'
+# model_field KIND IDX EXPR : python EXPR over the model frame f of kind KIND in IDX
+model_field() {
+    $PY - "$@" <<'EOF2'
 import sys, msgpack
-f = next(x for x in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False)
-         if x.get("t") == "model" and x.get("kind") == "nav-policy")
-print(eval(sys.argv[2]))
+f = next(x for x in msgpack.Unpacker(open(sys.argv[2], "rb"), raw=False)
+         if x.get("t") == "model" and x.get("kind") == sys.argv[1])
+print(eval(sys.argv[3]))
 EOF2
 }
-
-# policy_router IDX EXPR : the same over the layer-router frame
-policy_router() {
-    $PY - "$1" "$2" <<'EOF2'
-import sys, msgpack
-f = next(x for x in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False)
-         if x.get("t") == "model" and x.get("kind") == "layer-router")
-print(eval(sys.argv[2]))
-EOF2
-}
+policy_field() { model_field nav-policy "$@"; }
+policy_router() { model_field layer-router "$@"; }
 
 # start_query_server IDX LOG [options] : sets EP and SPID
 start_query_server() {

@@ -14,23 +14,12 @@
 
 #include "nav.h"
 
+#include "clustered_graph.h"
+
+/* 8 clusters */
 static hnsw *random_graph(size_t n, size_t dim, uint64_t seed, float **vecs)
 {
-    hnsw_params p = {.M = 8, .ef_construction = 60, .seed = seed, .metric = METRIC_L2};
-    hnsw_params_defaults(&p);
-    hnsw *h = NULL;
-    hf_err e;
-    assert_int_equal(hnsw_new(&p, dim, &h, &e), 0);
-    nn_rng r;
-    nn_rng_seed(&r, seed);
-    float *v = malloc(n * dim * sizeof *v);
-    for (size_t i = 0; i < n; i++) /* 8 clusters */
-        for (size_t c = 0; c < dim; c++)
-            v[i * dim + c] = (float)((i % 8) == c % 8) * 4.0f + nn_rng_normal(&r);
-    assert_int_equal(hnsw_append(h, v, n, NULL, &e), 0);
-    assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
-    *vecs = v;
-    return h;
+    return clustered_graph(n, dim, seed, 4.0f, vecs);
 }
 
 static nav_policy *bound_policy(const hnsw *h)

@@ -13,23 +13,12 @@
 
 #include "route.h"
 
+#include "clustered_graph.h"
+
+/* 8 well-separated clusters */
 static hnsw *random_graph(size_t n, size_t dim, uint64_t seed)
 {
-    hnsw_params p = {.M = 8, .ef_construction = 60, .seed = seed, .metric = METRIC_L2};
-    hnsw_params_defaults(&p);
-    hnsw *h = NULL;
-    hf_err e;
-    assert_int_equal(hnsw_new(&p, dim, &h, &e), 0);
-    nn_rng r;
-    nn_rng_seed(&r, seed);
-    float *v = malloc(n * dim * sizeof *v);
-    for (size_t i = 0; i < n; i++) /* 8 well-separated clusters */
-        for (size_t c = 0; c < dim; c++)
-            v[i * dim + c] = (float)((i % 8) == c % 8) * 6.0f + nn_rng_normal(&r);
-    assert_int_equal(hnsw_append(h, v, n, NULL, &e), 0);
-    assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
-    free(v);
-    return h;
+    return clustered_graph(n, dim, seed, 6.0f, NULL);
 }
 
 static route_model *pca_router(const hnsw *h, size_t C, size_t r)
