@@ -21,6 +21,7 @@
 #include "hnsw_stats.h"
 #include "jsonl.h"
 #include "quant.h"
+#include "rotation.h"
 
 static const char *prog = "info";
 
@@ -167,9 +168,13 @@ int main(int argc, char **argv)
                (double)hnsw_codes_memory_bytes(h) / ((double)h->n * h->dim * 4 + 1e-9));
     else
         printf("codes: none\n");
-    if (h->rot)
-        printf("speed layout: rotation %zu x %zu (rows rebuilt at load by query)\n", h->rot_dpad,
-               h->rot_dpad);
+    if (h->rot && h->rot->rounds)
+        printf("speed layout: block rotation of %zu dimensions, %u rounds (rows rebuilt at load "
+               "by query)\n",
+               h->rot_dpad, h->rot->rounds);
+    else if (h->rot)
+        printf("speed layout: dense rotation %zu x %zu (rows rebuilt at load by query)\n",
+               h->rot_dpad, h->rot_dpad);
     printf("models: %zu\n", x.nmodels);
     if (x.models_len)
         fputs(x.models, stdout);

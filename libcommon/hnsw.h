@@ -82,13 +82,21 @@ typedef struct hnsw {
      * are the exact distances, so re-ranking need not read the vectors */
     int codes_exact;
     /* Row layout for fast search (hnsw_rows.c): NULL/0 when absent. rot is
-     * the saved rotation (rot_dpad squared); rows are built from it, the
-     * graph and the vectors after loading, row_bytes apart. */
-    float *rot;
+     * the saved rotation (rotation.h, of R^rot_dpad); rows are built from
+     * it, the graph and the vectors after loading, row_bytes apart. */
+    struct rotation *rot;
     size_t rot_dpad;
     char *rows;
     size_t row_bytes, row_off_fac, row_off_codes, row_off_vec;
     uint32_t row_nb;
+    /* int8 codes (row_upq, rot_dpad bytes each, slot row_up_slot[node];
+     * HNSW_NONE on level 0) of the rotated vectors of the nodes above
+     * level 0: the greedy descent reads a block that stays in cache, not
+     * whole rows, and only picks level 0's entry, whose distance is then
+     * measured exactly */
+    uint8_t *row_up;
+    struct quant *row_upq;
+    uint32_t *row_up_slot;
 } hnsw;
 
 /* Create an empty graph; caller owns it (hnsw_destroy). */
@@ -305,14 +313,15 @@ static inline uint32_t hnsw_clinks0_unpack(const hnsw *h, uint32_t id, uint32_t 
 
 /* ---- row layout (hnsw_rows.c) ---- */
 
-/* The rotation is dpad^2 floats: 64 MiB at most. */
+/* A dense rotation is dpad^2 floats: 64 MiB at most. */
 #define HNSW_ROWS_MAX_DPAD 4096
 /* Vector length in the rows: dim rounded up to 64. */
 size_t hnsw_rows_dpad(size_t dim);
 /* Draw the rotation of the speed layout (l2 and cosine only). */
 int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e);
-/* Take a loaded rotation (copied) after checking it fits the index. */
-int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e);
+/* Take a loaded rotation (owned by h on success, the caller's otherwise)
+ * after checking it fits the index. */
+int hnsw_rows_adopt(hnsw *h, struct rotation *rot, hf_err *e);
 /* Lay out the rows from the rotation, level 0 and the vectors (after any
  * renumbering; rebuild after the graph changes) with `threads` threads.
  * No-op without a rotation. */

@@ -5,6 +5,7 @@
  */
 #include "hnsw.h"
 #include "quant.h"
+#include "rotation.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -100,8 +101,11 @@ void hnsw_destroy(hnsw **hp)
     free(h->clinks);
     free(h->cloff);
     free(h->perm);
-    free(h->rot);
+    rotation_destroy(&h->rot);
     free(h->rows);
+    free(h->row_up);
+    quant_destroy(&h->row_upq);
+    free(h->row_up_slot);
     free(h->ext_id);
     quant_destroy(&h->codes);
     free(h);

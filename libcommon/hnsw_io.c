@@ -4,6 +4,7 @@
  */
 #include "hnsw_io.h"
 #include "quant.h"
+#include "rotation.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -142,10 +143,21 @@ int hnsw_save_body(const hnsw *h, channel *c, hf_err *e)
         free(cbuf);
     }
     if (rc == 0 && h->rot) {
-        frame_begin(&fo, "rows", 3);
-        frame_put_u64(&fo, "v", 1);
-        frame_put_u64(&fo, "dpad", h->rot_dpad);
-        frame_put_bin(&fo, "rot", h->rot, h->rot_dpad * h->rot_dpad * sizeof(float));
+        const rotation *r = h->rot;
+        size_t B = r->dpad / ROTATION_BLOCK;
+        if (r->rounds == 0) { /* an index written before the block kind */
+            frame_begin(&fo, "rows", 3);
+            frame_put_u64(&fo, "v", 1);
+            frame_put_u64(&fo, "dpad", r->dpad);
+            frame_put_bin(&fo, "rot", r->dense, r->dpad * r->dpad * sizeof(float));
+        } else {
+            frame_begin(&fo, "rows", 5);
+            frame_put_u64(&fo, "v", 2);
+            frame_put_u64(&fo, "dpad", r->dpad);
+            frame_put_u64(&fo, "rounds", r->rounds);
+            frame_put_bin(&fo, "signs", r->signs, r->rounds * r->dpad * sizeof(float));
+            frame_put_bin(&fo, "mix", r->mix, r->rounds * B * B * sizeof(float));
+        }
         rc = channel_send(c, &fo, e);
     }
     free(buf);
@@ -404,31 +416,61 @@ static int load_codes(load_state *st, const frame_in *f, hf_err *e)
     return 0;
 }
 
-static int load_rows(load_state *st, const frame_in *f, hf_err *e)
+/* A bin of exactly `count` f32 values, copied (payloads need not be
+ * aligned). */
+static int want_floats(const frame_in *f, const char *key, size_t count, float **out, hf_err *e)
 {
-    uint64_t v, dpad;
     const void *p;
     size_t len;
+    int rc = want_bin(f, key, &p, &len, e);
+    if (rc)
+        return rc;
+    if (len != count * sizeof(float))
+        return hf_err_set(e, HF_EDATA, "rows frame: \"%s\" holds %zu bytes, %zu expected", key, len,
+                          count * sizeof(float));
+    *out = malloc(len ? len : 1);
+    if (!*out)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation");
+    memcpy(*out, p, len);
+    return 0;
+}
+
+/* v1: a dense rotation matrix; v2: the block kind (rotation.h). */
+static int load_rows(load_state *st, const frame_in *f, hf_err *e)
+{
+    uint64_t v, dpad, rounds = 0;
     int rc;
     if (st->h->rot)
         return hf_err_set(e, HF_EDATA, "second rows frame");
-    if ((rc = want_u64(f, "v", &v, e)) || (rc = want_u64(f, "dpad", &dpad, e)) ||
-        (rc = want_bin(f, "rot", &p, &len, e)))
+    if ((rc = want_u64(f, "v", &v, e)) || (rc = want_u64(f, "dpad", &dpad, e)))
         return rc;
-    if (v != 1)
-        return hf_err_set(e, HF_EDATA, "rows frame version %llu (this build reads 1)",
+    if (v != 1 && v != 2)
+        return hf_err_set(e, HF_EDATA, "rows frame version %llu (this build reads 1 and 2)",
                           (unsigned long long)v);
-    if (dpad != hnsw_rows_dpad(st->h->dim) || len != dpad * dpad * sizeof(float))
-        return hf_err_set(e, HF_EDATA,
-                          "rows frame: dpad %llu and %zu rotation bytes do not fit "
-                          "dimension %zu",
-                          (unsigned long long)dpad, len, st->h->dim);
-    float *rot = malloc(len);
-    if (!rot)
-        return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation");
-    memcpy(rot, p, len);
-    rc = hnsw_rows_adopt(st->h, rot, (size_t)dpad, e);
-    free(rot);
+    if (dpad != hnsw_rows_dpad(st->h->dim))
+        return hf_err_set(e, HF_EDATA, "rows frame: dpad %llu does not fit dimension %zu",
+                          (unsigned long long)dpad, st->h->dim);
+    if (v == 2 && (rc = want_u64(f, "rounds", &rounds, e)))
+        return rc;
+    if (v == 2 && (rounds == 0 || rounds > 16))
+        return hf_err_set(e, HF_EDATA, "rows frame: rounds %llu (1 to 16)",
+                          (unsigned long long)rounds);
+    size_t D = (size_t)dpad, B = D / ROTATION_BLOCK;
+    float *a = NULL, *b = NULL;
+    rotation *r = NULL;
+    if (v == 1)
+        rc = want_floats(f, "rot", D * D, &a, e);
+    else
+        rc = want_floats(f, "signs", (size_t)rounds * D, &a, e);
+    if (rc == 0 && v == 2)
+        rc = want_floats(f, "mix", (size_t)rounds * B * B, &b, e);
+    if (rc == 0)
+        rc = v == 1 ? rotation_from_dense(D, a, &r, e)
+                    : rotation_from_blocks(D, (unsigned)rounds, a, b, &r, e);
+    free(a);
+    free(b);
+    if (rc == 0 && (rc = hnsw_rows_adopt(st->h, r, e)) != 0)
+        rotation_destroy(&r);
     return rc;
 }
 

@@ -5,11 +5,12 @@
  *
  * Row of node c (row_bytes apart, every part 64-byte aligned):
  *   [u32 degree][u32 ids[nb]]        nb = M0 rounded up to 32 (FS_BATCH)
- *   per batch of 32: f32 A[32], B[32], C[32], E[32]   (factors, below)
+ *   per batch of 32: f32 A[32], B[32], C[32]   (factors, below)
  *   per batch: the neighbours' codes, fastscan.h layout (dpad / 8 bytes each)
  *   f32 y_c[dpad]                    the node's vector rotated (R x, x padded
  *                                    with zeros to dpad, a multiple of 64)
- * R is a random orthogonal dpad x dpad matrix (saved in the "rows" frame),
+ * R is a random orthogonal transform (rotation.h: the block kind, or a
+ * dense matrix in indexes written before it; saved in the "rows" frame),
  * so |R q - R x| = |q - x| and coordinates of residuals look Gaussian, which
  * RaBitQ's estimator needs. A neighbour o of c is coded relative to c:
  * u = y_o - y_c, bits b_i = [u_i > 0], and with r = y_q - y_c
@@ -17,10 +18,9 @@
  * (RaBitQ: <o', q'> estimated by <x, q'> / <x, o'> with x = (2b - 1)/sqrt(D)).
  * With r ~ lo + delta * rq (6 bits, fastscan.h), <b, r> ~ lo P + delta <b, rq>,
  * P = popcount(b), so est = |r|^2 + A + 2 lo C + B (2 delta <b, rq> - sum r)
- * with A = |u|^2, B = -2 |u|^2 / sum |u_i|, C = B P. E bounds the error:
- * |est - exact| <= eps0 E |r| + |C| delta with high probability (RaBitQ's
- * bound with eps0 = 1.9, plus the 6-bit rounding of r), E = 2 |u| sqrt(1 - g^2)
- * / (g sqrt(D - 1)), g = <x, o'> = sum |u_i| / (sqrt(D) |u|).
+ * with A = |u|^2, B = -2 |u|^2 / sum |u_i|, C = B P. RaBitQ's error bound
+ * is not stored: the search only ranks candidates by estimate and measures
+ * every node it expands exactly, so no decision needs it (128 bytes a row).
  *
  * Search (one row read per expanded node): a pool of the ef best candidates
  * by estimate, sorted; pop the nearest unexpanded one, take its exact
@@ -45,9 +45,10 @@
 #include "fastscan.h"
 #include "hnsw.h"
 #include "hnsw_heap.h"
-#include "nn.h"
+#include "par.h"
+#include "quant.h"
+#include "rotation.h"
 
-#define EPS0 1.9f
 #ifndef ROW_EXACT_KEYS
 #define ROW_EXACT_KEYS 1
 #endif
@@ -66,8 +67,6 @@ size_t hnsw_rows_dpad(size_t dim)
     return round64(dim);
 }
 
-/* Random orthogonal matrix: Gaussian rows made orthonormal by modified
- * Gram-Schmidt in double (deterministic for a seed). */
 int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e)
 {
     if (h->p.metric != METRIC_L2 && h->p.metric != METRIC_COSINE)
@@ -77,61 +76,27 @@ int hnsw_rows_plan(hnsw *h, uint64_t seed, hf_err *e)
     if (D > HNSW_ROWS_MAX_DPAD)
         return hf_err_set(e, HF_EUSAGE, "the speed layout takes at most %d dimensions, not %zu",
                           HNSW_ROWS_MAX_DPAD, h->dim);
-    double *m = malloc(D * D * sizeof(double));
-    float *rot = malloc(D * D * sizeof(float));
-    if (!m || !rot) {
-        free(m);
-        free(rot);
-        return hf_err_set(e, HF_ENOMEM, "out of memory for a %zu x %zu rotation", D, D);
-    }
-    nn_rng rng;
-    nn_rng_seed(&rng, seed ^ 0x726f7773ull);
-    for (size_t i = 0; i < D * D; i++)
-        m[i] = nn_rng_normal(&rng);
-    for (size_t i = 0; i < D; i++) {
-        double *ri = m + i * D;
-        for (size_t j = 0; j < i; j++) {
-            const double *rj = m + j * D;
-            double d = 0;
-            for (size_t t = 0; t < D; t++)
-                d += ri[t] * rj[t];
-            for (size_t t = 0; t < D; t++)
-                ri[t] -= d * rj[t];
-        }
-        double nrm = 0;
-        for (size_t t = 0; t < D; t++)
-            nrm += ri[t] * ri[t];
-        nrm = sqrt(nrm);
-        for (size_t t = 0; t < D; t++)
-            ri[t] /= nrm;
-    }
-    for (size_t i = 0; i < D * D; i++)
-        rot[i] = (float)m[i];
-    free(m);
-    free(h->rot);
-    h->rot = rot;
+    rotation *r;
+    int rc = rotation_plan(D, ROTATION_ROUNDS, seed, &r, e);
+    if (rc)
+        return rc;
+    rotation_destroy(&h->rot);
+    h->rot = r;
     h->rot_dpad = D;
     return 0;
 }
 
-int hnsw_rows_adopt(hnsw *h, const float *rot, size_t dpad, hf_err *e)
+int hnsw_rows_adopt(hnsw *h, rotation *r, hf_err *e)
 {
     if (h->p.metric != METRIC_L2 && h->p.metric != METRIC_COSINE)
         return hf_err_set(e, HF_EDATA, "rows frame on a %s index (only l2 and cosine)",
                           metric_name(h->p.metric));
-    if (dpad != hnsw_rows_dpad(h->dim))
-        return hf_err_set(e, HF_EDATA, "rows frame: dpad %zu, dimension %zu needs %zu", dpad,
+    if (r->dpad != hnsw_rows_dpad(h->dim))
+        return hf_err_set(e, HF_EDATA, "rows frame: dpad %zu, dimension %zu needs %zu", r->dpad,
                           h->dim, hnsw_rows_dpad(h->dim));
-    for (size_t i = 0; i < dpad * dpad; i++)
-        if (!isfinite(rot[i]))
-            return hf_err_set(e, HF_EDATA, "rows frame: rotation entry %zu is not finite", i);
-    float *r = malloc(dpad * dpad * sizeof(float));
-    if (!r)
-        return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation");
-    memcpy(r, rot, dpad * dpad * sizeof(float));
-    free(h->rot);
+    rotation_destroy(&h->rot);
     h->rot = r;
-    h->rot_dpad = dpad;
+    h->rot_dpad = r->dpad;
     return 0;
 }
 
@@ -143,7 +108,7 @@ static inline uint32_t *row_head(const hnsw *h, uint32_t id)
 static inline float *row_fac(const hnsw *h, uint32_t id, uint32_t batch)
 {
     return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_fac) +
-           (size_t)batch * 4 * FS_BATCH;
+           (size_t)batch * 3 * FS_BATCH;
 }
 static inline uint8_t *row_codes(const hnsw *h, uint32_t id, uint32_t batch)
 {
@@ -181,22 +146,35 @@ static void encode_slot(hnsw *h, const dist_kernels *dk, uint32_t c, uint32_t j,
     float *f = row_fac(h, c, j / FS_BATCH), bias = hnsw_zero_bias(h, o);
     if (l1 <= 0) { /* o sits on c: the estimate is |r|^2 (+ its bias), exact */
         f[s] = bias;
-        f[FS_BATCH + s] = f[2 * FS_BATCH + s] = f[3 * FS_BATCH + s] = 0;
+        f[FS_BATCH + s] = f[2 * FS_BATCH + s] = 0;
         return;
     }
-    double g = l1 / (sqrt((double)D) * sqrt(n2));
     double B = -2.0 * n2 / l1;
     f[s] = (float)n2 + bias;
     f[FS_BATCH + s] = (float)B;
     f[2 * FS_BATCH + s] = (float)(B * pop);
-    f[3 * FS_BATCH + s] =
-        (float)(2.0 * sqrt(n2) * sqrt(g < 1 ? 1 - g * g : 0) / (g * sqrt((double)D - 1)));
 }
 
 typedef struct encode_job {
     hnsw *h;
     size_t first, end;
+    int failed;
 } encode_job;
+
+static void *rotate_part(void *arg)
+{
+    encode_job *j = arg;
+    hnsw *h = j->h;
+    float *tmp = malloc(rotation_scratch(h->rot) * sizeof(float));
+    if (!tmp) { /* cannot happen for a few KiB; leave the rows zero */
+        j->failed = 1;
+        return NULL;
+    }
+    for (size_t c = j->first; c < j->end; c++)
+        rotation_apply(h->rot, hnsw_vec(h, (uint32_t)c), h->dim, row_vec(h, (uint32_t)c), tmp);
+    free(tmp);
+    return NULL;
+}
 
 static void *encode_part(void *arg)
 {
@@ -216,6 +194,33 @@ static void *encode_part(void *arg)
     return NULL;
 }
 
+/* The int8 codes of the upper levels' rotated vectors (hnsw.h). */
+static int build_upper(hnsw *h, hf_err *e)
+{
+    size_t D = h->rot_dpad, nup = 0;
+    h->row_up_slot = malloc((h->n ? h->n : 1) * sizeof(uint32_t));
+    if (!h->row_up_slot)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for the upper-level slots");
+    for (size_t i = 0; i < h->n; i++)
+        h->row_up_slot[i] = h->levels[i] > 0 ? (uint32_t)nup++ : HNSW_NONE;
+    if (!nup)
+        return 0;
+    float *y = malloc(nup * D * sizeof(float));
+    h->row_up = hnsw_alloc_block(nup * D);
+    if (!y || !h->row_up) {
+        free(y);
+        return hf_err_set(e, HF_ENOMEM, "out of memory for %zu upper-level codes", nup);
+    }
+    for (size_t i = 0; i < h->n; i++)
+        if (h->row_up_slot[i] != HNSW_NONE)
+            memcpy(y + D * h->row_up_slot[i], row_vec(h, (uint32_t)i), D * sizeof(float));
+    int rc = quant_train(QUANT_INT8, METRIC_L2, D, y, D, nup, 1, &h->row_upq, e);
+    for (size_t t = 0; rc == 0 && t < nup; t++)
+        quant_encode(h->row_upq, y + D * t, h->row_up + D * t);
+    free(y);
+    return rc;
+}
+
 int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
 {
     if (!h->rot)
@@ -224,47 +229,55 @@ int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
     uint32_t nb = (h->p.M0 + FS_BATCH - 1) / FS_BATCH * FS_BATCH;
     h->row_nb = nb;
     h->row_off_fac = round64(sizeof(uint32_t) * (1 + (size_t)nb));
-    h->row_off_codes = h->row_off_fac + (size_t)nb * 4 * sizeof(float);
+    h->row_off_codes = h->row_off_fac + (size_t)nb * 3 * sizeof(float);
     h->row_off_vec = h->row_off_codes + (size_t)(nb / FS_BATCH) * fs_batch_bytes(D);
     h->row_bytes = h->row_off_vec + D * sizeof(float);
     free(h->rows);
+    free(h->row_up);
+    free(h->row_up_slot);
+    quant_destroy(&h->row_upq);
     h->rows = NULL;
+    h->row_up = NULL;
+    h->row_up_slot = NULL;
     if (n && h->row_bytes > (SIZE_MAX - 64) / n)
         return hf_err_set(e, HF_ENOMEM, "row block too large");
     h->rows = hnsw_alloc_block(n ? n * h->row_bytes : 64);
     if (!h->rows)
         return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu rows of %zu bytes", n, h->row_bytes);
     memset(h->rows, 0, n * h->row_bytes);
-    /* y = R x for every node at once: rows of the level-0 block times R's
-     * first dim columns, written straight into the rows */
-    if (n)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
-                    hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot, (int)D, 0.0f,
-                    row_vec(h, 0), (int)(h->row_bytes / sizeof(float)));
     if (threads < 1)
         threads = 1;
-    if (threads > 64)
-        threads = 64;
-    encode_job jobs[64];
-    pthread_t tid[64];
+    if (threads > PAR_MAX_THREADS)
+        threads = PAR_MAX_THREADS;
+    encode_job jobs[PAR_MAX_THREADS];
     for (int t = 0; t < threads; t++)
-        jobs[t] =
-            (encode_job){h, n * (size_t)t / (size_t)threads, n * (size_t)(t + 1) / (size_t)threads};
-    int started = 1;
-    for (int t = 1; t < threads; t++, started++)
-        if (pthread_create(&tid[t], NULL, encode_part, &jobs[t]) != 0)
-            break;
-    for (int t = started; t < threads; t++) /* threads that did not start */
-        encode_part(&jobs[t]);
-    encode_part(&jobs[0]);
-    for (int t = 1; t < started; t++)
-        pthread_join(tid[t], NULL);
-    return 0;
+        jobs[t] = (encode_job){h, n * (size_t)t / (size_t)threads,
+                               n * (size_t)(t + 1) / (size_t)threads, 0};
+    if (n && h->rot->rounds == 0) /* y = R x for every node at once, into the rows */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
+                    hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot->dense, (int)D,
+                    0.0f, row_vec(h, 0), (int)(h->row_bytes / sizeof(float)));
+    else /* every neighbour's rotated vector is needed before any is coded */
+        par_run(threads, jobs, sizeof jobs[0], rotate_part);
+    for (int t = 0; t < threads; t++)
+        if (jobs[t].failed)
+            return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation's scratch");
+    par_run(threads, jobs, sizeof jobs[0], encode_part);
+    return build_upper(h, e);
 }
 
 size_t hnsw_rows_memory_bytes(const hnsw *h)
 {
-    return h->rows ? h->n * h->row_bytes + h->rot_dpad * h->rot_dpad * sizeof(float) : 0;
+    if (!h->rows)
+        return 0;
+    size_t nup = 0;
+    for (size_t i = 0; i < h->n; i++)
+        nup += h->row_up_slot[i] != HNSW_NONE;
+    const rotation *r = h->rot;
+    size_t rot =
+        r->rounds ? r->rounds * (r->dpad + (r->dpad / ROTATION_BLOCK) * (r->dpad / ROTATION_BLOCK))
+                  : r->dpad * r->dpad;
+    return h->n * (h->row_bytes + sizeof(uint32_t)) + nup * h->rot_dpad + rot * sizeof(float);
 }
 
 /* ---- search ---- */
@@ -286,6 +299,8 @@ struct hnsw_rows_scratch {
     float *y;
     uint8_t *rq, *lut;
     const fs_kernels *fk;
+    quant_query *uq; /* the query against the upper levels' codes */
+    float *rtmp;     /* rotation_apply's scratch */
 };
 
 int hnsw_rows_scratch_new(const hnsw *h, size_t max_ef, hnsw_rows_scratch **out, hf_err *e)
@@ -304,8 +319,10 @@ int hnsw_rows_scratch_new(const hnsw *h, size_t max_ef, hnsw_rows_scratch **out,
     s->y = hnsw_alloc_block(D * sizeof(float) + 64);
     s->rq = hnsw_alloc_block(D + 64);
     s->lut = hnsw_alloc_block(D * 4 + 64);
+    s->rtmp = malloc(D * sizeof(float));
     s->fk = fs_best();
-    if (!s->vis.w || !s->pool || !s->res.a || !s->y || !s->rq || !s->lut) {
+    if (!s->vis.w || !s->pool || !s->res.a || !s->y || !s->rq || !s->lut || !s->rtmp ||
+        (h->row_upq && quant_query_new(h->row_upq, &s->uq, e) != 0)) {
         hnsw_rows_scratch_destroy(&s);
         return hf_err_set(e, HF_ENOMEM, "out of memory for search scratch");
     }
@@ -324,6 +341,8 @@ void hnsw_rows_scratch_destroy(hnsw_rows_scratch **sp)
     free(s->y);
     free(s->rq);
     free(s->lut);
+    free(s->rtmp);
+    quant_query_destroy(&s->uq);
     free(s);
     *sp = NULL;
 }
@@ -371,10 +390,12 @@ static inline void prefetch_row(const hnsw *h, uint32_t id, size_t lines)
         __builtin_prefetch(r + 64 * a, 0, ROW_PREFETCH_HINT);
 }
 
-/* Exact squared distance of the rotated query to a node, its bias included. */
-static inline float node_exact(const hnsw *h, dist_fn l2, const float *y, uint32_t id)
+/* Estimated squared distance of the rotated query to a node above level 0
+ * (its int8 code), its bias included. */
+static inline float up_dist(const hnsw *h, const quant_query *uq, uint32_t id)
 {
-    return l2(y, row_vec(h, id), h->rot_dpad) + (h->n_zero ? *row_bias(h, id) : 0.0f);
+    return quant_distance(uq, h->row_up + (size_t)h->row_up_slot[id] * h->rot_dpad) +
+           (h->n_zero ? *row_bias(h, id) : 0.0f);
 }
 
 int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t k, size_t ef,
@@ -400,29 +421,30 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
     while (h->p.metric == METRIC_COSINE && z < dim && x[z] == 0)
         z++;
     int qzero = h->p.metric == METRIC_COSINE && z == dim;
-    /* not cblas_sgemv: one call per query wakes OpenBLAS's thread pool,
-     * which then spins in sched_yield beside the search */
-    const dist_fn dot = dist_best()->dot, l2 = dist_best()->l2sq;
-    for (size_t i = 0; i < D; i++)
-        s->y[i] = dot(h->rot + i * D, x, dim);
+    const dist_fn l2 = dist_best()->l2sq;
+    rotation_apply(h->rot, x, dim, s->y, s->rtmp);
     const fs_kernels *fk = s->fk;
     const size_t lines = h->row_bytes / 64;
     uint64_t ndist = 0, hops = 0;
 
     /* greedy descent on the upper levels, exact distances from the rows */
     uint32_t cur = h->entry;
-    float curd = node_exact(h, l2, s->y, cur);
-    ndist++;
+    float curd = 0;
+    if (h->max_level > 0) {
+        quant_query_set(s->uq, s->y);
+        curd = up_dist(h, s->uq, cur);
+        ndist++;
+    }
     for (int l = h->max_level; l > 0; l--) {
         int changed = 1;
         while (changed) {
             changed = 0;
             const uint32_t *links = hnsw_links(h, cur, l);
             for (uint32_t j = 0; j < links[0]; j++)
-                prefetch_row(h, links[1 + j], 4);
+                __builtin_prefetch(h->row_up + (size_t)h->row_up_slot[links[1 + j]] * D, 0, 3);
             for (uint32_t j = 0; j < links[0]; j++) {
                 uint32_t nb = links[1 + j];
-                float d = node_exact(h, l2, s->y, nb);
+                float d = up_dist(h, s->uq, nb);
                 ndist++;
                 if (d < curd) {
                     curd = d;
@@ -440,6 +462,8 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
     size_t pn = 0, pc = 0;
     hheap *res = &s->res;
     res->n = 0;
+    curd = l2(s->y, row_vec(h, cur), D) + (h->n_zero ? *row_bias(h, cur) : 0.0f);
+    ndist++;
     pool_insert(pool, &pn, ef, 0, curd, cur);
     vis_set(&s->vis, cur);
     uint32_t fs[FS_BATCH];
@@ -483,11 +507,17 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
                 est[j] = base + f[j] + two_lo * f[2 * FS_BATCH + j] +
                          f[FS_BATCH + j] * (two_delta * (float)fs[j] - fr.sum);
             uint32_t m = deg - b * FS_BATCH < FS_BATCH ? deg - b * FS_BATCH : FS_BATCH;
-            for (uint32_t j = 0; j < m; j++) {
+            /* most neighbours estimate beyond the pool's worst: find the
+             * others without a branch each, then look only at them */
+            float worst = pn >= ef ? pool[pn - 1].d : INFINITY;
+            uint32_t pass = 0;
+            for (unsigned j = 0; j < FS_BATCH; j++)
+                pass |= (uint32_t)(est[j] < worst) << j;
+            pass &= m == FS_BATCH ? ~0u : (1u << m) - 1;
+            for (; pass; pass &= pass - 1) {
+                unsigned j = (unsigned)__builtin_ctz(pass);
                 uint32_t nb = head[1 + b * FS_BATCH + j];
-                if (vis_test(&s->vis, nb))
-                    continue;
-                if (pn >= ef && est[j] >= pool[pn - 1].d)
+                if (vis_test(&s->vis, nb) || (pn >= ef && est[j] >= pool[pn - 1].d))
                     continue;
                 vis_set(&s->vis, nb);
                 pcur = pool_insert(pool, &pn, ef, pcur, est[j], nb);

@@ -275,7 +275,7 @@ build_and_check_recall() {
     grep -q 'speed rows [0-9]* B/node' "$BATS_TEST_TMPDIR/build.log"
     validate --expect index "$BATS_TEST_TMPDIR/sp"
     run show_frames "$BATS_TEST_TMPDIR/sp"
-    [[ "$output" == *'"t": "rows", "v": 1, "dpad": 64, "rot": {"$bin": 16384}'* ]]
+    [[ "$output" == *'"t": "rows", "v": 2, "dpad": 64, "rounds": 3, "signs": {"$bin": 768}, "mix": {"$bin": 12}'* ]]
     "$BIN/query" --index "$BATS_TEST_TMPDIR/sp" --exact -o "$BATS_TEST_TMPDIR/gt" "$FIX/queries.frames" 2>/dev/null
     "$BIN/query" --index "$BATS_TEST_TMPDIR/sp" --ef 64 -o "$BATS_TEST_TMPDIR/r" "$FIX/queries.frames" 2>/dev/null
     validate "$BATS_TEST_TMPDIR/r"

@@ -2,7 +2,7 @@
 # make_corpus_index.sh - write the small seed corpus for fuzz_index with the
 # project's own filters: tiny indexes from graph-build (50 x 4 vectors with
 # several metrics and M, so upper levels exist) and one index stream with a
-# model frame appended. Every seed is under 8 KB but the speed layout's (~20 KB). Needs bin/ built (make).
+# model frame appended. Every seed is under 8 KB but the dense speed layout's (~20 KB). Needs bin/ built (make).
 # Usage: sh tests/fuzz/make_corpus_index.sh [dir]
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +19,10 @@ $PY "$root/tests/gen_vectors.py" -n 50 -d 4 --seed 3 -f frames "$tmp/base.frames
 # codes: int8 (packed links in the code block) and pq4
 "$BIN/graph-build" -M 4 --threads 1 --seed 2 --compress int8 -o "$out/l2_int8" "$tmp/base.frames" 2>/dev/null
 "$BIN/graph-build" -M 4 --threads 1 --seed 2 --compress pq4 -o "$out/l2_pq4" "$tmp/base.frames" 2>/dev/null
-# the speed layout: a rows frame (a 64 x 64 rotation, so this seed is ~20 KB)
+# the speed layout: a rows frame v2 (the block rotation: signs and 1 x 1
+# mixing matrices). l2_speed_dense, the same with a v1 frame (a dense 64 x 64
+# rotation, ~20 KB), is kept from before graph-build wrote v2 and is not
+# remade here.
 "$BIN/graph-build" -M 4 --threads 1 --seed 3 --preset speed -o "$out/l2_speed" "$tmp/base.frames" 2>/dev/null
 $PY "$root/tests/gen_vectors.py" -n 5 -d 3 --seed 4 -f frames "$tmp/small.frames"
 "$BIN/graph-build" -M 2 --threads 1 --metric ip -o "$out/ip_n5" "$tmp/small.frames" 2>/dev/null

@@ -22,6 +22,7 @@
 #include "hnsw.h"
 #include "hnsw_io.h"
 #include "knn.h"
+#include "rotation.h"
 
 /* dpad of dimensions 1, 3, 17, 100, 784, 1025, 2049: every code path of the
  * kernels, 16-bit flushes (past 512 and 1024 dimensions) included */
@@ -268,33 +269,115 @@ static void rows_and_classic_answer_exactly_for_l2_and_cosine_with_zero_vectors(
     free(q);
 }
 
-static void rotation_is_orthogonal(void **st)
+/* Columns R e_i of a transform, as rotation_apply computes them. */
+static double *columns(const rotation *r, size_t dim)
 {
-    (void)st;
-    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
-    make(base, q);
-    hnsw *h = build_speed(METRIC_L2, base);
-    size_t D = h->rot_dpad;
-    assert_int_equal(D, 64);
-    for (size_t i = 0; i < D; i++)
-        for (size_t j = 0; j < D; j++) {
-            double s = 0;
-            for (size_t t = 0; t < D; t++)
-                s += (double)h->rot[i * D + t] * h->rot[j * D + t];
-            assert_true(fabs(s - (i == j)) < 1e-5);
-        }
-    hnsw_destroy(&h);
-    free(base);
-    free(q);
+    size_t D = r->dpad;
+    double *m = malloc(dim * D * sizeof(double));
+    float *x = calloc(dim, sizeof(float)), *y = malloc(D * sizeof(float)),
+          *tmp = malloc(rotation_scratch(r) * sizeof(float));
+    for (size_t i = 0; i < dim; i++) {
+        x[i] = 1;
+        rotation_apply(r, x, dim, y, tmp);
+        x[i] = 0;
+        for (size_t t = 0; t < D; t++)
+            m[i * D + t] = y[t];
+    }
+    free(x);
+    free(y);
+    free(tmp);
+    return m;
 }
 
-static void rows_survive_save_load_and_renumbering(void **st)
+/* Both kinds are orthogonal on the inputs they take (dim <= dpad,
+ * zero-padded), for one block and for several, an odd dim among them; the
+ * block kind spreads every input over every output coordinate. */
+static void rotations_are_orthogonal(void **st)
 {
     (void)st;
-    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
-    make(base, q);
-    hnsw *h = build_speed(METRIC_L2, base);
-    assert_int_equal(hnsw_mark_deleted(h, 5, NULL), 0);
+    const size_t dims[][2] = {{37, 64}, {256, 256}, {200, 256}, {831, 832}};
+    for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++)
+        for (unsigned rounds = 0; rounds <= ROTATION_ROUNDS; rounds += ROTATION_ROUNDS) {
+            size_t dim = dims[c][0], D = dims[c][1];
+            if (rounds == 0 && D > 256)
+                continue; /* the dense kind's check is D^3 */
+            rotation *r = NULL;
+            hf_err e;
+            assert_int_equal(rotation_plan(D, rounds, 5, &r, &e), 0);
+            double *m = columns(r, dim);
+            for (size_t i = 0; i < dim; i++)
+                for (size_t j = i; j < dim; j++) {
+                    double s = 0;
+                    for (size_t t = 0; t < D; t++)
+                        s += m[i * D + t] * m[j * D + t];
+                    if (fabs(s - (i == j)) > 1e-4)
+                        fail_msg("dim %zu, rounds %u: <R e%zu, R e%zu> = %g", dim, rounds, i, j, s);
+                }
+            if (rounds)
+                for (size_t t = 0; t < D; t++)
+                    assert_true(fabs(m[t]) > 1e-6); /* e0 reaches every coordinate */
+            free(m);
+            rotation_destroy(&r);
+        }
+}
+
+/* The AVX-512 round gives the scalar reference's output (to float
+ * rounding) for one block, several, and an odd number of them. */
+static void avx512_rotation_round_matches_scalar(void **st)
+{
+    (void)st;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f"))
+        skip();
+    const size_t bs[] = {1, 4, 13};
+    unsigned seed = 11;
+    for (size_t c = 0; c < sizeof bs / sizeof bs[0]; c++) {
+        size_t B = bs[c], D = 64 * B;
+        rotation *r = NULL;
+        hf_err e;
+        assert_int_equal(rotation_plan(D, 1, 9, &r, &e), 0);
+        float *a = malloc(D * sizeof(float)), *b = malloc(D * sizeof(float)),
+              *tmp = malloc(D * sizeof(float));
+        for (size_t i = 0; i < D; i++)
+            a[i] = b[i] = frand(&seed) - 0.5f;
+        rotation_round_scalar(r->signs, r->mix, B, a, tmp);
+        rotation_round_avx512(r->signs, r->mix, B, b, tmp);
+        for (size_t i = 0; i < D; i++)
+            if (fabsf(a[i] - b[i]) > 1e-5f * (1 + fabsf(a[i])))
+                fail_msg("B %zu, coordinate %zu: avx512 %g, scalar %g", B, i, b[i], a[i]);
+        free(a);
+        free(b);
+        free(tmp);
+        rotation_destroy(&r);
+    }
+}
+
+/* What the loader checks: signs +-1, mixing matrices orthogonal. */
+static void block_rotation_parameters_are_checked(void **st)
+{
+    (void)st;
+    rotation *r = NULL, *g = NULL;
+    hf_err e;
+    assert_int_equal(rotation_plan(128, 2, 3, &r, &e), 0);
+    assert_int_equal(rotation_from_blocks(128, 2, r->signs, r->mix, &g, &e), 0);
+    rotation_destroy(&g);
+    r->signs[7] = 0.5f;
+    assert_int_not_equal(rotation_from_blocks(128, 2, r->signs, r->mix, &g, &e), 0);
+    assert_non_null(strstr(e.msg, "sign 7"));
+    r->signs[7] = 1;
+    r->mix[5] = 2; /* 2 x 2 blocks: entry 1 of the second matrix */
+    assert_int_not_equal(rotation_from_blocks(128, 2, r->signs, r->mix, &g, &e), 0);
+    assert_non_null(strstr(e.msg, "mixing matrix 1"));
+    r->mix[5] = NAN;
+    assert_int_not_equal(rotation_from_blocks(128, 2, r->signs, r->mix, &g, &e), 0);
+    assert_int_not_equal(rotation_from_blocks(96, 2, r->signs, r->mix, &g, &e), 0);
+    assert_null(g);
+    rotation_destroy(&r);
+}
+
+/* h written to a file and read back. */
+static hnsw *save_and_load(const hnsw *h)
+{
     char path[] = "/tmp/hf_test_rows_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
@@ -311,9 +394,49 @@ static void rows_survive_save_load_and_renumbering(void **st)
         fail_msg("load: %s", e.msg);
     channel_destroy(&c);
     unlink(path);
+    return g;
+}
+
+/* An index written with a dense rotation (rows frame v1, before the block
+ * kind) loads and is searched as well as one with the block kind. */
+static void dense_rotation_indexes_still_search(void **st)
+{
+    (void)st;
+    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
+    make(base, q);
+    hnsw *h = build_graph(METRIC_L2, base, 0);
+    hf_err e;
+    rotation *r = NULL;
+    assert_int_equal(rotation_plan(64, 0, 7, &r, &e), 0);
+    assert_int_equal(hnsw_rows_adopt(h, r, &e), 0);
+    hnsw *g = save_and_load(h);
+    assert_int_equal(g->rot->rounds, 0);
+    assert_memory_equal(g->rot->dense, h->rot->dense, 64 * 64 * sizeof(float));
+    assert_int_equal(hnsw_rows_build(g, 2, &e), 0);
+    double rec = rows_recall(g, base, q, 128);
+    if (rec < 0.95)
+        fail_msg("dense rotation: recall@10 %.3f < 0.95", rec);
+    hnsw_destroy(&h);
+    hnsw_destroy(&g);
+    free(base);
+    free(q);
+}
+
+static void rows_survive_save_load_and_renumbering(void **st)
+{
+    (void)st;
+    float *base = malloc(N * DIM * sizeof(float)), *q = malloc(NQ * DIM * sizeof(float));
+    make(base, q);
+    hnsw *h = build_speed(METRIC_L2, base);
+    assert_int_equal(hnsw_mark_deleted(h, 5, NULL), 0);
+    hnsw *g = save_and_load(h);
+    hf_err e;
     assert_non_null(g->rot);
     assert_null(g->rows); /* derived: built by whoever searches */
-    assert_memory_equal(g->rot, h->rot, h->rot_dpad * h->rot_dpad * sizeof(float));
+    assert_int_equal(g->rot->rounds, h->rot->rounds);
+    size_t B = h->rot_dpad / ROTATION_BLOCK;
+    assert_memory_equal(g->rot->signs, h->rot->signs, h->rot->rounds * h->rot_dpad * sizeof(float));
+    assert_memory_equal(g->rot->mix, h->rot->mix, h->rot->rounds * B * B * sizeof(float));
     assert_int_equal(hnsw_reorder(g, &e), 0);
     assert_int_equal(hnsw_rows_build(g, 1, &e), 0);
     double r = rows_recall(g, base, q, 128);
@@ -343,8 +466,10 @@ static void speed_layout_refuses_other_metrics(void **st)
     hf_err e;
     assert_int_equal(hnsw_new(&p, 5, &h, &e), 0);
     assert_int_not_equal(hnsw_rows_plan(h, 1, &e), 0);
-    float rot[64 * 64] = {0};
-    assert_int_not_equal(hnsw_rows_adopt(h, rot, 64, &e), 0);
+    rotation *r = NULL;
+    assert_int_equal(rotation_plan(64, 1, 1, &r, &e), 0);
+    assert_int_not_equal(hnsw_rows_adopt(h, r, &e), 0);
+    rotation_destroy(&r);
     hnsw_destroy(&h);
 }
 
@@ -357,7 +482,10 @@ int main(void)
         cmocka_unit_test(avx2_prep_matches_scalar),
         cmocka_unit_test(avx512_prep_matches_scalar),
         cmocka_unit_test(rows_and_classic_answer_exactly_for_l2_and_cosine_with_zero_vectors),
-        cmocka_unit_test(rotation_is_orthogonal),
+        cmocka_unit_test(rotations_are_orthogonal),
+        cmocka_unit_test(block_rotation_parameters_are_checked),
+        cmocka_unit_test(avx512_rotation_round_matches_scalar),
+        cmocka_unit_test(dense_rotation_indexes_still_search),
         cmocka_unit_test(rows_survive_save_load_and_renumbering),
         cmocka_unit_test(speed_layout_refuses_other_metrics),
     };
