@@ -22,7 +22,7 @@ import os
 import sys
 
 TARGETS = (0.90, 0.95, 0.99)
-ENGINES = ("hnswflow", "hnswflow-speed", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss")
+ENGINES = ("hnswflow", "hnswflow-speed", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss", "usearch")
 
 
 def load(path):
@@ -115,7 +115,7 @@ def table(name, by):
                    + " | build time | build, our whole pipe | memory |")
         out.append("|---|" + "---|" * (len(TARGETS) + 3))
         ours = by[ours_name]
-        for peer in ("hnswlib", "faiss"):
+        for peer in ("hnswlib", "faiss", "usearch"):
             if peer not in by:
                 continue
             theirs = by[peer]

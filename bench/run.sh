@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/run.sh - recall@10 against QPS for hnswflow, hnswlib and FAISS in one run.
+# bench/run.sh - recall@10 against QPS for hnswflow, hnswlib, FAISS and USearch in one run.
 #
 # Called by `make bench` from the repository root after `make` has built bin/*.
 # For each data set (Fashion-MNIST, a generated SIFT-like clustered set,
@@ -16,8 +16,9 @@
 #      computations from bin/query's summary line; every pass must give the
 #      same bytes),
 #   5. run the peer drivers (bench/peers/*.cpp, compiled here into
-#      $BUILD/bench/), which build with THREADS threads and query one at a time
-#      on one thread,
+#      $BUILD/bench/; bench/peers/usearch_run.mjs under Node, with the npm
+#      package usearch installed into $BUILD/bench/usearch-npm on first use),
+#      which build with THREADS threads and query one at a time on one thread,
 #   6. score every engine and ef with bin/recall against the ground truth,
 #   7. time `query --threads` 1 against nproc on one batch (<set>-threads.csv),
 # then writes <set>.csv and <set>.png and one summary.md (bench/report.py).
@@ -27,13 +28,15 @@
 #                 results go to bench/results/quick/ so full results stay intact
 #   THREADS=T     build threads for all engines (default: nproc)
 #   EFS=a,b,...   override the ef sweep
-#   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8 and hnswlib,
+#   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8, hnswlib and usearch,
 #                 median reported (default 3; 1 in quick mode); hnswflow-pq8
 #                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
 #   DATASETS="fashion-mnist clustered fmnist-proj256"   which sets to run
-#   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"
+#   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"
 #                 which engines to run (the thread-scaling step runs with hnswflow)
 #   BIN=bin BUILD=build                  where the filters are / peers are built
+#   USEARCH_DIR=DIR USEARCH_VERSION=V    npm prefix and version of the usearch peer
+#                 (default $BUILD/bench/usearch-npm, 2.25.3)
 #   RES=DIR       where results go (default bench/results, quick: bench/results/quick)
 # Every run writes results to temporary names and renames them, so an
 # interrupted run leaves the previous results in place.
@@ -52,7 +55,7 @@ THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256"}
-ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"}
+ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"}
 # want ENGINE: whether ENGINES names it
 want() { case " $ENGINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
 DATA=bench/data
@@ -100,6 +103,35 @@ build_peer() { # name, extra flags...
 }
 build_peer hnswlib_run
 build_peer faiss_run -fopenmp -lfaiss -lopenblas
+
+# usearch: the npm package (a prebuilt native addon, driven from Node by
+# bench/peers/usearch_run.mjs), installed once under $USEARCH_DIR (in the
+# gitignored build tree). Without node/npm or the registry the engine is
+# skipped with one line saying why; the rest of the bench runs.
+USEARCH_DIR=${USEARCH_DIR:-$BUILD/bench/usearch-npm}
+USEARCH_VERSION=${USEARCH_VERSION:-2.25.3}
+drop_engine() { ENGINES=$(echo " $ENGINES " | sed "s/ $1 / /g"); }
+if want usearch; then
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        say "usearch: skipped (node and npm are needed: apt-get install nodejs npm)"
+        drop_engine usearch
+    elif ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+        say "usearch: skipped (the usearch package needs Node >= 20, this is $(node --version))"
+        drop_engine usearch
+    elif [ ! -s "$USEARCH_DIR/node_modules/usearch/package.json" ]; then
+        say "installing npm package usearch@$USEARCH_VERSION into $USEARCH_DIR"
+        mkdir -p "$USEARCH_DIR"
+        if ! npm install --prefix "$USEARCH_DIR" --no-audit --no-fund --loglevel=error \
+            "usearch@$USEARCH_VERSION" >"$USEARCH_DIR/npm-install.log" 2>&1; then
+            say "usearch: skipped (npm install usearch@$USEARCH_VERSION failed, registry unreachable? see $USEARCH_DIR/npm-install.log)"
+            drop_engine usearch
+        fi
+    fi
+fi
+if want usearch; then
+    USEARCH_INSTALLED=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$USEARCH_DIR/node_modules/usearch/package.json" | head -n 1)
+    say "usearch: npm package $USEARCH_INSTALLED under $USEARCH_DIR, node $(node --version)"
+fi
 
 # no commas, quotes, | or & in it: it goes into a CSV field through sed
 MACHINE=$(echo "$(uname -n) / $(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -n 1) / $(nproc) cpus" | tr -d '",|&')
@@ -262,12 +294,16 @@ run_set() {
     ! want hnswflow || thread_scaling
 
     # peers: one process each, building once and sweeping every ef
-    for engine in hnswlib faiss; do
+    for engine in hnswlib faiss usearch; do
         want "$engine" || continue
         reps=$REPEAT
         [ "$engine" = faiss ] && reps=$REPEAT_SLOW
         say "$label: $engine build + sweep"
-        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" --metric "$metric" \
+        # usearch: the same options to a Node script (--expose-gc: it drops
+        # each ef's loaded index before loading the next)
+        set -- "$PEERBIN/${engine}_run"
+        [ "$engine" = usearch ] && set -- node --expose-gc bench/peers/usearch_run.mjs --usearch-dir "$USEARCH_DIR"
+        "$@" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" --metric "$metric" \
             --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" --repeat "$reps" \
             --out-prefix "$run/$engine" >"$run/$engine.log" || die "$label: $engine failed"
         while read -r line; do
