@@ -133,6 +133,20 @@ if want usearch; then
     say "usearch: npm package $USEARCH_INSTALLED under $USEARCH_DIR, node $(node --version)"
 fi
 
+# the memory-bandwidth probe (bench/bandwidth.c, built by make into
+# $BIN/bandwidth): one core's sequential, random-block and pointer-chase
+# figures, once per run, for the summary's bandwidth table
+BW=$RES/bandwidth.json
+if [ -x "$BIN/bandwidth" ]; then
+    say "memory-bandwidth probe ($BIN/bandwidth, one core, 1 GiB)"
+    "$BIN/bandwidth" >"$BW.tmp" || die "$BIN/bandwidth failed"
+    mv "$BW.tmp" "$BW"
+    say "probe: $(tr -d '\n' <"$BW")"
+else
+    say "$BIN/bandwidth is missing (make builds it): no bandwidth table"
+    BW=""
+fi
+
 # no commas, quotes, | or & in it: it goes into a CSV field through sed
 MACHINE=$(echo "$(uname -n) / $(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -n 1) / $(nproc) cpus" | tr -d '",|&')
 DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -190,6 +204,23 @@ run_ours() {
     mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
     # compressed engines: traversal memory as a fraction of the f32 vectors
     vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
+    # bytes a search reads (bench/README.md, "Bandwidth"): per distance
+    # computation, per hop (an expanded node's list or row), per query
+    m0=$(sed -n 's/.* M0 \([0-9]*\),.*/\1/p' "$run/$engine.build.log")
+    [ -n "$m0" ] || m0=$((2 * M))
+    vecb=$((dim * 4)) hopb=$((4 + m0 * 4)) fixb=0
+    case $engine in
+    hnswflow-speed)
+        vecb=0
+        hopb=$(sed -n 's/.*speed rows \([0-9]*\) B\/node.*/\1/p' "$run/$engine.build.log")
+        ;;
+    hnswflow-int8 | hnswflow-pq8)
+        vecb=$(sed -n 's/.* codes \([0-9]*\) B\/vector.*/\1/p' "$run/$engine.build.log")
+        # bit-packed level-0 list: M0 links of bits(n) at most, and its offset
+        hopb=$(awk -v n="$n" -v m0="$m0" 'BEGIN { b = 1; while (2 ^ b < n) b++; printf "%d", int((m0 * b + 7) / 8) + 8 }')
+        fixb=$(echo "$qflags" | awk -v d="$dim" '{ for (i = 1; i < NF; i++) if ($i == "--rerank") printf "%d", $(i + 1) * d * 4 }')
+        ;;
+    esac
     say "$label: $engine build ${build_s}s (whole pipe ${pipe_s}s), memory $mem bytes"
     # passes interleaved across the sweep (see bench/README.md): every ef
     # once, then again; pass 1 keeps its answers, later ones must match
@@ -218,8 +249,9 @@ run_ours() {
         [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"
         qps=$(grep '^query: .* QPS' "$log" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p' | median)
         mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
+        hops=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean hops.*/\1/p')
         rec=$(recall_of "$out")
-        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf,$pipe_s" >>"$rows"
+        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf,$pipe_s,$hops,$vecb,$hopb,$fixb" >>"$rows"
         say "$label: $engine ef=$ef recall=$rec qps=$qps (median of $reps) mean_dist=$mdist"
         rm -f "$out"
     done
@@ -266,6 +298,8 @@ run_set() {
     [ "$QUICK" = 1 ] && label=$set_name-quick
     mkdir -p "$run"
     make_data "$set_name" "$dir"
+    # fvecs: every row opens with its dimension as an int32
+    dim=$(od -An -t d4 -N4 "$dir/base.fvecs" | tr -d ' ')
     say "$label: $n base, $nq queries, efs $EFS, $THREADS build threads"
 
     rows=$run/rows.csv
@@ -312,16 +346,26 @@ run_set() {
             mdist=$(echo "$line" | sed -n 's/.* mean_dist=\([0-9.]*\).*/\1/p')
             bs=$(echo "$line" | sed -n 's/.* build_s=\([0-9.]*\).*/\1/p')
             mem=$(echo "$line" | sed -n 's/.* mem_bytes=\([0-9-]*\).*/\1/p')
+            hops=$(echo "$line" | sed -n 's/.* hops=\([0-9.]*\).*/\1/p')
             [ -n "$ef" ] || continue
             rec=$(recall_of "$run/$engine.ef$ef.frames")
-            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem,," >>"$rows"
+            # read sizes for the bandwidth estimate: hnswlib and faiss read
+            # one f32 vector a distance; hnswlib's level-0 list is a count
+            # and M0 ids (faiss does not count hops: its estimate is a lower
+            # bound); usearch counts nothing through its JS API
+            vecb="" hopb=""
+            case $engine in
+            hnswlib) vecb=$((dim * 4)) hopb=$((4 + 8 * M)) ;;
+            faiss) vecb=$((dim * 4)) ;;
+            esac
+            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem,,,$hops,$vecb,$hopb,0" >>"$rows"
             say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
         done <"$run/$engine.log"
     done
 
     csv=$RES/$label.csv
     {
-        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,pipe_s,machine,date"
+        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,pipe_s,hops,vec_read_bytes,hop_read_bytes,query_read_bytes,machine,date"
         sed "s|\$|,\"$MACHINE\",$DATE|" "$rows"
     } >"$csv.tmp"
     mv "$csv.tmp" "$csv"
@@ -336,5 +380,5 @@ for s in $DATASETS; do
     run_set "$s"
 done
 # shellcheck disable=SC2086 # CSVS is a list of paths without spaces
-$PY bench/report.py --out "$RES/summary.md" $CSVS
+$PY bench/report.py --out "$RES/summary.md" ${BW:+--bandwidth "$BW"} $CSVS
 say "wrote$CSVS and $RES/summary.md"
