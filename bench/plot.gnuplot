@@ -7,7 +7,7 @@
 if (!exists("csv")) csv = 'bench/results/fashion-mnist.csv'
 if (!exists("png")) png = 'bench/results/fashion-mnist.png'
 if (!exists("ttl")) ttl = csv
-engines = "hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"
+engines = "hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"
 
 set terminal pngcairo size 1000,700 enhanced font ",11"
 set output png

@@ -1,12 +1,22 @@
 #!/usr/bin/python3
 """Summarise bench result CSVs into one Markdown page.
 
-usage: report.py [--out summary.md] results/<set>.csv ...
+usage: report.py [--out summary.md] [--bandwidth bandwidth.json] results/<set>.csv ...
 
 Per data set: QPS at recall@10 = 0.90 / 0.95 / 0.99 for every engine, the
-ratios hnswflow/hnswlib and hnswflow/faiss at each target, mean distance
+ratios hnswflow/hnswlib, /faiss and /usearch at each target, mean distance
 computations at 0.95, build time and memory. Machine and date come from the
 CSVs (the first row of the first file).
+
+With --bandwidth (the JSON bench/bandwidth.c prints), a bandwidth table per
+data set: every engine's estimated bytes read per query at recall 0.95
+(distance computations x bytes read per distance + hops x bytes read per hop
++ a fixed per-query read, the sizes from the CSV's vec_read_bytes,
+hop_read_bytes and query_read_bytes columns, see bench/README.md) and the
+QPS there as a fraction of what the probe's one-core bandwidth allows:
+QPS x bytes/query / probe bytes/s, against random 64-byte line reads and
+against a sequential stream. An estimate from counted work and layout
+sizes, not a hardware counter.
 
 Interpolation: each engine's points are taken in ef order. For a target
 recall r the first pair of neighbouring points with recall(a) < r <= recall(b)
@@ -18,11 +28,12 @@ fast at r), and ratios built on it carry the mark too. If no ef reaches r,
 """
 import argparse
 import csv
+import json
 import os
 import sys
 
 TARGETS = (0.90, 0.95, 0.99)
-ENGINES = ("hnswflow", "hnswflow-speed", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss")
+ENGINES = ("hnswflow", "hnswflow-speed", "hnswflow-int8", "hnswflow-pq8", "hnswlib", "faiss", "usearch")
 
 
 def load(path):
@@ -42,6 +53,11 @@ def load(path):
                 "mem_bytes": float(r["mem_bytes"]) if r["mem_bytes"] else float("nan"),
                 "mem_vs_f32": float(r["mem_vs_f32"]) if r.get("mem_vs_f32") else None,
                 "pipe_s": float(r["pipe_s"]) if r.get("pipe_s") else None,
+                # bandwidth-estimate inputs (absent in CSVs from before them)
+                "hops": float(r["hops"]) if r.get("hops") else float("nan"),
+                "vec_b": float(r["vec_read_bytes"]) if r.get("vec_read_bytes") else None,
+                "hop_b": float(r["hop_read_bytes"]) if r.get("hop_read_bytes") else None,
+                "query_b": float(r["query_read_bytes"]) if r.get("query_read_bytes") else 0.0,
             }
         except (KeyError, ValueError) as e:
             sys.exit(f"report: {path}: bad row {r}: {e}")
@@ -63,6 +79,11 @@ def at_recall(pts, target, key):
             w = (target - a["recall"]) / (b["recall"] - a["recall"])
             return a[key] + w * (b[key] - a[key]), True
     return None
+
+
+def known(v):
+    """at_recall's answer, or None where the value is missing (NaN)."""
+    return None if v is None or v[0] != v[0] else v
 
 
 def fmt_qps(v):
@@ -95,7 +116,7 @@ def table(name, by):
     engines = [e for e in ENGINES if e in by] + sorted(e for e in by if e not in ENGINES)
     for e in engines:
         pts = by[e]
-        dist = at_recall(pts, 0.95, "mean_dist")
+        dist = known(at_recall(pts, 0.95, "mean_dist"))
         dist_s = "n/a" if dist is None else ("" if dist[1] else "<=") + f"{dist[0]:,.0f}"
         mem = max(p["mem_bytes"] for p in pts)
         cells = [e] + [fmt_qps(at_recall(pts, t, "qps")) for t in TARGETS] + [
@@ -115,7 +136,7 @@ def table(name, by):
                    + " | build time | build, our whole pipe | memory |")
         out.append("|---|" + "---|" * (len(TARGETS) + 3))
         ours = by[ours_name]
-        for peer in ("hnswlib", "faiss"):
+        for peer in ("hnswlib", "faiss", "usearch"):
             if peer not in by:
                 continue
             theirs = by[peer]
@@ -132,6 +153,78 @@ def table(name, by):
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return out
+
+
+def bytes_per_query(pts, target):
+    """(bytes, lower_bound) at recall target from the interpolated distance
+    computations and hops, or None where the engine counts neither."""
+    p = pts[0]
+    dist = known(at_recall(pts, target, "mean_dist"))
+    hops = known(at_recall(pts, target, "hops"))
+    if p["vec_b"] is None:
+        return None
+    b = p["query_b"]
+    if p["vec_b"] > 0:
+        if dist is None:
+            return None
+        b += dist[0] * p["vec_b"]
+    lower = False
+    if p["hop_b"] is None or hops is None:
+        lower = True  # links not counted: a lower bound
+    else:
+        b += hops[0] * p["hop_b"]
+    return b, lower
+
+
+def bandwidth_table(name, by, bw):
+    """The bandwidth table of one data set at recall 0.95."""
+    seq, rnd = bw["seq_read_bytes_s"], bw["rand64_bytes_s"]
+    out = [f"Bandwidth at recall@10 0.95 ({name}; the probe and the estimate: top of the page):", "",
+           "| engine | QPS | dist comps | hops | bytes / query (est.) | read rate at that QPS "
+           "| of random 64 B reads | of sequential read |",
+           "|---|---|---|---|---|---|---|---|"]
+    engines = [e for e in ENGINES if e in by] + sorted(e for e in by if e not in ENGINES)
+    for e in engines:
+        pts = by[e]
+        qps = known(at_recall(pts, 0.95, "qps"))
+        dist = known(at_recall(pts, 0.95, "mean_dist"))
+        hops = known(at_recall(pts, 0.95, "hops"))
+        bq = bytes_per_query(pts, 0.95)
+        cells = [e, fmt_qps(qps),
+                 "n/a" if dist is None else f"{dist[0]:,.0f}",
+                 "n/a" if hops is None else f"{hops[0]:,.1f}"]
+        if qps is None or bq is None:
+            why = "n/a (no counts)" if bq is None else "n/a"
+            cells += [why if bq is None else f"{bq[0] / 1024:,.1f} KiB", "n/a", "n/a", "n/a"]
+        else:
+            # a lower-bound QPS or byte count makes the rate a lower bound
+            mark = ">=" if (bq[1] or not qps[1]) else ""
+            rate = qps[0] * bq[0]
+            cells += [f"{'>=' if bq[1] else ''}{bq[0] / 1024:,.1f} KiB", f"{mark}{rate / 1e9:.2f} GB/s",
+                      f"{mark}{rate / rnd:.2f}", f"{mark}{rate / seq:.2f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def bandwidth_head(bw):
+    return ["## The limit: one core's memory bandwidth", "",
+            f"Probe (`bin/bandwidth`, {bw['buffer_mib']} MiB buffer, transparent huge pages "
+            f"'{bw['thp']}', best of {bw['passes']} passes, one core): sequential read "
+            f"{bw['seq_read_bytes_s'] / 1e9:.2f} GB/s; random 64-byte reads "
+            f"{bw['rand64_lines_s'] / 1e6:.1f} M lines/s = {bw['rand64_bytes_s'] / 1e9:.2f} GB/s "
+            f"(1 KiB blocks: {bw['rand1024_bytes_s'] / 1e9:.2f} GB/s); dependent pointer chase "
+            f"{bw['chase_ns']:.0f} ns a load.", "",
+            "Bytes per query are an estimate from counted work and layout sizes, not a hardware "
+            "counter: distance computations x bytes read per distance (a whole f32 vector, or a "
+            "code) + hops x bytes read per expanded node (its level-0 list; hnswflow-speed: its "
+            "row) + re-ranked vectors (hnswflow-int8/-pq8: `--rerank` x f32 vector). "
+            "hnswflow's bounded kernels may stop inside a vector and int8's re-rank reads no "
+            "vector on lossless codes, so theirs are upper bounds; faiss counts no hops (links "
+            "left out: `>=`); the usearch JS API counts nothing (n/a). The fraction is "
+            "QPS x bytes/query over the probe's rate: 1.0 would mean the search does nothing but "
+            "wait for memory at that rate (random line reads are the pattern of a graph walk; "
+            "above 1 the reads hit caches or stream).", ""]
 
 
 def threads_line(path):
@@ -152,8 +245,13 @@ def threads_line(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench/results/summary.md")
+    ap.add_argument("--bandwidth", help="bench/bandwidth.c's JSON: adds the bandwidth tables")
     ap.add_argument("csvs", nargs="+")
     a = ap.parse_args()
+    bw = None
+    if a.bandwidth:
+        with open(a.bandwidth) as f:
+            bw = json.load(f)
     sets = [(os.path.splitext(os.path.basename(p))[0],) + load(p) for p in a.csvs]
     machine, date = sets[0][1], sets[0][2]
     lines = [
@@ -173,9 +271,13 @@ def main():
         "- memory: hnswflow: index memory graph-build reports (f32: vectors + links + node arrays; hnswflow-int8/-pq8: traversal memory, everything a search on codes reads (codes, packed level-0 lists and their offsets, upper levels and their offsets, tombstones), the f32 vectors kept for re-ranking not counted, also shown as a fraction of the f32 vectors); peers: RSS growth across the build (see bench/README.md).",
         "",
     ]
+    if bw is not None:
+        lines += bandwidth_head(bw)
     for (name, _m, _d, by), path in zip(sets, a.csvs):
         lines += table(name, by)
         lines += threads_line(os.path.splitext(path)[0] + "-threads.csv")
+        if bw is not None:
+            lines += bandwidth_table(name, by, bw)
     text = "\n".join(lines) + "\n"
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:

@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/run.sh - recall@10 against QPS for hnswflow, hnswlib and FAISS in one run.
+# bench/run.sh - recall@10 against QPS for hnswflow, hnswlib, FAISS and USearch in one run.
 #
 # Called by `make bench` from the repository root after `make` has built bin/*.
 # For each data set (Fashion-MNIST, a generated SIFT-like clustered set,
@@ -16,8 +16,9 @@
 #      computations from bin/query's summary line; every pass must give the
 #      same bytes),
 #   5. run the peer drivers (bench/peers/*.cpp, compiled here into
-#      $BUILD/bench/), which build with THREADS threads and query one at a time
-#      on one thread,
+#      $BUILD/bench/; bench/peers/usearch_run.mjs under Node, with the npm
+#      package usearch installed into $BUILD/bench/usearch-npm on first use),
+#      which build with THREADS threads and query one at a time on one thread,
 #   6. score every engine and ef with bin/recall against the ground truth,
 #   7. time `query --threads` 1 against nproc on one batch (<set>-threads.csv),
 # then writes <set>.csv and <set>.png and one summary.md (bench/report.py).
@@ -27,13 +28,15 @@
 #                 results go to bench/results/quick/ so full results stay intact
 #   THREADS=T     build threads for all engines (default: nproc)
 #   EFS=a,b,...   override the ef sweep
-#   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8 and hnswlib,
+#   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8, hnswlib and usearch,
 #                 median reported (default 3; 1 in quick mode); hnswflow-pq8
 #                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
 #   DATASETS="fashion-mnist clustered fmnist-proj256"   which sets to run
-#   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"
+#   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"
 #                 which engines to run (the thread-scaling step runs with hnswflow)
 #   BIN=bin BUILD=build                  where the filters are / peers are built
+#   USEARCH_DIR=DIR USEARCH_VERSION=V    npm prefix and version of the usearch peer
+#                 (default $BUILD/bench/usearch-npm, 2.25.3)
 #   RES=DIR       where results go (default bench/results, quick: bench/results/quick)
 # Every run writes results to temporary names and renames them, so an
 # interrupted run leaves the previous results in place.
@@ -52,7 +55,7 @@ THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
 DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256"}
-ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss"}
+ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"}
 # want ENGINE: whether ENGINES names it
 want() { case " $ENGINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
 DATA=bench/data
@@ -100,6 +103,49 @@ build_peer() { # name, extra flags...
 }
 build_peer hnswlib_run
 build_peer faiss_run -fopenmp -lfaiss -lopenblas
+
+# usearch: the npm package (a prebuilt native addon, driven from Node by
+# bench/peers/usearch_run.mjs), installed once under $USEARCH_DIR (in the
+# gitignored build tree). Without node/npm or the registry the engine is
+# skipped with one line saying why; the rest of the bench runs.
+USEARCH_DIR=${USEARCH_DIR:-$BUILD/bench/usearch-npm}
+USEARCH_VERSION=${USEARCH_VERSION:-2.25.3}
+drop_engine() { ENGINES=$(echo " $ENGINES " | sed "s/ $1 / /g"); }
+if want usearch; then
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        say "usearch: skipped (node and npm are needed: apt-get install nodejs npm)"
+        drop_engine usearch
+    elif ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+        say "usearch: skipped (the usearch package needs Node >= 20, this is $(node --version))"
+        drop_engine usearch
+    elif [ ! -s "$USEARCH_DIR/node_modules/usearch/package.json" ]; then
+        say "installing npm package usearch@$USEARCH_VERSION into $USEARCH_DIR"
+        mkdir -p "$USEARCH_DIR"
+        if ! npm install --prefix "$USEARCH_DIR" --no-audit --no-fund --loglevel=error \
+            "usearch@$USEARCH_VERSION" >"$USEARCH_DIR/npm-install.log" 2>&1; then
+            say "usearch: skipped (npm install usearch@$USEARCH_VERSION failed, registry unreachable? see $USEARCH_DIR/npm-install.log)"
+            drop_engine usearch
+        fi
+    fi
+fi
+if want usearch; then
+    USEARCH_INSTALLED=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$USEARCH_DIR/node_modules/usearch/package.json" | head -n 1)
+    say "usearch: npm package $USEARCH_INSTALLED under $USEARCH_DIR, node $(node --version)"
+fi
+
+# the memory-bandwidth probe (bench/bandwidth.c, built by make into
+# $BIN/bandwidth): one core's sequential, random-block and pointer-chase
+# figures, once per run, for the summary's bandwidth table
+BW=$RES/bandwidth.json
+if [ -x "$BIN/bandwidth" ]; then
+    say "memory-bandwidth probe ($BIN/bandwidth, one core, 1 GiB)"
+    "$BIN/bandwidth" >"$BW.tmp" || die "$BIN/bandwidth failed"
+    mv "$BW.tmp" "$BW"
+    say "probe: $(tr -d '\n' <"$BW")"
+else
+    say "$BIN/bandwidth is missing (make builds it): no bandwidth table"
+    BW=""
+fi
 
 # no commas, quotes, | or & in it: it goes into a CSV field through sed
 MACHINE=$(echo "$(uname -n) / $(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -n 1) / $(nproc) cpus" | tr -d '",|&')
@@ -158,6 +204,23 @@ run_ours() {
     mem=$(awk -v m="$mem" 'BEGIN { printf "%d", m * 1048576 }')
     # compressed engines: traversal memory as a fraction of the f32 vectors
     vsf=$(sed -n 's/.*(\([0-9.]*\)x of f32 vectors).*/\1/p' "$run/$engine.build.log")
+    # bytes a search reads (bench/README.md, "Bandwidth"): per distance
+    # computation, per hop (an expanded node's list or row), per query
+    m0=$(sed -n 's/.* M0 \([0-9]*\),.*/\1/p' "$run/$engine.build.log")
+    [ -n "$m0" ] || m0=$((2 * M))
+    vecb=$((dim * 4)) hopb=$((4 + m0 * 4)) fixb=0
+    case $engine in
+    hnswflow-speed)
+        vecb=0
+        hopb=$(sed -n 's/.*speed rows \([0-9]*\) B\/node.*/\1/p' "$run/$engine.build.log")
+        ;;
+    hnswflow-int8 | hnswflow-pq8)
+        vecb=$(sed -n 's/.* codes \([0-9]*\) B\/vector.*/\1/p' "$run/$engine.build.log")
+        # bit-packed level-0 list: M0 links of bits(n) at most, and its offset
+        hopb=$(awk -v n="$n" -v m0="$m0" 'BEGIN { b = 1; while (2 ^ b < n) b++; printf "%d", int((m0 * b + 7) / 8) + 8 }')
+        fixb=$(echo "$qflags" | awk -v d="$dim" '{ for (i = 1; i < NF; i++) if ($i == "--rerank") printf "%d", $(i + 1) * d * 4 }')
+        ;;
+    esac
     say "$label: $engine build ${build_s}s (whole pipe ${pipe_s}s), memory $mem bytes"
     # passes interleaved across the sweep (see bench/README.md): every ef
     # once, then again; pass 1 keeps its answers, later ones must match
@@ -186,8 +249,9 @@ run_ours() {
         [ -n "$summary" ] || die "$label: no summary line from bin/query (see $log)"
         qps=$(grep '^query: .* QPS' "$log" | sed -n 's/.*, *\([0-9.eE+-]*\) QPS.*/\1/p' | median)
         mdist=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean distance computations.*/\1/p')
+        hops=$(echo "$summary" | sed -n 's/.*, *\([0-9.eE+-]*\) mean hops.*/\1/p')
         rec=$(recall_of "$out")
-        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf,$pipe_s" >>"$rows"
+        echo "$engine,$ef,$rec,$qps,$mdist,$build_s,$mem,$vsf,$pipe_s,$hops,$vecb,$hopb,$fixb" >>"$rows"
         say "$label: $engine ef=$ef recall=$rec qps=$qps (median of $reps) mean_dist=$mdist"
         rm -f "$out"
     done
@@ -234,6 +298,8 @@ run_set() {
     [ "$QUICK" = 1 ] && label=$set_name-quick
     mkdir -p "$run"
     make_data "$set_name" "$dir"
+    # fvecs: every row opens with its dimension as an int32
+    dim=$(od -An -t d4 -N4 "$dir/base.fvecs" | tr -d ' ')
     say "$label: $n base, $nq queries, efs $EFS, $THREADS build threads"
 
     rows=$run/rows.csv
@@ -262,12 +328,16 @@ run_set() {
     ! want hnswflow || thread_scaling
 
     # peers: one process each, building once and sweeping every ef
-    for engine in hnswlib faiss; do
+    for engine in hnswlib faiss usearch; do
         want "$engine" || continue
         reps=$REPEAT
         [ "$engine" = faiss ] && reps=$REPEAT_SLOW
         say "$label: $engine build + sweep"
-        "$PEERBIN/${engine}_run" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" --metric "$metric" \
+        # usearch: the same options to a Node script (--expose-gc: it drops
+        # each ef's loaded index before loading the next)
+        set -- "$PEERBIN/${engine}_run"
+        [ "$engine" = usearch ] && set -- node --expose-gc bench/peers/usearch_run.mjs --usearch-dir "$USEARCH_DIR"
+        "$@" --base "$dir/base.fvecs" --queries "$dir/queries.fvecs" -M "$M" --metric "$metric" \
             --ef-construction "$EFC" --threads "$THREADS" --k "$K" --efs "$EFS" --repeat "$reps" \
             --out-prefix "$run/$engine" >"$run/$engine.log" || die "$label: $engine failed"
         while read -r line; do
@@ -276,16 +346,26 @@ run_set() {
             mdist=$(echo "$line" | sed -n 's/.* mean_dist=\([0-9.]*\).*/\1/p')
             bs=$(echo "$line" | sed -n 's/.* build_s=\([0-9.]*\).*/\1/p')
             mem=$(echo "$line" | sed -n 's/.* mem_bytes=\([0-9-]*\).*/\1/p')
+            hops=$(echo "$line" | sed -n 's/.* hops=\([0-9.]*\).*/\1/p')
             [ -n "$ef" ] || continue
             rec=$(recall_of "$run/$engine.ef$ef.frames")
-            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem,," >>"$rows"
+            # read sizes for the bandwidth estimate: hnswlib and faiss read
+            # one f32 vector a distance; hnswlib's level-0 list is a count
+            # and M0 ids (faiss does not count hops: its estimate is a lower
+            # bound); usearch counts nothing through its JS API
+            vecb="" hopb=""
+            case $engine in
+            hnswlib) vecb=$((dim * 4)) hopb=$((4 + 8 * M)) ;;
+            faiss) vecb=$((dim * 4)) ;;
+            esac
+            echo "$engine,$ef,$rec,$qps,$mdist,$bs,$mem,,,$hops,$vecb,$hopb,0" >>"$rows"
             say "$label: $engine ef=$ef recall=$rec qps=$qps mean_dist=$mdist"
         done <"$run/$engine.log"
     done
 
     csv=$RES/$label.csv
     {
-        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,pipe_s,machine,date"
+        echo "engine,ef,recall,qps,mean_dist,build_s,mem_bytes,mem_vs_f32,pipe_s,hops,vec_read_bytes,hop_read_bytes,query_read_bytes,machine,date"
         sed "s|\$|,\"$MACHINE\",$DATE|" "$rows"
     } >"$csv.tmp"
     mv "$csv.tmp" "$csv"
@@ -300,5 +380,5 @@ for s in $DATASETS; do
     run_set "$s"
 done
 # shellcheck disable=SC2086 # CSVS is a list of paths without spaces
-$PY bench/report.py --out "$RES/summary.md" $CSVS
+$PY bench/report.py --out "$RES/summary.md" ${BW:+--bandwidth "$BW"} $CSVS
 say "wrote$CSVS and $RES/summary.md"

@@ -17,8 +17,10 @@
  *
  * Output: DIR/hnswlib.ef<EF>.frames per ef (see peer_common.h) and one line
  * per ef on stdout:
- *   engine=hnswlib ef=64 qps=... mean_dist=... build_s=... mem_bytes=... hnswlib_metric=...
- * mem_bytes is the RSS growth across construction (/proc/self/statm).
+ *   engine=hnswlib ef=64 qps=... mean_dist=... build_s=... mem_bytes=... hnswlib_metric=... hops=...
+ * mem_bytes is the RSS growth across construction (/proc/self/statm); hops
+ * is hnswlib's metric_hops per query from the counting pass (nodes whose
+ * link list was read, on every level), for the bench's bandwidth estimate.
  */
 #include <atomic>
 #include <thread>
@@ -135,9 +137,11 @@ int main(int argc, char **argv)
 
         std::string path = o.out_prefix + ".ef" + std::to_string(ef) + ".frames";
         peer_write_results(prog, path, q.n, o.k, ids[i], dists[i], o.metric.c_str());
-        printf("engine=hnswlib ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld hnswlib_metric=%.1f\n",
+        printf("engine=hnswlib ef=%d qps=%.1f mean_dist=%.1f build_s=%.3f mem_bytes=%lld hnswlib_metric=%.1f "
+               "hops=%.1f\n",
                ef, (double)q.n / qs[i], (double)g_ndist / (double)q.n, build_s, mem,
-               (double)idx.metric_distance_computations.load() / (double)q.n);
+               (double)idx.metric_distance_computations.load() / (double)q.n,
+               (double)idx.metric_hops.load() / (double)q.n);
         fflush(stdout);
     }
     return 0;
