@@ -242,7 +242,7 @@ static int zmq_open(channel *c, const char *endpoint, int type, int bind_default
     if (rc)
         return rc;
     if (!bind && curve_cfg_client(cc))
-        return curve_client_connect(c->zctx, c->zsock, addr, e);
+        return curve_client_connect(c->zctx, c->zsock, addr, -1, e);
     rc = bind ? zmq_bind(c->zsock, addr) : zmq_connect(c->zsock, addr);
     if (rc != 0)
         return hf_err_set(e, HF_EOPEN, "%s: cannot %s: %s", endpoint, bind ? "bind" : "connect",

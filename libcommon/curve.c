@@ -353,7 +353,7 @@ static int handshake_event(void *mon, hf_err *e)
     return 0;
 }
 
-int curve_client_connect(void *ctx, void *sock, const char *addr, hf_err *e)
+int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms, hf_err *e)
 {
     char name[64];
     snprintf(name, sizeof name, "inproc://curve-monitor-%ld-%p", (long)getpid(), sock);
@@ -369,8 +369,10 @@ int curve_client_connect(void *ctx, void *sock, const char *addr, hf_err *e)
         rc = hf_err_set(e, HF_EOPEN, "cannot connect: %s", zmq_strerror(errno));
     while (rc == 0) {
         zmq_pollitem_t it = {mon, 0, ZMQ_POLLIN, 0};
-        int r = zmq_poll(&it, 1, -1);
-        if (r < 0 && errno != EINTR)
+        int r = zmq_poll(&it, 1, timeout_ms);
+        if (r == 0)
+            rc = hf_err_set(e, HF_EIO, "no CURVE handshake within %d s", timeout_ms / 1000);
+        else if (r < 0 && errno != EINTR)
             rc = hf_err_set(e, HF_EIO, "poll: %s", zmq_strerror(errno));
         else if (r > 0 && (r = handshake_event(mon, e)) != 0)
             rc = r > 0 ? 1 : HF_EOPEN;

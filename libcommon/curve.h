@@ -73,8 +73,9 @@ int curve_client_apply(void *sock, const curve_cfg *c, hf_err *e);
  * for the first handshake: 0 once the server took our key; HF_EOPEN with a
  * message when it refused it or the handshake failed (a
  * stream writer would otherwise queue frames no one will take, and end as
- * if they had gone). Waits as long as no server answers. */
-int curve_client_connect(void *ctx, void *sock, const char *addr, hf_err *e);
+ * if they had gone), HF_EIO when no handshake came in timeout_ms (-1:
+ * wait as long as no server answers). */
+int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms, hf_err *e);
 /* Clients the handler refused so far. */
 uint64_t curve_zap_refused(const curve_zap *z);
 void curve_zap_stop(curve_zap **z);
