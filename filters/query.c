@@ -98,6 +98,10 @@ static void usage(void)
            "      --shard-timeout MS  with --fanout: answer after MS ms with the shards that\n"
            "                        answered, marked {partial: true, missing: [shards]}\n"
            "                        (default 1000); a lost replica's requests go to another\n"
+           "      --hedge MS        with --fanout: a shard's part not answered MS ms after the\n"
+           "                        request came goes to another replica of that shard too\n"
+           "                        (once; the first answer counts): a slow but connected\n"
+           "                        replica costs MS, not --shard-timeout (default: off)\n"
            "      --curve-secret FILE  server (--serve, or a ZeroMQ stream endpoint this end\n"
            "                        binds: -o tcp://... by default): require CURVE, this\n"
            "                        server's secret key file (pipelines/curve-keygen.sh)\n"
@@ -138,6 +142,7 @@ typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
     const char *fanout; /* --fanout SPEC */
     int shard_timeout;  /* --shard-timeout MS */
+    int hedge;          /* --hedge MS, 0: off */
     curve_cfg curve;    /* --curve-* */
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
@@ -1043,6 +1048,7 @@ static int run_fanout(const opts *o)
     fanout_cfg fc = {.spec = o->fanout,
                      .serve_ep = o->serve_ep,
                      .timeout_ms = o->shard_timeout,
+                     .hedge_ms = o->hedge,
                      .start_wait_ms = 60000,
                      .max_frame = o->max_frame,
                      .k = o->k,
@@ -1269,6 +1275,7 @@ int main(int argc, char **argv)
                                           {"log-max", required_argument, 0, 41},
                                           {"fanout", required_argument, 0, 26},
                                           {"shard-timeout", required_argument, 0, 27},
+                                          {"hedge", required_argument, 0, 32},
                                           {"curve-secret", required_argument, 0, 28},
                                           {"curve-allow", required_argument, 0, 29},
                                           {"curve-key", required_argument, 0, 30},
@@ -1365,6 +1372,7 @@ int main(int argc, char **argv)
         case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
         case 26: o.fanout = optarg; break;
         case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
+        case 32: o.hedge = (int)cli_u64(prog, "--hedge", optarg, 1, 3600000); break;
         case 28: o.curve.secret = optarg; break;
         case 29: o.curve.allow = optarg; break;
         case 30: o.curve.key = optarg; break;
@@ -1379,6 +1387,8 @@ int main(int argc, char **argv)
         if (curve_cfg_check(&o.curve, &ce))
             cli_usage_error(prog, "%s", ce.msg);
     }
+    if (o.hedge && !o.fanout)
+        cli_usage_error(prog, "--hedge is for --fanout (a front end asking a second replica)");
     if (o.fanout && o.log_path)
         cli_usage_error(prog, "--log is for a shard's server (the front end logs nothing)");
     if (o.fanout && (!o.serve_ep || o.index_ep || o.connect_ep || optind < argc))
