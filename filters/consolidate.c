@@ -88,6 +88,15 @@ static void usage(void)
            "                            to FILE.1 (default 64 MiB)\n"
            "      --connect EP          producer: send the update (and query) frames of the\n"
            "                            input to a live consolidate, wait for each answer\n"
+           "      --curve-secret FILE   --serve and --updates (and a ZeroMQ stream endpoint\n"
+           "                            this end binds) require CURVE: this server's secret\n"
+           "                            key file (pipelines/curve-keygen.sh)\n"
+           "      --curve-allow DIR     with it: the public key files of the clients let in\n"
+           "                            (a ZAP handler refuses every other key)\n"
+           "      --curve-key FILE      --connect (and a ZeroMQ stream endpoint this end\n"
+           "                            connects to: an input by default) as a CURVE client:\n"
+           "                            this client's secret key file\n"
+           "      --curve-server FILE   with it: the server's public key file\n"
            "      --max-dim N           refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES     refuse frames larger than this (default 256 MiB)\n"
            "      --max-k N, --max-ef N limits a query frame may ask (1000, 10000)\n"
@@ -110,6 +119,7 @@ typedef struct opts {
     uint64_t ckpt_every;
     double ckpt_seconds;
     int sync, check;
+    curve_cfg curve; /* --curve-* */
 } opts;
 
 typedef struct state {
@@ -234,7 +244,7 @@ static int run_stream(state *s)
     hf_err e = {0};
     const char *in_name = strcmp(o->in, "-") == 0 ? "stdin" : o->in;
     channel *in = NULL, *res = NULL;
-    if (channel_open_in(o->in, o->max_frame, &in, &e))
+    if (channel_open_in_curve(o->in, o->max_frame, &o->curve, &in, &e))
         cli_fail(prog, in_name, &e);
     frame_in f;
     int rc = channel_recv(in, &f, &e);
@@ -248,7 +258,7 @@ static int run_stream(state *s)
         fail_line(in_name, channel_frames(in) ? channel_frames(in) : 1, &e);
         exit(hf_err_exit_code(rc));
     }
-    if (channel_open_out(o->results, &res, &e))
+    if (channel_open_out_curve(o->results, &o->curve, &res, &e))
         cli_fail(prog, o->results, &e);
     if (upd_live_results_header(res, metric_name(s->L.p.metric), o->k, &e))
         cli_fail(prog, o->results, &e);
@@ -489,9 +499,9 @@ static int run_live(state *s)
     const opts *o = s->o;
     hf_err e = {0};
     server *qs = NULL, *us = NULL;
-    if (server_open(o->serve, o->max_frame, &qs, &e))
+    if (server_open_curve(o->serve, o->max_frame, &o->curve, &qs, &e))
         cli_fail(prog, o->serve, &e);
-    if (server_open(o->updates, o->max_frame, &us, &e))
+    if (server_open_curve(o->updates, o->max_frame, &o->curve, &us, &e))
         cli_fail(prog, o->updates, &e);
     qthread q = {.s = s, .srv = qs};
     if (o->log && qlog_open(o->log, s->L.dim, s->L.p.metric, o->log_max, &q.log, &e))
@@ -570,7 +580,7 @@ static int run_connect(const opts *o)
     hf_err e = {0};
     const char *in_name = strcmp(o->in, "-") == 0 ? "stdin" : o->in;
     channel *in = NULL, *res = NULL;
-    if (channel_open_in(o->in, o->max_frame, &in, &e))
+    if (channel_open_in_curve(o->in, o->max_frame, &o->curve, &in, &e))
         cli_fail(prog, in_name, &e);
     frame_in f;
     upd_live probe;
@@ -588,7 +598,7 @@ static int run_connect(const opts *o)
         exit(hf_err_exit_code(rc));
     }
     client *cl = NULL;
-    if (client_open(o->connect, o->max_frame, &cl, &e))
+    if (client_open_curve(o->connect, o->max_frame, &o->curve, &cl, &e))
         cli_fail(prog, o->connect, &e);
     frame_out fo;
     frame_out_init(&fo);
@@ -601,7 +611,8 @@ static int run_connect(const opts *o)
         cli_fail(prog, o->connect, &e);
     }
     frame_get_str(&a, "metric", metric, sizeof metric, NULL);
-    if (channel_open_out(o->results, &res, &e) || upd_live_results_header(res, metric, o->k, &e))
+    if (channel_open_out_curve(o->results, &o->curve, &res, &e) ||
+        upd_live_results_header(res, metric, o->k, &e))
         cli_fail(prog, o->results, &e);
     uint64_t frames = 0, acked = 0, refused = 0, nq = 0;
     double t0 = now_seconds();
@@ -684,6 +695,10 @@ int main(int argc, char **argv)
                                           {"connect", required_argument, 0, 18},
                                           {"log", required_argument, 0, 40},
                                           {"log-max", required_argument, 0, 41},
+                                          {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
+                                          {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
+                                          {"curve-key", required_argument, 0, CURVE_OPT_KEY},
+                                          {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     opts o = {.results = "-",
@@ -730,7 +745,10 @@ int main(int argc, char **argv)
         case 40: o.log = optarg; break;
         case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&o.curve, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -751,6 +769,12 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "live mode needs both --serve and --updates");
     if (o.connect && (o.serve || o.wal || o.out || o.index))
         cli_usage_error(prog, "--connect is the producer side: no --serve, --wal, -o or --index");
+    {
+        int live = o.serve != NULL; /* live mode reads no stream */
+        const char *in[1] = {live ? NULL : o.in}, *out[1] = {live ? NULL : o.results};
+        if (channel_curve_usage(&o.curve, in, 1, out, 1, live, o.connect != NULL, &e))
+            cli_usage_error(prog, "%s", e.msg);
+    }
     if (o.connect)
         return run_connect(&o);
 

@@ -34,8 +34,8 @@ static void usage(void)
            "  -f, --full            decode bin fields into arrays of numbers (f32, u32, u64, u8,\n"
            "                        as the frame's schema says) next to their byte length\n"
            "  -o, --output FILE     write to FILE (atomically) instead of stdout\n"
-           "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
-           "  -h, --help            this text\n\n"
+           "      --max-frame BYTES refuse frames larger than this (default 256 "
+           "MiB)\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "bin fields read {\"bin\": N} (N bytes), with --full {\"bin\": N, \"f32\": [...]};\n"
            "NaN and infinities read null. A corrupt or truncated stream stops the dump with\n"
            "one line on stderr and exit status 65.\n");
@@ -46,18 +46,26 @@ int main(int argc, char **argv)
     static const struct option lopts[] = {{"full", no_argument, 0, 'f'},
                                           {"output", required_argument, 0, 'o'},
                                           {"max-frame", required_argument, 0, 1},
+                                          {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
+                                          {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
+                                          {"curve-key", required_argument, 0, CURVE_OPT_KEY},
+                                          {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     int full = 0, c;
     const char *out_path = NULL;
     uint64_t max_frame = 0;
+    curve_cfg cc = {0};
     while ((c = getopt_long(argc, argv, "fo:h", lopts, NULL)) != -1) {
         switch (c) {
         case 'f': full = 1; break;
         case 'o': out_path = optarg; break;
         case 1: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&cc, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -66,8 +74,10 @@ int main(int argc, char **argv)
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
     channel_install_signal_cleanup();
     hf_err e = {0};
+    if (channel_curve_usage(&cc, &in_ep, 1, NULL, 0, 0, 0, &e))
+        cli_usage_error(prog, "%s", e.msg);
     channel *in = NULL;
-    if (channel_open_in(in_ep, max_frame, &in, &e))
+    if (channel_open_in_curve(in_ep, max_frame, &cc, &in, &e))
         cli_fail(prog, in_name, &e);
     /* -o: JSON into a temporary beside the target, renamed at the end */
     char *tmp = NULL;

@@ -41,7 +41,7 @@ static void usage(void)
            "      --batch N      rows per frame (default 1024)\n"
            "      --max-dim N    refuse dimensions above N (default 65536)\n"
            "  -o, --output EP    where frames go: - (stdout, default), a file (written\n"
-           "                     atomically), tcp://..., ipc://...\n"
+           "                     atomically), tcp://..., ipc://...\n" CURVE_HELP_STREAMS
            "  -h, --help         this text\n\n"
            "Exit codes: 0 ok, 64 usage, 65 bad data, 66 cannot open, 74 I/O error.\n");
 }
@@ -59,6 +59,10 @@ int main(int argc, char **argv)
                                          {"ids", required_argument, 0, 6},
                                          {"labels", required_argument, 0, 7},
                                          {"shard", required_argument, 0, 8},
+                                         {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
+                                         {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
+                                         {"curve-key", required_argument, 0, CURVE_OPT_KEY},
+                                         {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     vecio_opts vo = {.format = VEC_FMT_AUTO};
@@ -68,6 +72,7 @@ int main(int argc, char **argv)
     const char *out_ep = "-", *ids_path = NULL, *labels_path = NULL;
     hf_err e = {0};
     int c;
+    curve_cfg cc = {0};
     while ((c = getopt_long(argc, argv, "f:d:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'f':
@@ -98,7 +103,10 @@ int main(int argc, char **argv)
             break;
         }
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&cc, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -106,6 +114,8 @@ int main(int argc, char **argv)
     if (shard_n && labels_path)
         cli_usage_error(prog, "--shard and --labels do not go together yet");
     const char *in = optind < argc ? argv[optind] : "-";
+    if (channel_curve_usage(&cc, NULL, 0, (const char *const[]){out_ep}, 1, 0, 0, &e))
+        cli_usage_error(prog, "%s", e.msg);
     channel_install_signal_cleanup();
 
     vecio_reader *r = NULL;
@@ -141,7 +151,7 @@ int main(int argc, char **argv)
     uint32_t *lbuf = NULL;
     size_t lcap = 0, llen = 0;
     channel *out = NULL;
-    if (channel_open_out(out_ep, &out, &e))
+    if (channel_open_out_curve(out_ep, &cc, &out, &e))
         cli_fail(prog, out_ep, &e);
     if (dim > SIZE_MAX / sizeof(float) / batch)
         cli_usage_error(prog, "--batch too large for dimension %zu", dim);

@@ -42,8 +42,8 @@ static void usage(void)
            "                        batched estimates and exact answers; l2 and cosine)\n"
            "      --max-dim N       refuse dimensions above N (default 65536)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
-           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
-           "  -h, --help            this text\n\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, "
+           "ipc://\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "Prints build time, nodes, levels and memory on stderr.\n");
 }
 
@@ -65,6 +65,10 @@ int main(int argc, char **argv)
                                          {"compress", required_argument, 0, 7},
                                          {"no-permute", no_argument, 0, 8},
                                          {"preset", required_argument, 0, 9},
+                                         {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
+                                         {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
+                                         {"curve-key", required_argument, 0, CURVE_OPT_KEY},
+                                         {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     hnsw_params p = {.M = 16, .ef_construction = 200, .seed = 42, .metric = METRIC_L2};
@@ -76,6 +80,7 @@ int main(int argc, char **argv)
     int permute = 1, speed = 0;
     hf_err e = {0};
     int c;
+    curve_cfg cc = {0};
     while ((c = getopt_long(argc, argv, "M:t:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'M': p.M = (uint32_t)cli_u64(prog, "-M", optarg, 2, 1024); break;
@@ -106,7 +111,10 @@ int main(int argc, char **argv)
             break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&cc, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -120,10 +128,12 @@ int main(int argc, char **argv)
     hnsw_params_defaults(&p);
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
+    if (channel_curve_usage(&cc, &in_ep, 1, &out_ep, 1, 0, 0, &e))
+        cli_usage_error(prog, "%s", e.msg);
     channel_install_signal_cleanup();
 
     channel *in = NULL, *out = NULL;
-    if (channel_open_in(in_ep, max_frame, &in, &e))
+    if (channel_open_in_curve(in_ep, max_frame, &cc, &in, &e))
         cli_fail(prog, in_name, &e);
     vecstream vs;
     if (vecstream_open(&vs, in, max_dim, &e))
@@ -175,7 +185,7 @@ int main(int argc, char **argv)
     channel_destroy(&in);
 
     /* Open the output only once the input is known good: no output file on bad input. */
-    if (channel_open_out(out_ep, &out, &e))
+    if (channel_open_out_curve(out_ep, &cc, &out, &e))
         cli_fail(prog, out_ep, &e);
     progress pr;
     progress_start(&pr, "graph-build");

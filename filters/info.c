@@ -32,8 +32,8 @@ static void usage(void)
            "degree statistics per level, reachability from the entry point, codes and\n"
            "their memory, every model frame with its training and validation figures,\n"
            "file and memory size.\n\n"
-           "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
-           "  -h, --help            this text\n\n"
+           "      --max-frame BYTES refuse frames larger than this (default 256 "
+           "MiB)\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "A corrupt or truncated index is reported in one line (exit status 65).\n");
 }
 
@@ -102,15 +102,24 @@ static double mib(double b)
 
 int main(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"max-frame", required_argument, 0, 1}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option lopts[] = {{"max-frame", required_argument, 0, 1},
+                                          {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
+                                          {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
+                                          {"curve-key", required_argument, 0, CURVE_OPT_KEY},
+                                          {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
     uint64_t max_frame = 0;
     int c;
+    curve_cfg cc = {0};
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         switch (c) {
         case 1: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&cc, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -118,8 +127,10 @@ int main(int argc, char **argv)
     const char *ep = optind < argc ? argv[optind] : "-";
     const char *name = strcmp(ep, "-") == 0 ? "stdin" : ep;
     hf_err e = {0};
+    if (channel_curve_usage(&cc, &ep, 1, NULL, 0, 0, 0, &e))
+        cli_usage_error(prog, "%s", e.msg);
     channel *in = NULL;
-    if (channel_open_in(ep, max_frame, &in, &e))
+    if (channel_open_in_curve(ep, max_frame, &cc, &in, &e))
         cli_fail(prog, name, &e);
     extra x = {0};
     x.mem = open_memstream(&x.models, &x.models_len);

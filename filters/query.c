@@ -98,12 +98,18 @@ static void usage(void)
            "      --shard-timeout MS  with --fanout: answer after MS ms with the shards that\n"
            "                        answered, marked {partial: true, missing: [shards]}\n"
            "                        (default 1000); a lost replica's requests go to another\n"
-           "      --curve-secret FILE  server (--serve): require CURVE, this server's secret\n"
-           "                        key file (pipelines/curve-keygen.sh)\n"
+           "      --hedge MS        with --fanout: a shard's part not answered MS ms after the\n"
+           "                        request came goes to another replica of that shard too\n"
+           "                        (once; the first answer counts): a slow but connected\n"
+           "                        replica costs MS, not --shard-timeout (default: off)\n"
+           "      --curve-secret FILE  server (--serve, or a ZeroMQ stream endpoint this end\n"
+           "                        binds: -o tcp://... by default): require CURVE, this\n"
+           "                        server's secret key file (pipelines/curve-keygen.sh)\n"
            "      --curve-allow DIR server: the public key files of the clients let in (a ZAP\n"
            "                        handler refuses every other key)\n"
-           "      --curve-key FILE  client (--connect, --fanout to its shards): this client's\n"
-           "                        secret key file\n"
+           "      --curve-key FILE  client (--connect, --fanout to its shards, a ZeroMQ\n"
+           "                        stream endpoint this end connects to: a queries input by\n"
+           "                        default): this client's secret key file\n"
            "      --curve-server FILE  client: the server's public key file\n"
            "      --filters FILE    one filter a line for the queries of the stream, in\n"
            "                        order: labels separated by spaces, an empty line no\n"
@@ -136,6 +142,7 @@ typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
     const char *fanout; /* --fanout SPEC */
     int shard_timeout;  /* --shard-timeout MS */
+    int hedge;          /* --hedge MS, 0: off */
     curve_cfg curve;    /* --curve-* */
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
@@ -464,7 +471,7 @@ static void open_stream_input(const opts *o, channel *index_ch, channel **in, ve
     const char *name = strcmp(o->queries_ep, "-") == 0 ? "stdin" : o->queries_ep;
     if (index_ch) {
         *in = index_ch; /* queries follow the index on the same stream */
-    } else if (channel_open_in(o->queries_ep, o->max_frame, in, &e)) {
+    } else if (channel_open_in_curve(o->queries_ep, o->max_frame, &o->curve, in, &e)) {
         cli_fail(prog, name, &e);
     }
     if (vecstream_open(vs, *in, o->max_dim, &e))
@@ -505,7 +512,7 @@ static int run_stream(const opts *o, engine *en, channel *index_ch)
     vecstream vs;
     open_stream_input(o, index_ch, &in, &vs, en);
     const char *in_name = strcmp(o->queries_ep, "-") == 0 ? "stdin" : o->queries_ep;
-    if (channel_open_out(o->out_ep, &out, &e))
+    if (channel_open_out_curve(o->out_ep, &o->curve, &out, &e))
         cli_fail(prog, o->out_ep, &e);
     size_t k = o->k;
     if (put_results_header(out, metric_name(en->h->p.metric), k, vs.count_hint, en->ext != NULL,
@@ -630,7 +637,7 @@ static int engine_open(const opts *o, const char *idx_ep, engine *en, channel **
     int want_policy = o->skip == NAV_SKIP_LEARNED || o->stop == NAV_STOP_LEARNED;
     channel *ich = NULL;
     *en = (engine){.threads = o->threads, .exact = o->exact, .rerank = o->rerank, .plan = o->plan};
-    if (channel_open_in(idx_ep, o->max_frame, &ich, e))
+    if (channel_open_in_curve(idx_ep, o->max_frame, &o->curve, &ich, e))
         return HF_EOPEN;
     if (hnsw_ids_new(&en->ids, e)) {
         channel_destroy(&ich);
@@ -1041,6 +1048,7 @@ static int run_fanout(const opts *o)
     fanout_cfg fc = {.spec = o->fanout,
                      .serve_ep = o->serve_ep,
                      .timeout_ms = o->shard_timeout,
+                     .hedge_ms = o->hedge,
                      .start_wait_ms = 60000,
                      .max_frame = o->max_frame,
                      .k = o->k,
@@ -1070,7 +1078,7 @@ static int run_connect(const opts *o)
     hf_err e = {0};
     const char *in_name = strcmp(o->queries_ep, "-") == 0 ? "stdin" : o->queries_ep;
     channel *in = NULL, *out = NULL;
-    if (channel_open_in(o->queries_ep, o->max_frame, &in, &e))
+    if (channel_open_in_curve(o->queries_ep, o->max_frame, &o->curve, &in, &e))
         cli_fail(prog, in_name, &e);
     vecstream vs;
     int rc;
@@ -1079,7 +1087,7 @@ static int run_connect(const opts *o)
     client *cl = NULL;
     if (client_open_curve(o->connect_ep, o->max_frame, &o->curve, &cl, &e))
         cli_fail(prog, o->connect_ep, &e);
-    if (channel_open_out(o->out_ep, &out, &e))
+    if (channel_open_out_curve(o->out_ep, &o->curve, &out, &e))
         cli_fail(prog, o->out_ep, &e);
     frame_out fo;
     frame_out_init(&fo);
@@ -1217,6 +1225,21 @@ static int run_connect(const opts *o)
     return 0;
 }
 
+/* The ends CURVE's options are for: --serve is a server, --connect and
+ * --fanout's shards are clients, the ZeroMQ stream endpoints in use are
+ * either (channel_curve_usage). */
+static void curve_usage(const opts *o)
+{
+    hf_err e = {0};
+    int streams = !o->serve_ep && !o->fanout; /* queries in, results out */
+    int index = !o->connect_ep && !o->fanout;
+    const char *in[2] = {index ? o->index_ep : NULL, streams ? o->queries_ep : NULL};
+    const char *out[1] = {streams ? o->out_ep : NULL};
+    if (channel_curve_usage(&o->curve, in, 2, out, 1, o->serve_ep != NULL,
+                            o->connect_ep || o->fanout, &e))
+        cli_usage_error(prog, "%s", e.msg);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {{"index", required_argument, 0, 'i'},
@@ -1252,6 +1275,7 @@ int main(int argc, char **argv)
                                           {"log-max", required_argument, 0, 41},
                                           {"fanout", required_argument, 0, 26},
                                           {"shard-timeout", required_argument, 0, 27},
+                                          {"hedge", required_argument, 0, 32},
                                           {"curve-secret", required_argument, 0, 28},
                                           {"curve-allow", required_argument, 0, 29},
                                           {"curve-key", required_argument, 0, 30},
@@ -1348,6 +1372,7 @@ int main(int argc, char **argv)
         case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
         case 26: o.fanout = optarg; break;
         case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
+        case 32: o.hedge = (int)cli_u64(prog, "--hedge", optarg, 1, 3600000); break;
         case 28: o.curve.secret = optarg; break;
         case 29: o.curve.allow = optarg; break;
         case 30: o.curve.key = optarg; break;
@@ -1362,22 +1387,21 @@ int main(int argc, char **argv)
         if (curve_cfg_check(&o.curve, &ce))
             cli_usage_error(prog, "%s", ce.msg);
     }
+    if (o.hedge && !o.fanout)
+        cli_usage_error(prog, "--hedge is for --fanout (a front end asking a second replica)");
     if (o.fanout && o.log_path)
         cli_usage_error(prog, "--log is for a shard's server (the front end logs nothing)");
     if (o.fanout && (!o.serve_ep || o.index_ep || o.connect_ep || optind < argc))
         cli_usage_error(prog, "--fanout needs --serve EP and takes no index or queries");
-    if (curve_cfg_server(&o.curve) && !o.serve_ep)
-        cli_usage_error(prog, "--curve-secret/--curve-allow are for servers (--serve)");
-    if (curve_cfg_client(&o.curve) && !o.connect_ep && !o.fanout)
-        cli_usage_error(prog, "--curve-key/--curve-server are for clients (--connect, --fanout)");
     if (argc - optind > 1)
         cli_usage_error(prog, "one query input at most");
+    if (optind < argc)
+        o.queries_ep = argv[optind];
+    curve_usage(&o);
     if (o.log_path && !o.serve_ep)
         cli_usage_error(prog, "--log is for --serve (the queries a server answers)");
     if (o.filters_path && o.serve_ep)
         cli_usage_error(prog, "--filters is for query streams (requests carry \"filter\")");
-    if (optind < argc)
-        o.queries_ep = argv[optind];
     if ((k_set && o.k > o.max_k) || (ef_set && o.ef > o.max_ef))
         cli_usage_error(prog, "-k/--ef above --max-k/--max-ef");
     /* defaults give way to smaller limits rather than failing every request */

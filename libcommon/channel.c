@@ -41,6 +41,7 @@ struct channel {
     msgpack_unpacked result;
     frame_scan scan; /* pre-scan of the frame being read (frame_scan.h) */
     void *zctx, *zsock;
+    curve_zap *zap; /* CURVE server's ZAP handler, NULL without */
     zmq_msg_t zmsg;
     int zmsg_live;
     size_t max_frame;
@@ -103,7 +104,7 @@ void channel_install_signal_cleanup(void)
 
 /* ---- helpers ---- */
 
-static int is_zmq_endpoint(const char *ep)
+int channel_is_zmq(const char *ep)
 {
     const char *p = ep;
     if (*p == '@' || *p == '>')
@@ -146,7 +147,76 @@ static channel *channel_alloc(const char *endpoint)
     return c;
 }
 
-static int zmq_open(channel *c, const char *endpoint, int type, int bind_default, hf_err *e)
+int channel_binds(const char *endpoint, int output)
+{
+    return endpoint[0] == '@' ? 1 : endpoint[0] == '>' ? 0 : output;
+}
+
+/* The end that binds is the CURVE server, the one that connects a client. */
+static int curve_end_check(const char *endpoint, int bind, const curve_cfg *cc, hf_err *e)
+{
+    if (bind && !curve_cfg_server(cc))
+        return hf_err_set(e, HF_EUSAGE,
+                          "%s: this end binds, so it is the CURVE server: give --curve-secret "
+                          "and --curve-allow (or connect with '>')",
+                          endpoint);
+    if (!bind && !curve_cfg_client(cc))
+        return hf_err_set(e, HF_EUSAGE,
+                          "%s: this end connects, so it is a CURVE client: give --curve-key and "
+                          "--curve-server (or bind with '@')",
+                          endpoint);
+    return 0;
+}
+
+int channel_curve_fits(const char *endpoint, int output, const curve_cfg *cc, hf_err *e)
+{
+    if ((!curve_cfg_server(cc) && !curve_cfg_client(cc)) || !channel_is_zmq(endpoint))
+        return 0;
+    return curve_end_check(endpoint, channel_binds(endpoint, output), cc, e);
+}
+
+int channel_curve_usage(const curve_cfg *cc, const char *const *in, size_t nin,
+                        const char *const *out, size_t nout, int server, int client, hf_err *e)
+{
+    if (!curve_cfg_server(cc) && !curve_cfg_client(cc))
+        return 0;
+    int rc = curve_cfg_check(cc, e);
+    for (size_t i = 0; rc == 0 && i < nin + nout; i++) {
+        const char *ep = i < nin ? in[i] : out[i - nin];
+        if (!ep || !channel_is_zmq(ep))
+            continue;
+        rc = channel_curve_fits(ep, i >= nin, cc, e);
+        if (channel_binds(ep, i >= nin))
+            server = 1;
+        else
+            client = 1;
+    }
+    if (rc == 0 && curve_cfg_server(cc) && !server)
+        rc = hf_err_set(e, HF_EUSAGE,
+                        "--curve-secret/--curve-allow: nothing here serves (a --serve endpoint, "
+                        "or a ZeroMQ stream endpoint this end binds)");
+    if (rc == 0 && curve_cfg_client(cc) && !client)
+        rc = hf_err_set(e, HF_EUSAGE,
+                        "--curve-key/--curve-server: nothing here is a client (--connect, or a "
+                        "ZeroMQ stream endpoint this end connects to)");
+    return rc;
+}
+
+/* CURVE on a socket about to bind (server) or connect (client). */
+static int curve_apply(channel *c, const char *endpoint, int bind, const curve_cfg *cc, hf_err *e)
+{
+    if (!curve_cfg_server(cc) && !curve_cfg_client(cc))
+        return 0;
+    int rc = curve_end_check(endpoint, bind, cc, e);
+    if (rc == 0 && bind)
+        rc = curve_server_apply(c->zctx, c->zsock, cc, &c->zap, e);
+    else if (rc == 0)
+        rc = curve_client_apply(c->zsock, cc, e);
+    return rc;
+}
+
+static int zmq_open(channel *c, const char *endpoint, int type, int bind_default,
+                    const curve_cfg *cc, hf_err *e)
 {
     int bind = bind_default;
     const char *addr = endpoint;
@@ -168,7 +238,12 @@ static int zmq_open(channel *c, const char *endpoint, int type, int bind_default
         int64_t maxsz = (int64_t)c->max_frame;
         zmq_setsockopt(c->zsock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
     }
-    int rc = bind ? zmq_bind(c->zsock, addr) : zmq_connect(c->zsock, addr);
+    int rc = curve_apply(c, endpoint, bind, cc, e);
+    if (rc)
+        return rc;
+    if (!bind && curve_cfg_client(cc))
+        return curve_client_connect(c->zctx, c->zsock, addr, -1, e);
+    rc = bind ? zmq_bind(c->zsock, addr) : zmq_connect(c->zsock, addr);
     if (rc != 0)
         return hf_err_set(e, HF_EOPEN, "%s: cannot %s: %s", endpoint, bind ? "bind" : "connect",
                           zmq_strerror(errno));
@@ -177,15 +252,21 @@ static int zmq_open(channel *c, const char *endpoint, int type, int bind_default
 
 int channel_open_in(const char *endpoint, size_t max_frame_bytes, channel **out, hf_err *e)
 {
+    return channel_open_in_curve(endpoint, max_frame_bytes, NULL, out, e);
+}
+
+int channel_open_in_curve(const char *endpoint, size_t max_frame_bytes, const curve_cfg *cc,
+                          channel **out, hf_err *e)
+{
     *out = NULL;
     channel *c = channel_alloc(endpoint);
     if (!c)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     c->max_frame = max_frame_bytes ? max_frame_bytes : FRAME_DEFAULT_MAX_BYTES;
     int rc = 0;
-    if (is_zmq_endpoint(endpoint)) {
+    if (channel_is_zmq(endpoint)) {
         c->kind = CH_ZMQ_IN;
-        rc = zmq_open(c, endpoint, ZMQ_PULL, 0, e);
+        rc = zmq_open(c, endpoint, ZMQ_PULL, 0, cc, e);
     } else {
         c->kind = CH_FD_IN;
         if (strcmp(endpoint, "-") == 0) {
@@ -246,14 +327,19 @@ static int create_tmp(channel *c, const char *endpoint)
 
 int channel_open_out(const char *endpoint, channel **out, hf_err *e)
 {
+    return channel_open_out_curve(endpoint, NULL, out, e);
+}
+
+int channel_open_out_curve(const char *endpoint, const curve_cfg *cc, channel **out, hf_err *e)
+{
     *out = NULL;
     channel *c = channel_alloc(endpoint);
     if (!c)
         return hf_err_set(e, HF_ENOMEM, "out of memory");
     int rc = 0;
-    if (is_zmq_endpoint(endpoint)) {
+    if (channel_is_zmq(endpoint)) {
         c->kind = CH_ZMQ_OUT;
-        rc = zmq_open(c, endpoint, ZMQ_PUSH, 1, e);
+        rc = zmq_open(c, endpoint, ZMQ_PUSH, 1, cc, e);
     } else if (strcmp(endpoint, "-") == 0) {
         c->kind = CH_STDOUT;
         c->fp = stdout;
@@ -500,6 +586,9 @@ void channel_destroy(channel **cp)
         zmq_setsockopt(c->zsock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(c->zsock);
     }
+    /* a closed socket accepts no new peer, so no handshake needs the ZAP
+     * handler while the lingering frames go out */
+    curve_zap_stop(&c->zap);
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     free(c);
@@ -509,6 +598,11 @@ void channel_destroy(channel **cp)
 const char *channel_name(const channel *c)
 {
     return c->name;
+}
+
+uint64_t channel_refused(const channel *c)
+{
+    return curve_zap_refused(c->zap);
 }
 
 uint64_t channel_frames(const channel *c)

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -43,6 +45,17 @@ int curve_cfg_server(const curve_cfg *c)
 int curve_cfg_client(const curve_cfg *c)
 {
     return c && (c->key || c->server);
+}
+
+int curve_cfg_take(curve_cfg *c, int opt, const char *arg)
+{
+    switch (opt) {
+    case CURVE_OPT_SECRET: c->secret = arg; return 1;
+    case CURVE_OPT_ALLOW: c->allow = arg; return 1;
+    case CURVE_OPT_KEY: c->key = arg; return 1;
+    case CURVE_OPT_SERVER: c->server = arg; return 1;
+    default: return 0;
+    }
 }
 
 int curve_cfg_check(const curve_cfg *c, hf_err *e)
@@ -295,4 +308,80 @@ int curve_client_apply(void *sock, const curve_cfg *c, hf_err *e)
         rc = hf_err_set(e, HF_EOPEN, "cannot enable CURVE: %s", zmq_strerror(errno));
     memset(sec, 0, sizeof sec);
     return rc;
+}
+
+/* The first handshake's outcome from the socket's monitor: 1 succeeded,
+ * -1 refused (e->msg says how), 0 an event to ignore. */
+static int handshake_event(void *mon, hf_err *e)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, mon, 0) < 0) {
+        zmq_msg_close(&m);
+        return 0;
+    }
+    uint16_t ev = 0;
+    uint32_t val = 0;
+    if (zmq_msg_size(&m) >= 6) {
+        memcpy(&ev, zmq_msg_data(&m), 2);
+        memcpy(&val, (const char *)zmq_msg_data(&m) + 2, 4);
+    }
+    int more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    while (more) { /* the endpoint part */
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, mon, 0) < 0)
+            more = 0;
+        else
+            more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        return 1;
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        hf_err_set(e, HF_EOPEN,
+                   "the server refused our CURVE key (status %u: not on its allow-list?)",
+                   (unsigned)val);
+        return -1;
+    }
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        hf_err_set(e, HF_EOPEN,
+                   "CURVE handshake failed (does the server require CURVE, with the key of "
+                   "--curve-server?)");
+        return -1;
+    }
+    return 0;
+}
+
+int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms, hf_err *e)
+{
+    char name[64];
+    snprintf(name, sizeof name, "inproc://curve-monitor-%ld-%p", (long)getpid(), sock);
+    if (zmq_socket_monitor(sock, name,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+        return hf_err_set(e, HF_EOPEN, "cannot monitor: %s", zmq_strerror(errno));
+    void *mon = zmq_socket(ctx, ZMQ_PAIR);
+    int rc = 0;
+    if (!mon || zmq_connect(mon, name) != 0)
+        rc = hf_err_set(e, HF_EOPEN, "cannot monitor the connection");
+    if (rc == 0 && zmq_connect(sock, addr) != 0)
+        rc = hf_err_set(e, HF_EOPEN, "cannot connect: %s", zmq_strerror(errno));
+    while (rc == 0) {
+        zmq_pollitem_t it = {mon, 0, ZMQ_POLLIN, 0};
+        int r = zmq_poll(&it, 1, timeout_ms);
+        if (r == 0)
+            rc = hf_err_set(e, HF_EIO, "no CURVE handshake within %d s", timeout_ms / 1000);
+        else if (r < 0 && errno != EINTR)
+            rc = hf_err_set(e, HF_EIO, "poll: %s", zmq_strerror(errno));
+        else if (r > 0 && (r = handshake_event(mon, e)) != 0)
+            rc = r > 0 ? 1 : HF_EOPEN;
+    }
+    zmq_socket_monitor(sock, NULL, 0);
+    if (mon) {
+        int zero = 0;
+        zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(mon);
+    }
+    return rc == 1 ? 0 : rc;
 }

@@ -33,6 +33,25 @@ typedef struct curve_cfg {
     const char *server; /* client: the server's public file (--curve-server) */
 } curve_cfg;
 
+/* The four options, the same in every filter: their getopt_long entries
+ * are {"curve-secret", required_argument, 0, CURVE_OPT_SECRET} and so on,
+ * and each code goes to curve_cfg_take. The codes are above every
+ * filter's own. */
+enum { CURVE_OPT_SECRET = 0x4300, CURVE_OPT_ALLOW, CURVE_OPT_KEY, CURVE_OPT_SERVER };
+/* 1 when opt was one of the four (arg taken into c), 0 otherwise. */
+int curve_cfg_take(curve_cfg *c, int opt, const char *arg);
+
+/* --help lines for a filter whose streams may be ZeroMQ endpoints. */
+#define CURVE_HELP_STREAMS                                                                         \
+    "      --curve-secret FILE  a ZeroMQ stream endpoint this filter binds (an output\n"           \
+    "                     by default, '@' on an input) is a CURVE server with this\n"              \
+    "                     secret key file (pipelines/curve-keygen.sh)\n"                           \
+    "      --curve-allow DIR  with it: the public key files of the peers let in (a ZAP\n"          \
+    "                     handler refuses every other key; they get no data)\n"                    \
+    "      --curve-key FILE   an endpoint it connects to (an input by default, '>' on\n"           \
+    "                     an output) is a CURVE client with this secret key file\n"                \
+    "      --curve-server FILE  with it: the server's public key file\n"
+
 /* 0 when the options come in pairs (secret with allow, key with server);
  * HF_EUSAGE with a message otherwise. */
 int curve_cfg_check(const curve_cfg *c, hf_err *e);
@@ -50,6 +69,13 @@ typedef struct curve_zap curve_zap;
 int curve_server_apply(void *ctx, void *sock, const curve_cfg *c, curve_zap **zap, hf_err *e);
 /* Make sock (not connected yet) a CURVE client with c->key towards c->server. */
 int curve_client_apply(void *sock, const curve_cfg *c, hf_err *e);
+/* Connect sock (a CURVE client, see curve_client_apply) to addr and wait
+ * for the first handshake: 0 once the server took our key; HF_EOPEN with a
+ * message when it refused it or the handshake failed (a
+ * stream writer would otherwise queue frames no one will take, and end as
+ * if they had gone), HF_EIO when no handshake came in timeout_ms (-1:
+ * wait as long as no server answers). */
+int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms, hf_err *e);
 /* Clients the handler refused so far. */
 uint64_t curve_zap_refused(const curve_zap *z);
 void curve_zap_stop(curve_zap **z);

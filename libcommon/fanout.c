@@ -10,6 +10,13 @@
  *
  * The pure parts (spec, merge, request repack) are in fanout_merge.c.
  *
+ * Hedging (--hedge MS): a part a replica has not answered MS ms after the
+ * request came is sent to another ready replica of its shard too, once; the
+ * first answer counts and the other is dropped as late. A replica that is
+ * connected but slow (stopped, swapping, overloaded) then costs MS, not
+ * --shard-timeout, until the heartbeat declares it gone. Requests are hedged
+ * in request order (their hedge times are too), from a cursor.
+ *
  * Slot table: request number f lives in slot f % cap while in flight; the
  * front end stops reading new requests while the next slot is taken, which
  * bounds memory and, with the shared time-out, means the oldest request
@@ -78,13 +85,15 @@ typedef struct fan {
     slot *slots;
     uint8_t *state; /* SLOTS x nshard */
     int16_t *owner; /* SLOTS x nshard: replica holding the part, -1 none */
+    int16_t *hedge; /* SLOTS x nshard: the second replica asked (--hedge), -1 none */
     uint64_t next, tail;
+    uint64_t hcur; /* requests before this one are hedged or need not be */
     uint32_t rr;
     msgpack_unpacked up;
     frame_out fo;
     serve_stats st;
     serve_stats_index six;
-    uint64_t answered, partial, late, resent, errors;
+    uint64_t answered, partial, late, resent, errors, hedged;
 } fan;
 
 static int log_event(const fan *F, int r, const char *what)
@@ -189,6 +198,15 @@ static void reply_error(fan *F, server_req *req, int has_qid, uint64_t qid, cons
     server_reply(F->srv, req, &F->fo, &e);
 }
 
+/* A waiting part is over: neither of the replicas asked holds it now. */
+static void part_done(fan *F, int own, int hown)
+{
+    if (own >= 0 && F->rep[own].inflight)
+        F->rep[own].inflight--;
+    if (hown >= 0 && F->rep[hown].inflight)
+        F->rep[hown].inflight--;
+}
+
 /* Answer slot s with what it has and free it. */
 static void finish(fan *F, slot *s)
 {
@@ -201,8 +219,8 @@ static void finish(fan *F, slot *s)
             done++;
         else
             missing++;
-        if (st[i] == PART_WAIT && own[i] >= 0 && F->rep[own[i]].inflight)
-            F->rep[own[i]].inflight--;
+        if (st[i] == PART_WAIT)
+            part_done(F, own[i], F->hedge[row + i]);
     }
     hf_err e;
     if (!done) {
@@ -277,6 +295,7 @@ static void take_query(fan *F, server_req *req, const frame_in *f)
     for (int i = 0; i < F->nshard; i++) {
         int r = dispatch(F, s, i, -1);
         F->owner[row + i] = (int16_t)r;
+        F->hedge[row + i] = -1;
         F->state[row + i] = r >= 0 ? PART_WAIT : PART_LOST;
         s->waiting += r >= 0;
     }
@@ -394,9 +413,7 @@ static void take_answer(fan *F, int r, const void *data, size_t size)
         F->late++; /* timed out, or the other replica answered first */
         return;
     }
-    int own = F->owner[idx];
-    if (own >= 0 && F->rep[own].inflight)
-        F->rep[own].inflight--;
+    part_done(F, F->owner[idx], F->hedge[idx]);
     if (strcmp(f.type, "result") == 0 && fanout_merge_take(&s->m, &f, &e) == 0) {
         F->state[idx] = PART_DONE;
     } else {
@@ -436,8 +453,17 @@ static void move_parts(fan *F, int r)
     for (uint64_t fid = F->tail + 1; fid <= F->next; fid++) {
         slot *s = &F->slots[fid % SLOTS];
         size_t idx = (size_t)(fid % SLOTS) * (size_t)F->nshard + (size_t)sh;
-        if (s->fid != fid || F->state[idx] != PART_WAIT || F->owner[idx] != r)
+        if (s->fid != fid || F->state[idx] != PART_WAIT)
             continue;
+        if (F->hedge[idx] == r) /* the first replica asked still has it */
+            F->hedge[idx] = -1;
+        if (F->owner[idx] != r)
+            continue;
+        if (F->hedge[idx] >= 0) { /* the hedge's replica has it already */
+            F->owner[idx] = F->hedge[idx];
+            F->hedge[idx] = -1;
+            continue;
+        }
         int to = dispatch(F, s, sh, r);
         F->owner[idx] = (int16_t)to;
         F->resent += to >= 0;
@@ -497,6 +523,35 @@ static void drain_monitor(fan *F, int r)
             R->noted = 1;
         }
     }
+}
+
+/* Hedge every request whose hedge time has come (see the top), and return
+ * the ms until the next one's (-1: none in flight, or hedging off). */
+static long hedge_due(fan *F, double now)
+{
+    int ms = F->cfg->hedge_ms;
+    if (ms <= 0)
+        return -1;
+    if (F->hcur <= F->tail)
+        F->hcur = F->tail + 1;
+    for (; F->hcur <= F->next; F->hcur++) {
+        slot *s = &F->slots[F->hcur % SLOTS];
+        if (s->fid != F->hcur)
+            continue; /* answered already */
+        double at = s->t0 + ms / 1000.0;
+        if (at > now)
+            return (long)ceil((at - now) * 1000.0);
+        size_t row = (size_t)(s->fid % SLOTS) * (size_t)F->nshard;
+        for (int i = 0; i < F->nshard; i++) {
+            size_t idx = row + (size_t)i;
+            if (F->state[idx] != PART_WAIT || F->hedge[idx] >= 0 || F->owner[idx] < 0)
+                continue;
+            int to = dispatch(F, s, i, F->owner[idx]);
+            F->hedge[idx] = (int16_t)to;
+            F->hedged += to >= 0;
+        }
+    }
+    return -1;
 }
 
 /* Answer every request whose time is up, oldest first. */
@@ -563,6 +618,7 @@ static void fan_destroy(fan *F)
     free(F->slots);
     free(F->state);
     free(F->owner);
+    free(F->hedge);
     free(F->rep);
     free(F->ref);
 }
@@ -588,8 +644,9 @@ int fanout_run(const fanout_cfg *cfg, hf_err *e)
     F.slots = calloc(SLOTS, sizeof *F.slots);
     F.state = calloc((size_t)SLOTS * (size_t)F.nshard, 1);
     F.owner = calloc((size_t)SLOTS * (size_t)F.nshard, sizeof *F.owner);
+    F.hedge = calloc((size_t)SLOTS * (size_t)F.nshard, sizeof *F.hedge);
     F.ctx = zmq_ctx_new();
-    if (!F.rep || !F.ref || !F.slots || !F.state || !F.owner || !F.ctx)
+    if (!F.rep || !F.ref || !F.slots || !F.state || !F.owner || !F.hedge || !F.ctx)
         rc = hf_err_set(e, HF_ENOMEM, "out of memory");
     for (int r = 0; rc == 0 && r < F.nrep; r++) {
         F.rep[r].ep = ep[r];
@@ -648,7 +705,9 @@ int fanout_run(const fanout_cfg *cfg, hf_err *e)
             break;
         int full = F.slots[(F.next + 1) % SLOTS].fid != 0;
         items[2 * F.nrep].events = full ? 0 : ZMQ_POLLIN;
-        long wait = 100;
+        long wait = 100, hw = hedge_due(&F, now);
+        if (hw >= 0 && hw < wait)
+            wait = hw;
         if (F.tail < F.next) {
             for (uint64_t fid = F.tail + 1; fid <= F.next; fid++) {
                 const slot *s = &F.slots[fid % SLOTS];
@@ -680,10 +739,11 @@ int fanout_run(const fanout_cfg *cfg, hf_err *e)
     }
     fprintf(stderr,
             "query: fan-out answered %llu queries (%llu partial, %llu errors) in %.1f s; %llu "
-            "requests moved to another replica, %llu late answers dropped\n",
+            "requests moved to another replica, %llu late answers dropped, %llu parts "
+            "hedged\n",
             (unsigned long long)F.answered, (unsigned long long)F.partial,
             (unsigned long long)F.errors, now_seconds() - tstart, (unsigned long long)F.resent,
-            (unsigned long long)F.late);
+            (unsigned long long)F.late, (unsigned long long)F.hedged);
     if (server_refused(F.srv))
         fprintf(stderr, "query: CURVE: refused %llu connection attempts (keys not allowed)\n",
                 (unsigned long long)server_refused(F.srv));

@@ -42,6 +42,7 @@ typedef struct fanout_cfg {
     const char *spec;     /* shards and replicas, see above */
     const char *serve_ep; /* where clients connect */
     int timeout_ms;       /* --shard-timeout */
+    int hedge_ms;         /* --hedge: ask a second replica after this (0: never) */
     int start_wait_ms;    /* how long to wait at start for every shard's info */
     size_t max_frame;
     uint64_t k, max_k;           /* default and largest k */

@@ -1,8 +1,10 @@
 #!/usr/bin/env bats
-# CURVE on query's ZeroMQ endpoints (libcommon/curve.c): keys made by
+# CURVE on every ZeroMQ endpoint (libcommon/curve.c): keys made by
 # pipelines/curve-keygen.sh, servers with --curve-secret/--curve-allow (a ZAP
 # handler checks every client key against the allow-list directory), clients
-# with --curve-key/--curve-server; the fan-out front end on both sides.
+# with --curve-key/--curve-server; the fan-out front end on both sides;
+# consolidate's --serve/--updates/--connect; stream endpoints (channel.c),
+# where the end that binds is the server and the end that connects a client.
 
 load helpers
 
@@ -156,4 +158,136 @@ json_field() {
     run --separate-stderr "$BIN/query" --connect tcp://127.0.0.1:1 --curve-key "$FIX/keys/client.secret" \
         --curve-server "$BATS_TEST_TMPDIR/bad" "$FIX/queries.frames"
     assert_one_error_line bad "not 40 Z85 characters"
+}
+
+# ---- stream endpoints (channel.c): the end that binds is the CURVE server ----
+
+@test "a CURVE stream: embed-load's bound output goes to an allowed graph-build only; the index is the one from a file" {
+    local port ep
+    port="$(free_port)"
+    ep="tcp://127.0.0.1:$port"
+    "$BIN/embed-load" -o "$ep" --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow" \
+        "$FIX/base.npy" 2>"$BATS_TEST_TMPDIR/w.log" 3>&- &
+    PIDS+=($!)
+    local wpid=$!
+    # a reader without CURVE never completes a handshake: nothing, until it gives up
+    run timeout 2 "$BIN/graph-build" -t 1 -o "$BATS_TEST_TMPDIR/none.idx" "$ep"
+    [ "$status" -eq 124 ]
+    # a key not on the list is refused: one line, no output
+    run --separate-stderr timeout 10 "$BIN/graph-build" -t 1 -o "$BATS_TEST_TMPDIR/x.idx" \
+        --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server" "$ep"
+    assert_one_error_line "$ep" "refused our CURVE key"
+    [ ! -e "$BATS_TEST_TMPDIR/x.idx" ] && [ ! -e "$BATS_TEST_TMPDIR/none.idx" ]
+    # the allowed reader gets the whole stream: every frame, checksum and all
+    timeout 20 "$BIN/graph-build" -t 1 -o "$BATS_TEST_TMPDIR/c.idx" --curve-key "$FIX/keys/client.secret" \
+        --curve-server "$FIX/keys/server" "$ep" 2>/dev/null
+    wait "$wpid"
+    PIDS=()
+    cmp "$BATS_TEST_TMPDIR/c.idx" "$FIX/all.idx"
+}
+
+@test "a CURVE stream the reader binds ('@'): a stranger writer is refused in one line, an allowed one's frames are taken" {
+    local port
+    port="$(free_port)"
+    "$BIN/graph-build" -t 1 -o "$BATS_TEST_TMPDIR/b.idx" --curve-secret "$FIX/keys/server.secret" \
+        --curve-allow "$FIX/allow" "@tcp://127.0.0.1:$port" 2>/dev/null 3>&- &
+    PIDS+=($!)
+    local rpid=$!
+    sleep 0.3
+    run --separate-stderr timeout 10 "$BIN/embed-load" -o ">tcp://127.0.0.1:$port" \
+        --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server" "$FIX/base.npy"
+    assert_one_error_line "tcp://127.0.0.1:$port" "refused our CURVE key"
+    timeout 20 "$BIN/embed-load" -o ">tcp://127.0.0.1:$port" --curve-key "$FIX/keys/client.secret" \
+        --curve-server "$FIX/keys/server" "$FIX/base.npy"
+    wait "$rpid"
+    PIDS=()
+    cmp "$BATS_TEST_TMPDIR/b.idx" "$FIX/all.idx"
+}
+
+@test "query's streams take CURVE too: queries from a CURVE writer, results to a bound CURVE output" {
+    local p1 p2
+    p1="$(free_port)"
+    p2="$(free_port)"
+    "$BIN/embed-load" -o "tcp://127.0.0.1:$p1" --curve-secret "$FIX/keys/server.secret" \
+        --curve-allow "$FIX/allow" "$FIX/queries.npy" 2>/dev/null 3>&- &
+    PIDS+=($!)
+    "$BIN/query" --index "$FIX/all.idx" -o "tcp://127.0.0.1:$p2" --curve-secret "$FIX/keys/server.secret" \
+        --curve-allow "$FIX/allow" --curve-key "$FIX/keys/client.secret" --curve-server "$FIX/keys/server" \
+        "tcp://127.0.0.1:$p1" 2>/dev/null 3>&- &
+    PIDS+=($!)
+    # the results stream up to its end frame, read with pyzmq's CURVE and the
+    # package's key reader (dump reads a ZeroMQ input until it is killed)
+    timeout 20 $PY - "tcp://127.0.0.1:$p2" "$FIX/keys" "$BATS_TEST_TMPDIR/r" "$REPO" <<'EOF2'
+import sys, zmq, msgpack
+ep, keys, out, repo = sys.argv[1:]
+sys.path.insert(0, repo + "/pipelines/python")
+from hnswflow import read_curve_key
+s = zmq.Context().socket(zmq.PULL)
+s.curve_publickey, s.curve_secretkey = read_curve_key(keys + "/client.secret", True)
+s.curve_serverkey = read_curve_key(keys + "/server", False)[0]
+s.connect(ep)
+with open(out, "wb") as f:
+    while True:
+        m = s.recv()
+        f.write(m)
+        if msgpack.unpackb(m, raw=False)["t"] == "end":
+            break
+EOF2
+    same_results "$BATS_TEST_TMPDIR/r" "$FIX/res"
+}
+
+@test "consolidate --serve/--updates with CURVE: an allowed producer's updates and queries are answered as without CURVE; a stranger is refused and changes nothing" {
+    local d=$BATS_TEST_TMPDIR
+    $PY "$REPO/tests/make_updates.py" "$d/a.upd" --dim 8 --batch 100 insert:0:500 query:0:20
+    local mode q u
+    for mode in plain curve; do
+        q="tcp://127.0.0.1:$(free_port)"
+        u="tcp://127.0.0.1:$(free_port)"
+        local srv=() cli=()
+        if [ "$mode" = curve ]; then
+            srv=(--curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow")
+            cli=(--curve-key "$FIX/keys/client.secret" --curve-server "$FIX/keys/server")
+        fi
+        "$BIN/consolidate" -M 8 --serve "$q" --updates "$u" -o "$d/$mode.idx" "${srv[@]}" \
+            2>"$d/$mode.log" 3>&- &
+        PIDS+=($!)
+        local lp=$!
+        wait_for_line "$d/$mode.log" "live"
+        if [ "$mode" = curve ]; then
+            run --separate-stderr "$BIN/consolidate" --connect "$u" -r "$d/x" \
+                --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server" "$d/a.upd"
+            assert_one_error_line "$u" "refused our CURVE key"
+            run --separate-stderr "$BIN/query" --connect "$q" --curve-key "$FIX/keys/stranger.secret" \
+                --curve-server "$FIX/keys/server" "$FIX/queries.frames"
+            assert_one_error_line "$q" "refused our CURVE key"
+        fi
+        "$BIN/consolidate" --connect "$u" -r "$d/$mode.res" "${cli[@]}" "$d/a.upd" 2>"$d/$mode.p"
+        grep -q "5 updates acknowledged" "$d/$mode.p"
+        kill -TERM "$lp"
+        wait "$lp"
+        PIDS=()
+    done
+    same_results "$d/curve.res" "$d/plain.res"
+    cmp "$d/curve.idx" "$d/plain.idx"
+}
+
+@test "CURVE on streams: an end without its pair, or no ZeroMQ endpoint at all, is a usage error in one line" {
+    run --separate-stderr "$BIN/embed-load" -o "tcp://127.0.0.1:$(free_port)" --curve-key "$FIX/keys/client.secret" \
+        --curve-server "$FIX/keys/server" "$FIX/base.npy"
+    assert_one_error_line "this end binds" "--curve-secret"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/graph-build" --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow" \
+        tcp://127.0.0.1:1
+    assert_one_error_line "this end connects" "--curve-key"
+    [ "$status" -eq 64 ]
+    run --separate-stderr "$BIN/embed-load" -o "$BATS_TEST_TMPDIR/x.frames" --curve-secret "$FIX/keys/server.secret" \
+        --curve-allow "$FIX/allow" "$FIX/base.npy"
+    assert_one_error_line embed-load "nothing here serves"
+    [ "$status" -eq 64 ]
+    [ ! -e "$BATS_TEST_TMPDIR/x.frames" ]
+    run --separate-stderr "$BIN/consolidate" --connect tcp://127.0.0.1:1 --curve-secret "$FIX/keys/server.secret" \
+        --curve-allow "$FIX/allow" "$BATS_TEST_TMPDIR/x.upd"
+    assert_one_error_line consolidate "nothing here serves"
+    run --separate-stderr "$BIN/info" --curve-key "$FIX/keys/client.secret" "$FIX/all.idx"
+    assert_one_error_line info "--curve-key and --curve-server go together"
 }

@@ -306,3 +306,29 @@ EOF
     [ $((sa + sb)) -eq 2000 ]
     [ "$sa" -ge 600 ] && [ "$sb" -ge 600 ]
 }
+
+@test "--hedge: a stopped but connected replica costs the hedge delay, not --shard-timeout; no partial answer" {
+    serve a "$FIX/s2/shard-0.idx"
+    serve b "$FIX/s2/shard-0.idx"
+    serve c "$FIX/s2/shard-1.idx"
+    front "$EP_a|$EP_b,$EP_c" --shard-timeout 3000 --hedge 50
+    kill -STOP "$PID_a"
+    # a few requests land on the stopped replica before its in-flight count
+    # steers the rest away; each is asked of b too after 50 ms
+    run $CLIENT "$FRONT" "$FIX/queries.npy" -n 200 --window 4 --deadline 5
+    echo "$output" >&2
+    [ "$(json_field "$output" answered)" -eq 200 ]
+    [ "$(json_field "$output" partial)" -eq 0 ]
+    [ "$(json_field "$output" errors)" -eq 0 ]
+    awk -v m="$(json_field "$output" max_ms)" 'BEGIN { exit !(m >= 40 && m < 50 + 400) }'
+    kill -CONT "$PID_a"
+    kill -TERM "$PID_front"
+    wait "$PID_front"
+    grep -Eq "[1-9][0-9]* parts hedged" "$BATS_TEST_TMPDIR/front.log"
+}
+
+@test "--hedge is for --fanout" {
+    run --separate-stderr "$BIN/query" --index "$FIX/all.idx" --hedge 10 "$FIX/queries.frames"
+    assert_one_error_line query "--hedge is for --fanout"
+    [ "$status" -eq 64 ]
+}

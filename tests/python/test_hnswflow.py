@@ -204,3 +204,100 @@ def test_live_insert_delete_and_search(tmp_path):
         with pytest.raises(hnswflow.HnswflowError):
             L.insert([1], np.ones((1, 3), np.float32))  # wrong dimension
     assert (tmp_path / "live.idx").exists()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    """server, client and stranger key pairs (pipelines/curve-keygen.sh);
+    allow/ lets the client in."""
+    d = tmp_path_factory.mktemp("keys")
+    for name in ("server", "client", "stranger"):
+        subprocess.run(["sh", os.path.join(REPO, "pipelines", "curve-keygen.sh"), name, str(d)],
+                       check=True)
+    (d / "allow").mkdir()
+    (d / "allow" / "client").write_bytes((d / "client").read_bytes())
+    return d
+
+
+def curve_server_args(keys):
+    return {"curve_secret": keys / "server.secret", "curve_allow": keys / "allow"}
+
+
+def curve_client_args(keys, name="client"):
+    return {"curve_key": keys / (name + ".secret"), "curve_server": keys / "server"}
+
+
+def test_curve_server_answers_an_allowed_client_as_the_plain_server_does(data, keys, tmp_path):
+    Q = data["Q"][:200]
+    with hnswflow.Server(data["idx"]) as s:
+        ref = s.search(Q, k=10, ef=64)
+    ep = "ipc://" + str(tmp_path / "curve.sock")
+    with hnswflow.Server(data["idx"], endpoint=ep, **curve_server_args(keys),
+                         **curve_client_args(keys)) as s:
+        got = s.search(Q, k=10, ef=64)
+        # a second client of its own, several threads: each socket shakes hands
+        with hnswflow.Client(ep, **curve_client_args(keys)) as c:
+            out = [None] * 4
+            th = [threading.Thread(target=lambda t=t: out.__setitem__(t, c.search(Q[t::4])[0]))
+                  for t in range(4)]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join()
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    for t in range(4):
+        assert np.array_equal(out[t], ref[0][t::4])
+
+
+def test_curve_client_without_a_key_or_with_one_not_allowed_gets_nothing(data, keys, tmp_path):
+    ep = "ipc://" + str(tmp_path / "curve.sock")
+    with hnswflow.Server(data["idx"], endpoint=ep, **curve_server_args(keys),
+                         **curve_client_args(keys)) as s:
+        with pytest.raises(hnswflow.HnswflowError, match=r"refused our CURVE key"):
+            hnswflow.Client(ep, timeout=5, **curve_client_args(keys, "stranger"))
+        # without CURVE the handshake never completes: no answer at all
+        with pytest.raises(hnswflow.HnswflowError, match=r"no answer within"):
+            hnswflow.Client(ep, timeout=1.5)
+        # the server kept serving its allowed client, and answered only it
+        ids, _ = s.search(data["Q"][:3])
+        assert ids.shape == (3, 10)
+        assert s.stats()["queries"] == 3
+
+
+def test_curve_live_takes_updates_and_queries_only_from_an_allowed_key(keys, tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((200, 16)).astype(np.float32)
+    base = str(tmp_path / "b.idx")
+    hnswflow.build(X, base, ids=np.arange(200, dtype=np.uint64), progress=False)
+    with hnswflow.Live(index=base, **curve_server_args(keys), **curve_client_args(keys)) as L:
+        v = rng.standard_normal((1, 16)).astype(np.float32) * 10
+        L.insert([777], v)
+        got, d = L.search(v, k=1)
+        assert got[0, 0] == 777 and d[0, 0] == pytest.approx(0, abs=1e-3)
+        for ep in (L.endpoint, L.updates):
+            with pytest.raises(hnswflow.HnswflowError, match=r"refused our CURVE key"):
+                hnswflow.Client(ep, timeout=5, **curve_client_args(keys, "stranger"))
+
+
+def test_curve_key_files_bad_or_unpaired_give_one_line_naming_the_file(data, keys, tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_text('curve\n    public-key = "short"\n')
+    cases = [
+        ({"curve_key": keys / "client.secret"}, r"curve_key and curve_server go together"),
+        ({"curve_key": keys / "client", "curve_server": keys / "server"},
+         r"keys0?/client: no secret-key line"),
+        ({"curve_key": keys / "client.secret", "curve_server": keys / "server.secret"},
+         r"server.secret holds a secret key"),
+        ({"curve_key": keys / "client.secret", "curve_server": bad}, r"bad: line 2: .*40 Z85"),
+        ({"curve_key": tmp_path / "none", "curve_server": keys / "server"},
+         r"none: cannot open key file"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(hnswflow.HnswflowError, match=msg):
+            hnswflow.Client("ipc://" + str(tmp_path / "nobody"), timeout=1, **kw)
+    with pytest.raises(hnswflow.HnswflowError, match=r"curve_secret and curve_allow go together"):
+        hnswflow.Server(data["idx"], curve_secret=keys / "server.secret")
+    # the filter's own check of the allow-list, through Server
+    with pytest.raises(hnswflow.HnswflowError, match=r"holds a secret key"):
+        hnswflow.Server(data["idx"], curve_secret=keys / "server.secret", curve_allow=keys,
+                        **curve_client_args(keys))

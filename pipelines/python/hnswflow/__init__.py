@@ -15,6 +15,14 @@ consolidate --serve); Live(...) runs consolidate's live mode and adds
 insert(ids, X) / delete(ids). Filters' failures arrive as HnswflowError
 carrying the filter's one-line message.
 
+CURVE (the filters' --curve-* options, key files from
+pipelines/curve-keygen.sh): Client(ep, curve_key="me.secret",
+curve_server="server") encrypts and presents its key, and raises
+HnswflowError when the server refuses it; Server and Live also take
+curve_secret="server.secret", curve_allow="allow/" for the filter they
+start (whose ZAP handler checks every client's key), and then need
+curve_key/curve_server for their own connection.
+
 Where the filters are: $HNSWFLOW_EXEC_PATH, else the libexec directory
 recorded by `make install`, else the checkout's bin/ beside this package,
 else `hnswflow --exec-path` from PATH.
@@ -22,15 +30,18 @@ else `hnswflow --exec-path` from PATH.
 import os
 import shutil
 import subprocess
+import re
 import sys
 import tempfile
 import threading
+import time
 
 import msgpack
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-__all__ = ["HnswflowError", "build", "Client", "Server", "Live", "exec_path"]
+__all__ = ["HnswflowError", "build", "Client", "Server", "Live", "exec_path", "read_curve_key"]
 
 
 class HnswflowError(Exception):
@@ -157,6 +168,100 @@ def build(X, path, metric="l2", M=16, ef_construction=200, threads=None, ids=Non
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_KEY_LINE = re.compile(r'^\s*(public-key|secret-key)\s*=\s*"([^"]*)"')
+
+
+def read_curve_key(path, secret):
+    """The keys of a key file pipelines/curve-keygen.sh wrote (CZMQ's
+    certificate format, read as libcommon/curve.c reads it): (public,
+    secret) as Z85 bytes. secret=True: the NAME.secret file, which must hold
+    the secret key; secret=False: a public file, which must not (the
+    secret stays with its owner). HnswflowError naming the file otherwise."""
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise HnswflowError("%s: cannot open key file: %s" % (path, e.strerror)) from None
+    keys = {}
+    for n, ln in enumerate(lines, 1):
+        m = _KEY_LINE.match(ln)
+        if not m:
+            continue
+        if len(m.group(2)) != 40:
+            raise HnswflowError("%s: line %d: a key is not 40 Z85 characters" % (path, n))
+        keys.setdefault(m.group(1), m.group(2).encode())
+    if "public-key" not in keys:
+        raise HnswflowError("%s: no public-key line (make keys with curve-keygen.sh)" % path)
+    if secret and "secret-key" not in keys:
+        raise HnswflowError("%s: no secret-key line: give the NAME.secret file" % path)
+    if not secret and "secret-key" in keys:
+        raise HnswflowError("%s holds a secret key: give the server's public file" % path)
+    return keys["public-key"], keys.get("secret-key")
+
+
+def _curve_client(key, server):
+    """(public, secret, server public) for a CURVE client, or None."""
+    if key is None and server is None:
+        return None
+    if key is None or server is None:
+        raise HnswflowError("curve_key and curve_server go together")
+    if not zmq.has("curve"):
+        raise HnswflowError("this libzmq has no CURVE support")
+    pub, sec = read_curve_key(key, True)
+    return pub, sec, read_curve_key(server, False)[0]
+
+
+def _curve_server_args(secret, allow):
+    """The filter options of a CURVE server (its ZAP handler checks the keys)."""
+    if secret is None and allow is None:
+        return []
+    if secret is None or allow is None:
+        raise HnswflowError("curve_secret and curve_allow go together")
+    return ["--curve-secret", os.fspath(secret), "--curve-allow", os.fspath(allow)]
+
+
+_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH |
+                     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+
+
+def _connect(ctx, endpoint, curve, timeout_ms):
+    """A DEALER connected to endpoint. With CURVE, wait for the first
+    handshake (as libcommon/curve.c's client does): a refused key is an
+    HnswflowError now, not a request that is never answered."""
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    if curve is None:
+        s.connect(endpoint)
+        return s
+    s.curve_publickey, s.curve_secretkey, s.curve_serverkey = curve
+    mon = s.get_monitor_socket(_HANDSHAKE_EVENTS)
+    try:
+        s.connect(endpoint)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not mon.poll(max(1, int(left * 1000))):
+                raise HnswflowError("%s: no CURVE handshake within %.0f s" %
+                                    (endpoint, timeout_ms / 1000))
+            ev = recv_monitor_message(mon)
+            if ev["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                return s
+            if ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                raise HnswflowError("%s: the server refused our CURVE key (status %d: not on its "
+                                    "allow-list?)" % (endpoint, ev["value"]))
+            if ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                raise HnswflowError("%s: CURVE handshake failed (does the server require CURVE, "
+                                    "with the key of curve_server?)" % endpoint)
+    except BaseException:
+        s.close(0)
+        raise
+    finally:
+        if not s.closed:
+            s.disable_monitor()
+        mon.close(0)
+
+
 def _answer(sock, timeout_ms):
     if not sock.poll(timeout_ms):
         raise HnswflowError("no answer within %.0f s" % (timeout_ms / 1000))
@@ -167,17 +272,25 @@ def _answer(sock, timeout_ms):
 class Client:
     """Queries a server (query --serve, consolidate --serve) at `endpoint`.
     One object may be used from many threads: each thread gets its own
-    DEALER socket. `window` requests are kept in flight per search."""
+    DEALER socket. `window` requests are kept in flight per search.
+    curve_key (this client's NAME.secret file) and curve_server (the
+    server's public file): talk CURVE to a server started with
+    --curve-secret/--curve-allow; HnswflowError if it refuses the key."""
 
-    def __init__(self, endpoint, timeout=60.0, window=512):
+    def __init__(self, endpoint, timeout=60.0, window=512, curve_key=None, curve_server=None):
         self.endpoint = endpoint
         self.timeout_ms = int(timeout * 1000)
         self.window = window
+        self._curve = _curve_client(curve_key, curve_server)
         self._ctx = zmq.Context()
         self._local = threading.local()
         self._socks = []
         self._lock = threading.Lock()
-        info = self.info()
+        try:
+            info = self.info()
+        except BaseException:
+            Client.close(self)
+            raise
         self.dim = int(info["dim"])
         self.metric = info["metric"]
         self.count = int(info.get("count", 0))
@@ -186,9 +299,7 @@ class Client:
     def _sock(self):
         s = getattr(self._local, "sock", None)
         if s is None:
-            s = self._ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.endpoint)
+            s = _connect(self._ctx, self.endpoint, self._curve, self.timeout_ms)
             self._local.sock = s
             with self._lock:
                 self._socks.append(s)
@@ -282,7 +393,8 @@ class Client:
                 s.close(0)
             self._socks = []
         self._local = threading.local()
-        self._ctx.term()
+        if not self._ctx.closed:
+            self._ctx.term()
 
     def __enter__(self):
         return self
@@ -325,17 +437,24 @@ class Server(Client, _Process):
         with hnswflow.Server("x.idx") as s:
             ids, dists = s.search(Q, k=10, ef=64)
 
-    options: further query options (e.g. ["--threads", "2"])."""
+    options: further query options (e.g. ["--threads", "2"]).
+    curve_secret, curve_allow: the server requires CURVE (--curve-secret,
+    --curve-allow); this object's own connection then takes curve_key and
+    curve_server, a key on that allow-list."""
 
-    def __init__(self, path, endpoint=None, options=(), timeout=60.0, window=512):
+    def __init__(self, path, endpoint=None, options=(), timeout=60.0, window=512,
+                 curve_secret=None, curve_allow=None, curve_key=None, curve_server=None):
+        curve = _curve_server_args(curve_secret, curve_allow)
+        _curve_client(curve_key, curve_server)  # bad key files fail before the start
+
         def argv(tmp):
             self.endpoint = endpoint or "ipc://" + os.path.join(tmp, "query.sock")
             return [_filter("query"), "--index", os.fspath(path), "--serve", self.endpoint] + \
-                list(options)
+                curve + list(options)
 
         self._start(argv, "serving", timeout)
         try:
-            Client.__init__(self, self.endpoint, timeout, window)
+            Client.__init__(self, self.endpoint, timeout, window, curve_key, curve_server)
         except BaseException:
             self._stop()
             raise
@@ -355,10 +474,16 @@ class Live(Client, _Process):
 
     index: start from this file (else empty: give metric, and the first
     insert fixes the dimension); out: checkpoint written on close; wal: a
-    write-ahead log. Each call waits for consolidate's acknowledgement."""
+    write-ahead log. Each call waits for consolidate's acknowledgement.
+    curve_secret, curve_allow, curve_key, curve_server: CURVE on both
+    endpoints, as for Server."""
 
     def __init__(self, index=None, out=None, wal=None, metric=None, options=(), timeout=60.0,
-                 window=512):
+                 window=512, curve_secret=None, curve_allow=None, curve_key=None,
+                 curve_server=None):
+        curve = _curve_server_args(curve_secret, curve_allow)
+        _curve_client(curve_key, curve_server)
+
         def argv(tmp):
             self.endpoint = "ipc://" + os.path.join(tmp, "query.sock")
             self.updates = "ipc://" + os.path.join(tmp, "updates.sock")
@@ -370,17 +495,16 @@ class Live(Client, _Process):
                 a += ["--wal", os.fspath(wal)]
             if metric:
                 a += ["--metric", metric]
-            return a + list(options)
+            return a + curve + list(options)
 
         self._start(argv, "live", timeout)
         try:
-            Client.__init__(self, self.endpoint, timeout, window)
+            Client.__init__(self, self.endpoint, timeout, window, curve_key, curve_server)
+            self._up = _connect(self._ctx, self.updates, self._curve, self.timeout_ms)
         except BaseException:
+            Client.close(self)
             self._stop()
             raise
-        self._up = self._ctx.socket(zmq.DEALER)
-        self._up.setsockopt(zmq.LINGER, 0)
-        self._up.connect(self.updates)
         self._up_lock = threading.Lock()
 
     def _update(self, frame):
