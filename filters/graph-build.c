@@ -218,7 +218,7 @@ int main(int argc, char **argv)
                 quant_name(compress), h->codes->code_bytes, hnsw_codes_memory_bytes(h) / 1048576.0,
                 (double)hnsw_codes_memory_bytes(h) / ((double)h->n * h->dim * sizeof(float)));
     if (h->rows)
-        fprintf(stderr, "; speed rows %zu B/node, %.1f MiB", h->row_bytes,
+        fprintf(stderr, "; speed rows %zu B/node, %.1f MiB", hnsw_rows_mean_bytes(h),
                 hnsw_rows_memory_bytes(h) / 1048576.0);
     fprintf(stderr, "\n");
     channel_destroy(&out);

@@ -31,6 +31,18 @@ void fs_pack(uint8_t *codes, size_t dpad, unsigned j, const uint8_t *bits)
     }
 }
 
+void fs_pack16(uint8_t *codes, size_t dpad, unsigned j, const uint8_t *bits)
+{
+    size_t half = dpad / 8; /* groups in each nibble half */
+    for (size_t g = 0; g < 2 * half; g++) {
+        unsigned nib = 0, shift = g < half ? 0 : 4;
+        for (unsigned t = 0; t < 4; t++)
+            nib |= (bits[4 * g + t] ? 1u : 0u) << t;
+        uint8_t *b = codes + 16 * (g % half) + j;
+        *b = (uint8_t)((*b & (0xf0u >> shift)) | (nib << shift));
+    }
+}
+
 void fs_prep_scalar(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                     fs_resid *out)
 {
@@ -62,13 +74,15 @@ void fs_prep_scalar(const float *y, const float *v, size_t dpad, uint8_t *rq, ui
     out->sum = sum;
 }
 
-void fs_scan_scalar(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH])
+void fs_scan_scalar(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi, size_t groups,
+                    uint32_t out[FS_BATCH])
 {
     for (unsigned j = 0; j < FS_BATCH; j++) {
         unsigned shift = j < 16 ? 0 : 4, slot = j & 15;
+        const uint8_t *t = j < 16 ? lut : lut_hi;
         uint32_t s = 0;
-        for (size_t g = 0; g < dpad / 4; g++)
-            s += lut[16 * g + ((codes[16 * g + slot] >> shift) & 15)];
+        for (size_t g = 0; g < groups; g++)
+            s += t[16 * g + ((codes[16 * g + slot] >> shift) & 15)];
         out[j] = s;
     }
 }

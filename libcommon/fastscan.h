@@ -37,8 +37,13 @@ typedef struct fs_kernels {
      * (dpad bytes, scratch) and the tables lut (dpad * 4 bytes) */
     void (*prep)(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                  fs_resid *out);
-    /* out[i] = sum over groups of lut[g][nibble of vector i] for one batch */
-    void (*scan)(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);
+    /* out[i] = sum over g < groups of lut[g][low nibble of byte 16 g + i]
+     * for i < 16, of lut_hi[g][high nibble of byte 16 g + i - 16] above:
+     * a 32-vector batch when lut_hi is lut and groups dpad / 4; a 16-vector
+     * batch (fs_pack16) when lut_hi is lut + 16 dpad / 8 and groups
+     * dpad / 8 (groups a multiple of 4) */
+    void (*scan)(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi, size_t groups,
+                 uint32_t out[FS_BATCH]);
 } fs_kernels;
 
 const fs_kernels *fs_best(void);
@@ -53,16 +58,29 @@ static inline size_t fs_batch_bytes(size_t dpad)
 /* Set vector j's (0..31) code in a batch from its dpad sign bits
  * (bits[i] != 0: dimension i is positive). */
 void fs_pack(uint8_t *codes, size_t dpad, unsigned j, const uint8_t *bits);
+/* A 16-vector batch (the rows' layout): dpad / 8 groups of 16 bytes, byte
+ * 16 g + j holding vector j's nibble of dimensions 4g.. in its low half and
+ * of dimensions dpad / 2 + 4g.. in its high half; dpad * 2 bytes. Scanned
+ * as a 32-vector batch with the upper half's tables for the high nibbles,
+ * vector j's sum being out[j] + out[16 + j]. */
+static inline size_t fs_batch16_bytes(size_t dpad)
+{
+    return dpad * 2;
+}
+void fs_pack16(uint8_t *codes, size_t dpad, unsigned j, const uint8_t *bits);
 
 void fs_prep_scalar(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                     fs_resid *out);
-void fs_scan_scalar(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);
+void fs_scan_scalar(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi, size_t groups,
+                    uint32_t out[FS_BATCH]);
 void fs_prep_avx2(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                   fs_resid *out);
-void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);
+void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi, size_t groups,
+                  uint32_t out[FS_BATCH]);
 void fs_prep_avx512(const float *y, const float *v, size_t dpad, uint8_t *rq, uint8_t *lut,
                     fs_resid *out);
-void fs_scan_avx512(const uint8_t *codes, const uint8_t *lut, size_t dpad, uint32_t out[FS_BATCH]);
+void fs_scan_avx512(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi, size_t groups,
+                    uint32_t out[FS_BATCH]);
 
 /* The table index patterns shared by the SIMD kernels: row t, lane L, entry
  * e is 4L + t when bit t of e is set, else 0x80 (pshufb writes 0). */

@@ -79,13 +79,12 @@ AVX2 void fs_prep_avx2(const float *y, const float *v, size_t dpad, uint8_t *rq,
     out->sum = hsum8(vsum);
 }
 
-AVX2 void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad,
-                       uint32_t out[FS_BATCH])
+AVX2 void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi,
+                       size_t groups, uint32_t out[FS_BATCH])
 {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     __m256i t[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                     _mm256_setzero_si256()};
-    size_t groups = dpad / 4;
     for (size_t g0 = 0; g0 < groups;) {
         /* a 16-bit lane gains at most 2 * 252 a step: flush after 64 steps */
         size_t g1 = g0 + 128 < groups ? g0 + 128 : groups;
@@ -93,8 +92,9 @@ AVX2 void fs_scan_avx2(const uint8_t *codes, const uint8_t *lut, size_t dpad,
         for (size_t g = g0; g < g1; g += 2) {
             __m256i c = _mm256_loadu_si256((const __m256i *)(const void *)(codes + 16 * g));
             __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)(lut + 16 * g));
+            __m256i lh = _mm256_loadu_si256((const __m256i *)(const void *)(lut_hi + 16 * g));
             __m256i rl = _mm256_shuffle_epi8(l, _mm256_and_si256(c, low4));
-            __m256i rh = _mm256_shuffle_epi8(l, _mm256_and_si256(_mm256_srli_epi16(c, 4), low4));
+            __m256i rh = _mm256_shuffle_epi8(lh, _mm256_and_si256(_mm256_srli_epi16(c, 4), low4));
             a0 = _mm256_add_epi16(a0, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(rl)));
             a0 = _mm256_add_epi16(a0, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(rl, 1)));
             a1 = _mm256_add_epi16(a1, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(rh)));

@@ -56,12 +56,11 @@ AVX512 static inline __m512i fold16(__m512i a)
     return _mm512_add_epi32(x, y);
 }
 
-AVX512 void fs_scan_avx512(const uint8_t *codes, const uint8_t *lut, size_t dpad,
-                           uint32_t out[FS_BATCH])
+AVX512 void fs_scan_avx512(const uint8_t *codes, const uint8_t *lut, const uint8_t *lut_hi,
+                           size_t groups, uint32_t out[FS_BATCH])
 {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     __m512i tot0 = _mm512_setzero_si512(), tot1 = _mm512_setzero_si512();
-    size_t groups = dpad / 4;
     for (size_t g0 = 0; g0 < groups;) {
         /* a 16-bit lane gains at most 2 * 252 a step: flush after 64 steps */
         size_t g1 = g0 + 256 < groups ? g0 + 256 : groups;
@@ -69,8 +68,9 @@ AVX512 void fs_scan_avx512(const uint8_t *codes, const uint8_t *lut, size_t dpad
         for (size_t g = g0; g < g1; g += 4) {
             __m512i c = _mm512_loadu_si512((const void *)(codes + 16 * g));
             __m512i l = _mm512_loadu_si512((const void *)(lut + 16 * g));
+            __m512i lh = _mm512_loadu_si512((const void *)(lut_hi + 16 * g));
             __m512i rl = _mm512_shuffle_epi8(l, _mm512_and_si512(c, low4));
-            __m512i rh = _mm512_shuffle_epi8(l, _mm512_and_si512(_mm512_srli_epi16(c, 4), low4));
+            __m512i rh = _mm512_shuffle_epi8(lh, _mm512_and_si512(_mm512_srli_epi16(c, 4), low4));
             a0 = _mm512_add_epi16(a0, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(rl)));
             a0 = _mm512_add_epi16(a0, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(rl, 1)));
             a1 = _mm512_add_epi16(a1, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(rh)));

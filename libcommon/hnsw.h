@@ -83,12 +83,14 @@ typedef struct hnsw {
     int codes_exact;
     /* Row layout for fast search (hnsw_rows.c): NULL/0 when absent. rot is
      * the saved rotation (rotation.h, of R^rot_dpad); rows are built from
-     * it, the graph and the vectors after loading, row_bytes apart. */
+     * it, the graph and the vectors after loading. A row takes
+     * row_l0 + row_lb * nbatch 64-byte lines (nbatch = degree / 16 rounded
+     * up); where node i's starts is counted from row_rank (hnsw_rows.c). */
     struct rotation *rot;
     size_t rot_dpad;
     char *rows;
-    size_t row_bytes, row_off_fac, row_off_codes, row_off_vec;
-    uint32_t row_nb;
+    struct hnsw_row_rank *row_rank;
+    size_t row_lines_total, row_l0, row_lb;
     /* int8 codes (row_upq, rot_dpad bytes each, slot row_up_slot[node];
      * HNSW_NONE on level 0) of the rotated vectors of the nodes above
      * level 0: the greedy descent reads a block that stays in cache, not
@@ -328,6 +330,8 @@ int hnsw_rows_adopt(hnsw *h, struct rotation *rot, hf_err *e);
 int hnsw_rows_build(hnsw *h, int threads, hf_err *e);
 /* Bytes of the rows and the rotation. */
 size_t hnsw_rows_memory_bytes(const hnsw *h);
+/* Mean bytes of a node's row (what a search reads when it expands one). */
+size_t hnsw_rows_mean_bytes(const hnsw *h);
 typedef struct hnsw_rows_scratch hnsw_rows_scratch;
 int hnsw_rows_scratch_new(const hnsw *h, size_t max_ef, hnsw_rows_scratch **out, hf_err *e);
 void hnsw_rows_scratch_destroy(hnsw_rows_scratch **s);

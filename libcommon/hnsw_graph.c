@@ -103,6 +103,7 @@ void hnsw_destroy(hnsw **hp)
     free(h->perm);
     rotation_destroy(&h->rot);
     free(h->rows);
+    free(h->row_rank);
     free(h->row_up);
     quant_destroy(&h->row_upq);
     free(h->row_up_slot);

@@ -3,12 +3,14 @@
  * per node one row with its neighbour ids, 1-bit codes of its neighbours
  * and its own vector, searched SymphonyQG-style with exact answers.
  *
- * Row of node c (row_bytes apart, every part 64-byte aligned):
- *   [u32 degree][u32 ids[nb]]        nb = M0 rounded up to 32 (FS_BATCH)
- *   per batch of 32: f32 A[32], B[32], C[32]   (factors, below)
- *   per batch: the neighbours' codes, fastscan.h layout (dpad / 8 bytes each)
+ * Row of node c (whole 64-byte lines, every part 64-byte aligned, as long
+ * as c's degree needs; where it starts, row_start below):
  *   f32 y_c[dpad]                    the node's vector rotated (R x, x padded
  *                                    with zeros to dpad, a multiple of 64)
+ *   [u32 degree][f32 bias][u32 ids[16 nbatch]]   nbatch = degree / 16 rounded up
+ *   per batch of 16: f32 A[16], B[16], C[16]   (factors, below), then the
+ *                    neighbours' codes (fastscan.h's 16-vector layout,
+ *                    dpad / 8 bytes each)
  * R is a random orthogonal transform (rotation.h: the block kind, or a
  * dense matrix in indexes written before it; saved in the "rows" frame),
  * so |R q - R x| = |q - x| and coordinates of residuals look Gaussian, which
@@ -49,6 +51,11 @@
 #include "quant.h"
 #include "rotation.h"
 
+/* neighbours a batch of a row: 16, so the mean level-0 degree (14 on
+ * fmnist-proj256 at M 16) fills one batch and a row is no longer than its
+ * node's degree needs (the 32-wide batches of M0 = 32 read 41 lines a row
+ * there, these 29 for most rows) */
+#define ROW_BATCH 16
 #ifndef ROW_EXACT_KEYS
 #define ROW_EXACT_KEYS 1
 #endif
@@ -100,64 +107,118 @@ int hnsw_rows_adopt(hnsw *h, rotation *r, hf_err *e)
     return 0;
 }
 
-/* Row parts. */
+/* Where a row starts, without a per-node offset array: an offset array
+ * (240 KiB at 60k nodes) left L2 under the rows streaming through, and
+ * every prefetch of the next row then waited for a DRAM miss on its offset
+ * (measured 22 % slower than fixed-size rows). Rows are laid out in node
+ * order and take row_l0 + row_lb * nbatch lines, so node i starts at
+ * i row_l0 + row_lb (batches of the nodes before i): per 64 nodes one
+ * count of the lines before them and nbatch's three bit planes (nbatch
+ * <= 7, M0 <= 112), 32 bytes that stay in cache; the rest is popcounts. */
+typedef struct hnsw_row_rank {
+    uint32_t base; /* lines before the block's first node */
+    uint32_t pad;
+    uint64_t plane[3]; /* bit t of nbatch of the block's node j, at bit j */
+} hnsw_row_rank;
+#define ROW_MAX_BATCHES 7
+
+static inline uint32_t row_batches(const hnsw *h, uint32_t id)
+{
+    const hnsw_row_rank *r = h->row_rank + (id >> 6);
+    unsigned j = id & 63;
+    return (uint32_t)((r->plane[0] >> j & 1) | (r->plane[1] >> j & 1) << 1 |
+                      (r->plane[2] >> j & 1) << 2);
+}
+static inline char *row_at(const hnsw *h, uint32_t id)
+{
+    const hnsw_row_rank *r = h->row_rank + (id >> 6);
+    unsigned j = id & 63;
+    uint64_t m = ((uint64_t)1 << j) - 1;
+    size_t before = (size_t)__builtin_popcountll(r->plane[0] & m) +
+                    2 * (size_t)__builtin_popcountll(r->plane[1] & m) +
+                    4 * (size_t)__builtin_popcountll(r->plane[2] & m);
+    return h->rows + 64 * (r->base + j * h->row_l0 + before * h->row_lb);
+}
+static inline size_t row_lines(const hnsw *h, uint32_t id)
+{
+    return h->row_l0 + h->row_lb * row_batches(h, id);
+}
+/* [u32 degree][f32 bias][u32 ids], after the vector. The bias is added to
+ * every squared distance to the node: hnsw_zero_bias (1 for a zero vector
+ * of a cosine index, which lies at squared chord 2 from any unit query
+ * where |q - 0|^2 gives 1). */
 static inline uint32_t *row_head(const hnsw *h, uint32_t id)
 {
-    return (uint32_t *)(void *)(h->rows + (size_t)id * h->row_bytes);
+    return (uint32_t *)(void *)(row_at(h, id) + h->rot_dpad * sizeof(float));
 }
-static inline float *row_fac(const hnsw *h, uint32_t id, uint32_t batch)
+static inline float *row_bias(const hnsw *h, uint32_t id)
 {
-    return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_fac) +
-           (size_t)batch * 3 * FS_BATCH;
+    return (float *)(void *)(row_head(h, id) + 1);
 }
-static inline uint8_t *row_codes(const hnsw *h, uint32_t id, uint32_t batch)
+static inline size_t head_bytes(uint32_t batches)
 {
-    return (uint8_t *)(h->rows + (size_t)id * h->row_bytes + h->row_off_codes) +
-           (size_t)batch * fs_batch_bytes(h->rot_dpad);
+    return round64(sizeof(uint32_t) * (2 + (size_t)ROW_BATCH * batches));
+}
+static inline size_t batch_bytes(size_t D)
+{
+    return 3 * ROW_BATCH * sizeof(float) + fs_batch16_bytes(D);
+}
+static inline uint32_t batches_of(uint32_t degree)
+{
+    return (degree + ROW_BATCH - 1) / ROW_BATCH;
 }
 static inline float *row_vec(const hnsw *h, uint32_t id)
 {
-    return (float *)(void *)(h->rows + (size_t)id * h->row_bytes + h->row_off_vec);
+    return (float *)(void *)row_at(h, id);
 }
-/* Added to every squared distance to the node: hnsw_zero_bias (1 for a zero
- * vector of a cosine index, which lies at squared chord 2 from any unit
- * query where |q - 0|^2 gives 1), kept after the ids, where the head's
- * rounding to 64 bytes always leaves room. */
-static inline float *row_bias(const hnsw *h, uint32_t id)
+static inline size_t row_size(size_t D, uint32_t degree)
 {
-    return (float *)(void *)(row_head(h, id) + 1 + h->row_nb);
+    return D * sizeof(float) + head_bytes(batches_of(degree)) + batches_of(degree) * batch_bytes(D);
+}
+/* Batch b of a row whose head is at `head`: f32 A[16], B[16], C[16], then
+ * the codes. */
+static inline float *batch_fac(const hnsw *h, uint32_t id, const uint32_t *head, uint32_t b)
+{
+    return (float *)(void *)((const char *)head + head_bytes(row_batches(h, id)) +
+                             b * batch_bytes(h->rot_dpad));
+}
+static inline const uint8_t *batch_codes(const float *fac)
+{
+    return (const uint8_t *)(fac + 3 * ROW_BATCH);
 }
 
 /* Code neighbour slot j of node c's row from the rotated vectors. */
 static void encode_slot(hnsw *h, const dist_kernels *dk, uint32_t c, uint32_t j, uint32_t o)
 {
-    size_t D = h->rot_dpad;
+    size_t D = h->rot_dpad, half = D / 8;
     const float *yc = row_vec(h, c), *yo = row_vec(h, o);
     double n2 = dk->l2sq(yo, yc, D), l1 = dk->l1(yo, yc, D);
-    unsigned pop = 0, s = j % FS_BATCH, shift = s < 16 ? 0 : 4;
-    uint8_t *codes = row_codes(h, c, j / FS_BATCH) + (s & 15);
+    unsigned pop = 0, s = j % ROW_BATCH;
+    float *f = batch_fac(h, c, row_head(h, c), j / ROW_BATCH);
+    uint8_t *codes = (uint8_t *)(f + 3 * ROW_BATCH) + s;
     for (size_t g = 0; g < D / 4; g++) {
         const float *a = yo + 4 * g, *b = yc + 4 * g;
         unsigned nib = (unsigned)(a[0] > b[0]) | (unsigned)(a[1] > b[1]) << 1 |
                        (unsigned)(a[2] > b[2]) << 2 | (unsigned)(a[3] > b[3]) << 3;
         pop += (unsigned)(0x4332322132212110ull >> (4 * nib) & 15); /* bits in nib */
-        codes[16 * g] |= (uint8_t)(nib << shift);
+        codes[16 * (g % half)] |= (uint8_t)(nib << (g < half ? 0 : 4));
     }
-    float *f = row_fac(h, c, j / FS_BATCH), bias = hnsw_zero_bias(h, o);
+    float bias = hnsw_zero_bias(h, o);
     if (l1 <= 0) { /* o sits on c: the estimate is |r|^2 (+ its bias), exact */
         f[s] = bias;
-        f[FS_BATCH + s] = f[2 * FS_BATCH + s] = 0;
+        f[ROW_BATCH + s] = f[2 * ROW_BATCH + s] = 0;
         return;
     }
     double B = -2.0 * n2 / l1;
     f[s] = (float)n2 + bias;
-    f[FS_BATCH + s] = (float)B;
-    f[2 * FS_BATCH + s] = (float)(B * pop);
+    f[ROW_BATCH + s] = (float)B;
+    f[2 * ROW_BATCH + s] = (float)(B * pop);
 }
 
 typedef struct encode_job {
     hnsw *h;
     size_t first, end;
+    const float *dense_y; /* the dense kind's R x of every node, D apart */
     int failed;
 } encode_job;
 
@@ -165,8 +226,14 @@ static void *rotate_part(void *arg)
 {
     encode_job *j = arg;
     hnsw *h = j->h;
+    size_t D = h->rot_dpad;
+    if (j->dense_y) {
+        for (size_t c = j->first; c < j->end; c++)
+            memcpy(row_vec(h, (uint32_t)c), j->dense_y + c * D, D * sizeof(float));
+        return NULL;
+    }
     float *tmp = malloc(rotation_scratch(h->rot) * sizeof(float));
-    if (!tmp) { /* cannot happen for a few KiB; leave the rows zero */
+    if (!tmp) {
         j->failed = 1;
         return NULL;
     }
@@ -187,7 +254,7 @@ static void *encode_part(void *arg)
         head[0] = l[0];
         *row_bias(h, (uint32_t)c) = hnsw_zero_bias(h, (uint32_t)c);
         for (uint32_t s = 0; s < l[0]; s++) {
-            head[1 + s] = l[1 + s];
+            head[2 + s] = l[1 + s];
             encode_slot(h, dk, (uint32_t)c, s, l[1 + s]);
         }
     }
@@ -226,39 +293,62 @@ int hnsw_rows_build(hnsw *h, int threads, hf_err *e)
     if (!h->rot)
         return 0;
     size_t D = h->rot_dpad, n = h->n;
-    uint32_t nb = (h->p.M0 + FS_BATCH - 1) / FS_BATCH * FS_BATCH;
-    h->row_nb = nb;
-    h->row_off_fac = round64(sizeof(uint32_t) * (1 + (size_t)nb));
-    h->row_off_codes = h->row_off_fac + (size_t)nb * 3 * sizeof(float);
-    h->row_off_vec = h->row_off_codes + (size_t)(nb / FS_BATCH) * fs_batch_bytes(D);
-    h->row_bytes = h->row_off_vec + D * sizeof(float);
     free(h->rows);
+    free(h->row_rank);
     free(h->row_up);
     free(h->row_up_slot);
     quant_destroy(&h->row_upq);
     h->rows = NULL;
+    h->row_rank = NULL;
     h->row_up = NULL;
     h->row_up_slot = NULL;
-    if (n && h->row_bytes > (SIZE_MAX - 64) / n)
-        return hf_err_set(e, HF_ENOMEM, "row block too large");
-    h->rows = hnsw_alloc_block(n ? n * h->row_bytes : 64);
+    if (batches_of(h->p.M0) > ROW_MAX_BATCHES)
+        return hf_err_set(e, HF_EUSAGE, "the speed layout takes M0 <= %d, not %u",
+                          ROW_MAX_BATCHES * ROW_BATCH, h->p.M0);
+    /* row_size(D, degree) = 64 (row_l0 + row_lb * batches_of(degree)) */
+    h->row_l0 = row_size(D, 0) / 64;
+    h->row_lb = row_size(D, ROW_BATCH) / 64 - h->row_l0;
+    size_t nblk = (n + 63) / 64;
+    h->row_rank = calloc(nblk ? nblk : 1, sizeof(hnsw_row_rank));
+    if (!h->row_rank)
+        return hf_err_set(e, HF_ENOMEM, "out of memory for the row index");
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lines > UINT32_MAX - 64 * (h->row_l0 + ROW_MAX_BATCHES * h->row_lb))
+            return hf_err_set(e, HF_ENOMEM, "row block too large");
+        hnsw_row_rank *r = h->row_rank + i / 64;
+        if (i % 64 == 0)
+            r->base = (uint32_t)lines;
+        uint32_t nb = batches_of(hnsw_links0(h, (uint32_t)i)[0]);
+        for (unsigned t = 0; t < 3; t++)
+            r->plane[t] |= (uint64_t)(nb >> t & 1) << (i % 64);
+        lines += h->row_l0 + h->row_lb * nb;
+    }
+    h->row_lines_total = lines;
+    h->rows = hnsw_alloc_block(lines ? 64 * lines : 64);
     if (!h->rows)
-        return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu rows of %zu bytes", n, h->row_bytes);
-    memset(h->rows, 0, n * h->row_bytes);
+        return hf_err_set(e, HF_ENOMEM, "cannot allocate %zu bytes of rows", 64 * lines);
+    memset(h->rows, 0, 64 * lines);
     if (threads < 1)
         threads = 1;
     if (threads > PAR_MAX_THREADS)
         threads = PAR_MAX_THREADS;
+    float *dense_y = NULL;
+    if (n && h->rot->rounds == 0) { /* y = R x for every node at once */
+        dense_y = malloc(n * D * sizeof(float));
+        if (!dense_y)
+            return hf_err_set(e, HF_ENOMEM, "out of memory for the rotated vectors");
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
+                    hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot->dense, (int)D,
+                    0.0f, dense_y, (int)D);
+    }
     encode_job jobs[PAR_MAX_THREADS];
     for (int t = 0; t < threads; t++)
         jobs[t] = (encode_job){h, n * (size_t)t / (size_t)threads,
-                               n * (size_t)(t + 1) / (size_t)threads, 0};
-    if (n && h->rot->rounds == 0) /* y = R x for every node at once, into the rows */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)D, (int)h->dim, 1.0f,
-                    hnsw_vec(h, 0), (int)(h->node_bytes / sizeof(float)), h->rot->dense, (int)D,
-                    0.0f, row_vec(h, 0), (int)(h->row_bytes / sizeof(float)));
-    else /* every neighbour's rotated vector is needed before any is coded */
-        par_run(threads, jobs, sizeof jobs[0], rotate_part);
+                               n * (size_t)(t + 1) / (size_t)threads, dense_y, 0};
+    /* every neighbour's rotated vector is needed before any is coded */
+    par_run(threads, jobs, sizeof jobs[0], rotate_part);
+    free(dense_y);
     for (int t = 0; t < threads; t++)
         if (jobs[t].failed)
             return hf_err_set(e, HF_ENOMEM, "out of memory for the rotation's scratch");
@@ -274,10 +364,15 @@ size_t hnsw_rows_memory_bytes(const hnsw *h)
     for (size_t i = 0; i < h->n; i++)
         nup += h->row_up_slot[i] != HNSW_NONE;
     const rotation *r = h->rot;
-    size_t rot =
-        r->rounds ? r->rounds * (r->dpad + (r->dpad / ROTATION_BLOCK) * (r->dpad / ROTATION_BLOCK))
-                  : r->dpad * r->dpad;
-    return h->n * (h->row_bytes + sizeof(uint32_t)) + nup * h->rot_dpad + rot * sizeof(float);
+    size_t B = r->dpad / ROTATION_BLOCK;
+    size_t rot = r->rounds ? r->rounds * (r->dpad + B * B) : r->dpad * r->dpad;
+    return 64 * h->row_lines_total + (h->n + 63) / 64 * sizeof(hnsw_row_rank) +
+           h->n * sizeof(uint32_t) + nup * h->rot_dpad + rot * sizeof(float);
+}
+
+size_t hnsw_rows_mean_bytes(const hnsw *h)
+{
+    return h->rows && h->n ? 64 * h->row_lines_total / h->n : 0;
 }
 
 /* ---- search ---- */
@@ -360,13 +455,14 @@ static inline void vis_set(visited_bits *v, uint32_t id)
 static inline size_t pool_insert(pool_ent *p, size_t *n, size_t cap, size_t cur, float d,
                                  uint32_t id)
 {
-    size_t lo = 0, hi = *n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (p[mid].d <= d)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* first entry with a key above d, branch-free (a conditional move a
+     * level: the branchy search mispredicted about every other level) */
+    size_t lo = 0, len = *n;
+    while (len > 0) {
+        size_t half = len / 2;
+        int right = p[lo + half].d <= d;
+        lo = right ? lo + half + 1 : lo;
+        len = right ? len - half - 1 : half;
     }
     if (lo >= cap)
         return cur;
@@ -383,11 +479,25 @@ static inline size_t pool_insert(pool_ent *p, size_t *n, size_t cap, size_t cur,
  * the hardware prefetcher was slower (fmnist-proj256 ef 24, best of 5:
  * 4 lines 17.8k QPS, 12 lines 22.6k, all 43 lines 26.6k); locality 1
  * (prefetcht2) beat 2 and 3 (medians of 7: 33.2k, 29.7k, 28.0k QPS). */
-static inline void prefetch_row(const hnsw *h, uint32_t id, size_t lines)
+
+/* GCC 12 drops __builtin_prefetch of an address computed as row_at does
+ * (no prefetch instruction left in the search; rows then arrived only when
+ * read, 25 % slower), so on x86-64 the instruction is written out. */
+static inline void prefetch_line(const char *p)
 {
-    const char *r = h->rows + (size_t)id * h->row_bytes;
+#if defined(__x86_64__) && ROW_PREFETCH_HINT == 1
+    __asm__ volatile("prefetcht2 %0" : : "m"(*p));
+#else
+    __builtin_prefetch(p, 0, ROW_PREFETCH_HINT);
+#endif
+}
+
+static inline void prefetch_row(const hnsw *h, uint32_t id)
+{
+    const char *r = row_at(h, id);
+    size_t lines = row_lines(h, id);
     for (size_t a = 0; a < lines; a++)
-        __builtin_prefetch(r + 64 * a, 0, ROW_PREFETCH_HINT);
+        prefetch_line(r + 64 * a);
 }
 
 /* Estimated squared distance of the rotated query to a node above level 0
@@ -424,7 +534,6 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
     const dist_fn l2 = dist_best()->l2sq;
     rotation_apply(h->rot, x, dim, s->y, s->rtmp);
     const fs_kernels *fk = s->fk;
-    const size_t lines = h->row_bytes / 64;
     uint64_t ndist = 0, hops = 0;
 
     /* greedy descent on the upper levels, exact distances from the rows */
@@ -456,6 +565,7 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
         }
     }
 
+    st->ndist_upper += ndist; /* on the upper levels' codes */
     /* level 0 on the rows */
     visited_bits_clear(&s->vis);
     pool_ent *pool = s->pool;
@@ -467,17 +577,19 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
     pool_insert(pool, &pn, ef, 0, curd, cur);
     vis_set(&s->vis, cur);
     uint32_t fs[FS_BATCH];
-    float est[FS_BATCH];
+    float est[ROW_BATCH];
     while (pc < pn) {
         uint32_t c = pool[pc].id;
         size_t next = pc + 1;
         while (next < pn && (pool[next].id & EXPANDED))
             next++;
         if (next < pn)
-            prefetch_row(h, pool[next].id, lines);
+            prefetch_row(h, pool[next].id);
         hops++;
         fs_resid fr;
-        fk->prep(s->y, row_vec(h, c), D, s->rq, s->lut, &fr);
+        const char *row = row_at(h, c); /* vector, then head, then batches */
+        const uint32_t *head = (const uint32_t *)(const void *)(row + D * sizeof(float));
+        fk->prep(s->y, (const float *)(const void *)row, D, s->rq, s->lut, &fr);
         float dc = fr.dist2 + (h->n_zero ? *row_bias(h, c) : 0.0f);
         ndist++;
 #if ROW_EXACT_KEYS
@@ -496,27 +608,29 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
             if (res->n > k)
                 hmax_pop(res);
         }
-        const uint32_t *head = row_head(h, c);
         uint32_t deg = head[0];
+        const char *batch0 = (const char *)head + head_bytes(batches_of(deg));
         size_t pcur = next;
-        for (uint32_t b = 0; b * FS_BATCH < deg; b++) {
-            fk->scan(row_codes(h, c, b), s->lut, D, fs);
-            const float *f = row_fac(h, c, b);
+        const uint8_t *lut_hi = s->lut + 16 * (D / 8);
+        for (uint32_t b = 0; b * ROW_BATCH < deg; b++) {
+            const float *f = (const float *)(const void *)(batch0 + b * batch_bytes(D));
+            fk->scan(batch_codes(f), s->lut, lut_hi, D / 8, fs);
             float base = fr.dist2, two_lo = 2 * fr.lo, two_delta = 2 * fr.delta;
-            for (unsigned j = 0; j < FS_BATCH; j++)
-                est[j] = base + f[j] + two_lo * f[2 * FS_BATCH + j] +
-                         f[FS_BATCH + j] * (two_delta * (float)fs[j] - fr.sum);
-            uint32_t m = deg - b * FS_BATCH < FS_BATCH ? deg - b * FS_BATCH : FS_BATCH;
+            for (unsigned j = 0; j < ROW_BATCH; j++)
+                est[j] =
+                    base + f[j] + two_lo * f[2 * ROW_BATCH + j] +
+                    f[ROW_BATCH + j] * (two_delta * (float)(fs[j] + fs[ROW_BATCH + j]) - fr.sum);
+            uint32_t m = deg - b * ROW_BATCH < ROW_BATCH ? deg - b * ROW_BATCH : ROW_BATCH;
             /* most neighbours estimate beyond the pool's worst: find the
              * others without a branch each, then look only at them */
             float worst = pn >= ef ? pool[pn - 1].d : INFINITY;
             uint32_t pass = 0;
-            for (unsigned j = 0; j < FS_BATCH; j++)
+            for (unsigned j = 0; j < ROW_BATCH; j++)
                 pass |= (uint32_t)(est[j] < worst) << j;
-            pass &= m == FS_BATCH ? ~0u : (1u << m) - 1;
+            pass &= (1u << m) - 1;
             for (; pass; pass &= pass - 1) {
                 unsigned j = (unsigned)__builtin_ctz(pass);
-                uint32_t nb = head[1 + b * FS_BATCH + j];
+                uint32_t nb = head[2 + b * ROW_BATCH + j];
                 if (vis_test(&s->vis, nb) || (pn >= ef && est[j] >= pool[pn - 1].d))
                     continue;
                 vis_set(&s->vis, nb);
@@ -527,7 +641,7 @@ int hnsw_rows_search(const hnsw *h, hnsw_rows_scratch *s, const float *q, size_t
         while (pc < pn && (pool[pc].id & EXPANDED))
             pc++;
         if (pc < pn && pc != next)
-            prefetch_row(h, pool[pc].id, lines);
+            prefetch_row(h, pool[pc].id);
     }
     st->ndist += ndist;
     st->hops += hops;

@@ -50,13 +50,19 @@ static void check_scan(const char *isa)
             /* extreme tables too: every entry 252 tests the 16-bit flushes */
             for (size_t i = 0; i < D * 4; i++)
                 lut[i] = rep == 0 ? 252 : (uint8_t)(rand_r(&seed) % 253);
-            uint32_t got[FS_BATCH], want[FS_BATCH];
-            k->scan(codes, lut, D, got);
-            ref->scan(codes, lut, D, want);
-            for (int j = 0; j < FS_BATCH; j++)
-                if (got[j] != want[j])
-                    fail_msg("%s scan dpad %zu vector %d: %u vs scalar %u", isa, D, j, got[j],
-                             want[j]);
+            /* the 32-vector form (one table set) and the split one the
+             * rows' 16-vector batches use (high nibbles on the upper half) */
+            for (int split = 0; split < 2; split++) {
+                const uint8_t *hi = split ? lut + 16 * (D / 8) : lut;
+                size_t groups = split ? D / 8 : D / 4;
+                uint32_t got[FS_BATCH], want[FS_BATCH];
+                k->scan(codes, lut, hi, groups, got);
+                ref->scan(codes, lut, hi, groups, want);
+                for (int j = 0; j < FS_BATCH; j++)
+                    if (got[j] != want[j])
+                        fail_msg("%s scan dpad %zu split %d vector %d: %u vs scalar %u", isa, D,
+                                 split, j, got[j], want[j]);
+            }
         }
         free(codes);
         free(lut);
@@ -135,12 +141,23 @@ static void scalar_scan_sums_rq_over_set_bits(void **st)
         fs_pack(codes, D, j, bits[j]);
     }
     uint32_t out[FS_BATCH];
-    fs_scan_scalar(codes, lut, D, out);
+    fs_scan_scalar(codes, lut, lut, D / 4, out);
     for (unsigned j = 0; j < FS_BATCH; j++) {
         uint32_t want = 0;
         for (size_t i = 0; i < D; i++)
             want += bits[j][i] ? rq[i] : 0;
         assert_int_equal(out[j], want);
+    }
+    /* the 16-vector layout: vector j's sum is out[j] + out[16 + j] */
+    memset(codes, 0, fs_batch16_bytes(D));
+    for (unsigned j = 0; j < 16; j++)
+        fs_pack16(codes, D, j, bits[j]);
+    fs_scan_scalar(codes, lut, lut + 16 * (D / 8), D / 8, out);
+    for (unsigned j = 0; j < 16; j++) {
+        uint32_t want = 0;
+        for (size_t i = 0; i < D; i++)
+            want += bits[j][i] ? rq[i] : 0;
+        assert_int_equal(out[j] + out[16 + j], want);
     }
     free(codes);
 }
