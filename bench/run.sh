@@ -31,7 +31,7 @@
 #   REPEAT=R      timed passes per ef for hnswflow, hnswflow-int8, hnswlib and usearch,
 #                 median reported (default 3; 1 in quick mode); hnswflow-pq8
 #                 and faiss, far from the targets and slow, get REPEAT_SLOW (1)
-#   DATASETS="fashion-mnist clustered fmnist-proj256"   which sets to run
+#   DATASETS="fashion-mnist clustered fmnist-proj256 text-cosine"   which sets to run
 #   ENGINES="hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"
 #                 which engines to run (the thread-scaling step runs with hnswflow)
 #   BIN=bin BUILD=build                  where the filters are / peers are built
@@ -54,7 +54,7 @@ REPEAT_SLOW=${REPEAT_SLOW:-1}
 THREAD_EF=${THREAD_EF:-64}
 M=16
 EFC=200
-DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256"}
+DATASETS=${DATASETS:-"fashion-mnist clustered fmnist-proj256 text-cosine"}
 ENGINES=${ENGINES:-"hnswflow hnswflow-speed hnswflow-int8 hnswflow-pq8 hnswlib faiss usearch"}
 # want ENGINE: whether ENGINES names it
 want() { case " $ENGINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
