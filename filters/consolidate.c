@@ -695,10 +695,7 @@ int main(int argc, char **argv)
                                           {"connect", required_argument, 0, 18},
                                           {"log", required_argument, 0, 40},
                                           {"log-max", required_argument, 0, 41},
-                                          {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
-                                          {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
-                                          {"curve-key", required_argument, 0, CURVE_OPT_KEY},
-                                          {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
+                                          CURVE_LONG_OPTIONS,
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     opts o = {.results = "-",

@@ -43,15 +43,10 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option lopts[] = {{"full", no_argument, 0, 'f'},
-                                          {"output", required_argument, 0, 'o'},
-                                          {"max-frame", required_argument, 0, 1},
-                                          {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
-                                          {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
-                                          {"curve-key", required_argument, 0, CURVE_OPT_KEY},
-                                          {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
-                                          {"help", no_argument, 0, 'h'},
-                                          {0, 0, 0, 0}};
+    static const struct option lopts[] = {
+        {"full", no_argument, 0, 'f'},          {"output", required_argument, 0, 'o'},
+        {"max-frame", required_argument, 0, 1}, CURVE_LONG_OPTIONS,
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int full = 0, c;
     const char *out_path = NULL;
     uint64_t max_frame = 0;

@@ -48,23 +48,14 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
-                                         {"dataset", required_argument, 0, 'd'},
-                                         {"offset", required_argument, 0, 1},
-                                         {"limit", required_argument, 0, 2},
-                                         {"normalize", no_argument, 0, 3},
-                                         {"batch", required_argument, 0, 4},
-                                         {"max-dim", required_argument, 0, 5},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"ids", required_argument, 0, 6},
-                                         {"labels", required_argument, 0, 7},
-                                         {"shard", required_argument, 0, 8},
-                                         {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
-                                         {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
-                                         {"curve-key", required_argument, 0, CURVE_OPT_KEY},
-                                         {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"format", required_argument, 0, 'f'}, {"dataset", required_argument, 0, 'd'},
+        {"offset", required_argument, 0, 1},   {"limit", required_argument, 0, 2},
+        {"normalize", no_argument, 0, 3},      {"batch", required_argument, 0, 4},
+        {"max-dim", required_argument, 0, 5},  {"output", required_argument, 0, 'o'},
+        {"ids", required_argument, 0, 6},      {"labels", required_argument, 0, 7},
+        {"shard", required_argument, 0, 8},    CURVE_LONG_OPTIONS,
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     vecio_opts vo = {.format = VEC_FMT_AUTO};
     uint64_t offset = 0, limit = UINT64_MAX, batch = VECSTREAM_BATCH;
     int normalize = 0;

@@ -54,23 +54,14 @@ static void on_progress(size_t done, size_t total, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"M0", required_argument, 0, 1},
-                                         {"ef-construction", required_argument, 0, 2},
-                                         {"metric", required_argument, 0, 3},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"seed", required_argument, 0, 4},
-                                         {"max-dim", required_argument, 0, 5},
-                                         {"max-frame", required_argument, 0, 6},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"compress", required_argument, 0, 7},
-                                         {"no-permute", no_argument, 0, 8},
-                                         {"preset", required_argument, 0, 9},
-                                         {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
-                                         {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
-                                         {"curve-key", required_argument, 0, CURVE_OPT_KEY},
-                                         {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"M0", required_argument, 0, 1},        {"ef-construction", required_argument, 0, 2},
+        {"metric", required_argument, 0, 3},    {"threads", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 4},      {"max-dim", required_argument, 0, 5},
+        {"max-frame", required_argument, 0, 6}, {"output", required_argument, 0, 'o'},
+        {"compress", required_argument, 0, 7},  {"no-permute", no_argument, 0, 8},
+        {"preset", required_argument, 0, 9},    CURVE_LONG_OPTIONS,
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     hnsw_params p = {.M = 16, .ef_construction = 200, .seed = 42, .metric = METRIC_L2};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;

@@ -103,10 +103,7 @@ static double mib(double b)
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {{"max-frame", required_argument, 0, 1},
-                                          {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},
-                                          {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},
-                                          {"curve-key", required_argument, 0, CURVE_OPT_KEY},
-                                          {"curve-server", required_argument, 0, CURVE_OPT_SERVER},
+                                          CURVE_LONG_OPTIONS,
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     uint64_t max_frame = 0;

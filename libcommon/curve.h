@@ -33,11 +33,17 @@ typedef struct curve_cfg {
     const char *server; /* client: the server's public file (--curve-server) */
 } curve_cfg;
 
-/* The four options, the same in every filter: their getopt_long entries
- * are {"curve-secret", required_argument, 0, CURVE_OPT_SECRET} and so on,
- * and each code goes to curve_cfg_take. The codes are above every
- * filter's own. */
+/* The four options, the same in every filter: CURVE_LONG_OPTIONS are
+ * their getopt_long entries, and each code goes to curve_cfg_take. The
+ * codes are above every filter's own. */
 enum { CURVE_OPT_SECRET = 0x4300, CURVE_OPT_ALLOW, CURVE_OPT_KEY, CURVE_OPT_SERVER };
+#define CURVE_LONG_OPTIONS                                                                         \
+    {"curve-secret", required_argument, 0, CURVE_OPT_SECRET},                                      \
+        {"curve-allow", required_argument, 0, CURVE_OPT_ALLOW},                                    \
+        {"curve-key", required_argument, 0, CURVE_OPT_KEY},                                        \
+    {                                                                                              \
+        "curve-server", required_argument, 0, CURVE_OPT_SERVER                                     \
+    }
 /* 1 when opt was one of the four (arg taken into c), 0 otherwise. */
 int curve_cfg_take(curve_cfg *c, int opt, const char *arg);
 
