@@ -116,11 +116,20 @@ static void usage(void)
            "                        filter; a query matches vectors sharing a label\n"
            "                        (with --connect: sent in each request)\n"
            "      --filter-all      a filter matches vectors carrying all its labels\n"
-           "      --filter-mode M   auto (default: chosen per query from label counts),\n"
-           "                        graph (two-hop walk), brute, beam (walk, results\n"
-           "                        filtered), post (baseline: unfiltered, k grown)\n"
-           "      --filter-brute N  auto: brute force up to N estimated matches (1500)\n"
-           "      --filter-beam F   auto: beam from this matching fraction on (0.3)\n"
+           "      --filter-mode M   auto (default: chosen per query from label counts\n"
+           "                        and the fraction matching near the query), graph\n"
+           "                        (two-hop walk), brute (exact over the matching),\n"
+           "                        scan (the matching vectors' codes, the best\n"
+           "                        re-ranked; graph-build --compress), beam (walk,\n"
+           "                        results filtered), post (baseline: unfiltered, k grown)\n"
+           "      --filter-brute N  auto: exact (scan with codes) up to N estimated\n"
+           "                        matches (1500)\n"
+           "      --filter-beam F   auto: beam from this fraction matching near the\n"
+           "                        query on (0.3)\n"
+           "      --filter-walk F   auto: below this fraction near the query (0.02) the\n"
+           "                        matching lie elsewhere: exact (scan) instead of graph\n"
+           "      --filter-exact N  auto: ... when at most N match (20000)\n"
+           "      --filter-rerank N scan: code distances re-ranked exactly (40)\n"
            "  -o, --output EP       where results go (default -)\n"
            "      --max-k N         largest k a request may ask (default 1000)\n"
            "      --max-ef N        largest ef a request may ask (default 10000)\n"
@@ -378,7 +387,10 @@ static uint64_t answer_batch(engine *en, const float *rows, const filt_query *co
         en->fst.ndist += fs[t].ndist;
         en->fst.fallbacks += fs[t].fallbacks;
         en->fst.nchecked += fs[t].nchecked;
-        for (int m = 0; m < 5; m++) {
+        en->fst.ncode += fs[t].ncode;
+        en->fst.nprobed += fs[t].nprobed;
+        en->fst.near_sum += fs[t].near_sum;
+        for (int m = 0; m < FILT_NMODES; m++) {
             en->fst.by_mode[m] += fs[t].by_mode[m];
             en->nfiltered += fs[t].by_mode[m];
         }
@@ -494,14 +506,20 @@ static void summary(const engine *en, uint64_t nq, double t_search, double t_wal
             (double)en->hops / d, t_wall);
     if (en->nfiltered)
         fprintf(stderr,
-                "query: %llu filtered queries: %llu graph, %llu brute, %llu beam, %llu post "
-                "(%llu walks fell back to brute force), %.1f mean label checks\n",
+                "query: %llu filtered queries: %llu graph, %llu brute, %llu scan, %llu beam, "
+                "%llu post (%llu walks fell back to an exact pass), %.1f mean label checks, "
+                "%.1f mean code distances, %.3f mean fraction matching near the query (%llu "
+                "sampled)\n",
                 (unsigned long long)en->nfiltered, (unsigned long long)en->fst.by_mode[FILT_GRAPH],
                 (unsigned long long)en->fst.by_mode[FILT_BRUTE],
+                (unsigned long long)en->fst.by_mode[FILT_SCAN],
                 (unsigned long long)en->fst.by_mode[FILT_BEAM],
                 (unsigned long long)en->fst.by_mode[FILT_POST],
                 (unsigned long long)en->fst.fallbacks,
-                (double)en->fst.nchecked / (double)en->nfiltered);
+                (double)en->fst.nchecked / (double)en->nfiltered,
+                (double)en->fst.ncode / (double)en->nfiltered,
+                en->fst.nprobed ? en->fst.near_sum / (double)en->fst.nprobed : 0.0,
+                (unsigned long long)en->fst.nprobed);
 }
 
 static int run_stream(const opts *o, engine *en, channel *index_ch)
@@ -1271,6 +1289,9 @@ int main(int argc, char **argv)
                                           {"filter-mode", required_argument, 0, 23},
                                           {"filter-brute", required_argument, 0, 24},
                                           {"filter-beam", required_argument, 0, 25},
+                                          {"filter-walk", required_argument, 0, 42},
+                                          {"filter-exact", required_argument, 0, 43},
+                                          {"filter-rerank", required_argument, 0, 44},
                                           {"log", required_argument, 0, 40},
                                           {"log-max", required_argument, 0, 41},
                                           {"fanout", required_argument, 0, 26},
@@ -1317,7 +1338,10 @@ int main(int argc, char **argv)
         case 7: o.max_dim = cli_u64(prog, "--max-dim", optarg, 1, 1 << 24); break;
         case 8: o.max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 9: o.rerank = cli_u64(prog, "--rerank", optarg, 1, 1 << 24); break;
-        case 10: o.no_codes = 1; break;
+        case 10:
+            o.no_codes = 1;
+            o.plan.codes = 0;
+            break;
         case 11: o.no_reorder = 1; break;
         case 12: o.rerank_vectors = 1; break;
         case 13: o.route = 1; break;
@@ -1370,6 +1394,9 @@ int main(int argc, char **argv)
         case 25: o.plan.beam_min = cli_f64(prog, "--filter-beam", optarg, 0, 2); break;
         case 40: o.log_path = optarg; break;
         case 41: o.log_max = cli_u64(prog, "--log-max", optarg, 4096, UINT64_MAX); break;
+        case 42: o.plan.walk_min = cli_f64(prog, "--filter-walk", optarg, 0, 1); break;
+        case 43: o.plan.exact_max = cli_u64(prog, "--filter-exact", optarg, 0, UINT32_MAX); break;
+        case 44: o.plan.rerank = cli_u64(prog, "--filter-rerank", optarg, 1, 100000); break;
         case 26: o.fanout = optarg; break;
         case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
         case 32: o.hedge = (int)cli_u64(prog, "--hedge", optarg, 1, 3600000); break;

@@ -139,13 +139,19 @@ typedef enum filt_mode {
     FILT_BRUTE, /* exact over the matching vectors */
     FILT_BEAM,  /* ordinary traversal, only matching nodes kept as results */
     FILT_POST,  /* baseline: unfiltered search, k grown until k match */
+    FILT_SCAN,  /* the index's codes of the matching vectors, best re-ranked exactly */
 } filt_mode;
+#define FILT_NMODES 6
 
 typedef struct filt_plan {
     filt_mode mode;
     size_t brute_max; /* AUTO: brute force at most this many estimated matches */
-    double beam_min;  /* AUTO: BEAM from this estimated fraction on */
+    double beam_min;  /* AUTO: BEAM from this fraction matching near the query on */
+    double walk_min;  /* AUTO: GRAPH from this fraction near the query on (else exact) */
+    size_t exact_max; /* AUTO: ... when at most this many match (else GRAPH anyway) */
     size_t seeds;     /* GRAPH: matching nodes sampled as extra entries */
+    size_t rerank;    /* SCAN: code distances re-ranked exactly (at least k) */
+    int codes;        /* SCAN allowed (the index's codes); else BRUTE stands in */
 } filt_plan;
 
 /* Default thresholds (see filt_search.c for how they were chosen). */
@@ -155,8 +161,11 @@ const char *filt_mode_name(filt_mode m);
 
 typedef struct filt_stats {
     uint64_t ndist, hops, nchecked;
-    uint64_t by_mode[5]; /* queries answered by each mode (fallbacks included) */
-    uint64_t fallbacks;  /* graph or beam found fewer than k: answered by brute force */
+    uint64_t ncode;                /* code distances (SCAN) */
+    uint64_t nprobed;              /* AUTO: queries whose neighbourhood was sampled */
+    double near_sum;               /* ... and the sum of their matching fractions */
+    uint64_t by_mode[FILT_NMODES]; /* queries answered by each mode (fallbacks included) */
+    uint64_t fallbacks;            /* graph or beam found fewer than k: answered by brute force */
 } filt_stats;
 
 typedef struct filt_searcher filt_searcher;

@@ -26,25 +26,42 @@
  *   BEAM   the ordinary walk, every node measured, only matching nodes kept
  *          as results (hnswlib's filter callback). Best when most match: the
  *          graph is then hardly thinned and no bitmap is built.
+ *   SCAN   BRUTE on the index's codes (graph-build --compress), the best
+ *          `rerank` re-ranked with exact distances (none needed for lossless
+ *          codes). int8 reads a quarter of the bytes: exact-scan recall at
+ *          well under its cost; the planner's exact path whenever the index
+ *          has codes.
  *   POST   the baseline: unfiltered search of k' = k, 2k, 4k ... until k of
  *          the answers match (or k' passes the searcher's capacity: brute).
  *
  * Guarantees: no non-matching or deleted node is ever returned (every
  * result is tested), and when a walk finds fewer than min(k, matching)
- * results the query is answered by BRUTE, so k results come whenever k
- * nodes match.
+ * results the query is answered by the exact path, so k results come
+ * whenever k nodes match.
  *
- * Planner (AUTO): m = filt_estimate (label counts). m <= brute_max: BRUTE;
- * m / live >= beam_min: BEAM; else GRAPH. Defaults were set on fashion-mnist
- * and the clustered set (bench/filter.sh): a graph query at recall 0.95
- * measures a few hundred to two thousand vectors, so below ~1500 matches the
- * exact scan costs no more and is exact.
+ * Planner (AUTO): m = filt_estimate (label counts). m <= brute_max: exact
+ * (SCAN with codes, else BRUTE). Otherwise the greedy descent is made and
+ * the fraction of matching nodes near its landing node is sampled from the
+ * label sets (near_fraction): the label counts say how many match, not
+ * where. near >= beam_min: BEAM (the query's neighbourhood is mostly
+ * matching); near >= walk_min: GRAPH; below it the matching nodes lie
+ * elsewhere (labels that follow the data's clusters, queried from another
+ * cluster): the nearest of them are a cluster's stragglers scattered among
+ * non-matching nodes, out of the two-hop walk's reach (it stalls at recall
+ * ~0.9 on fashion-mnist and the clustered set whatever its ef or seeds), so
+ * the exact path answers when m <= exact_max, GRAPH beyond. Defaults from
+ * bench/filter.sh (fashion-mnist, clustered, text-cosine): a graph query at
+ * recall 0.95 measures a few hundred to two thousand vectors, so below
+ * ~1500 matches the exact scan costs no more and is exact; the near
+ * fraction of a random label's filter is its selectivity, of another
+ * cluster's label a few per cent at most.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "filt.h"
 #include "hnsw_heap.h"
+#include "quant.h"
 
 struct filt_searcher {
     size_t n;         /* nodes the bit sets cover */
@@ -58,7 +75,8 @@ struct filt_searcher {
     size_t todo_cap;
     hnsw_hit *tmp; /* POST: answers of the unfiltered search */
     size_t tmp_cap;
-    uint32_t *inv; /* external id -> internal, after hnsw_reorder (POST) */
+    uint32_t *inv;   /* external id -> internal, after hnsw_reorder (POST) */
+    quant_query *qq; /* SCAN, when the index has codes */
     int qzero;
 };
 
@@ -67,25 +85,30 @@ void filt_plan_defaults(filt_plan *p)
     p->mode = FILT_AUTO;
     p->brute_max = 1500;
     p->beam_min = 0.3;
+    p->walk_min = 0.02;
+    p->exact_max = 20000;
     p->seeds = 16;
+    p->rerank = 40;
+    p->codes = 1;
 }
 
-static const char *const mode_names[] = {"auto", "graph", "brute", "beam", "post"};
+static const char *const mode_names[FILT_NMODES] = {"auto", "graph", "brute",
+                                                    "beam", "post",  "scan"};
 
 int filt_mode_parse(const char *s, filt_mode *m, hf_err *e)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < FILT_NMODES; i++)
         if (strcmp(s, mode_names[i]) == 0) {
             *m = (filt_mode)i;
             return 0;
         }
-    return hf_err_set(e, HF_EUSAGE, "filter mode is auto, graph, brute, beam or post, not \"%s\"",
-                      s);
+    return hf_err_set(e, HF_EUSAGE,
+                      "filter mode is auto, graph, brute, beam, post or scan, not \"%s\"", s);
 }
 
 const char *filt_mode_name(filt_mode m)
 {
-    return (unsigned)m < 5 ? mode_names[m] : "?";
+    return (unsigned)m < FILT_NMODES ? mode_names[m] : "?";
 }
 
 static int ensure_nodes(filt_searcher *s, const hnsw *h, hf_err *e)
@@ -131,6 +154,10 @@ int filt_searcher_new(const hnsw *h, size_t max_ef, filt_searcher **out, hf_err 
         filt_searcher_destroy(&s);
         return hf_err_set(e, HF_ENOMEM, "out of memory for filter scratch");
     }
+    if (h->codes && quant_query_new(h->codes, &s->qq, e) != 0) {
+        filt_searcher_destroy(&s);
+        return -1;
+    }
     if (h->ext_id) {
         s->inv = malloc((h->n ? h->n : 1) * sizeof *s->inv);
         if (!s->inv) {
@@ -158,6 +185,7 @@ void filt_searcher_destroy(filt_searcher **sp)
     free(s->todo);
     free(s->tmp);
     free(s->inv);
+    quant_query_destroy(&s->qq);
     free(s);
     *sp = NULL;
 }
@@ -304,6 +332,61 @@ static void brute(const hnsw *h, const filt_labels *fl, filt_searcher *s, const 
         st->nchecked += nn;
 }
 
+/* SCAN: the codes of list[0..m) (or, list NULL, of every live matching
+ * node), the `rerank` nearest by code distance re-ranked with exact
+ * distances; lossless codes of an exactly coded query (int8 of 8-bit data)
+ * need no re-ranking. A quarter of the bytes of BRUTE (int8) and integer
+ * arithmetic: the exact answer's recall at a fraction of its cost. */
+static void scan(const hnsw *h, const filt_labels *fl, filt_searcher *s, const filt_query *fq,
+                 const float *q, const uint32_t *list, size_t m, size_t k, size_t rerank,
+                 filt_stats *st)
+{
+    hheap *res = &s->res;
+    res->n = 0;
+    quant_query *qq = s->qq;
+    quant_query_set(qq, q);
+    int exact = h->codes_exact && qq->exact;
+    size_t lim = res->cap - 2;
+    size_t cap = exact ? k : (rerank > k ? rerank : k);
+    if (cap > lim)
+        cap = lim;
+    size_t nn = h->n < fl->n ? h->n : fl->n;
+    size_t todo = list ? m : nn;
+    float (*bounded)(const quant_query *, const uint8_t *, float) = qq->dist_bounded;
+    uint64_t nc = 0;
+    for (size_t i = 0; i < todo; i++) {
+        uint32_t id = list ? list[i] : (uint32_t)i;
+        if (!list) {
+            if (h->deleted[id] || !filt_match(fl, fq, id))
+                continue;
+        }
+        if (list && i + 4 < todo)
+            __builtin_prefetch(hnsw_code(h, list[i + 4]));
+        const uint8_t *c = hnsw_code(h, id);
+        float d = bounded && res->n >= cap ? bounded(qq, c, res->a[0].d) : quant_distance(qq, c);
+        nc++;
+        res_offer(res, cap, d, id);
+    }
+    st->ncode += nc;
+    if (!list)
+        st->nchecked += nn;
+    if (exact || res->n == 0)
+        return;
+    /* exact distances for the kept few, then the k best of them */
+    size_t r = res->n;
+    hnsw_hit *kept = s->cand.a; /* free while SCAN runs; cap >= max_ef * 4 */
+    for (size_t i = 0; i < r; i++)
+        kept[i] = res->a[i];
+    res->n = 0;
+    for (size_t i = 0; i < r; i++) {
+        if (i + 1 < r)
+            __builtin_prefetch(hnsw_vec(h, kept[i + 1].id));
+        float d = hnsw_space_dist(h, q, kept[i].id);
+        res_offer(res, k, d, kept[i].id);
+    }
+    st->ndist += r;
+}
+
 /* Greedy descent through the upper levels (unfiltered); the landing node. */
 static uint32_t descend(const hnsw *h, const float *q, float *dout, filt_stats *st)
 {
@@ -355,13 +438,11 @@ static void measure(const hnsw *h, filt_searcher *s, const float *q, const uint3
 
 /* GRAPH: two-hop expansion over matching nodes (see the top comment). */
 static void graph(const hnsw *h, filt_searcher *s, const filt_plan *plan, const float *q, size_t m,
-                  size_t ef, filt_stats *st)
+                  uint32_t land, float ld, size_t ef, filt_stats *st)
 {
     hheap *cand = &s->cand, *res = &s->res;
     cand->n = res->n = 0;
     visited_bits_clear(&s->vis);
-    float ld;
-    uint32_t land = descend(h, q, &ld, st);
     uint32_t nt = 0, cap = h->p.M0 ? h->p.M0 : 32;
     /* seeds: the landing node when it matches, else its matching neighbours
      * within two hops, then matching nodes spread over the matching set */
@@ -408,15 +489,40 @@ static void graph(const hnsw *h, filt_searcher *s, const filt_plan *plan, const 
     }
 }
 
+/* The fraction matching near the query: the landing node's level-0
+ * neighbours and those of its first PROBE_HOPS neighbours (at most
+ * (PROBE_HOPS + 1) * M0 label sets read, no vector). The label counts give
+ * the fraction matching overall; this one says whether the matching nodes
+ * are where the query is (labels independent of the data: about the same)
+ * or elsewhere (labels that follow the data's clusters: far fewer). */
+#define PROBE_HOPS 2
+static double near_fraction(const hnsw *h, const filt_labels *fl, const filt_query *fq,
+                            uint32_t land, filt_stats *st)
+{
+    const uint32_t *l = hnsw_links0(h, land);
+    size_t seen = 0, hit = 0;
+    for (uint32_t j = 0; j <= l[0] && j <= PROBE_HOPS; j++) {
+        const uint32_t *ll = j == 0 ? l : hnsw_links0(h, l[j]);
+        for (uint32_t i = 0; i < ll[0]; i++) {
+            uint32_t v = ll[1 + i];
+            seen++;
+            hit += !h->deleted[v] && filt_match(fl, fq, v);
+        }
+    }
+    st->nchecked += seen;
+    st->nprobed++;
+    double f = seen ? (double)hit / (double)seen : 1.0;
+    st->near_sum += f;
+    return f;
+}
+
 /* BEAM: the ordinary walk, results restricted to matching nodes. */
 static void beam(const hnsw *h, const filt_labels *fl, filt_searcher *s, const filt_query *fq,
-                 const float *q, size_t ef, filt_stats *st)
+                 const float *q, uint32_t land, float ld, size_t ef, filt_stats *st)
 {
     hheap *cand = &s->cand, *res = &s->res;
     cand->n = res->n = 0;
     visited_bits_clear(&s->vis);
-    float ld;
-    uint32_t land = descend(h, q, &ld, st);
     visited_bits_test_set(&s->vis, land);
     cand_push(cand, ld, land);
     if (!h->deleted[land] && filt_match(fl, fq, land))
@@ -531,10 +637,10 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
     size_t live = h->n - h->n_deleted;
     size_t est = filt_estimate(fl, fq);
     filt_mode mode = plan->mode;
-    if (mode == FILT_AUTO)
-        mode = est <= plan->brute_max                                      ? FILT_BRUTE
-               : (double)est >= plan->beam_min * (double)(live ? live : 1) ? FILT_BEAM
-                                                                           : FILT_GRAPH;
+    int codes = s->qq && plan->codes;
+    filt_mode exact = codes ? FILT_SCAN : FILT_BRUTE; /* the cheaper exact path */
+    if (mode == FILT_SCAN && !codes)
+        mode = FILT_BRUTE;
     if (mode == FILT_POST && (!hs || (h->ext_id && !s->inv)))
         mode = FILT_BEAM;
     if (est == 0) {
@@ -542,9 +648,26 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
         return 0;
     }
     const float *q = prepare(h, s, qraw);
+    uint32_t land = HNSW_NONE;
+    float ld = 0;
+    if (mode == FILT_AUTO) {
+        if (est <= plan->brute_max)
+            mode = exact;
+        else {
+            /* where the query is, how many match? */
+            land = descend(h, q, &ld, st);
+            double near = near_fraction(h, fl, fq, land, st);
+            mode = near >= plan->beam_min                            ? FILT_BEAM
+                   : near >= plan->walk_min || est > plan->exact_max ? FILT_GRAPH
+                                                                     : exact;
+        }
+    }
+    if ((mode == FILT_GRAPH || mode == FILT_BEAM) && land == HNSW_NONE)
+        land = descend(h, q, &ld, st);
     size_t m = 0;
     int have_list = 0;
-    if (mode == FILT_GRAPH || (mode == FILT_BRUTE && fl->post_version == fl->version)) {
+    if (mode == FILT_GRAPH ||
+        ((mode == FILT_BRUTE || mode == FILT_SCAN) && fl->post_version == fl->version)) {
         m = build_matches(h, fl, s, fq, st);
         have_list = 1;
     }
@@ -555,13 +678,13 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
     switch (mode) {
     case FILT_GRAPH:
         if (m)
-            graph(h, s, plan, q, m, ef, st);
+            graph(h, s, plan, q, m, land, ld, ef, st);
         else
             s->res.n = 0;
         done = 1;
         break;
     case FILT_BEAM:
-        beam(h, fl, s, fq, q, ef, st);
+        beam(h, fl, s, fq, q, land, ld, ef, st);
         done = 1;
         break;
     case FILT_POST:
@@ -597,6 +720,13 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
          * stranded. Either way the exact answer settles it. */
         if (mode == FILT_BEAM || got < want)
             st->fallbacks++;
+        mode = exact;
+    }
+    if (mode == FILT_SCAN) {
+        st->by_mode[FILT_SCAN]++;
+        scan(h, fl, s, fq, q, have_list ? s->mlist : NULL, m, k, plan->rerank, st);
+        *nout = take_results(h, s, k, out, 1);
+        return 0;
     }
     st->by_mode[FILT_BRUTE]++;
     if (have_list)

@@ -3,7 +3,9 @@
  * kill, the wire form round-trips and refuses short, long and out-of-limit
  * bins, any-of and all-of match as defined, and every search mode returns
  * only matching live nodes, min(k, matching) of them, the exact ones for
- * brute force, with recall against brute force for the walks.
+ * brute force, with recall against brute force for the walks and the scan
+ * of int8 codes (lossy on real values, re-ranked; lossless on 8-bit data:
+ * the exact answer).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 
 #include "filt.h"
 #include "hnsw.h"
+#include "quant.h"
 
 #define N 4000
 #define DIM 8
@@ -101,11 +104,11 @@ static void any_of_and_all_of_match(void **st)
     filt_labels_destroy(&fl);
 }
 
-/* random vectors, labels i % 50 (2 %) and 1000 + i % 2 (50 %); every mode
- * at 2 %, 50 % and an all-of filter */
-static void every_mode_returns_only_matching_nodes(void **st)
+/* random vectors (integers 0..255 when eight_bit), labels i % 50 (2 %) and
+ * 1000 + i % 2 (50 %), int8 codes; every mode at 2 %, 50 % and an all-of
+ * filter */
+static void every_mode_on(int eight_bit)
 {
-    (void)st;
     hf_err e;
     hnsw_params p = {.M = 8, .ef_construction = 64, .seed = 3, .metric = METRIC_L2};
     hnsw_params_defaults(&p);
@@ -114,9 +117,11 @@ static void every_mode_returns_only_matching_nodes(void **st)
     float *v = malloc(N * DIM * sizeof *v);
     unsigned seed = 11;
     for (size_t i = 0; i < N * DIM; i++)
-        v[i] = (float)rand_r(&seed) / RAND_MAX;
+        v[i] = eight_bit ? (float)(rand_r(&seed) % 256) : (float)rand_r(&seed) / RAND_MAX;
     assert_int_equal(hnsw_append(h, v, N, NULL, &e), 0);
     assert_int_equal(hnsw_build(h, 0, 1, NULL, NULL, &e), 0);
+    assert_int_equal(hnsw_codes_build(h, QUANT_INT8, 1, &e), 0);
+    assert_int_equal(h->codes_exact, eight_bit);
     /* tombstone a few, as a live index may */
     for (uint32_t i = 0; i < N; i += 97)
         assert_int_equal(hnsw_mark_deleted(h, i, &e), 0);
@@ -138,7 +143,7 @@ static void every_mode_returns_only_matching_nodes(void **st)
     for (int f = 0; f < 4; f++) {
         filt_query q;
         assert_int_equal(filt_query_parse(&q, filters[f], alls[f], &e), 0);
-        size_t tot[5] = {0};
+        size_t tot[FILT_NMODES] = {0};
         for (int t = 0; t < 20; t++) {
             const float *qv = v + (size_t)(t * 131 % N) * DIM;
             hnsw_hit exact[K], got[K];
@@ -148,7 +153,7 @@ static void every_mode_returns_only_matching_nodes(void **st)
             pl.mode = FILT_BRUTE;
             assert_int_equal(filt_search(h, fl, fs, hs, &pl, &q, qv, K, 64, exact, &ne, NULL), 0);
             assert_int_equal(ne, K);
-            for (filt_mode m = FILT_AUTO; m <= FILT_POST; m++) {
+            for (filt_mode m = FILT_AUTO; m < FILT_NMODES; m++) {
                 pl.mode = m;
                 size_t ng = 0;
                 assert_int_equal(filt_search(h, fl, fs, hs, &pl, &q, qv, K, 128, got, &ng, NULL),
@@ -162,12 +167,15 @@ static void every_mode_returns_only_matching_nodes(void **st)
                         hit += got[i].id == exact[j].id;
                 }
                 tot[m] += hit;
+                if (m == FILT_SCAN && eight_bit) /* lossless codes: exact */
+                    for (size_t i = 0; i < ng; i++)
+                        assert_true(got[i].d == exact[i].d);
             }
         }
         /* recall 0.9 at ef 128; the two-hop walk alone is not asked to reach
          * it at 2 % (the planner answers such filters by brute force) */
         int two_percent = f == 0 || f == 2;
-        for (filt_mode m = FILT_AUTO; m <= FILT_POST; m++) {
+        for (filt_mode m = FILT_AUTO; m < FILT_NMODES; m++) {
             if (tot[m] < 9 * 20)
                 fprintf(stderr, "filter \"%s\" mode %s: %zu of %d\n", filters[f], filt_mode_name(m),
                         tot[m], 20 * K);
@@ -182,6 +190,18 @@ static void every_mode_returns_only_matching_nodes(void **st)
     free(v);
 }
 
+static void every_mode_returns_only_matching_nodes(void **st)
+{
+    (void)st;
+    every_mode_on(0);
+}
+
+static void every_mode_on_lossless_codes(void **st)
+{
+    (void)st;
+    every_mode_on(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +209,7 @@ int main(void)
         cmocka_unit_test(wire_form_round_trips_and_refuses_bad_bins),
         cmocka_unit_test(any_of_and_all_of_match),
         cmocka_unit_test(every_mode_returns_only_matching_nodes),
+        cmocka_unit_test(every_mode_on_lossless_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
