@@ -8,11 +8,14 @@
 #      a random label, or a cluster label other than their own (the hard
 #      case);
 #   2. one index with the labels (embed-load --labels | graph-build, M 16,
-#      ef_construction 200): the graph does not depend on the labels;
+#      ef_construction 200, --compress int8: the codes the planner's exact
+#      path scans): the graph does not depend on the labels;
 #   3. per case: ground truth = exact nearest among the matching vectors
 #      (query --exact --filters), then one thread, one query at a time:
 #        auto   hnswflow's planner (query --filters) over an ef sweep
 #        graph  the two-hop walk alone (ablation), same sweep
+#        scan   the planner's exact path alone: int8 codes of the matching
+#               vectors, the best re-ranked (--filter-mode scan)
 #        brute  exact over the matching vectors (--filter-mode brute)
 #        post   unfiltered search, k grown until k match (--filter-mode post)
 #        faiss  IndexHNSWFlat + IDSelectorBitmap (bench/peers/faiss_filter.cpp)
@@ -75,7 +78,7 @@ run_q() {
     best=0 nd=0
     r=0
     while [ $r -lt "$REPEAT" ]; do
-        "$BIN/query" --index "$W/index.idx" -k $K --ef "$ef" --filters "$F" "$@" <"$W/q.frames" \
+        "$BIN/query" --index "$W/index-int8.idx" -k $K --ef "$ef" --filters "$F" "$@" <"$W/q.frames" \
             >"$W/res.frames" 2>"$W/q.log" || die "$set $case $m: query failed: $(cat "$W/q.log")"
         qps=$(sed -n 's/.* s, \([0-9.]*\) QPS, \([0-9.]*\) mean distance.*/\1/p' "$W/q.log")
         nd=$(sed -n 's/.* QPS, \([0-9.]*\) mean distance.*/\1/p' "$W/q.log")
@@ -108,18 +111,18 @@ for set in $DATASETS; do
         $PY bench/filter_labels.py --base "$D/base.fvecs" --queries "$D/queries.fvecs" \
             --metric "$metric" --nq "$NQ" --out "$W"
     fi
-    if [ ! -s "$W/index.idx" ]; then
-        say "$set: building the index ($n vectors, labels)"
+    if [ ! -s "$W/index-int8.idx" ]; then
+        say "$set: building the index ($n vectors, labels, int8 codes)"
         "$BIN/embed-load" --labels "$W/labels.txt" "$D/base.fvecs" |
             "$BIN/graph-build" --metric "$metric" -M 16 --ef-construction 200 --threads "$THREADS" \
-                -o "$W/index.idx" 2>"$W/build.log" || die "$set: build failed"
+                --compress int8 -o "$W/index-int8.idx" 2>"$W/build.log" || die "$set: build failed"
     fi
     "$BIN/embed-load" --limit "$NQ" "$D/queries.fvecs" -o "$W/q.frames"
     fcases=""
     while read -r kind sel F msel; do
         case=$kind-$sel
         say "$set $case (measured selectivity $msel)"
-        "$BIN/query" --index "$W/index.idx" --exact -k $K --filters "$F" <"$W/q.frames" \
+        "$BIN/query" --index "$W/index-int8.idx" --exact -k $K --filters "$F" <"$W/q.frames" \
             >"$W/gt.$case.frames" 2>/dev/null || die "$set $case: ground truth failed"
         for ef in $efs_words; do
             run_q auto "$ef"
@@ -127,6 +130,7 @@ for set in $DATASETS; do
             run_q post "$ef" --filter-mode post
         done
         run_q brute 10 --filter-mode brute
+        run_q scan 10 --filter-mode scan
         fcases="$fcases --case $case=$F"
     done <"$W/cases.txt"
     say "$set: faiss"

@@ -77,6 +77,7 @@ struct filt_searcher {
     size_t tmp_cap;
     uint32_t *inv;   /* external id -> internal, after hnsw_reorder (POST) */
     quant_query *qq; /* SCAN, when the index has codes */
+    int walk_codes;  /* this query's walks measure codes (then re-rank) */
     int qzero;
 };
 
@@ -233,6 +234,60 @@ static inline float bdist(const hnsw *h, const float *q, uint32_t id, float boun
     return hnsw_space_dist(h, q, id);
 }
 
+/* Push into the result max-heap of capacity cap. */
+static inline void res_offer(hheap *res, size_t cap, float d, uint32_t id)
+{
+    if (res->n < cap)
+        hmax_push(res, d, id);
+    else if (d < res->a[0].d) {
+        hmax_pop(res);
+        hmax_push(res, d, id);
+    }
+}
+
+/* A walk's distance: the code's when the query walks on codes (a quarter
+ * of the bytes; results re-ranked after), else bdist. */
+static inline float walk_dist(const hnsw *h, const filt_searcher *s, const float *q, uint32_t id,
+                              float bound, filt_stats *st)
+{
+    if (s->walk_codes) {
+        st->ncode++;
+        const uint8_t *c = hnsw_code(h, id);
+        return s->qq->dist_bounded && bound < 3.0e38f ? s->qq->dist_bounded(s->qq, c, bound)
+                                                      : quant_distance(s->qq, c);
+    }
+    st->ndist++;
+    return bdist(h, q, id, bound);
+}
+
+static inline void walk_prefetch(const hnsw *h, const filt_searcher *s, uint32_t id)
+{
+    if (s->walk_codes)
+        __builtin_prefetch(hnsw_code(h, id));
+    else
+        __builtin_prefetch(hnsw_vec(h, id));
+}
+
+/* After a walk on codes: exact distances for the results kept (none needed
+ * when the codes are lossless for this query), the k best of them. */
+static void walk_rerank(const hnsw *h, filt_searcher *s, const float *q, size_t k, filt_stats *st)
+{
+    if (!s->walk_codes || (h->codes_exact && s->qq->exact))
+        return;
+    hheap *res = &s->res;
+    size_t r = res->n;
+    hnsw_hit *kept = s->cand.a; /* the walk is over: its queue is free */
+    for (size_t i = 0; i < r; i++)
+        kept[i] = res->a[i];
+    res->n = 0;
+    for (size_t i = 0; i < r; i++) {
+        if (i + 1 < r)
+            __builtin_prefetch(hnsw_vec(h, kept[i + 1].id));
+        res_offer(res, k, hnsw_space_dist(h, q, kept[i].id), kept[i].id);
+    }
+    st->ndist += r;
+}
+
 static inline int mbit(const filt_searcher *s, uint32_t id)
 {
     return (int)((s->mbits[id >> 6] >> (id & 63)) & 1);
@@ -295,17 +350,6 @@ static size_t build_matches(const hnsw *h, const filt_labels *fl, filt_searcher 
     return m;
 }
 
-/* Push into the result max-heap of capacity cap. */
-static inline void res_offer(hheap *res, size_t cap, float d, uint32_t id)
-{
-    if (res->n < cap)
-        hmax_push(res, d, id);
-    else if (d < res->a[0].d) {
-        hmax_pop(res);
-        hmax_push(res, d, id);
-    }
-}
-
 /* Exact: every node of list[0..m) (or, list NULL, every live matching node). */
 static void brute(const hnsw *h, const filt_labels *fl, filt_searcher *s, const filt_query *fq,
                   const float *q, const uint32_t *list, size_t m, size_t k, filt_stats *st)
@@ -343,8 +387,7 @@ static void scan(const hnsw *h, const filt_labels *fl, filt_searcher *s, const f
 {
     hheap *res = &s->res;
     res->n = 0;
-    quant_query *qq = s->qq;
-    quant_query_set(qq, q);
+    quant_query *qq = s->qq; /* set for this query by filt_search */
     int exact = h->codes_exact && qq->exact;
     size_t lim = res->cap - 2;
     size_t cap = exact ? k : (rerank > k ? rerank : k);
@@ -422,18 +465,17 @@ static void measure(const hnsw *h, filt_searcher *s, const float *q, const uint3
 {
     hheap *cand = &s->cand, *res = &s->res;
     for (size_t j = 0; j < nt; j++)
-        __builtin_prefetch(hnsw_vec(h, todo[j]));
+        walk_prefetch(h, s, todo[j]);
     for (size_t j = 0; j < nt; j++) {
         uint32_t nb = todo[j];
         float bound = res->n >= ef ? res->a[0].d : 3.4e38f;
-        float d = bdist(h, q, nb, bound);
+        float d = walk_dist(h, s, q, nb, bound, st);
         if (res->n < ef || d < res->a[0].d) {
             if (cand_push(cand, d, nb) != 0)
                 break;
             res_offer(res, ef, d, nb);
         }
     }
-    st->ndist += nt;
 }
 
 /* GRAPH: two-hop expansion over matching nodes (see the top comment). */
@@ -443,6 +485,8 @@ static void graph(const hnsw *h, filt_searcher *s, const filt_plan *plan, const 
     hheap *cand = &s->cand, *res = &s->res;
     cand->n = res->n = 0;
     visited_bits_clear(&s->vis);
+    if (s->walk_codes)
+        ld = walk_dist(h, s, q, land, 3.4e38f, st);
     uint32_t nt = 0, cap = h->p.M0 ? h->p.M0 : 32;
     /* seeds: the landing node when it matches, else its matching neighbours
      * within two hops, then matching nodes spread over the matching set */
@@ -524,6 +568,8 @@ static void beam(const hnsw *h, const filt_labels *fl, filt_searcher *s, const f
     cand->n = res->n = 0;
     visited_bits_clear(&s->vis);
     visited_bits_test_set(&s->vis, land);
+    if (s->walk_codes)
+        ld = walk_dist(h, s, q, land, 3.4e38f, st);
     cand_push(cand, ld, land);
     if (!h->deleted[land] && filt_match(fl, fq, land))
         hmax_push(res, ld, land);
@@ -539,13 +585,13 @@ static void beam(const hnsw *h, const filt_labels *fl, filt_searcher *s, const f
             uint32_t v = l[1 + j];
             if (!visited_bits_test_set(&s->vis, v)) {
                 s->todo[nt++] = v;
-                __builtin_prefetch(hnsw_vec(h, v));
+                walk_prefetch(h, s, v);
             }
         }
         for (uint32_t j = 0; j < nt; j++) {
             uint32_t v = s->todo[j];
             float bound = res->n >= ef ? res->a[0].d : 3.4e38f;
-            float d = bdist(h, q, v, bound);
+            float d = walk_dist(h, s, q, v, bound, st);
             if (res->n < ef || d < res->a[0].d) {
                 if (cand_push(cand, d, v) != 0)
                     break;
@@ -553,7 +599,6 @@ static void beam(const hnsw *h, const filt_labels *fl, filt_searcher *s, const f
                     res_offer(res, ef, d, v);
             }
         }
-        st->ndist += nt;
         st->nchecked += nt;
     }
 }
@@ -638,7 +683,9 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
     size_t est = filt_estimate(fl, fq);
     filt_mode mode = plan->mode;
     int codes = s->qq && plan->codes;
-    filt_mode exact = codes ? FILT_SCAN : FILT_BRUTE; /* the cheaper exact path */
+    /* the cheaper exact path: codes, unless re-ranking would measure about
+     * as many vectors as there are matches */
+    filt_mode exact = codes && (h->codes_exact || est >= 4 * plan->rerank) ? FILT_SCAN : FILT_BRUTE;
     if (mode == FILT_SCAN && !codes)
         mode = FILT_BRUTE;
     if (mode == FILT_POST && (!hs || (h->ext_id && !s->inv)))
@@ -648,6 +695,9 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
         return 0;
     }
     const float *q = prepare(h, s, qraw);
+    if (codes)
+        quant_query_set(s->qq, q);
+    s->walk_codes = 0;
     uint32_t land = HNSW_NONE;
     float ld = 0;
     if (mode == FILT_AUTO) {
@@ -664,6 +714,7 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
     }
     if ((mode == FILT_GRAPH || mode == FILT_BEAM) && land == HNSW_NONE)
         land = descend(h, q, &ld, st);
+    s->walk_codes = codes && (mode == FILT_GRAPH || mode == FILT_BEAM);
     size_t m = 0;
     int have_list = 0;
     if (mode == FILT_GRAPH ||
@@ -713,6 +764,7 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
         size_t got = s->res.n < k ? s->res.n : k;
         if (got >= want && (have_list || got >= k)) {
             st->by_mode[mode]++;
+            walk_rerank(h, s, q, k, st);
             *nout = take_results(h, s, k, out, 1);
             return 0;
         }
