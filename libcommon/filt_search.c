@@ -77,7 +77,7 @@ struct filt_searcher {
     size_t tmp_cap;
     uint32_t *inv;   /* external id -> internal, after hnsw_reorder (POST) */
     quant_query *qq; /* SCAN, when the index has codes */
-    int walk_codes;  /* this query's walks measure codes (then re-rank) */
+    int on_codes;    /* this pass measures codes (then re-ranks) */
     int qzero;
 };
 
@@ -250,7 +250,7 @@ static inline void res_offer(hheap *res, size_t cap, float d, uint32_t id)
 static inline float walk_dist(const hnsw *h, const filt_searcher *s, const float *q, uint32_t id,
                               float bound, filt_stats *st)
 {
-    if (s->walk_codes) {
+    if (s->on_codes) {
         st->ncode++;
         const uint8_t *c = hnsw_code(h, id);
         return s->qq->dist_bounded && bound < 3.0e38f ? s->qq->dist_bounded(s->qq, c, bound)
@@ -262,17 +262,17 @@ static inline float walk_dist(const hnsw *h, const filt_searcher *s, const float
 
 static inline void walk_prefetch(const hnsw *h, const filt_searcher *s, uint32_t id)
 {
-    if (s->walk_codes)
+    if (s->on_codes)
         __builtin_prefetch(hnsw_code(h, id));
     else
         __builtin_prefetch(hnsw_vec(h, id));
 }
 
-/* After a walk on codes: exact distances for the results kept (none needed
+/* After a pass on codes: exact distances for the results kept (none needed
  * when the codes are lossless for this query), the k best of them. */
 static void walk_rerank(const hnsw *h, filt_searcher *s, const float *q, size_t k, filt_stats *st)
 {
-    if (!s->walk_codes || (h->codes_exact && s->qq->exact))
+    if (!s->on_codes || (h->codes_exact && s->qq->exact))
         return;
     hheap *res = &s->res;
     size_t r = res->n;
@@ -350,84 +350,43 @@ static size_t build_matches(const hnsw *h, const filt_labels *fl, filt_searcher 
     return m;
 }
 
-/* Exact: every node of list[0..m) (or, list NULL, every live matching node). */
-static void brute(const hnsw *h, const filt_labels *fl, filt_searcher *s, const filt_query *fq,
-                  const float *q, const uint32_t *list, size_t m, size_t k, filt_stats *st)
+/* BRUTE and SCAN: every node of list[0..m) (or, list NULL, every live
+ * matching node) measured by walk_dist (vectors, or codes when on_codes),
+ * the cap nearest kept. */
+static void exact_pass(const hnsw *h, const filt_labels *fl, filt_searcher *s, const filt_query *fq,
+                       const float *q, const uint32_t *list, size_t m, size_t cap, filt_stats *st)
 {
     hheap *res = &s->res;
     res->n = 0;
+    if (cap > res->cap - 2)
+        cap = res->cap - 2;
     size_t nn = h->n < fl->n ? h->n : fl->n;
-    size_t cap = k + 2 > res->cap ? res->cap - 2 : k;
     size_t todo = list ? m : nn;
     for (size_t i = 0; i < todo; i++) {
         uint32_t id = list ? list[i] : (uint32_t)i;
-        if (!list) {
-            if (h->deleted[id] || !filt_match(fl, fq, id))
-                continue;
-        }
+        if (!list && (h->deleted[id] || !filt_match(fl, fq, id)))
+            continue;
         if (list && i + 2 < todo)
-            __builtin_prefetch(hnsw_vec(h, list[i + 2]));
+            walk_prefetch(h, s, list[i + 2]);
         float bound = res->n >= cap ? res->a[0].d : 3.4e38f;
-        float d = bdist(h, q, id, bound);
-        st->ndist++;
-        res_offer(res, cap, d, id);
+        res_offer(res, cap, walk_dist(h, s, q, id, bound, st), id);
     }
     if (!list)
         st->nchecked += nn;
 }
 
-/* SCAN: the codes of list[0..m) (or, list NULL, of every live matching
- * node), the `rerank` nearest by code distance re-ranked with exact
- * distances; lossless codes of an exactly coded query (int8 of 8-bit data)
- * need no re-ranking. A quarter of the bytes of BRUTE (int8) and integer
+/* SCAN: exact_pass on the codes, the `rerank` nearest re-ranked with exact
+ * distances (lossless codes of an exactly coded query, int8 of 8-bit data,
+ * need none). A quarter of the bytes of BRUTE (int8) and integer
  * arithmetic: the exact answer's recall at a fraction of its cost. */
 static void scan(const hnsw *h, const filt_labels *fl, filt_searcher *s, const filt_query *fq,
                  const float *q, const uint32_t *list, size_t m, size_t k, size_t rerank,
                  filt_stats *st)
 {
-    hheap *res = &s->res;
-    res->n = 0;
-    quant_query *qq = s->qq; /* set for this query by filt_search */
-    int exact = h->codes_exact && qq->exact;
-    size_t lim = res->cap - 2;
-    size_t cap = exact ? k : (rerank > k ? rerank : k);
-    if (cap > lim)
-        cap = lim;
-    size_t nn = h->n < fl->n ? h->n : fl->n;
-    size_t todo = list ? m : nn;
-    float (*bounded)(const quant_query *, const uint8_t *, float) = qq->dist_bounded;
-    uint64_t nc = 0;
-    for (size_t i = 0; i < todo; i++) {
-        uint32_t id = list ? list[i] : (uint32_t)i;
-        if (!list) {
-            if (h->deleted[id] || !filt_match(fl, fq, id))
-                continue;
-        }
-        if (list && i + 4 < todo)
-            __builtin_prefetch(hnsw_code(h, list[i + 4]));
-        const uint8_t *c = hnsw_code(h, id);
-        float d = bounded && res->n >= cap ? bounded(qq, c, res->a[0].d) : quant_distance(qq, c);
-        nc++;
-        res_offer(res, cap, d, id);
-    }
-    st->ncode += nc;
-    if (!list)
-        st->nchecked += nn;
-    if (exact || res->n == 0)
-        return;
-    /* exact distances for the kept few, then the k best of them */
-    size_t r = res->n;
-    hnsw_hit *kept = s->cand.a; /* free while SCAN runs; cap >= max_ef * 4 */
-    for (size_t i = 0; i < r; i++)
-        kept[i] = res->a[i];
-    res->n = 0;
-    for (size_t i = 0; i < r; i++) {
-        if (i + 1 < r)
-            __builtin_prefetch(hnsw_vec(h, kept[i + 1].id));
-        float d = hnsw_space_dist(h, q, kept[i].id);
-        res_offer(res, k, d, kept[i].id);
-    }
-    st->ndist += r;
+    s->on_codes = 1;
+    int lossless = h->codes_exact && s->qq->exact;
+    exact_pass(h, fl, s, fq, q, list, m, lossless || rerank < k ? k : rerank, st);
+    walk_rerank(h, s, q, k, st);
 }
 
 /* Greedy descent through the upper levels (unfiltered); the landing node. */
@@ -485,7 +444,7 @@ static void graph(const hnsw *h, filt_searcher *s, const filt_plan *plan, const 
     hheap *cand = &s->cand, *res = &s->res;
     cand->n = res->n = 0;
     visited_bits_clear(&s->vis);
-    if (s->walk_codes)
+    if (s->on_codes)
         ld = walk_dist(h, s, q, land, 3.4e38f, st);
     uint32_t nt = 0, cap = h->p.M0 ? h->p.M0 : 32;
     /* seeds: the landing node when it matches, else its matching neighbours
@@ -568,7 +527,7 @@ static void beam(const hnsw *h, const filt_labels *fl, filt_searcher *s, const f
     cand->n = res->n = 0;
     visited_bits_clear(&s->vis);
     visited_bits_test_set(&s->vis, land);
-    if (s->walk_codes)
+    if (s->on_codes)
         ld = walk_dist(h, s, q, land, 3.4e38f, st);
     cand_push(cand, ld, land);
     if (!h->deleted[land] && filt_match(fl, fq, land))
@@ -695,9 +654,7 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
         return 0;
     }
     const float *q = prepare(h, s, qraw);
-    if (codes)
-        quant_query_set(s->qq, q);
-    s->walk_codes = 0;
+    s->on_codes = 0;
     uint32_t land = HNSW_NONE;
     float ld = 0;
     if (mode == FILT_AUTO) {
@@ -714,7 +671,9 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
     }
     if ((mode == FILT_GRAPH || mode == FILT_BEAM) && land == HNSW_NONE)
         land = descend(h, q, &ld, st);
-    s->walk_codes = codes && (mode == FILT_GRAPH || mode == FILT_BEAM);
+    s->on_codes = codes && (mode == FILT_GRAPH || mode == FILT_BEAM);
+    if (codes && (s->on_codes || mode == FILT_SCAN)) /* a fallback to SCAN follows a walk */
+        quant_query_set(s->qq, q);
     size_t m = 0;
     int have_list = 0;
     if (mode == FILT_GRAPH ||
@@ -781,10 +740,8 @@ int filt_search(const hnsw *h, const filt_labels *fl, filt_searcher *s, hnsw_sea
         return 0;
     }
     st->by_mode[FILT_BRUTE]++;
-    if (have_list)
-        brute(h, fl, s, fq, q, s->mlist, m, k, st);
-    else
-        brute(h, fl, s, fq, q, NULL, 0, k, st);
+    s->on_codes = 0;
+    exact_pass(h, fl, s, fq, q, have_list ? s->mlist : NULL, m, k, st);
     *nout = take_results(h, s, k, out, 1);
     return 0;
 }
