@@ -16,6 +16,7 @@ setup_file() {
     "$BIN/embed-load" --labels "$FIX/labels.txt" -o "$FIX/base.frames" "$FIX/base.npy"
     "$BIN/embed-load" -o "$FIX/queries.frames" "$FIX/queries.npy"
     "$BIN/graph-build" --threads 1 -o "$FIX/index" "$FIX/base.frames" 2>/dev/null
+    "$BIN/graph-build" --threads 1 --compress int8 -o "$FIX/index8" "$FIX/base.frames" 2>/dev/null
     "$BIN/embed-load" -o "$FIX/plain.frames" "$FIX/base.npy"
     "$BIN/graph-build" --threads 1 -o "$FIX/plain" "$FIX/plain.frames" 2>/dev/null
     "$BIN/query" --index "$FIX/index" --exact --filters "$FIX/filters.txt" -o "$FIX/gt" \
@@ -55,6 +56,21 @@ EOF
         recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/r.$m" 0.95
     done
     validate --expect results "$BATS_TEST_TMPDIR/r.auto"
+}
+
+@test "on an int8 index every mode, scan too, answers only matching vectors at recall 0.95" {
+    for m in auto graph brute scan beam post; do
+        "$BIN/query" --index "$FIX/index8" --filters "$FIX/filters.txt" --filter-mode "$m" --ef 64 \
+            -o "$BATS_TEST_TMPDIR/r.$m" "$FIX/queries.frames" 2>"$BATS_TEST_TMPDIR/log.$m"
+        all_match "$BATS_TEST_TMPDIR/r.$m"
+        recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/r.$m" 0.95
+    done
+    # scan measured codes; without codes (or with --no-codes) it is brute
+    grep -q "[1-9][0-9]* scan" "$BATS_TEST_TMPDIR/log.scan"
+    "$BIN/query" --index "$FIX/index" --filters "$FIX/filters.txt" --filter-mode scan \
+        -o "$BATS_TEST_TMPDIR/r.plain" "$FIX/queries.frames" 2>"$BATS_TEST_TMPDIR/log.plain"
+    grep -q " 0 scan" "$BATS_TEST_TMPDIR/log.plain"
+    recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/r.plain" 0.99
 }
 
 @test "a filter no vector matches gets an empty answer, an all-of filter needs every label" {
