@@ -9,7 +9,8 @@
  * limit, the scanner's structure check and each stream's end-frame CRC
  * apply: a corrupt stream stops the dump with one line on stderr and exit
  * 65, and so does a stream whose header is not closed by an end frame
- * (a truncated file). Lines already written stay written (a dump is a stream); with
+ * (a truncated file); a ZeroMQ input, which never closes, ends with the end
+ * frame of its stream. Lines already written stay written (a dump is a stream); with
  * -o FILE the output is atomic like every filter's.
  */
 #include <getopt.h>
@@ -38,7 +39,8 @@ static void usage(void)
            "MiB)\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "bin fields read {\"bin\": N} (N bytes), with --full {\"bin\": N, \"f32\": [...]};\n"
            "NaN and infinities read null. A corrupt or truncated stream stops the dump with\n"
-           "one line on stderr and exit status 65.\n");
+           "one line on stderr and exit status 65. A ZeroMQ input ends with its stream's\n"
+           "end frame.\n");
 }
 
 int main(int argc, char **argv)
@@ -86,7 +88,7 @@ int main(int argc, char **argv)
         }
     }
     frame_in f;
-    int rc;
+    int rc, zmq_in = channel_is_zmq(in_ep);
     uint64_t n = 0, open_header = 0; /* frame number of a header whose end has not come */
     while ((rc = channel_recv(in, &f, &e)) == 0) {
         char schema[64] = "";
@@ -105,6 +107,11 @@ int main(int argc, char **argv)
             break;
         }
         n++;
+        /* a ZeroMQ stream never closes: its end frame is the end */
+        if (zmq_in && strcmp(f.type, "end") == 0) {
+            rc = HF_EOF;
+            break;
+        }
     }
     if (rc == HF_EOF && open_header) {
         /* a stream opened by a header must close with its end frame */

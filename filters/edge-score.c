@@ -107,8 +107,8 @@ static void usage(void)
            "      --seed S          sampling, noise, initialisation (default 42)\n"
            "  -t, --threads N       threads for features and labelling (default: all cores)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
-           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
-           "  -h, --help            this text\n\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, "
+           "ipc://\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "Every node stays reachable from the entry point at level 0 (edges are put\n"
            "back where pruning cut a node off, within the budget). Prints the validation\n"
            "table (recall@10 of the input and the pruned graphs on the held-aside\n"
@@ -128,12 +128,13 @@ static int keep_other(const frame_in *f, void *arg, hf_err *e)
     return frame_keep_add(arg, f, e);
 }
 
-static float *read_train(const char *ep, size_t max_frame, size_t dim, size_t limit, size_t *nq)
+static float *read_train(const char *ep, const curve_cfg *cc, size_t max_frame, size_t dim,
+                         size_t limit, size_t *nq)
 {
     hf_err e = {0};
     channel *c = NULL;
     vecstream vs;
-    if (channel_open_in(ep, max_frame, &c, &e) || vecstream_open(&vs, c, 0, &e))
+    if (channel_open_in_curve(ep, max_frame, cc, &c, &e) || vecstream_open(&vs, c, 0, &e))
         cli_fail(prog, ep, &e);
     if (vs.dim != dim) {
         hf_err_set(&e, HF_EDATA, "frame 1: training queries have dimension %zu, index has %zu",
@@ -319,6 +320,7 @@ int main(int argc, char **argv)
                                          {"tolerance", required_argument, 0, 20},
                                          {"val-queries", required_argument, 0, 21},
                                          {"val-ef", required_argument, 0, 22},
+                                         CURVE_LONG_OPTIONS,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
@@ -335,6 +337,7 @@ int main(int argc, char **argv)
     uint32_t max_degree = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
+    curve_cfg cc = {0};
     int c;
     while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -375,7 +378,10 @@ int main(int argc, char **argv)
             break;
         case 12: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&cc, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -385,14 +391,17 @@ int main(int argc, char **argv)
     lc.threads = threads;
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
-    channel_install_signal_cleanup();
     hf_err e = {0};
+    if (channel_curve_usage(&cc, (const char *const[]){in_ep, train_ep}, 2, &out_ep, 1, 0, 0, &e))
+        cli_usage_error(prog, "%s", e.msg);
+    channel_install_signal_cleanup();
     double t0 = now_seconds();
 
     channel *in = NULL;
     hnsw *h = NULL;
     frame_keep pt = {0};
-    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
+    if (channel_open_in_curve(in_ep, max_frame, &cc, &in, &e) ||
+        hnsw_load(in, &h, keep_other, &pt, &e))
         cli_fail(prog, in_name, &e);
     channel_destroy(&in);
     if (h->n == 0 || h->entry == HNSW_NONE) {
@@ -404,7 +413,7 @@ int main(int argc, char **argv)
     uint32_t *self = NULL;
     size_t ntot = 0; /* training + validation queries */
     if (train_ep && (want_labels || nval)) {
-        queries = read_train(train_ep, max_frame, h->dim, nq + nval, &ntot);
+        queries = read_train(train_ep, &cc, max_frame, h->dim, nq + nval, &ntot);
         /* the file's last rows validate; a short file keeps most for training */
         if (nval > ntot / 4)
             nval = ntot / 4;
@@ -595,7 +604,7 @@ int main(int argc, char **argv)
 
     /* Open the output only once everything worked: no output file on failure. */
     channel *out = NULL;
-    if (channel_open_out(out_ep, &out, &e) || hnsw_save_body(h, out, &e))
+    if (channel_open_out_curve(out_ep, &cc, &out, &e) || hnsw_save_body(h, out, &e))
         cli_fail(prog, out_ep, &e);
     frame_out fo;
     frame_out_init(&fo);

@@ -79,8 +79,8 @@ static void usage(void)
            "      --seed S          sampling and initialisation (default 42)\n"
            "  -t, --threads N       threads for labels and validation (default: all cores)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
-           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
-           "  -h, --help            this text\n\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, "
+           "ipc://\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "Prints the validation table (recall@10 and distance computations per query,\n"
            "routing included, of the classic descent, the flat medoid entry, the exactly\n"
            "nearest candidate, the PCA router and the trained router) on stderr.\n");
@@ -108,29 +108,19 @@ static const char *mode_name[NMODES] = {"classic", "flat", "nearest", "pca-route
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"candidates", required_argument, 0, 1},
-                                         {"code-dim", required_argument, 0, 2},
-                                         {"queries", required_argument, 0, 3},
-                                         {"val-queries", required_argument, 0, 4},
-                                         {"label-ef", required_argument, 0, 5},
-                                         {"label-top", required_argument, 0, 6},
-                                         {"miss-cost", required_argument, 0, 7},
-                                         {"epochs", required_argument, 0, 8},
-                                         {"lr", required_argument, 0, 9},
-                                         {"val-ef", required_argument, 0, 10},
-                                         {"tolerance", required_argument, 0, 11},
-                                         {"seed", required_argument, 0, 12},
-                                         {"max-frame", required_argument, 0, 13},
-                                         {"tau", required_argument, 0, 14},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"output", required_argument, 0, 'o'},
-                                         {"train", required_argument, 0, 40},
-                                         {"init", required_argument, 0, 41},
-                                         {"ewc", required_argument, 0, 42},
-                                         {"replay", required_argument, 0, 43},
-                                         {"reservoir", required_argument, 0, 44},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"candidates", required_argument, 0, 1}, {"code-dim", required_argument, 0, 2},
+        {"queries", required_argument, 0, 3},    {"val-queries", required_argument, 0, 4},
+        {"label-ef", required_argument, 0, 5},   {"label-top", required_argument, 0, 6},
+        {"miss-cost", required_argument, 0, 7},  {"epochs", required_argument, 0, 8},
+        {"lr", required_argument, 0, 9},         {"val-ef", required_argument, 0, 10},
+        {"tolerance", required_argument, 0, 11}, {"seed", required_argument, 0, 12},
+        {"max-frame", required_argument, 0, 13}, {"tau", required_argument, 0, 14},
+        {"threads", required_argument, 0, 't'},  {"output", required_argument, 0, 'o'},
+        {"train", required_argument, 0, 40},     {"init", required_argument, 0, 41},
+        {"ewc", required_argument, 0, 42},       {"replay", required_argument, 0, 43},
+        {"reservoir", required_argument, 0, 44}, CURVE_LONG_OPTIONS,
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     size_t ncand = 256, r = 8, nq = 5000, nval = 1000, label_ef = 16, top = 8, epochs = 40;
     size_t max_frame = 0, val_ef[MAX_EF] = {10, 16, 32, 64}, nef = 4;
     double miss_cost = 30, lr = 0.01, tol = 0.002, tau = 10, ewc = 0;
@@ -140,6 +130,7 @@ int main(int argc, char **argv)
     const char *out_ep = "-";
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
+    curve_cfg cc = {0};
     int c;
     while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -170,7 +161,10 @@ int main(int argc, char **argv)
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&cc, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -179,14 +173,18 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "--ewc and --replay N start from a router: give --init");
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
-    channel_install_signal_cleanup();
     hf_err e = {0};
+    if (channel_curve_usage(&cc, (const char *const[]){in_ep, train_ep, init}, 3, &out_ep, 1, 0, 0,
+                            &e))
+        cli_usage_error(prog, "%s", e.msg);
+    channel_install_signal_cleanup();
     double t0 = now_seconds();
 
     channel *in = NULL;
     hnsw *h = NULL;
     frame_keep pt = {0};
-    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &pt, &e))
+    if (channel_open_in_curve(in_ep, max_frame, &cc, &in, &e) ||
+        hnsw_load(in, &h, keep_other, &pt, &e))
         cli_fail(prog, in_name, &e);
     channel_destroy(&in);
     if (h->n < 3 || h->entry == HNSW_NONE) {
@@ -202,7 +200,8 @@ int main(int argc, char **argv)
     if (init) {
         channel *ic = NULL;
         hnsw *ih = NULL;
-        if (channel_open_in(init, max_frame, &ic, &e) || hnsw_load(ic, &ih, grab_router, &from, &e))
+        if (channel_open_in_curve(init, max_frame, &cc, &ic, &e) ||
+            hnsw_load(ic, &ih, grab_router, &from, &e))
             cli_fail(prog, init, &e);
         channel_destroy(&ic);
         hnsw_destroy(&ih);
@@ -241,7 +240,7 @@ int main(int argc, char **argv)
     if (train_ep) { /* the caller's queries: training first, validation last */
         float *all = NULL;
         size_t na = 0;
-        if (vecstream_read_all(train_ep, h->dim, max_frame, &all, &na, &e))
+        if (vecstream_read_all(train_ep, &cc, h->dim, max_frame, &all, &na, &e))
             cli_fail(prog, train_ep, &e);
         if (na < 8) {
             hf_err_set(&e, HF_EDATA, "%zu training queries: too few (8 at least)", na);
@@ -436,7 +435,7 @@ int main(int argc, char **argv)
     frame_out fo;
     frame_out_init(&fo);
     msgpack_sbuffer_clear(&fo.sb);
-    if (route_pack(m, &x, &fo.sb, &e) || channel_open_out(out_ep, &out, &e) ||
+    if (route_pack(m, &x, &fo.sb, &e) || channel_open_out_curve(out_ep, &cc, &out, &e) ||
         hnsw_save_with_model(h, out, &fo, &pt, &e))
         cli_fail(prog, out_ep, &e);
     msgpack_sbuffer_destroy(&xs);

@@ -116,8 +116,8 @@ static void usage(void)
            "      --seed S          sampling and initialisation (default 42)\n"
            "  -t, --threads N       threads for the validation (default: all cores)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
-           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, ipc://\n"
-           "  -h, --help            this text\n\n"
+           "  -o, --output EP       - (stdout, default), a file (atomic), tcp://, "
+           "ipc://\n" CURVE_HELP_STREAMS "  -h, --help            this text\n\n"
            "Prints on stderr the validation table: recall@10, distance computations and hops\n"
            "per query at every ef for the classic search, ADSampling, the adaptive stop,\n"
            "cloning and cloning + PPO, and the --recall calibration.\n");
@@ -182,11 +182,12 @@ static float *snapshot(const nav_mlp *m, float *buf, int restore)
 
 /* Every query vector of a vector stream or query log at path; exits with
  * one line on bad input. *out (caller frees) gets n x dim floats. */
-static size_t read_queries(const char *path, size_t dim, size_t max_frame, float **out)
+static size_t read_queries(const char *path, const curve_cfg *cc, size_t dim, size_t max_frame,
+                           float **out)
 {
     hf_err e = {0};
     size_t n = 0;
-    if (vecstream_read_all(path, dim, max_frame, out, &n, &e))
+    if (vecstream_read_all(path, cc, dim, max_frame, out, &n, &e))
         cli_fail(prog, path, &e);
     return n;
 }
@@ -301,6 +302,7 @@ int main(int argc, char **argv)
                                          {"no-rivals", no_argument, 0, 47},
                                          {"threads", required_argument, 0, 't'},
                                          {"output", required_argument, 0, 'o'},
+                                         CURVE_LONG_OPTIONS,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     size_t nq = 4000, nval = 1000, epochs = 6, ppo_iters = 2, ppo_epochs = 2, shots = 50;
@@ -317,6 +319,7 @@ int main(int argc, char **argv)
     int shots_set = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu > 0 ? (int)ncpu : 1;
+    curve_cfg wire = {0};
     int c;
     while ((c = getopt_long(argc, argv, "t:o:h", opts, NULL)) != -1) {
         switch (c) {
@@ -365,7 +368,10 @@ int main(int argc, char **argv)
         case 't': threads = (int)cli_u64(prog, "--threads", optarg, 1, 64); break;
         case 'o': out_ep = optarg; break;
         case 'h': usage(); return 0;
-        default: cli_usage_error(prog, "unknown option");
+        default:
+            if (!curve_cfg_take(&wire, c, optarg))
+                cli_usage_error(prog, "unknown option");
+            break;
         }
     }
     if (argc - optind > 1)
@@ -383,8 +389,11 @@ int main(int argc, char **argv)
         cli_usage_error(prog, "--distill teaches on replayed queries: give --replay");
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
-    channel_install_signal_cleanup();
     hf_err e = {0};
+    if (channel_curve_usage(&wire, (const char *const[]){in_ep, train_ep, init, hold_file}, 4,
+                            &out_ep, 1, 0, 0, &e))
+        cli_usage_error(prog, "%s", e.msg);
+    channel_install_signal_cleanup();
     double t0 = now_seconds();
 
     /* --init naming the input: the policy is read with it, not twice */
@@ -393,7 +402,8 @@ int main(int argc, char **argv)
     if (init && !init_is_input) {
         channel *ic = NULL;
         hnsw *ih = NULL;
-        if (channel_open_in(init, max_frame, &ic, &e) || hnsw_load(ic, &ih, grab_policy, &from, &e))
+        if (channel_open_in_curve(init, max_frame, &wire, &ic, &e) ||
+            hnsw_load(ic, &ih, grab_policy, &from, &e))
             cli_fail(prog, init, &e);
         channel_destroy(&ic);
         hnsw_destroy(&ih);
@@ -403,7 +413,8 @@ int main(int argc, char **argv)
     hnsw *h = NULL;
     frame_keep pt = {0};
     input_extra ix = {.pt = &pt, .from = init_is_input ? &from : NULL};
-    if (channel_open_in(in_ep, max_frame, &in, &e) || hnsw_load(in, &h, keep_other, &ix, &e))
+    if (channel_open_in_curve(in_ep, max_frame, &wire, &in, &e) ||
+        hnsw_load(in, &h, keep_other, &ix, &e))
         cli_fail(prog, in_name, &e);
     channel_destroy(&in);
     if (init) {
@@ -463,7 +474,7 @@ int main(int argc, char **argv)
     route_qset *tq = NULL, *vq = NULL, *hq = NULL;
     if (hold_file) {
         float *rows = NULL;
-        size_t nh = read_queries(hold_file, h->dim, max_frame, &rows);
+        size_t nh = read_queries(hold_file, &wire, h->dim, max_frame, &rows);
         if (nh == 0 || route_qset_from_vectors(h, rows, nh, 10, &hq, &e)) {
             if (nh == 0)
                 hf_err_set(&e, HF_EDATA, "no queries to hold aside");
@@ -473,7 +484,7 @@ int main(int argc, char **argv)
     }
     if (train_ep) { /* the caller's queries: training first, validation last */
         float *all = NULL;
-        size_t na = read_queries(train_ep, h->dim, max_frame, &all);
+        size_t na = read_queries(train_ep, &wire, h->dim, max_frame, &all);
         size_t nh = hold_frac > 0 ? (size_t)(hold_frac * (double)na) : hold_n;
         if (na < 8 + nh) {
             hf_err_set(&e, HF_EDATA, "%zu training queries%s: too few (8 at least)",
@@ -878,7 +889,7 @@ int main(int argc, char **argv)
         frame_out fo;
         frame_out_init(&fo);
         msgpack_sbuffer_clear(&fo.sb);
-        if (nav_pack(p, &x, &fo.sb, &e) || channel_open_out(out_ep, &out, &e) ||
+        if (nav_pack(p, &x, &fo.sb, &e) || channel_open_out_curve(out_ep, &wire, &out, &e) ||
             hnsw_save_with_model(h, out, &fo, &pt, &e))
             cli_fail(prog, out_ep, &e);
         msgpack_sbuffer_destroy(&xs);

@@ -312,7 +312,12 @@ int curve_client_apply(void *sock, const curve_cfg *c, hf_err *e)
 
 /* The first handshake's outcome from the socket's monitor: 1 succeeded,
  * -1 refused (e->msg says how), 0 an event to ignore. */
-static int handshake_event(void *mon, hf_err *e)
+/* A server that cannot read our HELLO (we hold the wrong server key) just
+ * drops the connection, which libzmq reports without detail; a drop can
+ * also be a server restarting, so only this many in a row are an error. */
+#define CURVE_MAX_DROPS 3
+
+static int handshake_event(void *mon, int *drops, hf_err *e)
 {
     zmq_msg_t m;
     zmq_msg_init(&m);
@@ -338,6 +343,13 @@ static int handshake_event(void *mon, hf_err *e)
     }
     if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
         return 1;
+    if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++*drops >= CURVE_MAX_DROPS) {
+        hf_err_set(e, HF_EOPEN,
+                   "the server dropped our CURVE handshake %d times in a row (is --curve-server "
+                   "its public key?)",
+                   *drops);
+        return -1;
+    }
     if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         hf_err_set(e, HF_EOPEN,
                    "the server refused our CURVE key (status %u: not on its allow-list?)",
@@ -359,7 +371,8 @@ int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms
     snprintf(name, sizeof name, "inproc://curve-monitor-%ld-%p", (long)getpid(), sock);
     if (zmq_socket_monitor(sock, name,
                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
         return hf_err_set(e, HF_EOPEN, "cannot monitor: %s", zmq_strerror(errno));
     void *mon = zmq_socket(ctx, ZMQ_PAIR);
     int rc = 0;
@@ -367,6 +380,7 @@ int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms
         rc = hf_err_set(e, HF_EOPEN, "cannot monitor the connection");
     if (rc == 0 && zmq_connect(sock, addr) != 0)
         rc = hf_err_set(e, HF_EOPEN, "cannot connect: %s", zmq_strerror(errno));
+    int drops = 0;
     while (rc == 0) {
         zmq_pollitem_t it = {mon, 0, ZMQ_POLLIN, 0};
         int r = zmq_poll(&it, 1, timeout_ms);
@@ -374,7 +388,7 @@ int curve_client_connect(void *ctx, void *sock, const char *addr, int timeout_ms
             rc = hf_err_set(e, HF_EIO, "no CURVE handshake within %d s", timeout_ms / 1000);
         else if (r < 0 && errno != EINTR)
             rc = hf_err_set(e, HF_EIO, "poll: %s", zmq_strerror(errno));
-        else if (r > 0 && (r = handshake_event(mon, e)) != 0)
+        else if (r > 0 && (r = handshake_event(mon, &drops, e)) != 0)
             rc = r > 0 ? 1 : HF_EOPEN;
     }
     zmq_socket_monitor(sock, NULL, 0);

@@ -157,7 +157,7 @@ int route_qset_replay(const hnsw *h, const nn_memory *mem, size_t n, const char 
     float *rows = NULL;
     size_t nr = 0;
     if (file) {
-        int rc = vecstream_read_all(file, h->dim, max_frame, &rows, &nr, e);
+        int rc = vecstream_read_all(file, NULL, h->dim, max_frame, &rows, &nr, e);
         if (rc)
             return rc;
     } else if (mem) {

@@ -285,14 +285,14 @@ int vecstream_put_batch_full(channel *c, frame_out *fo, const float *rows, const
     return channel_send(c, fo, e);
 }
 
-int vecstream_read_all(const char *path, size_t dim, size_t max_frame, float **out, size_t *n,
-                       hf_err *e)
+int vecstream_read_all(const char *path, const curve_cfg *cc, size_t dim, size_t max_frame,
+                       float **out, size_t *n, hf_err *e)
 {
     *out = NULL;
     *n = 0;
     channel *c = NULL;
     vecstream vs;
-    int rc = channel_open_in(path, max_frame, &c, e);
+    int rc = channel_open_in_curve(path, max_frame, cc, &c, e);
     if (rc)
         return rc;
     if ((rc = vecstream_open(&vs, c, 0, e)) != 0) {

@@ -55,9 +55,10 @@ int vecstream_open(vecstream *vs, channel *c, size_t max_dim, hf_err *e);
 int vecstream_next(vecstream *vs, const float **data, size_t *n, uint64_t *first, hf_err *e);
 void vecstream_close(vecstream *vs);
 /* Every row of the vector stream (or query log) at path, which must have
- * dimension dim: *out (caller frees; NULL when none) gets *n x dim floats. */
-int vecstream_read_all(const char *path, size_t dim, size_t max_frame, float **out, size_t *n,
-                       hf_err *e);
+ * dimension dim: *out (caller frees; NULL when none) gets *n x dim floats.
+ * cc: CURVE on a ZeroMQ path (NULL: plain). */
+int vecstream_read_all(const char *path, const curve_cfg *cc, size_t dim, size_t max_frame,
+                       float **out, size_t *n, hf_err *e);
 
 /* Writing. */
 int vecstream_put_header(channel *c, size_t dim, uint64_t count, hf_err *e);

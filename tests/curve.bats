@@ -186,6 +186,23 @@ json_field() {
     cmp "$BATS_TEST_TMPDIR/c.idx" "$FIX/all.idx"
 }
 
+@test "a client holding the wrong server key gets one line at once, not a wait: a stream reader and query --connect" {
+    local port ep
+    port="$(free_port)"
+    ep="tcp://127.0.0.1:$port"
+    "$BIN/embed-load" -o "$ep" --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow" \
+        "$FIX/base.npy" 2>/dev/null 3>&- &
+    PIDS+=($!)
+    run --separate-stderr timeout 10 "$BIN/graph-build" -t 1 -o "$BATS_TEST_TMPDIR/x.idx" \
+        --curve-key "$FIX/keys/client.secret" --curve-server "$FIX/keys/stranger" "$ep"
+    assert_one_error_line "$ep" "dropped our CURVE handshake"
+    [ ! -e "$BATS_TEST_TMPDIR/x.idx" ]
+    serve_curve s "$FIX/all.idx"
+    run --separate-stderr timeout 10 "$BIN/query" --connect "$EP_s" --curve-key "$FIX/keys/client.secret" \
+        --curve-server "$FIX/keys/stranger" "$FIX/queries.frames"
+    assert_one_error_line "$EP_s" "dropped our CURVE handshake"
+}
+
 @test "a CURVE stream the reader binds ('@'): a stranger writer is refused in one line, an allowed one's frames are taken" {
     local port
     port="$(free_port)"
@@ -234,6 +251,33 @@ with open(out, "wb") as f:
             break
 EOF2
     same_results "$BATS_TEST_TMPDIR/r" "$FIX/res"
+}
+
+@test "the learned filters take CURVE streams: an index from a CURVE writer trains the same model as from a file; a stranger key is refused" {
+    local f port ep
+    "$BIN/embed-load" -o "$BATS_TEST_TMPDIR/base.frames" "$FIX/base.npy"
+    for f in layer-route nav-train edge-score; do
+        local args=(-t 1 --epochs 1 --queries 200 --val-queries 100)
+        [ "$f" = nav-train ] && args+=(--ppo-iters 0)
+        "$BIN/$f" "${args[@]}" -o "$BATS_TEST_TMPDIR/$f.file.idx" "$FIX/all.idx" 2>/dev/null
+        port="$(free_port)"
+        ep="tcp://127.0.0.1:$port"
+        "$BIN/graph-build" -t 1 -o "$ep" --curve-secret "$FIX/keys/server.secret" --curve-allow "$FIX/allow" \
+            "$BATS_TEST_TMPDIR/base.frames" 2>/dev/null 3>&- &
+        PIDS+=($!)
+        run --separate-stderr timeout 10 "$BIN/$f" "${args[@]}" -o "$BATS_TEST_TMPDIR/$f.x.idx" \
+            --curve-key "$FIX/keys/stranger.secret" --curve-server "$FIX/keys/server" "$ep"
+        assert_one_error_line "$ep" "refused our CURVE key"
+        [ ! -e "$BATS_TEST_TMPDIR/$f.x.idx" ]
+        timeout 60 "$BIN/$f" "${args[@]}" -o "$BATS_TEST_TMPDIR/$f.curve.idx" \
+            --curve-key "$FIX/keys/client.secret" --curve-server "$FIX/keys/server" "$ep" 2>/dev/null
+        cmp "$BATS_TEST_TMPDIR/$f.curve.idx" "$BATS_TEST_TMPDIR/$f.file.idx"
+        # an end without its pair is a usage error, before any work
+        run --separate-stderr "$BIN/$f" -o "tcp://127.0.0.1:$(free_port)" --curve-key "$FIX/keys/client.secret" \
+            --curve-server "$FIX/keys/server" "$FIX/all.idx"
+        assert_one_error_line "this end binds" "--curve-secret"
+        [ "$status" -eq 64 ]
+    done
 }
 
 @test "consolidate --serve/--updates with CURVE: an allowed producer's updates and queries are answered as without CURVE; a stranger is refused and changes nothing" {

@@ -137,3 +137,14 @@ assert st["requests"] == 3 and st["errors"] == 1 and st["queries"] == 1, st
 assert st["count"] == 600 and st["dim"] == 8 and st["p50_ms"] > 0 and st["p99_ms"] >= st["p50_ms"]
 PYEOF
 }
+
+@test "dump of a ZeroMQ stream ends with the stream's end frame, the same lines as from the file" {
+    local ep
+    ep="tcp://127.0.0.1:$(free_port)"
+    "$BIN/graph-build" --threads 1 -o "$ep" "$FIX/v.frames" 2>/dev/null 3>&- &
+    local w=$!
+    run --separate-stderr timeout 20 "$BIN/dump" "$ep"
+    wait "$w"
+    [ "$status" -eq 0 ]
+    [ "$output" = "$("$BIN/dump" "$FIX/plain.idx")" ]
+}
