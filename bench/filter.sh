@@ -19,14 +19,16 @@
 #        brute  exact over the matching vectors (--filter-mode brute)
 #        post   unfiltered search, k grown until k match (--filter-mode post)
 #        faiss  IndexHNSWFlat + IDSelectorBitmap (bench/peers/faiss_filter.cpp)
-#      REPEAT timed runs each (median QPS);
+#      REPEAT timed runs each (the fastest), over the queries repeated
+#      so that a run lasts about a quarter second;
 #   4. filtered queries through query --serve (query --connect --filters) and
 #      through a live consolidate taking inserts with labels, with recall
 #      against the exact answer;
 # bench/filter_report.py writes $RES/filter.md and filter.csv.
 #
 # Environment: QUICK=1 (small sets), NQ (queries a case, default 200), EFS,
-# DATASETS, REPEAT (default 1), THREADS (build), BIN, BUILD.
+# DATASETS, REPEAT (default 1), THREADS (build), BIN, BUILD, RES (where the
+# tables go).
 # QPS are taken on whatever machine runs this; say so when quoting them.
 set -eu
 
@@ -48,10 +50,10 @@ die() {
 . bench/data.sh
 
 if [ "$QUICK" = 1 ]; then
-    RES=bench/results/quick
+    RES=${RES:-bench/results/quick}
     FM_N=20000 CL_N=20000 TX_N=20000
 else
-    RES=bench/results
+    RES=${RES:-bench/results}
     FM_N=60000 CL_N=100000 TX_N=60000
 fi
 QSET=10000 # test queries made per set (data.sh); NQ of them are used
@@ -71,22 +73,39 @@ trap 'rm -f "$RAW"' EXIT
 echo "set,kind,sel,measured_sel,method,ef,recall,qps,ndist" >"$RAW"
 efs_words=$(echo "$EFS" | tr ',' ' ')
 
-# one timed query run: method ef args...; appends a CSV row
+# one query run over the NQ queries (recall, and the QPS that sizes the
+# timed runs), then REPEAT timed runs (the fastest is kept) over the
+# queries repeated TILE times, where TILE (1, 5 or 20) makes a run last
+# about a quarter second: 200 queries at 90k QPS are 2 ms, too short for a
+# clock on a shared machine. method ef args...; appends a CSV row
 run_q() {
     m=$1 ef=$2
     shift 2
-    best=0 nd=0
+    "$BIN/query" --index "$W/index-int8.idx" -k $K --ef "$ef" --filters "$F" "$@" <"$W/q.frames" \
+        >"$W/res.frames" 2>"$W/q.log" || die "$set $case $m: query failed: $(cat "$W/q.log")"
+    rec=$("$BIN/recall" --gt "$W/gt.$case.frames" "$W/res.frames" | awk '{ print $2 }')
+    nd=$(sed -n 's/.* QPS, \([0-9.]*\) mean distance.*/\1/p' "$W/q.log")
+    qps=$(sed -n 's/.* s, \([0-9.]*\) QPS, \([0-9.]*\) mean distance.*/\1/p' "$W/q.log")
+    tile=$(echo "$qps $NQ" | awk '{ t = 0.25 * $1 / $2; print (t >= 10 ? 20 : (t >= 2.5 ? 5 : 1)) }')
+    best=0
     r=0
     while [ $r -lt "$REPEAT" ]; do
-        "$BIN/query" --index "$W/index-int8.idx" -k $K --ef "$ef" --filters "$F" "$@" <"$W/q.frames" \
-            >"$W/res.frames" 2>"$W/q.log" || die "$set $case $m: query failed: $(cat "$W/q.log")"
+        "$BIN/query" --index "$W/index-int8.idx" -k $K --ef "$ef" --filters "$W/f$tile.$case.txt" "$@" \
+            <"$W/q$tile.frames" >/dev/null 2>"$W/q.log" || die "$set $case $m: query failed: $(cat "$W/q.log")"
         qps=$(sed -n 's/.* s, \([0-9.]*\) QPS, \([0-9.]*\) mean distance.*/\1/p' "$W/q.log")
-        nd=$(sed -n 's/.* QPS, \([0-9.]*\) mean distance.*/\1/p' "$W/q.log")
         best=$(echo "$best $qps" | awk '{ print ($2 > $1) ? $2 : $1 }')
         r=$((r + 1))
     done
-    rec=$("$BIN/recall" --gt "$W/gt.$case.frames" "$W/res.frames" | awk '{ print $2 }')
     echo "$set,$kind,$sel,$msel,$m,$ef,$rec,$best,$nd" >>"$RAW"
+}
+
+# the first NQ lines of FILE, TILE times over
+tile_lines() {
+    t=0
+    while [ $t -lt "$2" ]; do
+        head -n "$NQ" "$1"
+        t=$((t + 1))
+    done
 }
 
 for set in $DATASETS; do
@@ -118,10 +137,19 @@ for set in $DATASETS; do
                 --compress int8 -o "$W/index-int8.idx" 2>"$W/build.log" || die "$set: build failed"
     fi
     "$BIN/embed-load" --limit "$NQ" "$D/queries.fvecs" -o "$W/q.frames"
+    for tile in 1 5 20; do # the timed runs' query streams (run_q)
+        $PY -c "import numpy as np, sys; d = int(np.fromfile(sys.argv[1], '<i4', 1)[0]); \
+x = np.fromfile(sys.argv[1], '<f4').reshape(-1, d + 1)[:$NQ]; np.tile(x, ($tile, 1)).tofile(sys.argv[2])" \
+            "$D/queries.fvecs" "$W/q$tile.fvecs"
+        "$BIN/embed-load" "$W/q$tile.fvecs" -o "$W/q$tile.frames"
+    done
     fcases=""
     while read -r kind sel F msel; do
         case=$kind-$sel
         say "$set $case (measured selectivity $msel)"
+        for tile in 1 5 20; do
+            tile_lines "$F" $tile >"$W/f$tile.$case.txt"
+        done
         "$BIN/query" --index "$W/index-int8.idx" --exact -k $K --filters "$F" <"$W/q.frames" \
             >"$W/gt.$case.frames" 2>/dev/null || die "$set $case: ground truth failed"
         for ef in $efs_words; do
