@@ -348,8 +348,7 @@ static int run_stream(state *s)
     fprintf(stderr,
             "consolidate: %llu inserts (%.0f/s), %llu deletes (%.0f/s incl. repair), %llu queries "
             "(%.0f QPS), %llu passes (%llu lists repaired), %zu live, %llu refused, %.2f s "
-            "(updates %.2f s, queries "
-            "%.2f s)",
+            "(updates %.2f s, queries %.2f s)",
             (unsigned long long)ins, t_ins > 0 ? ins / t_ins : 0.0, (unsigned long long)del,
             t_del > 0 ? del / t_del : 0.0, (unsigned long long)nq, t_q > 0 ? nq / t_q : 0.0,
             (unsigned long long)(st ? st->passes : 0),

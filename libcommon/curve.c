@@ -310,13 +310,14 @@ int curve_client_apply(void *sock, const curve_cfg *c, hf_err *e)
     return rc;
 }
 
-/* The first handshake's outcome from the socket's monitor: 1 succeeded,
- * -1 refused (e->msg says how), 0 an event to ignore. */
 /* A server that cannot read our HELLO (we hold the wrong server key) just
  * drops the connection, which libzmq reports without detail; a drop can
  * also be a server restarting, so only this many in a row are an error. */
 #define CURVE_MAX_DROPS 3
 
+/* The first handshake's outcome from the socket's monitor: 1 succeeded,
+ * -1 refused (e->msg says how), 0 an event to ignore; *drops counts the
+ * drops so far. */
 static int handshake_event(void *mon, int *drops, hf_err *e)
 {
     zmq_msg_t m;

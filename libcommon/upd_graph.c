@@ -626,7 +626,7 @@ static int pool_add(upd_index *u, size_t *n, uint32_t p, uint32_t c, uint32_t ep
 #define CHAIN_WANT 3
 
 /* Re-prune p's level-l list without its deleted members (FreshDiskANN). */
-static int repair_list(upd_index *u, uint32_t p, int l, uint32_t *chain, size_t chain_cap)
+static int repair_list(upd_index *u, uint32_t p, int l, uint32_t chain[CHAIN_MAX])
 {
     hnsw *h = u->h;
     uint32_t *ln = hnsw_links(h, p, l);
@@ -634,8 +634,6 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t *chain, size_t 
     uint32_t maxdeg = hnsw_maxdeg(h, l), old = ln[0];
     size_t n = 0;
     u->mark[p] = ep_mark;
-    if (chain_cap > CHAIN_MAX)
-        chain_cap = CHAIN_MAX;
     /* breadth first through deleted nodes, one depth at a time, collecting
      * live ones: the deleted neighbours' own neighbours (FreshDiskANN's
      * candidates), then deeper only while fewer than CHAIN_WANT x degree
@@ -651,33 +649,34 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t *chain, size_t 
         if (u->state[c] == UPD_LIVE) {
             if (pool_add(u, &n, p, c, ep_mark))
                 return -1;
-        } else if (u->mark[c] != ep_mark && top < chain_cap) {
+        } else if (u->mark[c] != ep_mark && top < CHAIN_MAX) {
             u->mark[c] = ep_mark;
             chain[top++] = c;
         }
     }
-    for (size_t from = 0, depth = 1; from < top && depth <= CHAIN_DEPTH; depth++) {
-        size_t to = top;
-        for (size_t i = from; i < to; i++) {
-            uint32_t d = chain[i];
-            if (depth > 1 && n >= CHAIN_WANT * (size_t)maxdeg)
-                break;
-            if (h->levels[d] < l)
-                continue;
-            const uint32_t *dl = hnsw_links(h, d, l);
-            for (uint32_t j = 0; j < dl[0]; j++) {
-                uint32_t c = dl[1 + j];
-                if (u->state[c] == UPD_LIVE) {
-                    if (pool_add(u, &n, p, c, ep_mark))
-                        return -1;
-                } else if (u->state[c] == UPD_PENDING && depth < CHAIN_DEPTH &&
-                           u->mark[c] != ep_mark && top < chain_cap) {
-                    u->mark[c] = ep_mark;
-                    chain[top++] = c;
-                }
+    /* chain is the queue: entries before depth_end are at depth `depth` */
+    for (size_t i = 0, depth = 1, depth_end = top; i < top; i++) {
+        if (i == depth_end) {
+            depth++;
+            depth_end = top;
+        }
+        if (depth > 1 && n >= CHAIN_WANT * (size_t)maxdeg)
+            break;
+        uint32_t d = chain[i];
+        if (h->levels[d] < l)
+            continue;
+        const uint32_t *dl = hnsw_links(h, d, l);
+        for (uint32_t j = 0; j < dl[0]; j++) {
+            uint32_t c = dl[1 + j];
+            if (u->state[c] == UPD_LIVE) {
+                if (pool_add(u, &n, p, c, ep_mark))
+                    return -1;
+            } else if (u->state[c] == UPD_PENDING && depth < CHAIN_DEPTH && u->mark[c] != ep_mark &&
+                       top < CHAIN_MAX) {
+                u->mark[c] = ep_mark;
+                chain[top++] = c;
             }
         }
-        from = to;
     }
     qsort(u->pool, n, sizeof(hnsw_hit), hnsw_hit_cmp);
     uint32_t kept = heuristic(h, u->pool, n, maxdeg, ln + 1);
@@ -802,7 +801,7 @@ int upd_consolidate(upd_index *u, hf_err *e)
             int hit = 0;
             for (uint32_t j = 0; j < ln[0] && !hit; j++)
                 hit = u->state[ln[1 + j]] != UPD_LIVE;
-            if (hit && repair_list(u, (uint32_t)p, l, chain, CHAIN_MAX))
+            if (hit && repair_list(u, (uint32_t)p, l, chain))
                 return hf_err_set(e, HF_ENOMEM, "out of memory repairing the graph");
         }
     }
