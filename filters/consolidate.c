@@ -345,16 +345,18 @@ static int run_stream(state *s)
     if (checkpoint(s, &e))
         cli_fail(prog, o->out, &e);
     const upd_stats *st = s->L.u ? upd_get_stats(s->L.u) : NULL;
-    fprintf(stderr,
-            "consolidate: %llu inserts (%.0f/s), %llu deletes (%.0f/s incl. repair), %llu queries "
-            "(%.0f QPS), %llu passes (%llu lists repaired), %zu live, %llu refused, %.2f s "
-            "(updates %.2f s, queries %.2f s)",
-            (unsigned long long)ins, t_ins > 0 ? ins / t_ins : 0.0, (unsigned long long)del,
-            t_del > 0 ? del / t_del : 0.0, (unsigned long long)nq, t_q > 0 ? nq / t_q : 0.0,
-            (unsigned long long)(st ? st->passes : 0),
-            (unsigned long long)(st ? st->repaired_lists : 0),
-            s->L.u ? upd_nlive(s->L.u) : (size_t)0, (unsigned long long)rejected,
-            now_seconds() - t0, t_ins + t_del, t_q);
+    fprintf(
+        stderr,
+        "consolidate: %llu inserts (%.0f/s), %llu deletes (%.0f/s incl. repair), %llu queries "
+        "(%.0f QPS), %llu passes (%llu lists repaired, %llu full walks), %zu live, %llu refused, "
+        "%.2f s "
+        "(updates %.2f s, queries %.2f s)",
+        (unsigned long long)ins, t_ins > 0 ? ins / t_ins : 0.0, (unsigned long long)del,
+        t_del > 0 ? del / t_del : 0.0, (unsigned long long)nq, t_q > 0 ? nq / t_q : 0.0,
+        (unsigned long long)(st ? st->passes : 0),
+        (unsigned long long)(st ? st->repaired_lists : 0), (unsigned long long)(st ? st->walks : 0),
+        s->L.u ? upd_nlive(s->L.u) : (size_t)0, (unsigned long long)rejected, now_seconds() - t0,
+        t_ins + t_del, t_q);
     if (s->L.u)
         fprintf(stderr, "; graph memory %.1f MiB (+%.1f MiB ids and slot state)",
                 hnsw_memory_bytes(upd_graph(s->L.u)) / 1048576.0,

@@ -64,7 +64,7 @@ static void sort_node(const hnsw *h, edge_graph *g, uint32_t i, hnsw_hit *tmp)
         tmp[j].id = ln[1 + j];
         tmp[j].d = hnsw_node_dist(h, i, ln[1 + j]);
     }
-    qsort(tmp, deg, sizeof *tmp, hnsw_hit_cmp);
+    hnsw_hit_sort(tmp, deg);
     uint64_t o = g->off[i];
     double s = 0;
     for (uint32_t j = 0; j < deg; j++) {

@@ -224,6 +224,8 @@ knn_base hnsw_knn_base(const hnsw *h);
 
 /* qsort order for hits: nearest first, ties by id (so sorting is deterministic). */
 int hnsw_hit_cmp(const void *a, const void *b);
+/* Sorts hits in hnsw_hit_cmp's order, without a call per comparison. */
+void hnsw_hit_sort(hnsw_hit *a, size_t n);
 
 typedef struct hnsw_stats {
     uint64_t ndist;       /* distance computations, all levels */

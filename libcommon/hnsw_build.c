@@ -182,7 +182,7 @@ static void link_back(hnsw *h, build_scratch *b, uint32_t s, uint32_t q, int l)
         }
         b->prune[deg].id = q;
         b->prune[deg].d = hnsw_space_dist_nodes(h, s, q);
-        qsort(b->prune, deg + 1, sizeof(hnsw_hit), hnsw_hit_cmp);
+        hnsw_hit_sort(b->prune, deg + 1);
         /* not b->selected: the caller is iterating over it */
         uint32_t kept = select_heuristic(h, b->prune, deg + 1, maxdeg, b->pruned);
         memcpy(ln + 1, b->pruned, kept * sizeof(uint32_t));

@@ -251,7 +251,7 @@ static void *label_worker(void *arg)
             cd[c].id = (uint32_t)c;
             cd[c].d = dist_finish(h->p.metric, h->kern(qs, hnsw_vec(h, m->cand_int[c]), h->dim));
         }
-        qsort(cd, m->C, sizeof *cd, hnsw_hit_cmp);
+        hnsw_hit_sort(cd, m->C);
         /* the classic descent first: ties go to it */
         uint32_t best = (uint32_t)m->C;
         double bestc = INFINITY;

@@ -33,6 +33,7 @@ typedef struct upd_stats {
     uint64_t inserts, replaced, deletes, passes;
     uint64_t repaired_lists; /* link lists rewritten by consolidation passes */
     uint64_t reach_links;    /* links added to make unreachable nodes reachable */
+    uint64_t walks;          /* full reachability walks (the rest re-attached orphans) */
 } upd_stats;
 
 typedef struct upd_index upd_index;

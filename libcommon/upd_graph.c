@@ -52,6 +52,15 @@ struct upd_index {
     uint32_t *pend; /* PENDING slots */
     size_t npend, pend_cap;
     size_t live;
+    /* reachability certificate: a tree of level-0 edges from the entry
+     * (parent per slot). A removed edge that was a node's parent edge makes
+     * the node an orphan; the end of a frame re-attaches orphans from their
+     * own neighbours, and walks the whole graph only when that fails */
+    uint32_t *parent, *pred; /* pred: scratch of attach_by_search */
+    uint8_t *orphan;
+    uint32_t *orph; /* orphans, a stack (may hold stale entries) */
+    size_t norph, orph_cap;
+    int tree_ok;    /* 0: no certificate (the next check walks the graph) */
     uint64_t draws; /* level draws so far */
     int reorder;    /* started empty: order the dimensions once enough rows came */
     /* scratch */
@@ -124,8 +133,20 @@ static int ensure_slots(upd_index *u, hf_err *e)
     uint32_t *m = realloc(u->mark, need * sizeof *m);
     if (m)
         u->mark = m;
-    if (!s || !c || !m)
+    uint32_t *par = realloc(u->parent, need * sizeof *par);
+    if (par)
+        u->parent = par;
+    uint8_t *o = realloc(u->orphan, need);
+    if (o)
+        u->orphan = o;
+    uint32_t *pr = realloc(u->pred, need * sizeof *pr);
+    if (pr)
+        u->pred = pr;
+    if (!s || !c || !m || !par || !o || !pr)
         return hf_err_set(e, HF_ENOMEM, "out of memory for %zu slots", need);
+    for (size_t i = u->scap; i < need; i++)
+        par[i] = HNSW_NONE;
+    memset(o + u->scap, 0, need - u->scap);
     memset(u->state + u->scap, UPD_FREE, need - u->scap);
     memset(u->cap_level + u->scap, 0, need - u->scap);
     memset(u->mark + u->scap, 0, (need - u->scap) * sizeof *m);
@@ -169,6 +190,10 @@ void upd_destroy(upd_index **up)
     free(u->freel);
     free(u->pend);
     free(u->mark);
+    free(u->parent);
+    free(u->pred);
+    free(u->orphan);
+    free(u->orph);
     free(u->cand.a);
     free(u->res.a);
     free(u->sorted);
@@ -261,6 +286,39 @@ static uint32_t next_epoch(upd_index *u)
         u->epoch = 1;
     }
     return u->epoch;
+}
+
+/* x lost its certificate (or never had one): the end of the frame finds it a
+ * new parent. Out of memory only costs a full walk. */
+static void make_orphan(upd_index *u, uint32_t x)
+{
+    if (u->orphan[x])
+        return;
+    u->orphan[x] = 1;
+    if (push_u32(&u->orph, &u->norph, &u->orph_cap, x))
+        u->tree_ok = 0;
+}
+
+/* The level-0 edge from -> to is gone. */
+static inline void lose_edge(upd_index *u, uint32_t from, uint32_t to)
+{
+    if (u->parent[to] == from)
+        make_orphan(u, to);
+}
+
+/* Members of old[0..n) missing from the level-0 list ln lost their edge from p. */
+static void lose_dropped(upd_index *u, uint32_t p, const uint32_t *old, uint32_t n,
+                         const uint32_t *ln)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (u->parent[old[i]] != p)
+            continue;
+        int kept = 0;
+        for (uint32_t j = 0; j < ln[0] && !kept; j++)
+            kept = ln[1 + j] == old[i];
+        if (!kept)
+            make_orphan(u, old[i]);
+    }
 }
 
 static inline float vdist(const hnsw *h, const float *a, uint32_t b)
@@ -370,11 +428,16 @@ static void link_back(upd_index *u, uint32_t s, uint32_t q, int l)
     }
     u->pool[deg].id = q;
     u->pool[deg].d = hnsw_node_dist(h, s, q);
-    qsort(u->pool, deg + 1, sizeof(hnsw_hit), hnsw_hit_cmp);
+    hnsw_hit_sort(u->pool, deg + 1);
     uint32_t kept = heuristic(h, u->pool, deg + 1, maxdeg, u->copy);
+    if (l == 0)
+        for (uint32_t j = 0; j < deg + 1; j++)
+            u->todo[j] = u->pool[j].id;
     memcpy(ln + 1, u->copy, kept * sizeof(uint32_t));
     memset(ln + 1 + kept, 0, (deg - kept) * sizeof(uint32_t));
     ln[0] = kept;
+    if (l == 0)
+        lose_dropped(u, s, u->todo, deg + 1, ln);
 }
 
 static void link_node(upd_index *u, uint32_t q)
@@ -384,6 +447,7 @@ static void link_node(upd_index *u, uint32_t q)
     if (h->entry == HNSW_NONE) {
         h->entry = q;
         h->max_level = level;
+        u->tree_ok = 0;
         return;
     }
     const float *qv = hnsw_vec(h, q);
@@ -422,10 +486,11 @@ static void link_node(upd_index *u, uint32_t q)
     if (level > h->max_level) {
         h->entry = q;
         h->max_level = level;
+        u->tree_ok = 0; /* a new root: the certificate hangs from the old one */
     }
 }
 
-static int restore_reachability(upd_index *u, hf_err *e);
+static int keep_reachable(upd_index *u, hf_err *e);
 
 /* Level draw as hnsw_graph.c's, from (seed, draw counter). */
 static int draw_level(upd_index *u)
@@ -521,6 +586,9 @@ static int insert_one(upd_index *u, uint64_t ext, const float *vec, float *tmp, 
         return rc;
     u->state[id] = UPD_LIVE;
     u->live++;
+    u->parent[id] = HNSW_NONE;
+    u->orphan[id] = 0;
+    make_orphan(u, id);
     link_node(u, id);
     u->st.inserts++;
     return 0;
@@ -548,7 +616,7 @@ int upd_insert(upd_index *u, const uint64_t *ext, const float *vecs, size_t n, h
      * as in any HNSW build: one walk per frame restores reachability (with
      * deletes pending the next pass does it) */
     if (rc == 0 && u->npend == 0)
-        rc = restore_reachability(u, e);
+        rc = keep_reachable(u, e);
     return rc;
 }
 
@@ -633,6 +701,8 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t chain[CHAIN_MAX
     uint32_t ep_mark = next_epoch(u);
     uint32_t maxdeg = hnsw_maxdeg(h, l), old = ln[0];
     size_t n = 0;
+    if (l == 0)
+        memcpy(u->todo, ln + 1, old * sizeof(uint32_t));
     u->mark[p] = ep_mark;
     /* breadth first through deleted nodes, one depth at a time, collecting
      * live ones: the deleted neighbours' own neighbours (FreshDiskANN's
@@ -678,7 +748,7 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t chain[CHAIN_MAX
             }
         }
     }
-    qsort(u->pool, n, sizeof(hnsw_hit), hnsw_hit_cmp);
+    hnsw_hit_sort(u->pool, n);
     uint32_t kept = heuristic(h, u->pool, n, maxdeg, ln + 1);
     /* then back up to the degree the list had, with the nearest candidates
      * the heuristic passed over: a list shrinks a little at every repair
@@ -697,13 +767,17 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t chain[CHAIN_MAX
     if (kept < old)
         memset(ln + 1 + kept, 0, (old - kept) * sizeof(uint32_t));
     ln[0] = kept;
+    if (l == 0)
+        lose_dropped(u, p, u->todo, old, ln);
     u->st.repaired_lists++;
     return 0;
 }
 
 /* Level-0 walk from start over live nodes, marking seen; returns how many
- * new nodes it reached. queue: scratch of n entries. */
-static size_t walk_live(const upd_index *u, uint32_t start, uint8_t *seen, uint32_t *queue)
+ * new nodes it reached (and, when parent is given, from which node). queue:
+ * scratch of n entries. */
+static size_t walk_live(const upd_index *u, uint32_t start, uint8_t *seen, uint32_t *queue,
+                        uint32_t *parent)
 {
     const hnsw *h = u->h;
     size_t head = 0, tail = 0;
@@ -712,11 +786,14 @@ static size_t walk_live(const upd_index *u, uint32_t start, uint8_t *seen, uint3
     seen[start] = 1;
     queue[tail++] = start;
     while (head < tail) {
-        const uint32_t *ln = hnsw_links0(h, queue[head++]);
+        uint32_t x = queue[head++];
+        const uint32_t *ln = hnsw_links0(h, x);
         for (uint32_t j = 0; j < ln[0]; j++) {
             uint32_t v = ln[1 + j];
             if (!seen[v] && u->state[v] == UPD_LIVE) {
                 seen[v] = 1;
+                if (parent)
+                    parent[v] = x;
                 queue[tail++] = v;
             }
         }
@@ -740,11 +817,17 @@ static int restore_reachability(upd_index *u, hf_err *e)
         free(seen);
         return hf_err_set(e, HF_ENOMEM, "out of memory for the reachability walk");
     }
+    u->st.walks++;
+    u->tree_ok = 0;
     for (int round = 0; round < 16; round++) {
         memset(seen, 0, h->n);
-        size_t got = walk_live(u, h->entry, seen, queue);
-        if (got >= u->live)
+        u->parent[h->entry] = HNSW_NONE;
+        size_t got = walk_live(u, h->entry, seen, queue, u->parent);
+        if (got >= u->live) {
+            /* this walk's parents are the certificate: nothing changed since */
+            u->tree_ok = 1;
             break;
+        }
         for (size_t x = 0; x < h->n && got < u->live; x++) {
             if (u->state[x] != UPD_LIVE || seen[x])
                 continue;
@@ -766,14 +849,171 @@ static int restore_reachability(upd_index *u, hf_err *e)
             if (ln[0] < h->p.M0)
                 ln[1 + ln[0]++] = (uint32_t)x;
             else
-                ln[ln[0]] = (uint32_t)x;
+                ln[ln[0]] = (uint32_t)x; /* the next round's walk sees what this cut */
             u->st.reach_links++;
-            got += walk_live(u, (uint32_t)x, seen, queue);
+            got += walk_live(u, (uint32_t)x, seen, queue, u->parent);
         }
     }
     free(queue);
     free(seen);
+    for (size_t i = 0; i < u->norph; i++)
+        u->orphan[u->orph[i]] = 0;
+    u->norph = 0;
     return 0;
+}
+
+/* y reaches the entry by parent edges without passing x or an orphan. */
+static int chain_ok(const upd_index *u, uint32_t y, uint32_t x)
+{
+    for (int steps = 0; steps < 256; steps++) {
+        if (y == x || u->orphan[y] || u->state[y] != UPD_LIVE)
+            return 0;
+        if (y == u->h->entry)
+            return 1;
+        y = u->parent[y];
+        if (y == HNSW_NONE)
+            return 0;
+    }
+    return 0; /* a long chain: the full walk makes a shallow tree again */
+}
+
+/* A parent for orphan x among its own neighbours that link back to it. */
+static int attach(upd_index *u, uint32_t x)
+{
+    const hnsw *h = u->h;
+    const uint32_t *ln = hnsw_links0(h, x);
+    for (uint32_t j = 0; j < ln[0]; j++) {
+        uint32_t y = ln[1 + j];
+        if (u->state[y] != UPD_LIVE || u->orphan[y])
+            continue;
+        const uint32_t *yl = hnsw_links0(h, y);
+        int back = 0;
+        for (uint32_t i = 0; i < yl[0] && !back; i++)
+            back = yl[1 + i] == x;
+        if (back && chain_ok(u, y, x)) {
+            u->parent[x] = y;
+            u->orphan[x] = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The path by which a beam search reached v becomes the certificate of v and
+ * of every node on it. */
+static void take_path(upd_index *u, uint32_t v)
+{
+    for (; v != u->h->entry; v = u->pred[v]) {
+        u->parent[v] = u->pred[v];
+        u->orphan[v] = 0;
+    }
+}
+
+/* When no neighbour of x links back to it with a certificate: a beam search
+ * for x's own vector over live nodes, from the entry, remembering from which
+ * node each was reached. Finding x gives a path of edges; otherwise x is cut
+ * off (pruning while linking back does that, as in any HNSW build) and gets
+ * a link from its nearest reached node with room (else the nearest). */
+static void attach_by_search(upd_index *u, uint32_t x)
+{
+    hnsw *h = u->h;
+    const float *xv = hnsw_vec(h, x);
+    uint32_t ep = h->entry, ep_mark = next_epoch(u);
+    u->cand.n = u->res.n = 0;
+    u->mark[ep] = ep_mark;
+    float epd = vdist(h, xv, ep);
+    hmin_push(&u->cand, epd, ep);
+    hmax_push(&u->res, epd, ep);
+    int found = 0;
+    while (u->cand.n && !found) {
+        hnsw_hit c = u->cand.a[0];
+        if (u->res.n >= REACH_EF && c.d > u->res.a[0].d)
+            break;
+        hmin_pop(&u->cand);
+        const uint32_t *ln = hnsw_links0(h, c.id);
+        for (uint32_t j = 0; j < ln[0] && !found; j++) {
+            uint32_t nb = ln[1 + j];
+            if (u->mark[nb] == ep_mark || u->state[nb] != UPD_LIVE)
+                continue;
+            u->mark[nb] = ep_mark;
+            u->pred[nb] = c.id;
+            if (nb == x) {
+                found = 1;
+                break;
+            }
+            float d = vdist(h, xv, nb);
+            if ((u->res.n < REACH_EF || d < u->res.a[0].d) && u->cand.n < u->cand.cap) {
+                hmin_push(&u->cand, d, nb);
+                hmax_push(&u->res, d, nb);
+                if (u->res.n > REACH_EF)
+                    hmax_pop(&u->res);
+            }
+        }
+    }
+    if (found) {
+        take_path(u, x);
+        return;
+    }
+    size_t n = u->res.n;
+    for (size_t i = n; i-- > 0;) {
+        u->sorted[i] = u->res.a[0];
+        hmax_pop(&u->res);
+    }
+    uint32_t from = u->sorted[0].id; /* the entry at least */
+    for (size_t i = 0; i < n; i++)
+        if (hnsw_links0(h, u->sorted[i].id)[0] < h->p.M0) {
+            from = u->sorted[i].id;
+            break;
+        }
+    uint32_t *ln = hnsw_links0(h, from);
+    if (ln[0] < h->p.M0) {
+        ln[1 + ln[0]++] = x;
+    } else {
+        lose_edge(u, from, ln[ln[0]]);
+        ln[ln[0]] = x;
+    }
+    u->st.reach_links++;
+    take_path(u, from);
+    u->parent[x] = from;
+    u->orphan[x] = 0;
+}
+
+/* Every live node reachable from the entry at level 0, as after each frame:
+ * by re-attaching the orphans when every one finds a parent (an insert
+ * frame of 500 rows into 50k makes a few hundred), else by a full walk. */
+static int keep_reachable(upd_index *u, hf_err *e)
+{
+    if (u->h->entry == HNSW_NONE || u->live == 0) {
+        u->norph = 0;
+        return 0;
+    }
+    if (u->tree_ok && u->orphan[u->h->entry])
+        u->tree_ok = 0;
+    /* a bound on the rounds: each links at most one node */
+    for (size_t rounds = 4 * u->norph + 64; u->tree_ok && u->norph && rounds; rounds--) {
+        int progress = 0;
+        size_t m = 0;
+        for (size_t i = 0; i < u->norph; i++) {
+            uint32_t x = u->orph[i];
+            if (!u->orphan[x])
+                continue;
+            if (u->state[x] != UPD_LIVE) {
+                u->orphan[x] = 0;
+                continue;
+            }
+            if (attach(u, x))
+                progress = 1;
+            else
+                u->orph[m++] = x;
+        }
+        u->norph = m;
+        /* once re-attaching stops helping: one by search, then again */
+        if (!progress && u->norph)
+            attach_by_search(u, u->orph[--u->norph]);
+    }
+    if (u->tree_ok && u->norph == 0)
+        return 0;
+    return restore_reachability(u, e);
 }
 
 /* A live node of the highest level, or HNSW_NONE. */
@@ -808,9 +1048,14 @@ int upd_consolidate(upd_index *u, hf_err *e)
     if (h->entry != HNSW_NONE && u->state[h->entry] != UPD_LIVE) {
         h->entry = pick_entry(u);
         h->max_level = h->entry == HNSW_NONE ? -1 : h->levels[h->entry];
+        u->tree_ok = 0;
     }
     for (size_t i = 0; i < u->npend; i++) {
         uint32_t d = u->pend[i];
+        const uint32_t *l0 = hnsw_links0(h, d);
+        for (uint32_t j = 0; j < l0[0]; j++)
+            lose_edge(u, d, l0[1 + j]);
+        u->parent[d] = HNSW_NONE;
         for (int l = 0; l <= h->levels[d]; l++) {
             uint32_t *ln = hnsw_links(h, d, l);
             memset(ln, 0, (1 + (size_t)ln[0]) * sizeof(uint32_t));
@@ -822,7 +1067,7 @@ int upd_consolidate(upd_index *u, hf_err *e)
     }
     u->npend = 0;
     u->st.passes++;
-    return restore_reachability(u, e);
+    return keep_reachable(u, e);
 }
 
 /* ---- queries, checks, saving ---- */
@@ -859,8 +1104,8 @@ int upd_search(upd_index *u, const float *q, size_t k, size_t ef, hnsw_hit *out,
 
 size_t upd_extra_bytes(const upd_index *u)
 {
-    return u->scap * (2 + sizeof(uint32_t)) + u->ids->cap * sizeof(uint64_t) +
-           u->ids->hcap * (sizeof(uint64_t) + sizeof(uint32_t)) +
+    return u->scap * (3 + 3 * sizeof(uint32_t)) + u->orph_cap * sizeof(uint32_t) +
+           u->ids->cap * sizeof(uint64_t) + u->ids->hcap * (sizeof(uint64_t) + sizeof(uint32_t)) +
            (u->free_cap + u->pend_cap) * sizeof(uint32_t);
 }
 
@@ -887,7 +1132,7 @@ void upd_check(const upd_index *u, size_t *unreachable, size_t *bad_edges)
     }
     uint8_t *seen = calloc(h->n, 1);
     uint32_t *queue = malloc(h->n * sizeof *queue);
-    size_t got = seen && queue ? walk_live(u, h->entry, seen, queue) : 0;
+    size_t got = seen && queue ? walk_live(u, h->entry, seen, queue, NULL) : 0;
     *unreachable = u->live - got;
     free(seen);
     free(queue);

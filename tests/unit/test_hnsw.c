@@ -2,7 +2,7 @@
  * test_hnsw.c - the graph finds true neighbours (checked against knn_exact
  * for every metric), is deterministic for one thread and a seed, survives a
  * save/load round trip unchanged, never returns tombstoned nodes, answers the
- * same after renumbering for locality, and the
+ * same after renumbering for locality, sorts hits in qsort's order, and the
  * loader refuses a graph whose links point outside it.
  */
 #include <setjmp.h>
@@ -254,6 +254,32 @@ static void reordered_graph_answers_exactly_as_before(void **st)
     hnsw_destroy(&g);
 }
 
+static void hit_sort_gives_qsorts_order(void **st)
+{
+    (void)st;
+    unsigned seed = 5;
+    hnsw_hit a[700], b[700];
+    size_t sizes[] = {0, 1, 2, 15, 16, 17, 33, 64, 100, 257, 700};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t n = sizes[s];
+        for (int ties = 0; ties < 3; ties++) {
+            for (size_t i = 0; i < n; i++) {
+                /* ties: few distinct distances, and ids given in reverse */
+                a[i].d = ties ? (float)(rand_r(&seed) % (ties == 1 ? 5 : 1)) : (float)rand_r(&seed);
+                a[i].id = ties == 2 ? (uint32_t)(n - i) : (uint32_t)rand_r(&seed);
+            }
+            memcpy(b, a, n * sizeof *a);
+            hnsw_hit_sort(a, n);
+            if (n)
+                qsort(b, n, sizeof *b, hnsw_hit_cmp);
+            for (size_t i = 0; i < n; i++) {
+                assert_true(a[i].d == b[i].d);
+                assert_int_equal(a[i].id, b[i].id);
+            }
+        }
+    }
+}
+
 static void bad_parameters_are_refused(void **st)
 {
     (void)st;
@@ -276,6 +302,7 @@ int main(void)
         cmocka_unit_test(tombstoned_nodes_are_never_returned),
         cmocka_unit_test(excluded_node_is_never_measured_or_returned),
         cmocka_unit_test(reordered_graph_answers_exactly_as_before),
+        cmocka_unit_test(hit_sort_gives_qsorts_order),
         cmocka_unit_test(bad_parameters_are_refused),
     };
     return cmocka_run_group_tests(tests, make_data, free_data);
