@@ -730,6 +730,23 @@ int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e)
     if (v[7] != EDGE_PROJ || v[8] != EDGE_NFEAT)
         return hf_err_set(e, HF_EDATA, "edge model: proj %g / nfeat %g, this build has %d / %d",
                           v[7], v[8], EDGE_PROJ, EDGE_NFEAT);
+    /* bound the allocation before the parameters are read: a frame within
+     * the size limit can still claim a huge shape; each of the largest
+     * tensors must fit in what the frame's params hold */
+    const msgpack_object *ps = nn_model_field(obj, "params");
+    double have = 0;
+    for (uint32_t i = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && i < ps->via.array.size; i++) {
+        const msgpack_object *d = nn_model_field(&ps->via.array.ptr[i], "data");
+        if (d && d->type == MSGPACK_OBJECT_BIN)
+            have += d->via.bin.size / 4.0;
+    }
+    double big[] = {EDGE_PROJ * v[0], v[2] * EDGE_NODE_IN, v[3] * v[2],
+                    v[3] * v[3],      3 * v[2] * v[3],     v[5] * (2 * v[2] + EDGE_NFEAT),
+                    v[6] * v[2]};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        if (big[i] > have)
+            return hf_err_set(e, HF_EDATA,
+                              "edge model: its shape needs more weights than it holds");
     edge_model_cfg cfg = {.d_node = (size_t)v[2],
                           .d_msg = (size_t)v[3],
                           .heads = (size_t)v[4],
