@@ -24,7 +24,10 @@ graph, off by default: six trainings on the whole graph): A, scratchB, and
 from A on task B naive, --ewc (EEWC, default 100), --replay 1000 and both;
 each written graph is searched with plain `query --ef` over the ef grid,
 and its gain is the classic graph's distance computations at recall R
-minus its own.
+minus its own. EEDGES=classic (or N) forces every edge-score run to the
+classic graph's level-0 edge count (or N) instead of its tolerance search:
+the gains are then at equal memory. EDGE=1 NAV=0 writes drift-edges.md
+(drift-edges-EEDGES.md) alone.
 """
 import csv
 import os
@@ -43,6 +46,9 @@ TARGET = float(os.environ.get("RECALL", "0.95"))
 EWC = os.environ.get("EWC", "100")  # nav-train's lambda
 REWC = os.environ.get("REWC", "1")  # layer-route's (its Fisher has another scale)
 EEWC = os.environ.get("EEWC", "100")  # edge-score's
+# edge-score's edge count: "" its tolerance search, N, or "classic" (as
+# many level-0 edges as the classic graph: gains then at equal memory)
+EEDGES = os.environ.get("EEDGES", "")
 DISTILL = os.environ.get("DISTILL", "0.5")
 RES = os.environ.get("RES", "bench/results")
 DATA = "bench/data/drift"
@@ -98,8 +104,21 @@ def train_router(d, out, args):
         log=out + ".log")
 
 
+def l0_edges(idx):
+    import msgpack
+    import numpy as np
+    t = 0
+    with open(idx, "rb") as f:
+        for fr in msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 30):
+            if fr["t"] == "links" and fr["level"] == 0:
+                t += int(np.frombuffer(fr["deg"], "<u4").sum())
+    return t
+
+
 def train_edges(d, out, args):
     """edge-score on the candidate graph (graph-build --M0 48 of the base)."""
+    if EEDGES:
+        args = args + ["--edges", str(l0_edges(f"{d}/classic.idx")) if EEDGES == "classic" else EEDGES]
     if not os.path.exists(f"{d}/wide.idx"):
         say("building the --M0 48 candidate graph")
         run([f"{BIN}/graph-build", "--threads", THREADS, "--M0", "48", "-o", f"{d}/wide.idx",
@@ -209,8 +228,9 @@ def sleep_cycle(d, w, live):
 def write_edges(f, edgers):
     f.write("\n## The edge scorer under drift\n\n`edge-score --train A` (A), `--train B` (scratch B) "
             "and `edge-score --init A --train B` (naive, --ewc " + EEWC + ", --replay 1000, both) on "
-            "the --M0 48 candidate graph, each keeping the fewest edges its own validation allows "
-            "(tolerance 0.002 on the held-aside quarter of --train); distance computations of plain "
+            "the --M0 48 candidate graph, each keeping " + (("at most " + EEDGES + " level-0 edges (classic: as many as "
+            "the classic graph has)") if EEDGES else "the fewest edges its own validation allows "
+            "(tolerance 0.002 on the held-aside quarter of --train)") + "; distance computations of plain "
             "`query --ef` on the written graph at recall@10 " + str(TARGET) + ", interpolated over the "
             "ef grid, against the classic graph's. retained A = the model's task-A gain over the "
             "classic graph / model A's; share B = its task-B gain / scratch B's. train s = edge-score "
@@ -302,7 +322,7 @@ def main():
                 lines, rc = sleep_cycle(d, w, live)
                 cycles.append((name, live, rc, lines))
     if not rows and edgers:  # EDGE=1 NAV=0: the edge scorer's figures alone
-        with open(f"{RES}/drift-edges.md", "w") as f:
+        with open(f"{RES}/drift-edges{'-' + EEDGES if EEDGES else ''}.md", "w") as f:
             write_edges(f, edgers)
         say("wrote", f"{RES}/drift-edges.md")
         return
