@@ -234,9 +234,11 @@ def write_edges(f, edgers):
             "`query --ef` on the written graph at recall@10 " + str(TARGET) + ", interpolated over the "
             "ef grid, against the classic graph's. retained A = the model's task-A gain over the "
             "classic graph / model A's; share B = its task-B gain / scratch B's. train s = edge-score "
-            "wall time (" + THREADS + " threads).\n\n")
-    f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | edges | train s |\n")
-    f.write("|---|---|---|---|---|---|---|---|---|---|\n")
+            "wall time (" + THREADS + " threads); method = the scores that pruned the written graph (learned: "
+            "the model plus its usage prior; usage: the usage counts alone, which the tolerance "
+            "search picks when they pass with fewer edges).\n\n")
+    f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | edges | train s | method |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in edgers:
         f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
 
@@ -308,6 +310,8 @@ def main():
                 eres[v] = {t: at(curve(d, f"{w}/e{v}.idx", t, False), TARGET) for t in ("A", "B")}
                 kept = re.search(r"level-0 edges (\d+) -> (\d+)", open(f"{w}/e{v}.idx.log").read())
                 eres[v]["edges"] = kept.group(2) if kept else ""
+                how = re.search(r"(\w+) pruning (keeps|forced)", open(f"{w}/e{v}.idx.log").read())
+                eres[v]["method"] = how.group(1) if how else "unchanged"
                 eres[v]["secs"] = es
                 say(name, "edges", v, "A %.0f B %.0f (classic %.0f %.0f), %s edges, %.0f s"
                     % (eres[v]["A"], eres[v]["B"], cl["A"], cl["B"], eres[v]["edges"], es))
@@ -315,6 +319,7 @@ def main():
             em = ["noupdate"] + [x for x, _ in ev]
             for r, v in zip(gain_rows(name, cl, eres, em), em):
                 r["edges"] = eres[v]["edges"]
+                r["method"] = eres[v]["method"]
                 r["train_s"] = round(eres[v]["secs"], 1)
                 edgers.append(r)
         if nav and os.environ.get("SLEEP", "1") == "1":
