@@ -149,6 +149,18 @@ static int keep_other(const frame_in *f, void *arg, hf_err *e)
     return frame_keep_add(arg, f, e);
 }
 
+/* malloc or fail with one line naming what it was for (never NULL) */
+static void *alloc_or_fail(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        hf_err e;
+        hf_err_set(&e, HF_ENOMEM, "out of memory for %s", what);
+        cli_fail(prog, what, &e);
+    }
+    return p;
+}
+
 /* --init: the first edge-scorer frame of MODEL */
 static int grab_model(const frame_in *f, void *arg, hf_err *e)
 {
@@ -500,19 +512,11 @@ int main(int argc, char **argv)
         rq = read_train(replay_file, &cc, max_frame, h->dim, 10000000, &nrp);
     else if (replay_n) {
         nrp = replay_n < old.nreplay ? replay_n : old.nreplay;
-        rq = malloc(nrp * h->dim * sizeof *rq);
-        if (!rq) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory for replayed queries");
-            cli_fail(prog, init, &e);
-        }
+        rq = alloc_or_fail(nrp * h->dim * sizeof *rq, "replayed queries");
         memcpy(rq, old.replay, nrp * h->dim * sizeof *rq);
     }
     if (rq && h->perm) {
-        float *tmp = malloc(h->dim * sizeof *tmp);
-        if (!tmp) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory for replayed queries");
-            cli_fail(prog, in_name, &e);
-        }
+        float *tmp = alloc_or_fail(h->dim * sizeof *tmp, "replayed queries");
         for (size_t q = 0; q < nrp; q++) {
             memcpy(tmp, rq + q * h->dim, h->dim * sizeof *tmp);
             hnsw_permute_query(h, tmp, rq + q * h->dim);
@@ -596,12 +600,8 @@ int main(int argc, char **argv)
     float *lq = queries;
     uint32_t *lself = self;
     if (want_labels && nrp) {
-        lq = malloc((nq + nrp) * h->dim * sizeof *lq);
-        lself = self ? malloc((nq + nrp) * sizeof *lself) : NULL;
-        if (!lq || (self && !lself)) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory for replayed queries");
-            cli_fail(prog, in_name, &e);
-        }
+        lq = alloc_or_fail((nq + nrp) * h->dim * sizeof *lq, "replayed queries");
+        lself = self ? alloc_or_fail((nq + nrp) * sizeof *lself, "replayed queries") : NULL;
         memcpy(lq, queries, nq * h->dim * sizeof *lq);
         memcpy(lq + nq * h->dim, rq, nrp * h->dim * sizeof *lq);
         if (lself) {
@@ -638,11 +638,7 @@ int main(int argc, char **argv)
         /* what the next training keeps of this one: its Fisher on this
          * run's labels added to the earlier tasks', and the reservoir of
          * this run's training queries (input order) */
-        float *raw = malloc((nq ? nq : 1) * h->dim * sizeof *raw);
-        if (!raw) {
-            hf_err_set(&e, HF_ENOMEM, "out of memory for the replay reservoir");
-            cli_fail(prog, in_name, &e);
-        }
+        float *raw = alloc_or_fail(nq * h->dim * sizeof *raw, "the replay reservoir");
         for (size_t q = 0; q < nq; q++) {
             if (h->perm)
                 hnsw_unpermute(h, queries + q * h->dim, raw + q * h->dim);
