@@ -17,6 +17,17 @@ gain / model A's; B gain share = its B gain / scratchB's. Training time is
 nav-train's wall time. Writes bench/results/drift.md and drift.csv, and
 appends every row with its lambda to drift-sweep.csv (EWC=L VARIANTS=...
 SLEEP=0 runs sweep lambda for its leave-one-data-set-out choice).
+
+NAV=0 skips the navigation policy's rows (and the sleep cycle, which needs
+them). EDGE=1 adds the edge scorer (edge-score on a --M0 48 candidate
+graph, off by default: six trainings on the whole graph): A, scratchB, and
+from A on task B naive, --ewc (EEWC, default 100), --replay 1000 and both;
+each written graph is searched with plain `query --ef` over the ef grid,
+and its gain is the classic graph's distance computations at recall R
+minus its own. EEDGES=classic (or N) forces every edge-score run to the
+classic graph's level-0 edge count (or N) instead of its tolerance search:
+the gains are then at equal memory. EDGE=1 NAV=0 writes drift-edges.md
+(drift-edges-EEDGES.md) alone.
 """
 import csv
 import os
@@ -34,6 +45,10 @@ RECALLS = os.environ.get("RECALLS", "0.85,0.9,0.93,0.95,0.97,0.98,0.99,0.995").s
 TARGET = float(os.environ.get("RECALL", "0.95"))
 EWC = os.environ.get("EWC", "100")  # nav-train's lambda
 REWC = os.environ.get("REWC", "1")  # layer-route's (its Fisher has another scale)
+EEWC = os.environ.get("EEWC", "100")  # edge-score's
+# edge-score's edge count: "" its tolerance search, N, or "classic" (as
+# many level-0 edges as the classic graph: gains then at equal memory)
+EEDGES = os.environ.get("EEDGES", "")
 DISTILL = os.environ.get("DISTILL", "0.5")
 RES = os.environ.get("RES", "bench/results")
 DATA = "bench/data/drift"
@@ -87,6 +102,31 @@ def train(d, out, args):
 def train_router(d, out, args):
     run([f"{BIN}/layer-route", "--threads", THREADS, "-o", out] + args + [f"{d}/classic.idx"],
         log=out + ".log")
+
+
+def l0_edges(idx):
+    import msgpack
+    import numpy as np
+    t = 0
+    with open(idx, "rb") as f:
+        for fr in msgpack.Unpacker(f, raw=False, max_buffer_size=1 << 30):
+            if fr["t"] == "links" and fr["level"] == 0:
+                t += int(np.frombuffer(fr["deg"], "<u4").sum())
+    return t
+
+
+def train_edges(d, out, args):
+    """edge-score on the candidate graph (graph-build --M0 48 of the base)."""
+    if EEDGES:
+        args = args + ["--edges", str(l0_edges(f"{d}/classic.idx")) if EEDGES == "classic" else EEDGES]
+    if not os.path.exists(f"{d}/wide.idx"):
+        say("building the --M0 48 candidate graph")
+        run([f"{BIN}/graph-build", "--threads", THREADS, "--M0", "48", "-o", f"{d}/wide.idx",
+             f"{d}/base.frames"])
+    t0 = time.time()
+    run([f"{BIN}/edge-score", "--threads", THREADS, "-o", out] + args + [f"{d}/wide.idx"],
+        log=out + ".log")
+    return time.time() - t0
 
 
 def point(d, idx, task, opts):
@@ -185,10 +225,29 @@ def sleep_cycle(d, w, live):
     return lines, r.returncode
 
 
+def write_edges(f, edgers):
+    f.write("\n## The edge scorer under drift\n\n`edge-score --train A` (A), `--train B` (scratch B) "
+            "and `edge-score --init A --train B` (naive, --ewc " + EEWC + ", --replay 1000, both) on "
+            "the --M0 48 candidate graph, each keeping " + (("at most " + EEDGES + " level-0 edges (classic: as many as "
+            "the classic graph has)") if EEDGES else "the fewest edges its own validation allows "
+            "(tolerance 0.002 on the held-aside quarter of --train)") + "; distance computations of plain "
+            "`query --ef` on the written graph at recall@10 " + str(TARGET) + ", interpolated over the "
+            "ef grid, against the classic graph's. retained A = the model's task-A gain over the "
+            "classic graph / model A's; share B = its task-B gain / scratch B's. train s = edge-score "
+            "wall time (" + THREADS + " threads); method = the scores that pruned the written graph (learned: "
+            "the model plus its usage prior; usage: the usage counts alone, which the tolerance "
+            "search picks when they pass with fewer edges).\n\n")
+    f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | edges | train s | method |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for r in edgers:
+        f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
+
+
 def main():
     os.makedirs(RES, exist_ok=True)
     rows = []
     routers = []
+    edgers = []
     cycles = []
     for name in SETS:
         d = prepare(name)
@@ -209,18 +268,21 @@ def main():
         keep = os.environ.get("VARIANTS")  # a subset (A and scratchB always run)
         if keep:
             variants = [x for x in variants if x[0] in ("A", "scratchB") or x[0] in keep.split(",")]
+        nav = os.environ.get("NAV", "1") == "1"
+        if not nav:
+            variants = []
         secs = {}
         for v, args in variants:
             say(name, "training", v)
             secs[v] = train(d, f"{w}/{v}.idx", args)
         cl = {t: at(curve(d, f"{d}/classic.idx", t, False), TARGET) for t in ("A", "B")}
         res = {}
-        for v, _ in [("noupdate", None)] + variants:
+        for v, _ in ([("noupdate", None)] if nav else []) + variants:
             src = "A" if v == "noupdate" else v
             res[v] = {t: at(curve(d, f"{w}/{src}.idx", t, True), TARGET) for t in ("A", "B")}
             say(name, v, "A %.0f B %.0f (classic %.0f %.0f)" % (res[v]["A"], res[v]["B"], cl["A"], cl["B"]))
-        models = ["noupdate"] + [x for x, _ in variants]
-        for r, v in zip(gain_rows(name, cl, res, models), models):
+        models = ["noupdate"] + [x for x, _ in variants] if nav else []
+        for r, v in zip(gain_rows(name, cl, res, models) if nav else [], models):
             r["train_s"] = round(secs["A" if v == "noupdate" else v][0], 1)
             r["train_cpu_s"] = round(secs["A" if v == "noupdate" else v][1], 1)
             rows.append(r)
@@ -236,10 +298,39 @@ def main():
                 rres[v] = {t: at(route_curve(d, f"{w}/r{v}.idx", t), TARGET) for t in ("A", "B")}
             rres["noupdate"] = rres["A"]
             routers += gain_rows(name, cl, rres, ["noupdate"] + [x for x, _ in rv])
-        if os.environ.get("SLEEP", "1") == "1":
+        if os.environ.get("EDGE", "0") == "1":
+            ei = ["--init", f"{w}/eA.idx"]
+            ev = [("A", A), ("scratchB", B), ("naive", B + ei), ("ewc", B + ei + ["--ewc", EEWC]),
+                  ("replay", B + ei + ["--replay", "1000"]),
+                  ("ewc+replay", B + ei + ["--ewc", EEWC, "--replay", "1000"])]
+            eres = {}
+            for v, args in ev:
+                say(name, "edges", v)
+                es = train_edges(d, f"{w}/e{v}.idx", args)
+                eres[v] = {t: at(curve(d, f"{w}/e{v}.idx", t, False), TARGET) for t in ("A", "B")}
+                kept = re.search(r"level-0 edges (\d+) -> (\d+)", open(f"{w}/e{v}.idx.log").read())
+                eres[v]["edges"] = kept.group(2) if kept else ""
+                how = re.search(r"(\w+) pruning (keeps|forced)", open(f"{w}/e{v}.idx.log").read())
+                eres[v]["method"] = how.group(1) if how else "unchanged"
+                eres[v]["secs"] = es
+                say(name, "edges", v, "A %.0f B %.0f (classic %.0f %.0f), %s edges, %.0f s"
+                    % (eres[v]["A"], eres[v]["B"], cl["A"], cl["B"], eres[v]["edges"], es))
+            eres["noupdate"] = eres["A"]
+            em = ["noupdate"] + [x for x, _ in ev]
+            for r, v in zip(gain_rows(name, cl, eres, em), em):
+                r["edges"] = eres[v]["edges"]
+                r["method"] = eres[v]["method"]
+                r["train_s"] = round(eres[v]["secs"], 1)
+                edgers.append(r)
+        if nav and os.environ.get("SLEEP", "1") == "1":
             for live in ("query", "consolidate"):
                 lines, rc = sleep_cycle(d, w, live)
                 cycles.append((name, live, rc, lines))
+    if not rows and edgers:  # EDGE=1 NAV=0: the edge scorer's figures alone
+        with open(f"{RES}/drift-edges{'-' + EEDGES if EEDGES else ''}.md", "w") as f:
+            write_edges(f, edgers)
+        say("wrote", f"{RES}/drift-edges.md")
+        return
     with open(f"{RES}/drift.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         wr.writeheader()
@@ -266,6 +357,8 @@ def main():
             f.write("|---|---|---|---|---|---|---|---|\n")
             for r in routers:
                 f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
+        if edgers:
+            write_edges(f, edgers)
         if cycles:
             f.write("\n## The sleep cycle under query load\n\nA server of model A (`query --serve --nav --log`, "
                     "asked recall " + str(TARGET) + ", or `consolidate --serve --log`, ef 64) answers task B's "
@@ -284,6 +377,8 @@ def main():
             wr.writerow(["nav", EWC] + [r[k] for k in ("set", "model", "retained_A", "share_B")])
         for r in routers:
             wr.writerow(["router", REWC] + [r[k] for k in ("set", "model", "retained_A", "share_B")])
+        for r in edgers:
+            wr.writerow(["edges", EEWC] + [r[k] for k in ("set", "model", "retained_A", "share_B")])
 
 
 if __name__ == "__main__":

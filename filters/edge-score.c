@@ -39,6 +39,18 @@
  * queries). Training queries sampled from the base are in stored
  * (dimension-permuted) order; --train queries are read in input order and
  * permuted to match.
+ *
+ * Continual learning (issue 16, as layer-route and nav-train): --init MODEL
+ * starts from the first edge-scorer frame of an earlier output index (its
+ * shape, and its standardisation, which is not refitted); --ewc LAMBDA
+ * penalises moving the weights the stored diagonal Fisher marks; --replay
+ * N|FILE labels N queries of the stored reservoir (or those of FILE) with
+ * this run's training queries. The labels are per edge (did any training
+ * search route over it?), so replayed queries are in every batch's labels,
+ * and in the usage prior of the keep score. The written model keeps the
+ * Fisher of this run's labels added to the earlier tasks' and a reservoir
+ * (--reservoir) of the training queries, in input order. The validation
+ * and the fallback are the same as without --init.
  */
 #include <getopt.h>
 #include <math.h>
@@ -104,6 +116,15 @@ static void usage(void)
            "                        arbitrary node, to label bridging edges (default 4; 0 off)\n"
            "      --baseline KIND   no model: prune by `random` scores or by `usage` counts\n"
            "                        of the training searches (ties broken at random)\n"
+           "      --init MODEL      start from the edge-scorer of an index file an earlier\n"
+           "                        edge-score wrote (its shape; --no-graph is its own)\n"
+           "      --ewc LAMBDA      with --init: penalise moving the weights the earlier\n"
+           "                        tasks' Fisher information (kept in the model) marks\n"
+           "      --replay N|FILE   N queries of the model's reservoir of past training\n"
+           "                        queries (N needs --init), or those of FILE, are\n"
+           "                        labelled and trained on with this run's\n"
+           "      --reservoir N     past training queries the written model keeps for a\n"
+           "                        later --replay (default 1000, 0 none)\n"
            "      --seed S          sampling, noise, initialisation (default 42)\n"
            "  -t, --threads N       threads for features and labelling (default: all cores)\n"
            "      --max-frame BYTES refuse frames larger than this (default 256 MiB)\n"
@@ -126,6 +147,27 @@ static int keep_other(const frame_in *f, void *arg, hf_err *e)
             return 0;
     }
     return frame_keep_add(arg, f, e);
+}
+
+/* malloc or fail with one line naming what it was for (never NULL) */
+static void *alloc_or_fail(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        hf_err e;
+        hf_err_set(&e, HF_ENOMEM, "out of memory for %s", what);
+        cli_fail(prog, what, &e);
+    }
+    return p;
+}
+
+/* --init: the first edge-scorer frame of MODEL */
+static int grab_model(const frame_in *f, void *arg, hf_err *e)
+{
+    edge_model **m = arg;
+    if (*m || strcmp(f->type, "model") != 0 || !nn_model_is_kind(f->map, EDGE_MODEL_KIND))
+        return 0;
+    return edge_model_unpack(f->map, m, e);
 }
 
 static float *read_train(const char *ep, const curve_cfg *cc, size_t max_frame, size_t dim,
@@ -320,10 +362,17 @@ int main(int argc, char **argv)
                                          {"tolerance", required_argument, 0, 20},
                                          {"val-queries", required_argument, 0, 21},
                                          {"val-ef", required_argument, 0, 22},
+                                         {"init", required_argument, 0, 23},
+                                         {"ewc", required_argument, 0, 24},
+                                         {"replay", required_argument, 0, 25},
+                                         {"reservoir", required_argument, 0, 26},
                                          CURVE_LONG_OPTIONS,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *train_ep = NULL, *out_ep = "-", *baseline = NULL;
+    const char *init = NULL, *replay_file = NULL;
+    size_t replay_n = 0, reservoir = 1000;
+    double ewc = 0;
     size_t nq = 5000, edges = 0, max_frame = 0, nval = 2000;
     double budget = 0.85, noise = 0.5, min_frac = 0.3, usage_w = 1.0, tol = 0.002;
     int budget_set = 0;
@@ -376,6 +425,15 @@ int main(int argc, char **argv)
         case 22:
             nef = cli_u64_list(prog, "--val-ef", optarg, 1, 100000, val_ef, EDGE_VAL_MAX_EF);
             break;
+        case 23: init = optarg; break;
+        case 24: ewc = cli_f64(prog, "--ewc", optarg, 0, 1e9); break;
+        case 25:
+            if (strspn(optarg, "0123456789") == strlen(optarg))
+                replay_n = cli_u64(prog, "--replay", optarg, 1, 10000000);
+            else
+                replay_file = optarg;
+            break;
+        case 26: reservoir = cli_u64(prog, "--reservoir", optarg, 0, 10000000); break;
         case 12: max_frame = cli_u64(prog, "--max-frame", optarg, 64, UINT64_MAX); break;
         case 'h': usage(); return 0;
         default:
@@ -386,13 +444,18 @@ int main(int argc, char **argv)
     }
     if (argc - optind > 1)
         cli_usage_error(prog, "one input at most");
+    if ((ewc > 0 || replay_n) && !init)
+        cli_usage_error(prog, "--ewc and --replay N start from a model: give --init");
+    if (baseline && (init || replay_file))
+        cli_usage_error(prog, "--baseline trains no model: not with --init or --replay");
     int forced = edges || budget_set || nval == 0;
     tc.seed = seed;
     lc.threads = threads;
     const char *in_ep = optind < argc ? argv[optind] : "-";
     const char *in_name = strcmp(in_ep, "-") == 0 ? "stdin" : in_ep;
     hf_err e = {0};
-    if (channel_curve_usage(&cc, (const char *const[]){in_ep, train_ep}, 2, &out_ep, 1, 0, 0, &e))
+    if (channel_curve_usage(&cc, (const char *const[]){in_ep, train_ep, init, replay_file}, 4,
+                            &out_ep, 1, 0, 0, &e))
         cli_usage_error(prog, "%s", e.msg);
     channel_install_signal_cleanup();
     double t0 = now_seconds();
@@ -408,6 +471,59 @@ int main(int argc, char **argv)
         hf_err_set(&e, HF_EDATA, "the index is empty");
         cli_fail(prog, in_name, &e);
     }
+    /* --init: the model trained on, checked against this index before any work */
+    edge_model *m = NULL;
+    nn_memory old = {0}; /* what the --init model kept of its earlier tasks */
+    if (init) {
+        channel *ic = NULL;
+        hnsw *ih = NULL;
+        if (channel_open_in_curve(init, max_frame, &cc, &ic, &e) ||
+            hnsw_load(ic, &ih, grab_model, &m, &e))
+            cli_fail(prog, init, &e);
+        channel_destroy(&ic);
+        hnsw_destroy(&ih);
+        if (!m)
+            hf_err_set(&e, HF_EDATA, "no edge-scorer model frame (train one with edge-score)");
+        else if (edge_model_dim(m) != h->dim)
+            hf_err_set(&e, HF_EDATA, "the edge model is for dimension %zu, %s has %zu",
+                       edge_model_dim(m), in_name, h->dim);
+        else if (edge_model_m0(m) < h->p.M0)
+            hf_err_set(&e, HF_EDATA,
+                       "the edge model takes at most %u level-0 neighbours, %s has M0 %u",
+                       edge_model_m0(m), in_name, h->p.M0);
+        else if (ewc > 0 && !edge_model_memory(m)->fisher)
+            hf_err_set(&e, HF_EDATA,
+                       "the edge model keeps no Fisher information, which --ewc needs "
+                       "(retrain it with this edge-score)");
+        else if (replay_n && !edge_model_memory(m)->nreplay)
+            hf_err_set(&e, HF_EDATA,
+                       "the edge model keeps no replay reservoir, which --replay N needs "
+                       "(retrain it with this edge-score, or --replay FILE)");
+        if (e.code)
+            cli_fail(prog, init, &e);
+        old = *edge_model_memory(m); /* moved: m's memory is rewritten after training */
+        memset(edge_model_memory(m), 0, sizeof old);
+    }
+    /* replayed past queries (input order as stored or read), then put in
+     * stored order below with the training queries */
+    float *rq = NULL;
+    size_t nrp = 0;
+    if (replay_file)
+        rq = read_train(replay_file, &cc, max_frame, h->dim, 10000000, &nrp);
+    else if (replay_n) {
+        nrp = replay_n < old.nreplay ? replay_n : old.nreplay;
+        rq = alloc_or_fail(nrp * h->dim * sizeof *rq, "replayed queries");
+        memcpy(rq, old.replay, nrp * h->dim * sizeof *rq);
+    }
+    if (rq && h->perm) {
+        float *tmp = alloc_or_fail(h->dim * sizeof *tmp, "replayed queries");
+        for (size_t q = 0; q < nrp; q++) {
+            memcpy(tmp, rq + q * h->dim, h->dim * sizeof *tmp);
+            hnsw_permute_query(h, tmp, rq + q * h->dim);
+        }
+        free(tmp);
+    }
+
     int want_labels = !baseline || strcmp(baseline, "usage") == 0;
     float *queries = NULL;
     uint32_t *self = NULL;
@@ -479,10 +595,24 @@ int main(int argc, char **argv)
     double t_label = 0, t_train = 0, auc = 0.5, bce = 0;
     float loss = 0;
     size_t used = 0;
-    edge_model *m = NULL;
+    /* the labelled queries: this run's training queries, then the replayed
+     * ones (no base vector of their own to leave out) */
+    float *lq = queries;
+    uint32_t *lself = self;
+    if (want_labels && nrp) {
+        lq = alloc_or_fail((nq + nrp) * h->dim * sizeof *lq, "replayed queries");
+        lself = self ? alloc_or_fail((nq + nrp) * sizeof *lself, "replayed queries") : NULL;
+        memcpy(lq, queries, nq * h->dim * sizeof *lq);
+        memcpy(lq + nq * h->dim, rq, nrp * h->dim * sizeof *lq);
+        if (lself) {
+            memcpy(lself, self, nq * sizeof *lself);
+            for (size_t q = nq; q < nq + nrp; q++)
+                lself[q] = HNSW_NONE;
+        }
+    }
     if (want_labels) {
         double t1 = now_seconds();
-        if (edge_label(h, g, queries, nq, self, &lc, usage_c, expanded, &e))
+        if (edge_label(h, g, lq, nq + nrp, lself, &lc, usage_c, expanded, &e))
             cli_fail(prog, in_name, &e);
         for (size_t x = 0; x < ne; x++)
             used += usage_c[x] > 0;
@@ -495,10 +625,34 @@ int main(int argc, char **argv)
         edge_model_cfg mc = edge_model_defaults();
         mc.seed = seed;
         mc.no_graph = no_graph;
-        if (edge_model_new(&mc, h->dim, g->m0, &m, &e) ||
-            edge_model_train(m, h, g, usage_c, expanded, &tc, &loss, &e) ||
+        if (!m && edge_model_new(&mc, h->dim, g->m0, &m, &e))
+            cli_fail(prog, in_name, &e);
+        /* EWC: the earlier tasks' Fisher around the weights we start from */
+        nn_ewc *ew = NULL;
+        tc.keep_stats = init != NULL;
+        if ((ewc > 0 && nn_ewc_from(edge_model_trainable(m), old.fisher, &ew, &e)) ||
+            edge_model_train_ewc(m, h, g, usage_c, expanded, &tc, ew, (float)ewc, &loss, &e) ||
             edge_model_score(m, h, g, score, &e))
             cli_fail(prog, in_name, &e);
+        nn_ewc_destroy(&ew);
+        /* what the next training keeps of this one: its Fisher on this
+         * run's labels added to the earlier tasks', and the reservoir of
+         * this run's training queries (input order) */
+        float *raw = alloc_or_fail(nq * h->dim * sizeof *raw, "the replay reservoir");
+        for (size_t q = 0; q < nq; q++) {
+            if (h->perm)
+                hnsw_unpermute(h, queries + q * h->dim, raw + q * h->dim);
+            else
+                memcpy(raw + q * h->dim, queries + q * h->dim, h->dim * sizeof *raw);
+        }
+        nn_memory *mem = edge_model_memory(m);
+        if (nn_ewc_from(edge_model_trainable(m), old.fisher, &ew, &e) ||
+            edge_model_fisher(m, h, g, usage_c, expanded, 512, seed + 11, ew, &e) ||
+            nn_memory_set_fisher(mem, &ew, 1, old.tasks + 1, &e) ||
+            nn_memory_reservoir(mem, &old, raw, nq, h->dim, reservoir, seed + 13, &e))
+            cli_fail(prog, in_name, &e);
+        nn_ewc_destroy(&ew);
+        free(raw);
         edge_eval(g, score, usage_c, expanded, &bce, &auc);
         /* the usage prior: counts the model cannot see rank its edges too */
         for (size_t x = 0; usage_w > 0 && x < ne; x++)
@@ -636,11 +790,26 @@ int main(int argc, char **argv)
     if (want_labels)
         fprintf(stderr, "; %zu training queries, %.1f%% of edges carried a route", nq,
                 ne ? 100.0 * used / ne : 0.0);
+    if (nrp)
+        fprintf(stderr, " and %zu replayed", nrp);
     if (!baseline)
         fprintf(stderr, "; loss %.4f, AUC %.3f", bce, auc);
     fprintf(stderr,
             "; features %.1f s, labels %.1f s, training %.1f s, validation %.1f s, total %.1f s\n",
             t_feat, t_label, t_train, t_val, now_seconds() - t0);
+    if (init)
+        fprintf(stderr,
+                "edge-score: continual: from %s, EWC %s (lambda %g, Fisher of %u earlier task%s), "
+                "%zu replayed queries; reservoir kept: %zu of %llu training queries seen\n",
+                init, ewc > 0 ? "on" : "off", ewc, old.tasks, old.tasks == 1 ? "" : "s", nrp,
+                edge_model_memory(m)->nreplay,
+                (unsigned long long)edge_model_memory(m)->replay_seen);
+    if (lq != queries)
+        free(lq);
+    if (lself != self)
+        free(lself);
+    free(rq);
+    nn_memory_free(&old);
     edge_val_destroy(&val);
     edge_model_destroy(&m);
     edge_graph_destroy(&g);

@@ -137,6 +137,7 @@ typedef struct edge_train_cfg {
     size_t nodes_per_epoch; /* source nodes sampled per pass (default 4096) */
     size_t batch;           /* source nodes a step (default 128) */
     float lr;               /* Adam learning rate (default 3e-3) */
+    int keep_stats;         /* keep the model's standardisation (training from --init) */
     uint64_t seed;
 } edge_train_cfg;
 
@@ -147,6 +148,18 @@ edge_train_cfg edge_train_defaults(void);
 int edge_model_train(edge_model *m, const hnsw *h, const edge_graph *g, const uint32_t *usage,
                      const uint32_t *expanded, const edge_train_cfg *cfg, float *final_loss,
                      hf_err *e);
+/* The same with elastic weight consolidation: when ewc is set (built over
+ * edge_model_trainable, e.g. nn_ewc_from with a stored Fisher), every step
+ * adds lambda/2 sum F (theta - theta*)^2 to the loss. */
+int edge_model_train_ewc(edge_model *m, const hnsw *h, const edge_graph *g, const uint32_t *usage,
+                         const uint32_t *expanded, const edge_train_cfg *cfg, const nn_ewc *ewc,
+                         float lambda, float *final_loss, hf_err *e);
+/* Add the empirical diagonal Fisher of the training loss, over `samples`
+ * source nodes drawn (seeded) from those training would sample, to w (over
+ * edge_model_trainable), and consolidate it (theta* = the weights now). */
+int edge_model_fisher(edge_model *m, const hnsw *h, const edge_graph *g, const uint32_t *usage,
+                      const uint32_t *expanded, size_t samples, uint64_t seed, nn_ewc *w,
+                      hf_err *e);
 /* Keep logits (score - threshold) for every edge of g into logit[nedges]. */
 int edge_model_score(edge_model *m, const hnsw *h, const edge_graph *g, float *logit, hf_err *e);
 /* Mean BCE and ranking AUC of the model's logits against usage > 0 over the
@@ -155,13 +168,23 @@ void edge_eval(const edge_graph *g, const float *logit, const uint32_t *usage,
                const uint32_t *expanded, double *bce, double *auc);
 
 /* Model frame {t:"model", kind:"edge-scorer", v:1, params, dim, m0, d_node,
- * d_msg, heads, hidden, thr_hidden, proj, nfeat} plus the caller's extra
- * pairs (edge-score: validation) (schemas/edge-model.json). */
+ * d_msg, heads, hidden, thr_hidden, proj, nfeat}, the memory pairs when
+ * present, plus the caller's extra pairs (edge-score: validation)
+ * (schemas/edge-model.json). */
 #define EDGE_MODEL_KIND "edge-scorer"
 int edge_model_pack(edge_model *m, const nn_extra *extra, msgpack_sbuffer *sb, hf_err *e);
 int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e);
 /* Parameter list (borrowed) for comparisons in tests. */
 const nn_params *edge_model_params(const edge_model *m);
+/* The trainable parameters (borrowed), in the order of a stored Fisher. */
+const nn_params *edge_model_trainable(const edge_model *m);
+/* What the model keeps for continual learning (borrowed; edge-score --ewc,
+ * --replay): the Fisher of edge_model_trainable and a reservoir of past
+ * training queries in input order, packed as the frame's optional fisher,
+ * tasks, replay, replay_seen pairs (nn_memory). */
+nn_memory *edge_model_memory(edge_model *m);
+size_t edge_model_dim(const edge_model *m);
+uint32_t edge_model_m0(const edge_model *m);
 
 /* --------------------------------------------------------------- prune --- */
 

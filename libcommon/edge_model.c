@@ -45,6 +45,7 @@ struct edge_model {
     nn_seq *thr;
     nn_params train; /* trainable, in a fixed order */
     nn_params all;   /* fixed tensors then trainable: what the frame holds */
+    nn_memory mem;   /* Fisher of `train` and past training queries (input order) */
     /* scratch */
     nn_tensor *xcat, *hb, *hn, *hp, *ein, *dy, *dhp, *dscore, *dthr, *v, *pv;
     uint8_t *mask;
@@ -71,6 +72,26 @@ const nn_params *edge_model_params(const edge_model *m)
     return &m->all;
 }
 
+const nn_params *edge_model_trainable(const edge_model *m)
+{
+    return &m->train;
+}
+
+nn_memory *edge_model_memory(edge_model *m)
+{
+    return &m->mem;
+}
+
+size_t edge_model_dim(const edge_model *m)
+{
+    return m->dim;
+}
+
+uint32_t edge_model_m0(const edge_model *m)
+{
+    return m->m0;
+}
+
 void edge_model_destroy(edge_model **self_p)
 {
     if (!self_p || !*self_p)
@@ -88,6 +109,7 @@ void edge_model_destroy(edge_model **self_p)
     nn_seq_destroy(&m->thr);
     nn_params_free(&m->train);
     nn_params_free(&m->all);
+    nn_memory_free(&m->mem);
     free(m->mask);
     free(m->erow_b);
     free(m->erow_id);
@@ -413,13 +435,16 @@ static float softplus(float z)
     return z > 0 ? z + log1pf(expf(-z)) : log1pf(expf(z));
 }
 
-/* One step on the batch; returns the summed loss in *loss_sum, rows in *rows. */
-static int train_step(edge_model *m, const edge_graph *g, const float *X, const float *C,
-                      const uint32_t *usage, const uint32_t *nodes, size_t B, nn_adam *opt,
-                      float lr, double *loss_sum, size_t *rows, hf_err *e)
+/* Gradients of the batch's mean loss in m->train's grad buffers (zeroed
+ * first); the summed loss in *loss_sum, rows in *rows (0: the batch has no
+ * edges and the grads stay zero). */
+static int batch_grad(edge_model *m, const edge_graph *g, const float *X, const float *C,
+                      const uint32_t *usage, const uint32_t *nodes, size_t B, double *loss_sum,
+                      size_t *rows, hf_err *e)
 {
     size_t d = m->cfg.d_node, K = m->m0, E;
     int rc;
+    nn_params_zero_grad(&m->train);
     if ((rc = ctx_forward(m, g, X, nodes, B, true, e)) ||
         (rc = edge_rows(m, g, nodes, B, m->hp, C, &E, e)))
         return rc;
@@ -442,7 +467,6 @@ static int train_step(edge_model *m, const edge_graph *g, const float *X, const 
     }
     *loss_sum += ls;
     *rows += E;
-    nn_params_zero_grad(&m->train);
     if ((rc = nn_seq_backward(m->edge, m->dscore, &dx, e)) ||
         (rc = nn_tensor_resize(m->dhp, B, d, e)))
         return rc;
@@ -468,7 +492,21 @@ static int train_step(edge_model *m, const edge_graph *g, const float *X, const 
         memcpy(m->dy->data, dh->data, B * d * sizeof(float));
         memcpy(m->dy->data + B * d, dnbr->data, B * K * d * sizeof(float));
     }
-    if ((rc = nn_seq_backward(m->inp, m->dy, &dy2, e)))
+    return nn_seq_backward(m->inp, m->dy, &dy2, e);
+}
+
+/* One Adam step on the batch, with the EWC penalty when ewc is set. */
+static int train_step(edge_model *m, const edge_graph *g, const float *X, const float *C,
+                      const uint32_t *usage, const uint32_t *nodes, size_t B, nn_adam *opt,
+                      float lr, const nn_ewc *ewc, float lambda, double *loss_sum, size_t *rows,
+                      hf_err *e)
+{
+    size_t before = *rows;
+    float pen = 0;
+    int rc = batch_grad(m, g, X, C, usage, nodes, B, loss_sum, rows, e);
+    if (rc || *rows == before)
+        return rc;
+    if (ewc && lambda > 0 && (rc = nn_ewc_penalty(ewc, &m->train, lambda, &pen, e)))
         return rc;
     return nn_adam_step(opt, &m->train, lr, e);
 }
@@ -476,6 +514,23 @@ static int train_step(edge_model *m, const edge_graph *g, const float *X, const 
 int edge_model_train(edge_model *m, const hnsw *h, const edge_graph *g, const uint32_t *usage,
                      const uint32_t *expanded, const edge_train_cfg *cfg, float *final_loss,
                      hf_err *e)
+{
+    return edge_model_train_ewc(m, h, g, usage, expanded, cfg, NULL, 0, final_loss, e);
+}
+
+/* The source nodes training samples: expanded by a labelling search, with edges. */
+static size_t train_pool(const edge_graph *g, const uint32_t *expanded, uint32_t *pool)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (expanded[i] && g->off[i + 1] > g->off[i])
+            pool[np++] = (uint32_t)i;
+    return np;
+}
+
+int edge_model_train_ewc(edge_model *m, const hnsw *h, const edge_graph *g, const uint32_t *usage,
+                         const uint32_t *expanded, const edge_train_cfg *cfg, const nn_ewc *ewc,
+                         float lambda, float *final_loss, hf_err *e)
 {
     if (h->dim != m->dim || g->m0 > m->m0)
         return hf_err_set(e, HF_EDATA, "edge model does not fit this index");
@@ -486,13 +541,13 @@ int edge_model_train(edge_model *m, const hnsw *h, const edge_graph *g, const ui
     uint32_t *pool = malloc((n ? n : 1) * sizeof *pool);
     nn_adam *opt = NULL;
     int rc = (!X || !C || !pool) ? hf_err_set(e, HF_ENOMEM, "out of memory training") : 0;
-    size_t np = 0;
-    for (size_t i = 0; i < n; i++)
-        if (expanded[i] && g->off[i + 1] > g->off[i])
-            pool[np++] = (uint32_t)i;
+    size_t np = pool ? train_pool(g, expanded, pool) : 0;
+    /* a model trained on (--init) keeps its standardisation: refitting it
+     * would move what every trained weight sees */
     if (!rc)
-        rc = node_inputs(m, h, g, X, 1, e);
-    fit_feat_stats(m, g);
+        rc = node_inputs(m, h, g, X, !cfg->keep_stats, e);
+    if (!cfg->keep_stats)
+        fit_feat_stats(m, g);
     if (!rc)
         rc = nn_adam_new(&opt, &m->train, nn_adam_defaults(), e);
     nn_rng rng;
@@ -518,14 +573,52 @@ int edge_model_train(edge_model *m, const hnsw *h, const edge_graph *g, const ui
         size_t rows = 0;
         for (size_t s = 0; rc == 0 && s < per; s += batch) {
             size_t B = per - s < batch ? per - s : batch;
-            rc = train_step(m, g, X, C, usage, pool + s, B, opt, nn_sched_lr(&sched, step++), &ls,
-                            &rows, e);
+            rc = train_step(m, g, X, C, usage, pool + s, B, opt, nn_sched_lr(&sched, step++), ewc,
+                            lambda, &ls, &rows, e);
         }
         last = rows ? ls / rows : 0;
     }
     if (final_loss)
         *final_loss = (float)last;
     nn_adam_destroy(&opt);
+    free(X);
+    free(C);
+    free(pool);
+    return rc;
+}
+
+int edge_model_fisher(edge_model *m, const hnsw *h, const edge_graph *g, const uint32_t *usage,
+                      const uint32_t *expanded, size_t samples, uint64_t seed, nn_ewc *w, hf_err *e)
+{
+    if (h->dim != m->dim || g->m0 > m->m0)
+        return hf_err_set(e, HF_EDATA, "edge model does not fit this index");
+    size_t n = g->n, d = m->cfg.d_node;
+    float *X = malloc((n ? n : 1) * EDGE_NODE_IN * sizeof *X);
+    float *C = malloc((n ? n : 1) * d * sizeof *C);
+    uint32_t *pool = malloc((n ? n : 1) * sizeof *pool);
+    int rc = (!X || !C || !pool) ? hf_err_set(e, HF_ENOMEM, "out of memory for the Fisher") : 0;
+    size_t np = pool ? train_pool(g, expanded, pool) : 0;
+    if (!rc)
+        rc = node_inputs(m, h, g, X, 0, e);
+    if (!rc)
+        rc = ctx_all(m, g, X, C, e);
+    nn_rng rng;
+    nn_rng_seed(&rng, seed);
+    size_t take = samples < np ? samples : np;
+    /* one sample = one source node's edges (the unit the loss averages over) */
+    for (size_t s = 0; rc == 0 && s < take; s++) {
+        size_t j = s + (size_t)nn_rng_below(&rng, np - s);
+        uint32_t t = pool[s];
+        pool[s] = pool[j];
+        pool[j] = t;
+        double ls = 0;
+        size_t rows = 0;
+        rc = batch_grad(m, g, X, C, usage, pool + s, 1, &ls, &rows, e);
+        if (!rc && rows)
+            rc = nn_ewc_accumulate(w, &m->train, e);
+    }
+    if (!rc && w->samples)
+        rc = nn_ewc_consolidate(w, &m->train, e);
     free(X);
     free(C);
     free(pool);
@@ -606,8 +699,19 @@ int edge_model_pack(edge_model *m, const nn_extra *extra, msgpack_sbuffer *sb, h
                       {"proj", EDGE_PROJ},
                       {"nfeat", EDGE_NFEAT},
                       {"graph_layer", m->cfg.no_graph ? 0 : 1}};
-    return nn_model_pack_extra(sb, EDGE_MODEL_KIND, hp, sizeof hp / sizeof hp[0], extra, &m->all,
-                               e);
+    /* the memory pairs (fisher, tasks, replay, replay_seen) before the caller's */
+    msgpack_sbuffer xs;
+    msgpack_sbuffer_init(&xs);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
+    uint32_t mem = nn_memory_pack(&m->mem, &pk);
+    if (extra && extra->len)
+        msgpack_sbuffer_write(&xs, extra->data, extra->len);
+    nn_extra all = {xs.data, xs.size, mem + (extra ? extra->pairs : 0)};
+    int rc =
+        nn_model_pack_extra(sb, EDGE_MODEL_KIND, hp, sizeof hp / sizeof hp[0], &all, &m->all, e);
+    msgpack_sbuffer_destroy(&xs);
+    return rc;
 }
 
 int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e)
@@ -626,6 +730,23 @@ int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e)
     if (v[7] != EDGE_PROJ || v[8] != EDGE_NFEAT)
         return hf_err_set(e, HF_EDATA, "edge model: proj %g / nfeat %g, this build has %d / %d",
                           v[7], v[8], EDGE_PROJ, EDGE_NFEAT);
+    /* bound the allocation before the parameters are read: a frame within
+     * the size limit can still claim a huge shape; each of the largest
+     * tensors must fit in what the frame's params hold */
+    const msgpack_object *ps = nn_model_field(obj, "params");
+    double have = 0;
+    for (uint32_t i = 0; ps && ps->type == MSGPACK_OBJECT_ARRAY && i < ps->via.array.size; i++) {
+        const msgpack_object *d = nn_model_field(&ps->via.array.ptr[i], "data");
+        if (d && d->type == MSGPACK_OBJECT_BIN)
+            have += d->via.bin.size / 4.0;
+    }
+    double big[] = {EDGE_PROJ * v[0], v[2] * EDGE_NODE_IN, v[3] * v[2],
+                    v[3] * v[3],      3 * v[2] * v[3],     v[5] * (2 * v[2] + EDGE_NFEAT),
+                    v[6] * v[2]};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        if (big[i] > have)
+            return hf_err_set(e, HF_EDATA,
+                              "edge model: its shape needs more weights than it holds");
     edge_model_cfg cfg = {.d_node = (size_t)v[2],
                           .d_msg = (size_t)v[3],
                           .heads = (size_t)v[4],
@@ -651,6 +772,8 @@ int edge_model_unpack(const msgpack_object *obj, edge_model **out, hf_err *e)
     int rc = edge_model_new(&cfg, (size_t)v[0], (uint32_t)v[1], &m, e);
     if (!rc)
         rc = nn_model_unpack_params(obj, EDGE_MODEL_KIND, &m->all, e);
+    if (!rc)
+        rc = nn_memory_unpack(obj, "edge model", nn_params_count(&m->train), m->dim, &m->mem, e);
     if (rc) {
         edge_model_destroy(&m);
         return rc;

@@ -33,6 +33,9 @@ EOF
     [ "$status" -eq 0 ]
     [[ "$output" == *"usage: edge-score"* ]]
     [[ "$output" == *"--M0 48"* ]]
+    for o in --init --ewc --replay --reservoir; do
+        [[ "$output" == *"$o"* ]]
+    done
 }
 
 @test "edge-score keeps the budget and writes a valid index with the model frame" {
@@ -235,4 +238,88 @@ EOF2
         [ "$status" -eq 64 ]
         [ "$(echo "$stderr" | wc -l)" -eq 1 ]
     done
+}
+
+# edge_field IDX EXPR : python EXPR over the edge-scorer frame f of IDX
+edge_field() {
+    $PY - "$@" <<'EOF2'
+import sys, msgpack
+f = next(x for x in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False)
+         if x.get("t") == "model" and x.get("kind") == "edge-scorer")
+print(eval(sys.argv[2]))
+EOF2
+}
+
+@test "edge-score keeps a Fisher and a reservoir; --init --ewc --replay trains on from it, tasks add up, and the index queries fine" {
+    # one Fisher value per trainable weight (the params after the five fixed
+    # tensors); 500 training queries in the reservoir, 16-dim rows
+    run edge_field "$FIX/pruned.idx" 'len(f["fisher"]) // 4 == sum(len(t["data"]) // 4 for t in f["params"][5:]), f["tasks"], len(f["replay"]) // 64, f["replay_seen"]'
+    [ "$output" = "(True, 1, 500, 500)" ]
+    run --separate-stderr "$BIN/edge-score" --threads 2 --init "$FIX/pruned.idx" --train "$FIX/train.frames" \
+        --ewc 10 --replay 200 --epochs 1 --nodes 256 --val-queries 100 -o "$BATS_TEST_TMPDIR/B.idx" "$FIX/cand.idx"
+    echo "$stderr"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"225 training queries"*"and 200 replayed"* ]]
+    [[ "$stderr" == *"continual: from $FIX/pruned.idx, EWC on (lambda 10, Fisher of 1 earlier task), 200 replayed queries; reservoir kept: 725 of 725 training queries seen"* ]]
+    validate --expect index "$BATS_TEST_TMPDIR/B.idx"
+    run edge_field "$BATS_TEST_TMPDIR/B.idx" 'f["tasks"], len(f["replay"]) // 64, f["validation"]["method"]'
+    [[ "$output" == "(2, 725, '"* ]]
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/B.idx" --ef 64 -k 10 \
+        -o "$BATS_TEST_TMPDIR/res" "$FIX/queries.frames"
+    [ "$status" -eq 0 ]
+    recall_at_least "$FIX/gt" "$BATS_TEST_TMPDIR/res" 0.85
+    # --replay FILE needs no --init; --reservoir 0 keeps none
+    run --separate-stderr "$BIN/edge-score" --threads 2 --replay "$FIX/train.frames" --reservoir 0 \
+        --queries 300 --epochs 1 --nodes 256 --val-queries 100 -o "$BATS_TEST_TMPDIR/F.idx" "$FIX/cand.idx"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"300 training queries"*"and 300 replayed"* ]]
+    run edge_field "$BATS_TEST_TMPDIR/F.idx" '"replay" in f, f["tasks"]'
+    [ "$output" = "(False, 1)" ]
+}
+
+@test "edge-score --init, --ewc and --replay refuse what they cannot use: one line, no output" {
+    local x="$BATS_TEST_TMPDIR/x.idx"
+    run --separate-stderr "$BIN/edge-score" --init "$BATS_TEST_TMPDIR/missing.idx" -o "$x" "$FIX/cand.idx"
+    assert_one_error_line edge-score "missing.idx"
+    assert_no_output "$x"
+    run --separate-stderr "$BIN/edge-score" --init "$FIX/cand.idx" -o "$x" "$FIX/cand.idx"
+    assert_one_error_line cand.idx "no edge-scorer model frame"
+    assert_no_output "$x"
+    # an edge model of another dimension (8) and of another feature width
+    $GEN -n 300 -d 8 --seed 25 -f frames "$BATS_TEST_TMPDIR/d8.frames"
+    "$BIN/graph-build" --threads 1 --M0 48 -o "$BATS_TEST_TMPDIR/d8.idx" "$BATS_TEST_TMPDIR/d8.frames" 2>/dev/null
+    "$BIN/edge-score" --threads 2 --queries 100 --epochs 1 --nodes 64 --val-queries 0 --budget 0.9 \
+        -o "$BATS_TEST_TMPDIR/d8e.idx" "$BATS_TEST_TMPDIR/d8.idx" 2>/dev/null
+    run --separate-stderr "$BIN/edge-score" --init "$BATS_TEST_TMPDIR/d8e.idx" -o "$x" "$FIX/cand.idx"
+    assert_one_error_line d8e.idx "dimension 8"
+    assert_no_output "$x"
+    edit_model edge-scorer "$FIX/pruned.idx" "$BATS_TEST_TMPDIR/nf.idx" 'f["nfeat"] = 13'
+    run --separate-stderr "$BIN/edge-score" --init "$BATS_TEST_TMPDIR/nf.idx" -o "$x" "$FIX/cand.idx"
+    assert_one_error_line nf.idx "nfeat 13"
+    assert_no_output "$x"
+    # a model without Fisher information or reservoir (as written before them)
+    edit_model edge-scorer "$FIX/pruned.idx" "$BATS_TEST_TMPDIR/old.idx" \
+        'f.pop("fisher"); f.pop("tasks"); f.pop("replay"); f.pop("replay_seen")'
+    run --separate-stderr "$BIN/edge-score" --init "$BATS_TEST_TMPDIR/old.idx" --ewc 10 -o "$x" "$FIX/cand.idx"
+    assert_one_error_line old.idx "no Fisher information"
+    assert_no_output "$x"
+    run --separate-stderr "$BIN/edge-score" --init "$BATS_TEST_TMPDIR/old.idx" --replay 50 -o "$x" "$FIX/cand.idx"
+    assert_one_error_line old.idx "no replay reservoir"
+    assert_no_output "$x"
+    edit_model edge-scorer "$FIX/pruned.idx" "$BATS_TEST_TMPDIR/bad.idx" 'f["fisher"] = f["fisher"][:-4]'
+    run --separate-stderr "$BIN/edge-score" --init "$BATS_TEST_TMPDIR/bad.idx" --ewc 10 -o "$x" "$FIX/cand.idx"
+    assert_one_error_line bad.idx "fisher"
+    assert_no_output "$x"
+    for a in "--ewc 10" "--replay 50"; do
+        # shellcheck disable=SC2086
+        run --separate-stderr "$BIN/edge-score" $a -o "$x" "$FIX/cand.idx"
+        [ "$status" -eq 64 ]
+        assert_one_error_line edge-score "give --init"
+        assert_no_output "$x"
+    done
+    # a model without the new pairs still loads and trains on
+    run --separate-stderr "$BIN/edge-score" --threads 2 --init "$BATS_TEST_TMPDIR/old.idx" --epochs 1 \
+        --nodes 256 --queries 300 --val-queries 100 -o "$x" "$FIX/cand.idx"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"Fisher of 0 earlier tasks"* ]]
 }

@@ -9,7 +9,9 @@
  * the loader does not know (models) go to a callback that reads their fields;
  * a layer-router frame is unpacked, bound to the graph and routes a query,
  * as `query --route` does; a nav-policy frame is unpacked, bound and
- * searches with every skip and stop kind, as `query --nav --recall` does.
+ * searches with every skip and stop kind, as `query --nav --recall` does;
+ * an edge-scorer frame is unpacked and, when it fits the graph, scores
+ * every level-0 edge, as `edge-score --init` starts from it.
  * Labels frames are taken into a label table as query takes them; when the
  * table covers the graph, filtered searches run in every mode
  * (filt_search.c) after the renumbering, as query --filters.
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "edge.h"
 #include "filt.h"
 #include "hnsw.h"
 #include "hnsw_io.h"
@@ -34,6 +37,7 @@
 typedef struct extra {
     route_model *rm;
     nav_policy *nav;
+    edge_model *em;
     filt_labels *fl;
 } extra;
 
@@ -48,6 +52,10 @@ static int other_frame(const frame_in *f, void *arg, hf_err *e)
     if (strcmp(f->type, "model") == 0 && route_is_frame(f->map)) {
         route_destroy(&x->rm);
         return route_unpack(f->map, &x->rm, e);
+    }
+    if (strcmp(f->type, "model") == 0 && nn_model_is_kind(f->map, EDGE_MODEL_KIND)) {
+        edge_model_destroy(&x->em);
+        return edge_model_unpack(f->map, &x->em, e);
     }
     if (strcmp(f->type, "model") == 0 && nav_is_frame(f->map)) {
         nav_destroy(&x->nav);
@@ -110,6 +118,23 @@ static void nav_some(nav_policy *p, const hnsw *h)
     nav_adsamp_destroy(&ad);
     nav_searcher_destroy(&s);
     free(q);
+}
+
+/* score every level-0 edge with an edge model that fits the graph, as
+ * edge-score --init does (a small m0 only: the batch grows with it) */
+static void edge_some(edge_model *m, const hnsw *h)
+{
+    hf_err e;
+    if (!m || edge_model_dim(m) != h->dim || edge_model_m0(m) < h->p.M0 || edge_model_m0(m) > 64)
+        return;
+    edge_graph *g = NULL;
+    if (edge_graph_new(h, 1, &g, &e) != 0)
+        return;
+    float *logit = malloc((g->nedges ? g->nedges : 1) * sizeof *logit);
+    if (logit)
+        edge_model_score(m, h, g, logit, &e);
+    free(logit);
+    edge_graph_destroy(&g);
 }
 
 static void search_some(const hnsw *h)
@@ -190,6 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (hnsw_reorder(h, &e) == 0 && hnsw_rows_build(h, 1, &e) == 0) {
                     search_some(h);
                     route_some(x.rm, h);
+                    edge_some(x.em, h);
                     filter_some(x.fl, h);
                     if (hnsw_l2_space(h))
                         nav_some(x.nav, h);
@@ -198,6 +224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             route_destroy(&x.rm);
             nav_destroy(&x.nav);
+            edge_model_destroy(&x.em);
             filt_labels_destroy(&x.fl);
             channel_destroy(&c);
         }

@@ -476,6 +476,109 @@ static void plain_mlp_model_frame_round_trips_bit_exact(void **st)
     round_trip(1);
 }
 
+/* distance of the trainable weights from a snapshot of them */
+static double moved(const nn_params *p, float *const *snap)
+{
+    double s = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t j = 0; j < nn_tensor_len(p->v[i].w); j++) {
+            double d = p->v[i].w->data[j] - snap[i][j];
+            s += d * d;
+        }
+    return s;
+}
+
+static void fisher_and_reservoir_round_trip_and_ewc_holds_the_weights(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(300, 6, 16, 9);
+    edge_graph *g = NULL;
+    hf_err e;
+    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
+    edge_model_cfg mc = edge_model_defaults();
+    mc.d_node = 8;
+    mc.d_msg = 8;
+    mc.heads = 2;
+    mc.hidden = 8;
+    mc.thr_hidden = 4;
+    edge_model *m = NULL;
+    assert_int_equal(edge_model_new(&mc, 6, 16, &m, &e), 0);
+    uint32_t *usage = malloc(g->nedges * sizeof *usage), *exp = malloc(g->n * sizeof *exp);
+    for (size_t x = 0; x < g->nedges; x++)
+        usage[x] = g->feat[x * EDGE_NFEAT + EF_OCCLUDED] == 0.0f;
+    for (size_t i = 0; i < g->n; i++)
+        exp[i] = 1;
+    edge_train_cfg tc = edge_train_defaults();
+    tc.epochs = 2;
+    tc.batch = 32;
+    float loss;
+    assert_int_equal(edge_model_train(m, h, g, usage, exp, &tc, &loss, &e), 0);
+    /* the Fisher: one value per trainable weight, >= 0, not all zero */
+    nn_ewc *w = NULL;
+    assert_int_equal(nn_ewc_from(edge_model_trainable(m), NULL, &w, &e), 0);
+    assert_int_equal(edge_model_fisher(m, h, g, usage, exp, 64, 5, w, &e), 0);
+    nn_memory *mem = edge_model_memory(m);
+    assert_int_equal(nn_memory_set_fisher(mem, &w, 1, 1, &e), 0);
+    assert_int_equal(mem->nfisher, nn_params_count(edge_model_trainable(m)));
+    double fs = 0;
+    for (size_t i = 0; i < mem->nfisher; i++) {
+        assert_true(mem->fisher[i] >= 0);
+        fs += mem->fisher[i];
+    }
+    assert_true(fs > 0);
+    float q[3 * 6] = {0};
+    assert_int_equal(nn_memory_reservoir(mem, NULL, q, 3, 6, 2, 1, &e), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(edge_model_pack(m, NULL, &sb, &e), 0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    assert_int_equal(msgpack_unpack_next(&u, sb.data, sb.size, NULL), MSGPACK_UNPACK_SUCCESS);
+    edge_model *m2 = NULL;
+    assert_int_equal(edge_model_unpack(&u.data, &m2, &e), 0);
+    nn_memory *mem2 = edge_model_memory(m2);
+    assert_int_equal(mem2->nfisher, mem->nfisher);
+    assert_memory_equal(mem2->fisher, mem->fisher, mem->nfisher * sizeof(float));
+    assert_int_equal(mem2->tasks, 1);
+    assert_int_equal(mem2->nreplay, 2);
+    assert_int_equal(mem2->replay_seen, 3);
+    /* on flipped labels, a strong EWC penalty keeps the weights nearer
+     * where they started than plain fine-tuning does */
+    for (size_t x = 0; x < g->nedges; x++)
+        usage[x] = !usage[x];
+    const nn_params *p = edge_model_trainable(m2);
+    float **snap = calloc(p->n, sizeof *snap);
+    for (size_t i = 0; i < p->n; i++) {
+        snap[i] = malloc(nn_tensor_len(p->v[i].w) * sizeof(float));
+        memcpy(snap[i], p->v[i].w->data, nn_tensor_len(p->v[i].w) * sizeof(float));
+    }
+    edge_model *m3 = NULL;
+    assert_int_equal(edge_model_unpack(&u.data, &m3, &e), 0);
+    tc.keep_stats = 1;
+    assert_int_equal(edge_model_train(m2, h, g, usage, exp, &tc, &loss, &e), 0);
+    nn_ewc *w3 = NULL;
+    assert_int_equal(nn_ewc_from(edge_model_trainable(m3), edge_model_memory(m3)->fisher, &w3, &e),
+                     0);
+    assert_int_equal(edge_model_train_ewc(m3, h, g, usage, exp, &tc, w3, 1e6f, &loss, &e), 0);
+    double d_plain = moved(edge_model_trainable(m2), snap);
+    double d_ewc = moved(edge_model_trainable(m3), snap);
+    assert_true(d_ewc < 0.5 * d_plain);
+    for (size_t i = 0; i < p->n; i++)
+        free(snap[i]);
+    free(snap);
+    nn_ewc_destroy(&w3);
+    nn_ewc_destroy(&w);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    edge_model_destroy(&m3);
+    edge_model_destroy(&m2);
+    edge_model_destroy(&m);
+    free(usage);
+    free(exp);
+    edge_graph_destroy(&g);
+    hnsw_destroy(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +591,7 @@ int main(void)
         cmocka_unit_test(validation_accepts_only_graphs_within_the_tolerance),
         cmocka_unit_test(model_frame_round_trips_bit_exact),
         cmocka_unit_test(plain_mlp_model_frame_round_trips_bit_exact),
+        cmocka_unit_test(fisher_and_reservoir_round_trip_and_ewc_holds_the_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
