@@ -118,38 +118,32 @@ static int push_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
     return 0;
 }
 
+/* *p grown to n entries of size bytes; 0, or -1 with *p unchanged. */
+static int grow(void *p, size_t n, size_t size)
+{
+    void *x = realloc(*(void **)p, n * size);
+    if (!x)
+        return -1;
+    *(void **)p = x;
+    return 0;
+}
+
 /* Per-slot arrays follow the graph's capacity. */
 static int ensure_slots(upd_index *u, hf_err *e)
 {
     size_t need = u->h->cap > u->h->n ? u->h->cap : u->h->n;
     if (need <= u->scap)
         return 0;
-    uint8_t *s = realloc(u->state, need);
-    if (s)
-        u->state = s;
-    uint8_t *c = realloc(u->cap_level, need);
-    if (c)
-        u->cap_level = c;
-    uint32_t *m = realloc(u->mark, need * sizeof *m);
-    if (m)
-        u->mark = m;
-    uint32_t *par = realloc(u->parent, need * sizeof *par);
-    if (par)
-        u->parent = par;
-    uint8_t *o = realloc(u->orphan, need);
-    if (o)
-        u->orphan = o;
-    uint32_t *pr = realloc(u->pred, need * sizeof *pr);
-    if (pr)
-        u->pred = pr;
-    if (!s || !c || !m || !par || !o || !pr)
+    if (grow(&u->state, need, 1) || grow(&u->cap_level, need, 1) ||
+        grow(&u->mark, need, sizeof *u->mark) || grow(&u->parent, need, sizeof *u->parent) ||
+        grow(&u->orphan, need, 1) || grow(&u->pred, need, sizeof *u->pred))
         return hf_err_set(e, HF_ENOMEM, "out of memory for %zu slots", need);
     for (size_t i = u->scap; i < need; i++)
-        par[i] = HNSW_NONE;
-    memset(o + u->scap, 0, need - u->scap);
+        u->parent[i] = HNSW_NONE;
+    memset(u->orphan + u->scap, 0, need - u->scap);
     memset(u->state + u->scap, UPD_FREE, need - u->scap);
     memset(u->cap_level + u->scap, 0, need - u->scap);
-    memset(u->mark + u->scap, 0, (need - u->scap) * sizeof *m);
+    memset(u->mark + u->scap, 0, (need - u->scap) * sizeof *u->mark);
     u->scap = need;
     return 0;
 }
@@ -306,17 +300,17 @@ static inline void lose_edge(upd_index *u, uint32_t from, uint32_t to)
         make_orphan(u, to);
 }
 
-/* Members of old[0..n) missing from the level-0 list ln lost their edge from p. */
+/* Members of p's old level-0 list old[0..n) not in kept[0..nk) lost their edge. */
 static void lose_dropped(upd_index *u, uint32_t p, const uint32_t *old, uint32_t n,
-                         const uint32_t *ln)
+                         const uint32_t *kept, uint32_t nk)
 {
     for (uint32_t i = 0; i < n; i++) {
         if (u->parent[old[i]] != p)
             continue;
-        int kept = 0;
-        for (uint32_t j = 0; j < ln[0] && !kept; j++)
-            kept = ln[1 + j] == old[i];
-        if (!kept)
+        int in = 0;
+        for (uint32_t j = 0; j < nk && !in; j++)
+            in = kept[j] == old[i];
+        if (!in)
             make_orphan(u, old[i]);
     }
 }
@@ -327,8 +321,10 @@ static inline float vdist(const hnsw *h, const float *a, uint32_t b)
 }
 
 /* Beam search of width ef at level l for qv from ep; results nearest first
- * in u->sorted (any state but FREE, which no edge reaches); returns count. */
-static size_t search_layer(upd_index *u, const float *qv, uint32_t ep, float epd, size_t ef, int l)
+ * in u->sorted (any state but FREE, which no edge reaches); returns count.
+ * pred, when given, gets for every node reached the node it was reached from. */
+static size_t search_layer(upd_index *u, const float *qv, uint32_t ep, float epd, size_t ef, int l,
+                           uint32_t *pred)
 {
     hnsw *h = u->h;
     const dist_bounded_fn bounded = h->p.metric == METRIC_L2 ? dist_best()->l2sq_bounded : NULL;
@@ -352,6 +348,8 @@ static size_t search_layer(upd_index *u, const float *qv, uint32_t ep, float epd
             if (u->mark[nb] == ep_mark)
                 continue;
             u->mark[nb] = ep_mark;
+            if (pred)
+                pred[nb] = c.id;
             u->todo[nt++] = nb;
             const char *v = (const char *)hnsw_vec(h, nb);
             for (size_t a = 0; a < pf_bytes; a += 64)
@@ -431,13 +429,10 @@ static void link_back(upd_index *u, uint32_t s, uint32_t q, int l)
     hnsw_hit_sort(u->pool, deg + 1);
     uint32_t kept = heuristic(h, u->pool, deg + 1, maxdeg, u->copy);
     if (l == 0)
-        for (uint32_t j = 0; j < deg + 1; j++)
-            u->todo[j] = u->pool[j].id;
+        lose_dropped(u, s, ln + 1, deg, u->copy, kept);
     memcpy(ln + 1, u->copy, kept * sizeof(uint32_t));
     memset(ln + 1 + kept, 0, (deg - kept) * sizeof(uint32_t));
     ln[0] = kept;
-    if (l == 0)
-        lose_dropped(u, s, u->todo, deg + 1, ln);
 }
 
 static void link_node(upd_index *u, uint32_t q)
@@ -468,7 +463,7 @@ static void link_node(upd_index *u, uint32_t q)
         }
     }
     for (int l = level < h->max_level ? level : h->max_level; l >= 0; l--) {
-        size_t n = search_layer(u, qv, ep, epd, h->p.ef_construction, l);
+        size_t n = search_layer(u, qv, ep, epd, h->p.ef_construction, l, NULL);
         ep = u->sorted[0].id;
         epd = u->sorted[0].d;
         /* deleted nodes guide the search but are never chosen as neighbours */
@@ -768,7 +763,7 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t chain[CHAIN_MAX
         memset(ln + 1 + kept, 0, (old - kept) * sizeof(uint32_t));
     ln[0] = kept;
     if (l == 0)
-        lose_dropped(u, p, u->todo, old, ln);
+        lose_dropped(u, p, u->todo, old, ln + 1, kept);
     u->st.repaired_lists++;
     return 0;
 }
@@ -799,6 +794,35 @@ static size_t walk_live(const upd_index *u, uint32_t start, uint8_t *seen, uint3
         }
     }
     return tail;
+}
+
+/* Link cut-off node x from the nearest of the m search results in u->sorted
+ * that is live, reached (seen, when given) and has room; else the nearest
+ * such, giving up its last link; else the entry. Returns the node linked from. */
+static uint32_t link_from_nearest(upd_index *u, uint32_t x, size_t m, const uint8_t *seen)
+{
+    hnsw *h = u->h;
+    uint32_t from = HNSW_NONE, nearest = HNSW_NONE;
+    for (size_t i = 0; i < m && from == HNSW_NONE; i++) {
+        uint32_t v = u->sorted[i].id;
+        if (v == x || u->state[v] != UPD_LIVE || (seen && !seen[v]))
+            continue;
+        if (nearest == HNSW_NONE)
+            nearest = v;
+        if (hnsw_links0(h, v)[0] < h->p.M0)
+            from = v;
+    }
+    if (from == HNSW_NONE)
+        from = nearest != HNSW_NONE ? nearest : h->entry;
+    uint32_t *ln = hnsw_links0(h, from);
+    if (ln[0] < h->p.M0) {
+        ln[1 + ln[0]++] = x;
+    } else {
+        lose_edge(u, from, ln[ln[0]]);
+        ln[ln[0]] = x;
+    }
+    u->st.reach_links++;
+    return from;
 }
 
 /* Link every live node a level-0 walk misses from its nearest reachable
@@ -832,25 +856,9 @@ static int restore_reachability(upd_index *u, hf_err *e)
             if (u->state[x] != UPD_LIVE || seen[x])
                 continue;
             size_t m = search_layer(u, hnsw_vec(h, (uint32_t)x), h->entry,
-                                    hnsw_node_dist(h, (uint32_t)x, h->entry), REACH_EF, 0);
-            uint32_t from = HNSW_NONE, nearest = HNSW_NONE;
-            for (size_t i = 0; i < m && from == HNSW_NONE; i++) {
-                uint32_t v = u->sorted[i].id;
-                if (v == x || u->state[v] != UPD_LIVE || !seen[v])
-                    continue;
-                if (nearest == HNSW_NONE)
-                    nearest = v;
-                if (hnsw_links0(h, v)[0] < h->p.M0)
-                    from = v;
-            }
-            if (from == HNSW_NONE)
-                from = nearest != HNSW_NONE ? nearest : h->entry;
-            uint32_t *ln = hnsw_links0(h, from);
-            if (ln[0] < h->p.M0)
-                ln[1 + ln[0]++] = (uint32_t)x;
-            else
-                ln[ln[0]] = (uint32_t)x; /* the next round's walk sees what this cut */
-            u->st.reach_links++;
+                                    hnsw_node_dist(h, (uint32_t)x, h->entry), REACH_EF, 0, NULL);
+            /* a link this cuts is seen by the next round's walk */
+            link_from_nearest(u, (uint32_t)x, m, seen);
             got += walk_live(u, (uint32_t)x, seen, queue, u->parent);
         }
     }
@@ -910,72 +918,23 @@ static void take_path(upd_index *u, uint32_t v)
 }
 
 /* When no neighbour of x links back to it with a certificate: a beam search
- * for x's own vector over live nodes, from the entry, remembering from which
- * node each was reached. Finding x gives a path of edges; otherwise x is cut
- * off (pruning while linking back does that, as in any HNSW build) and gets
- * a link from its nearest reached node with room (else the nearest). */
+ * for x's own vector from the entry, remembering from which node each was
+ * reached (every node it meets is live: no delete is pending here). Reaching
+ * x gives a path of edges; otherwise x is cut off (pruning while linking back
+ * does that, as in any HNSW build) and gets a link from its nearest reached
+ * node. */
 static void attach_by_search(upd_index *u, uint32_t x)
 {
     hnsw *h = u->h;
-    const float *xv = hnsw_vec(h, x);
-    uint32_t ep = h->entry, ep_mark = next_epoch(u);
-    u->cand.n = u->res.n = 0;
-    u->mark[ep] = ep_mark;
-    float epd = vdist(h, xv, ep);
-    hmin_push(&u->cand, epd, ep);
-    hmax_push(&u->res, epd, ep);
-    int found = 0;
-    while (u->cand.n && !found) {
-        hnsw_hit c = u->cand.a[0];
-        if (u->res.n >= REACH_EF && c.d > u->res.a[0].d)
-            break;
-        hmin_pop(&u->cand);
-        const uint32_t *ln = hnsw_links0(h, c.id);
-        for (uint32_t j = 0; j < ln[0] && !found; j++) {
-            uint32_t nb = ln[1 + j];
-            if (u->mark[nb] == ep_mark || u->state[nb] != UPD_LIVE)
-                continue;
-            u->mark[nb] = ep_mark;
-            u->pred[nb] = c.id;
-            if (nb == x) {
-                found = 1;
-                break;
-            }
-            float d = vdist(h, xv, nb);
-            if ((u->res.n < REACH_EF || d < u->res.a[0].d) && u->cand.n < u->cand.cap) {
-                hmin_push(&u->cand, d, nb);
-                hmax_push(&u->res, d, nb);
-                if (u->res.n > REACH_EF)
-                    hmax_pop(&u->res);
-            }
-        }
+    size_t m = search_layer(u, hnsw_vec(h, x), h->entry, hnsw_node_dist(h, x, h->entry), REACH_EF,
+                            0, u->pred);
+    uint32_t v = x;
+    if (u->mark[x] != u->epoch) {
+        v = link_from_nearest(u, x, m, NULL);
+        u->parent[x] = v;
+        u->orphan[x] = 0;
     }
-    if (found) {
-        take_path(u, x);
-        return;
-    }
-    size_t n = u->res.n;
-    for (size_t i = n; i-- > 0;) {
-        u->sorted[i] = u->res.a[0];
-        hmax_pop(&u->res);
-    }
-    uint32_t from = u->sorted[0].id; /* the entry at least */
-    for (size_t i = 0; i < n; i++)
-        if (hnsw_links0(h, u->sorted[i].id)[0] < h->p.M0) {
-            from = u->sorted[i].id;
-            break;
-        }
-    uint32_t *ln = hnsw_links0(h, from);
-    if (ln[0] < h->p.M0) {
-        ln[1 + ln[0]++] = x;
-    } else {
-        lose_edge(u, from, ln[ln[0]]);
-        ln[ln[0]] = x;
-    }
-    u->st.reach_links++;
-    take_path(u, from);
-    u->parent[x] = from;
-    u->orphan[x] = 0;
+    take_path(u, v);
 }
 
 /* Every live node reachable from the entry at level 0, as after each frame:
@@ -987,8 +946,6 @@ static int keep_reachable(upd_index *u, hf_err *e)
         u->norph = 0;
         return 0;
     }
-    if (u->tree_ok && u->orphan[u->h->entry])
-        u->tree_ok = 0;
     /* a bound on the rounds: each links at most one node */
     for (size_t rounds = 4 * u->norph + 64; u->tree_ok && u->norph && rounds; rounds--) {
         int progress = 0;

@@ -385,9 +385,12 @@ static void validation_accepts_only_graphs_within_the_tolerance(void **st)
     hnsw_destroy(&h);
 }
 
-static void round_trip(int no_graph)
+/* A small graph, its edge features and an untrained small model, with
+ * made-up labels: usage = the edges not occluded, every node expanded. */
+static edge_model *tiny_model(unsigned seed, int no_graph, hnsw **hp, edge_graph **gp,
+                              uint32_t **usagep, uint32_t **expp)
 {
-    hnsw *h = random_graph(300, 6, 16, 7);
+    hnsw *h = random_graph(300, 6, 16, seed);
     edge_graph *g = NULL;
     hf_err e;
     assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
@@ -400,12 +403,26 @@ static void round_trip(int no_graph)
     mc.no_graph = no_graph;
     edge_model *m = NULL;
     assert_int_equal(edge_model_new(&mc, 6, 16, &m, &e), 0);
-    /* a short training run on made-up labels, so the frame holds fitted stats */
     uint32_t *usage = malloc(g->nedges * sizeof *usage), *exp = malloc(g->n * sizeof *exp);
     for (size_t x = 0; x < g->nedges; x++)
         usage[x] = g->feat[x * EDGE_NFEAT + EF_OCCLUDED] == 0.0f;
     for (size_t i = 0; i < g->n; i++)
         exp[i] = 1;
+    *hp = h;
+    *gp = g;
+    *usagep = usage;
+    *expp = exp;
+    return m;
+}
+
+static void round_trip(int no_graph)
+{
+    hnsw *h = NULL;
+    edge_graph *g = NULL;
+    uint32_t *usage = NULL, *exp = NULL;
+    hf_err e;
+    /* a short training run on made-up labels, so the frame holds fitted stats */
+    edge_model *m = tiny_model(7, no_graph, &h, &g, &usage, &exp);
     edge_train_cfg tc = edge_train_defaults();
     tc.epochs = 3;
     tc.batch = 32;
@@ -491,23 +508,11 @@ static double moved(const nn_params *p, float *const *snap)
 static void fisher_and_reservoir_round_trip_and_ewc_holds_the_weights(void **st)
 {
     (void)st;
-    hnsw *h = random_graph(300, 6, 16, 9);
+    hnsw *h = NULL;
     edge_graph *g = NULL;
+    uint32_t *usage = NULL, *exp = NULL;
     hf_err e;
-    assert_int_equal(edge_graph_new(h, 1, &g, &e), 0);
-    edge_model_cfg mc = edge_model_defaults();
-    mc.d_node = 8;
-    mc.d_msg = 8;
-    mc.heads = 2;
-    mc.hidden = 8;
-    mc.thr_hidden = 4;
-    edge_model *m = NULL;
-    assert_int_equal(edge_model_new(&mc, 6, 16, &m, &e), 0);
-    uint32_t *usage = malloc(g->nedges * sizeof *usage), *exp = malloc(g->n * sizeof *exp);
-    for (size_t x = 0; x < g->nedges; x++)
-        usage[x] = g->feat[x * EDGE_NFEAT + EF_OCCLUDED] == 0.0f;
-    for (size_t i = 0; i < g->n; i++)
-        exp[i] = 1;
+    edge_model *m = tiny_model(9, 0, &h, &g, &usage, &exp);
     edge_train_cfg tc = edge_train_defaults();
     tc.epochs = 2;
     tc.batch = 32;
