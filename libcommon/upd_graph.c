@@ -658,7 +658,7 @@ int upd_delete(upd_index *u, const uint64_t *ext, size_t n, hf_err *e)
     return rc;
 }
 
-/* Add candidate c (distance to base p) once per pass of one list. */
+/* Add candidate c once per pass of one list (its distance to p comes later). */
 static int pool_add(upd_index *u, size_t *n, uint32_t p, uint32_t c, uint32_t ep_mark)
 {
     if (u->mark[c] == ep_mark || c == p)
@@ -673,8 +673,11 @@ static int pool_add(upd_index *u, size_t *n, uint32_t p, uint32_t c, uint32_t ep
         u->pool_cap = nc;
     }
     u->pool[*n].id = c;
-    u->pool[*n].d = hnsw_node_dist(u->h, p, c);
     (*n)++;
+    /* the distance comes later, once every candidate's vector is on its way */
+    const char *v = (const char *)hnsw_vec(u->h, c);
+    for (size_t a = 0; a < u->h->dim * sizeof(float); a += 64)
+        __builtin_prefetch(v + a);
     return 0;
 }
 
@@ -743,6 +746,8 @@ static int repair_list(upd_index *u, uint32_t p, int l, uint32_t chain[CHAIN_MAX
             }
         }
     }
+    for (size_t i = 0; i < n; i++)
+        u->pool[i].d = hnsw_node_dist(h, p, u->pool[i].id);
     hnsw_hit_sort(u->pool, n);
     uint32_t kept = heuristic(h, u->pool, n, maxdeg, ln + 1);
     /* then back up to the degree the list had, with the nearest candidates
