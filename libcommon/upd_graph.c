@@ -70,6 +70,8 @@ struct upd_index {
     hnsw_hit *sorted, *pool;
     size_t pool_cap;
     uint32_t *sel, *copy, *todo;
+    uint64_t *work; /* level-0 lists to repair, (first deleted member, slot) */
+    size_t work_cap;
     hnsw_searcher *srch;
     size_t srch_n, srch_ef;
     upd_stats st;
@@ -195,6 +197,7 @@ void upd_destroy(upd_index **up)
     free(u->sel);
     free(u->copy);
     free(u->todo);
+    free(u->work);
     hnsw_searcher_destroy(&u->srch);
     free(u);
     *up = NULL;
@@ -994,19 +997,40 @@ int upd_consolidate(upd_index *u, hf_err *e)
     if (u->npend == 0)
         return 0;
     uint32_t chain[CHAIN_MAX];
-    /* every list at every level that names a PENDING node is re-pruned */
+    /* every list at every level that names a PENDING node is re-pruned;
+     * level-0 lists in the order of the first deleted node they name, so
+     * that the lists sharing a deleted node are repaired one after another
+     * while its neighbours' vectors (most of their candidates) are cached */
+    size_t nw = 0;
     for (size_t p = 0; p < h->n; p++) {
         if (u->state[p] != UPD_LIVE)
             continue;
         for (int l = 0; l <= h->levels[p]; l++) {
             const uint32_t *ln = hnsw_links(h, (uint32_t)p, l);
-            int hit = 0;
-            for (uint32_t j = 0; j < ln[0] && !hit; j++)
-                hit = u->state[ln[1 + j]] != UPD_LIVE;
-            if (hit && repair_list(u, (uint32_t)p, l, chain))
+            uint32_t first = HNSW_NONE;
+            for (uint32_t j = 0; j < ln[0] && first == HNSW_NONE; j++)
+                if (u->state[ln[1 + j]] != UPD_LIVE)
+                    first = ln[1 + j];
+            if (first == HNSW_NONE)
+                continue;
+            if (l == 0) {
+                if (nw == u->work_cap) {
+                    size_t nc = nw ? 2 * nw : 1024;
+                    if (grow(&u->work, nc, sizeof(uint64_t)))
+                        return hf_err_set(e, HF_ENOMEM, "out of memory repairing the graph");
+                    u->work_cap = nc;
+                }
+                u->work[nw++] = (uint64_t)first << 32 | p;
+                continue;
+            }
+            if (repair_list(u, (uint32_t)p, l, chain))
                 return hf_err_set(e, HF_ENOMEM, "out of memory repairing the graph");
         }
     }
+    qsort(u->work, nw, sizeof(uint64_t), cmp_u64);
+    for (size_t i = 0; i < nw; i++)
+        if (repair_list(u, (uint32_t)u->work[i], 0, chain))
+            return hf_err_set(e, HF_ENOMEM, "out of memory repairing the graph");
     if (h->entry != HNSW_NONE && u->state[h->entry] != UPD_LIVE) {
         h->entry = pick_entry(u);
         h->max_level = h->entry == HNSW_NONE ? -1 : h->levels[h->entry];
