@@ -14,7 +14,8 @@
 # scores recall@10 per step. Then the churn run: cycles of deleting a random
 # 5 % of Fashion-MNIST and inserting it back (the cycles of CHURN_AT are scored).
 # Results: bench/results/stream/*.csv and summary.txt.
-# Knobs: DATASETS, RUNBOOKS ("clustered sliding"), NQ (500), CHURN_AT
+# Knobs: DATASETS, RUNBOOKS ("clustered sliding"), NQ (500), REPEAT (3 timed
+# consolidate runs per runbook, the median quoted), CHURN_AT
 # (default "100,500,1000", the issue's: about 33 min here), CHURN=0 skips it.
 set -eu
 PY=/usr/bin/python3
@@ -25,6 +26,7 @@ WORK=bench/work/stream
 DATASETS=${DATASETS:-"fashion-mnist clustered"}
 RUNBOOKS=${RUNBOOKS:-"clustered sliding"}
 NQ=${NQ:-500}
+REPEAT=${REPEAT:-3}
 CHURN=${CHURN:-1}
 CHURN_AT=${CHURN_AT:-100,500,1000}
 mkdir -p "$DATA" "$RES" "$WORK" bench/runbooks
@@ -62,7 +64,7 @@ for set in $DATASETS; do
         say "$rb runbook on $set"
         # shellcheck disable=SC2086
         bench/runbook run "$book" --base "$d/base.fvecs" $order --queries "$d/queries.fvecs" \
-            --nq "$NQ" --bin "$BIN" --work "$WORK/$rb-$set" --rebuild --label "$rb-$set" \
+            --nq "$NQ" --bin "$BIN" --work "$WORK/$rb-$set" --rebuild --repeat "$REPEAT" --label "$rb-$set" \
             --csv "$RES/$rb-$set.csv" 2>"$WORK/$rb-$set.log" | tee -a "$RES/summary.txt"
     done
 done
