@@ -1027,7 +1027,8 @@ int upd_consolidate(upd_index *u, hf_err *e)
                 return hf_err_set(e, HF_ENOMEM, "out of memory repairing the graph");
         }
     }
-    qsort(u->work, nw, sizeof(uint64_t), cmp_u64);
+    if (nw > 1)
+        qsort(u->work, nw, sizeof(uint64_t), cmp_u64);
     for (size_t i = 0; i < nw; i++)
         if (repair_list(u, (uint32_t)u->work[i], 0, chain))
             return hf_err_set(e, HF_ENOMEM, "out of memory repairing the graph");
