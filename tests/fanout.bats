@@ -255,6 +255,8 @@ EOF
     kill -STOP "$PID_s0"
     run $CLIENT "$FRONT" "$FIX/queries.npy" -n 20 --deadline 3 --save-partial "$BATS_TEST_TMPDIR/partial.frame"
     echo "$output" >&2
+    # a connected but stopped shard costs the time-out
+    awk -v m="$(json_field "$output" p50_ms)" 'BEGIN { exit !(m >= 190 && m < 450) }'
     validate --single "$BATS_TEST_TMPDIR/partial.frame"
     run show_frames "$BATS_TEST_TMPDIR/partial.frame"
     [[ "$output" == *'"partial": true, "missing": [0]'* ]]
@@ -268,7 +270,9 @@ EOF
     [ "$(json_field "$output" answered)" -eq 20 ]
     [ "$(json_field "$output" partial)" -eq 20 ]
     [ "$(json_field "$output" missing)" = "[0]" ]
-    awk -v m="$(json_field "$output" p50_ms)" 'BEGIN { exit !(m >= 190 && m < 450) }'
+    # by now the heartbeat (1.5 s) may have declared the shard gone, and then
+    # its part is missing at once: no more than the time-out either way
+    awk -v m="$(json_field "$output" p50_ms)" 'BEGIN { exit !(m < 450) }'
     kill -CONT "$PID_s0"
     sleep 0.3
     run $CLIENT "$FRONT" "$FIX/queries.npy" -n 200 --deadline 3
