@@ -323,6 +323,14 @@ static inline float vdist(const hnsw *h, const float *a, uint32_t b)
     return dist_finish(h->p.metric, h->kern(a, hnsw_vec(h, b), h->dim));
 }
 
+/* Start fetching the first bytes of node id's vector. */
+static inline void prefetch_vec(const hnsw *h, uint32_t id, size_t bytes)
+{
+    const char *v = (const char *)hnsw_vec(h, id);
+    for (size_t a = 0; a < bytes; a += 64)
+        __builtin_prefetch(v + a);
+}
+
 /* Beam search of width ef at level l for qv from ep; results nearest first
  * in u->sorted (any state but FREE, which no edge reaches); returns count.
  * pred, when given, gets for every node reached the node it was reached from. */
@@ -354,9 +362,7 @@ static size_t search_layer(upd_index *u, const float *qv, uint32_t ep, float epd
             if (pred)
                 pred[nb] = c.id;
             u->todo[nt++] = nb;
-            const char *v = (const char *)hnsw_vec(h, nb);
-            for (size_t a = 0; a < pf_bytes; a += 64)
-                __builtin_prefetch(v + a);
+            prefetch_vec(h, nb, pf_bytes);
         }
         for (uint32_t j = 0; j < nt; j++) {
             uint32_t nb = u->todo[j];
@@ -678,9 +684,7 @@ static int pool_add(upd_index *u, size_t *n, uint32_t p, uint32_t c, uint32_t ep
     u->pool[*n].id = c;
     (*n)++;
     /* the distance comes later, once every candidate's vector is on its way */
-    const char *v = (const char *)hnsw_vec(u->h, c);
-    for (size_t a = 0; a < u->h->dim * sizeof(float); a += 64)
-        __builtin_prefetch(v + a);
+    prefetch_vec(u->h, c, u->h->dim * sizeof(float));
     return 0;
 }
 
