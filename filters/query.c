@@ -35,6 +35,7 @@
 #include "knn.h"
 #include "nav.h"
 #include "progress.h"
+#include "qbatch.h"
 #include "qlog.h"
 #include "route.h"
 #include "serve.h"
@@ -89,6 +90,9 @@ static void usage(void)
            "                        pipelines/retrain.sh (schemas/header-querylog.json)\n"
            "      --log-max BYTES   rotate the log to FILE.1 past this size (default 64 MiB)\n"
            "      --connect EP      send the queries to a --serve instance, print its answers\n"
+           "      --request-size N  with --connect: N queries a request (a \"queries\" frame,\n"
+           "                        answered with one \"results\" frame; default 1: one\n"
+           "                        \"query\" frame each); saves the per-message cost\n"
            "      --fanout SPEC     with --serve, no index: the front end of a sharded index;\n"
            "                        SPEC lists the shards' --serve endpoints, shards separated\n"
            "                        by ',', replicas of one shard by '|' (tcp://a:1|tcp://b:1,\n"
@@ -139,6 +143,9 @@ static void usage(void)
            "Request frame: {t:\"query\", qid, vec: bin f32[dim], k?, ef?, recall?,\n"
            "filter?: [labels], filter_all?}; answer:\n"
            "{t:\"result\", qid, ids, dists} or {t:\"error\", qid?, msg}.\n"
+           "Batch request: {t:\"queries\", qid?, n, vecs: bin f32[n*dim], k?, ef?, ...}\n"
+           "(one k, ef and filter for all n); answer {t:\"results\", qid, n,\n"
+           "counts: bin u32[n], ids, dists}, query i's answers after those of 0..i-1.\n"
            "{t:\"info\"} is answered with {t:\"info\", dim, metric, count}.\n"
            "{t:\"stats\"} is answered with the server's counters (schemas/stats.json):\n"
            "requests, errors, QPS, latency p50/p99 since start, index size, model staleness.\n"
@@ -149,10 +156,11 @@ static void usage(void)
 
 typedef struct opts {
     const char *index_ep, *queries_ep, *out_ep, *serve_ep, *connect_ep;
-    const char *fanout; /* --fanout SPEC */
-    int shard_timeout;  /* --shard-timeout MS */
-    int hedge;          /* --hedge MS, 0: off */
-    curve_cfg curve;    /* --curve-* */
+    const char *fanout;    /* --fanout SPEC */
+    int shard_timeout;     /* --shard-timeout MS */
+    int hedge;             /* --hedge MS, 0: off */
+    uint64_t request_size; /* --connect: queries a request (--request-size) */
+    curve_cfg curve;       /* --curve-* */
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
     int threads, exact, no_codes, no_reorder, rerank_vectors;
@@ -422,6 +430,42 @@ static void pack_result(const engine *en, frame_out *fo, uint64_t qid, const uin
         x[i] = en->ext[ids[i]];
     pack_result_raw(fo, qid, x, n * sizeof(uint64_t), dists, n);
     free(big);
+}
+
+/* A results frame (qbatch.h) for n queries answered into ids/dists (n*k,
+ * found[i] each): the answers packed end to end. HF_ENOMEM, or 0. */
+static int pack_results(const engine *en, frame_out *fo, uint64_t qid, size_t n, size_t k,
+                        const uint32_t *ids, const float *dists, const size_t *found)
+{
+    size_t total = 0, idw = en->ext ? 8 : 4;
+    for (size_t i = 0; i < n; i++)
+        total += found[i];
+    uint32_t *counts = malloc(n * sizeof *counts);
+    unsigned char *ib = malloc(total * idw + 1);
+    float *db = malloc(total * sizeof *db + 1);
+    if (!counts || !ib || !db) {
+        free(counts);
+        free(ib);
+        free(db);
+        return HF_ENOMEM;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = (uint32_t)found[i];
+        for (size_t r = 0; r < found[i]; r++, o++) {
+            uint32_t id = ids[i * k + r];
+            if (en->ext)
+                memcpy(ib + 8 * o, &en->ext[id], 8);
+            else
+                memcpy(ib + 4 * o, &id, 4);
+            db[o] = dists[i * k + r];
+        }
+    }
+    qbatch_pack_results(fo, qid, n, counts, ib, idw, db, total, 0);
+    free(counts);
+    free(ib);
+    free(db);
+    return 0;
 }
 
 static int put_results_header(channel *c, const char *metric, size_t k, uint64_t count, int u64,
@@ -856,7 +900,7 @@ static void reply_error(server *s, server_req *req, frame_out *fo, int has_qid, 
 }
 
 static void serve_one(const opts *o, engine *en, server *s, server_req *req, const frame_in *f,
-                      frame_out *fo, hnsw_hit *hits, uint64_t *ndist, qlog **log)
+                      frame_out *fo, uint64_t *ndist, qlog **log)
 {
     char msg[600];
     uint64_t qid = 0, k = o->k, ef = o->ef;
@@ -872,17 +916,27 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
         server_reply(s, req, fo, &e);
         return;
     }
-    if (strcmp(f->type, "query") != 0) {
-        snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f->type);
+    int batch = strcmp(f->type, "queries") == 0;
+    if (!batch && strcmp(f->type, "query") != 0) {
+        snprintf(msg, sizeof msg,
+                 "unexpected frame type \"%s\" (expected \"query\" or \"queries\")", f->type);
+        return reply_error(s, req, fo, has_qid, qid, msg);
+    }
+    const char *vkey = batch ? "vecs" : "vec";
+    uint64_t nq = 1;
+    if (batch && (frame_get_u64(f, "n", &nq, NULL) != 0 || nq < 1 || nq > QBATCH_MAX)) {
+        snprintf(msg, sizeof msg, "queries frame needs n, 1..%d", QBATCH_MAX);
         return reply_error(s, req, fo, has_qid, qid, msg);
     }
     const void *vec;
-    size_t len;
-    if (frame_get_bin(f, "vec", &vec, &len, NULL) != 0)
-        return reply_error(s, req, fo, has_qid, qid, "query frame lacks a \"vec\" bin");
-    if (len != en->h->dim * sizeof(float)) {
-        snprintf(msg, sizeof msg, "query has %zu bytes, index dimension %zu needs %zu", len,
-                 en->h->dim, en->h->dim * sizeof(float));
+    size_t len, dim = en->h->dim;
+    if (frame_get_bin(f, vkey, &vec, &len, NULL) != 0) {
+        snprintf(msg, sizeof msg, "%s frame lacks a \"%s\" bin", f->type, vkey);
+        return reply_error(s, req, fo, has_qid, qid, msg);
+    }
+    if (len != nq * dim * sizeof(float)) {
+        snprintf(msg, sizeof msg, "%s has %zu bytes, %llu of index dimension %zu need %zu", f->type,
+                 len, (unsigned long long)nq, dim, (size_t)nq * dim * sizeof(float));
         return reply_error(s, req, fo, has_qid, qid, msg);
     }
     frame_get_u64(f, "k", &k, NULL);
@@ -914,45 +968,53 @@ static void serve_one(const opts *o, engine *en, server *s, server_req *req, con
     if (frc == 0 && fq.n && !en->labels)
         return reply_error(s, req, fo, has_qid, qid,
                            "a filter, but the index has no labels (embed-load --labels)");
-    const filt_query *fp = frc == 0 ? &fq : NULL;
-    float *q = (float *)hits; /* scratch: hits has room for max(max_k, dim) entries */
-    memcpy(q, vec, len);
-    if (vec_check_finite(q, 1, en->h->dim, qid, &e) != 0)
-        return reply_error(s, req, fo, has_qid, qid, e.msg);
-    float *qcopy = malloc(len);
-    uint32_t *ids = malloc(k * sizeof *ids);
-    float *dists = malloc(k * sizeof *dists);
-    size_t found = 0;
-    if (!qcopy || !ids || !dists) {
-        free(qcopy);
+    /* copies: the bin may be unaligned, and the search wants its rows */
+    size_t n = (size_t)nq;
+    float *rows = malloc(len);
+    uint32_t *ids = malloc(n * k * sizeof *ids);
+    float *dists = malloc(n * k * sizeof *dists);
+    size_t *found = malloc(n * sizeof *found);
+    const filt_query **fps = frc == 0 ? malloc(n * sizeof *fps) : NULL;
+    if (!rows || !ids || !dists || !found || (frc == 0 && !fps)) {
+        free(rows);
         free(ids);
         free(dists);
+        free(found);
+        free(fps);
         return reply_error(s, req, fo, has_qid, qid, "server out of memory");
     }
-    memcpy(qcopy, q, len);
-    int rc = 0;
-    *ndist +=
-        answer_batch(en, qcopy, fp ? &fp : NULL, 1, k, ef, recall, ids, dists, &found, &e, &rc);
+    memcpy(rows, vec, len);
+    for (size_t i = 0; fps && i < n; i++)
+        fps[i] = &fq;
+    int rc = vec_check_finite(rows, n, dim, batch ? 0 : qid, &e);
+    if (rc == 0)
+        *ndist += answer_batch(en, rows, fps, n, k, ef, recall, ids, dists, found, &e, &rc);
     if (rc)
         reply_error(s, req, fo, has_qid, qid, e.msg);
-    else {
-        pack_result(en, fo, qid, ids, dists, found);
+    else if (!batch) {
+        pack_result(en, fo, qid, ids, dists, found[0]);
         server_reply(s, req, fo, &e);
-        /* logged once answered: a failing log stops logging, not serving */
-        if (*log && qlog_append(*log, qid, vec, k, recall > 0 ? 0 : ef, recall, &e)) {
+    } else if (pack_results(en, fo, qid, n, k, ids, dists, found))
+        reply_error(s, req, fo, has_qid, qid, "server out of memory");
+    else
+        server_reply(s, req, fo, &e);
+    /* logged once answered: a failing log stops logging, not serving */
+    for (size_t i = 0; !rc && *log && i < n; i++)
+        if (qlog_append(*log, qid + i, rows + i * dim, k, recall > 0 ? 0 : ef, recall, &e)) {
             fprintf(stderr, "query: %s: %s; query logging stops\n", o->log_path, e.msg);
             qlog_close(log);
         }
-    }
-    free(qcopy);
+    free(rows);
     free(ids);
     free(dists);
+    free(found);
+    free(fps);
 }
 
 /* {t:"reload", path?}: answered {t:"reloaded", count} once the new index
  * serves, or an error frame (the old one still serving). */
 static void serve_reload(const opts *o, engine *en, server *s, server_req *req, const frame_in *f,
-                         frame_out *fo, hnsw_hit **hits)
+                         frame_out *fo)
 {
     char path[4096];
     hf_err e = {0};
@@ -960,12 +1022,8 @@ static void serve_reload(const opts *o, engine *en, server *s, server_req *req, 
     if (rc != 0 && rc != HF_EOF)
         return reply_error(s, req, fo, 0, 0, "reload: \"path\" is not a string");
     rc = reload_engine(o, en, rc == 0 ? path : NULL, &e);
-    size_t scratch = o->max_k > en->h->dim ? o->max_k : en->h->dim;
-    hnsw_hit *nh = rc ? NULL : realloc(*hits, scratch * sizeof **hits);
     if (rc)
         return reply_error(s, req, fo, 0, 0, e.msg);
-    if (nh)
-        *hits = nh;
     frame_begin(fo, "reloaded", 2);
     frame_put_u64(fo, "count", en->h->n - en->h->n_deleted);
     frame_put_bool(fo, "nav", en->nav != NULL);
@@ -990,8 +1048,6 @@ static int run_serve(const opts *o, engine *en)
         cli_fail(prog, o->log_path, &e);
     fprintf(stderr, "query: serving %zu vectors (dim %zu) on %s\n", en->h->n, en->h->dim,
             o->serve_ep);
-    size_t scratch = o->max_k > en->h->dim ? o->max_k : en->h->dim;
-    hnsw_hit *hits = malloc(scratch * sizeof *hits);
     frame_out fo;
     frame_out_init(&fo);
     uint64_t served = 0, ndist = 0;
@@ -1035,9 +1091,9 @@ static int run_serve(const opts *o, engine *en)
             serve_stats_pack(&st, &en->six, tq, &fo);
             server_reply(s, req, &fo, &e);
         } else if (strcmp(f.type, "reload") == 0) {
-            serve_reload(o, en, s, req, &f, &fo, &hits);
+            serve_reload(o, en, s, req, &f, &fo);
         } else {
-            serve_one(o, en, s, req, &f, &fo, hits, &ndist, &log);
+            serve_one(o, en, s, req, &f, &fo, &ndist, &log);
         }
         serve_stats_answer(&st, &fo, now_seconds() - tq);
         served++;
@@ -1049,7 +1105,6 @@ static int run_serve(const opts *o, engine *en)
         fprintf(stderr, "query: CURVE: refused %llu connection attempts (keys not allowed)\n",
                 (unsigned long long)server_refused(s));
     frame_out_free(&fo);
-    free(hits);
     qlog_close(&log);
     server_destroy(&s);
     return 0;
@@ -1091,6 +1146,92 @@ static void await_answer(const opts *o, client *cl, frame_in *f)
 }
 
 /* Client mode: forward each query to a server, print answers in input order. */
+/* One result frame into a for query number qid, marked partial when the
+ * answer m says shards are missing (miss: its "missing" array, or NULL). */
+static void put_answer(frame_out *a, uint64_t qid, const void *ids, size_t il, const void *dists,
+                       size_t n, const msgpack_object *miss)
+{
+    if (!miss)
+        return pack_result_raw(a, qid, ids, il, dists, n);
+    frame_begin(a, "result", 5);
+    frame_put_u64(a, "qid", qid);
+    frame_put_bin(a, "ids", ids, il);
+    frame_put_bin(a, "dists", dists, n * sizeof(float));
+    frame_put_bool(a, "partial", 1);
+    frame_put_key(a, "missing");
+    msgpack_pack_object(&a->pk, *miss);
+}
+
+/* --request-size: the n rows of one vectors frame as "queries" requests of
+ * o->request_size rows, all sent before the answers are read; answers[i]
+ * gets query i's result frame (query number first + i). */
+static void connect_batches(const opts *o, client *cl, frame_out *fo, const vecstream *vs,
+                            const float *rows, size_t n, uint64_t first, size_t idwidth,
+                            frame_out *answers, uint64_t *npartial)
+{
+    hf_err e;
+    size_t R = (size_t)o->request_size, nreq = (n + R - 1) / R;
+    const filt_query *fq = vs->req_has_filter && vs->req_filter.n ? &vs->req_filter : NULL;
+    for (size_t b = 0; b < nreq; b++) {
+        size_t lo = b * R, m = n - lo < R ? n - lo : R;
+        frame_begin(fo, "queries", 5 + (fq ? 1 + fq->all : 0));
+        frame_put_u64(fo, "qid", lo); /* position in the frame; mapped back below */
+        frame_put_u64(fo, "n", m);
+        frame_put_bin(fo, "vecs", rows + lo * vs->dim, m * vs->dim * sizeof(float));
+        frame_put_u64(fo, "k", o->k);
+        frame_put_u64(fo, "ef", o->ef);
+        if (fq) {
+            frame_put_key(fo, "filter");
+            msgpack_pack_array(&fo->pk, fq->n);
+            for (uint32_t j = 0; j < fq->n; j++)
+                msgpack_pack_uint32(&fo->pk, fq->lab[j]);
+            if (fq->all)
+                frame_put_bool(fo, "filter_all", 1);
+        }
+        if (client_send(cl, fo, &e))
+            cli_fail(prog, o->connect_ep, &e);
+    }
+    unsigned char *seen = calloc(nreq, 1);
+    if (!seen) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, o->connect_ep, &e);
+    }
+    for (size_t got = 0; got < nreq; got++) {
+        frame_in f;
+        await_answer(o, cl, &f);
+        char msg[256] = "";
+        if (strcmp(f.type, "error") == 0) {
+            frame_get_str(&f, "msg", msg, sizeof msg, NULL);
+            hf_err_set(&e, HF_EDATA, "server answered an error: %s", msg);
+            cli_fail(prog, o->connect_ep, &e);
+        }
+        uint64_t lo;
+        qbatch_results r;
+        if (frame_get_u64(&f, "qid", &lo, NULL) || lo >= n || lo % R || seen[lo / R]++) {
+            hf_err_set(&e, HF_EDATA, "answer %llu: not an answer to one of the requests sent",
+                       (unsigned long long)f.index);
+            cli_fail(prog, o->connect_ep, &e);
+        }
+        size_t m = n - lo < R ? n - lo : R;
+        if (qbatch_results_parse(&f, m, idwidth, o->k, &r, &e)) {
+            hf_err_prefix(&e, "answer %llu", (unsigned long long)f.index);
+            cli_fail(prog, o->connect_ep, &e);
+        }
+        const msgpack_object *miss = frame_find(&f, "missing");
+        if (miss && miss->type != MSGPACK_OBJECT_ARRAY)
+            miss = NULL;
+        size_t off = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t c = qbatch_count(&r, i);
+            put_answer(&answers[lo + i], first + lo + i, r.ids + idwidth * off, idwidth * c,
+                       r.dists + 4 * off, c, miss);
+            off += c;
+        }
+        *npartial += miss ? m : 0;
+    }
+    free(seen);
+}
+
 static int run_connect(const opts *o)
 {
     hf_err e = {0};
@@ -1155,6 +1296,14 @@ static int run_connect(const opts *o)
             for (size_t i = cap; i < n; i++)
                 frame_out_init(&answers[i]);
             cap = n;
+        }
+        if (o->request_size > 1) {
+            connect_batches(o, cl, &fo, &vs, rows, n, first, idwidth, answers, &npartial);
+            for (size_t i = 0; i < n; i++)
+                if (channel_send(out, &answers[i], &e))
+                    cli_fail(prog, o->out_ep, &e);
+            nq += n;
+            continue;
         }
         for (size_t i = 0; i < n; i++) {
             const filt_query *fq = vs.req_has_filter ? &vs.req_filter : NULL;
@@ -1297,6 +1446,7 @@ int main(int argc, char **argv)
                                           {"fanout", required_argument, 0, 26},
                                           {"shard-timeout", required_argument, 0, 27},
                                           {"hedge", required_argument, 0, 32},
+                                          {"request-size", required_argument, 0, 33},
                                           {"curve-secret", required_argument, 0, 28},
                                           {"curve-allow", required_argument, 0, 29},
                                           {"curve-key", required_argument, 0, 30},
@@ -1313,6 +1463,7 @@ int main(int argc, char **argv)
               .stop = NAV_STOP_EF,
               .patience = 8,
               .shard_timeout = 1000,
+              .request_size = 1,
               .eps0 = 2.1};
     filt_plan_defaults(&o.plan);
     int c;
@@ -1400,6 +1551,7 @@ int main(int argc, char **argv)
         case 26: o.fanout = optarg; break;
         case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
         case 32: o.hedge = (int)cli_u64(prog, "--hedge", optarg, 1, 3600000); break;
+        case 33: o.request_size = cli_u64(prog, "--request-size", optarg, 1, QBATCH_MAX); break;
         case 28: o.curve.secret = optarg; break;
         case 29: o.curve.allow = optarg; break;
         case 30: o.curve.key = optarg; break;
@@ -1414,6 +1566,11 @@ int main(int argc, char **argv)
         if (curve_cfg_check(&o.curve, &ce))
             cli_usage_error(prog, "%s", ce.msg);
     }
+    if (o.request_size > 1 && !o.connect_ep)
+        cli_usage_error(prog, "--request-size is for --connect (queries a request)");
+    if (o.request_size > 1 && o.filters_path)
+        cli_usage_error(prog, "--filters sends one filter a query: one query a request "
+                              "(drop --request-size)");
     if (o.hedge && !o.fanout)
         cli_usage_error(prog, "--hedge is for --fanout (a front end asking a second replica)");
     if (o.fanout && o.log_path)

@@ -25,6 +25,7 @@
 #include "fanout.h"
 #include "frame_scan.h"
 #include "progress.h"
+#include "qbatch.h"
 #include "serve.h"
 #include "serve_stats.h"
 
@@ -70,7 +71,10 @@ typedef struct slot {
     char *req;
     size_t req_len;
     uint32_t waiting;
-    fanout_merge m;
+    uint32_t nq; /* queries: 1, or a "queries" request's n */
+    int batch;   /* a "queries" request: answered with "results" */
+    size_t k;
+    fanout_merge *m; /* nq merges */
     char err[256];
 } slot;
 
@@ -207,6 +211,75 @@ static void part_done(fan *F, int own, int hown)
         F->rep[hown].inflight--;
 }
 
+static int init_merges(slot *s)
+{
+    s->m = calloc(s->nq, sizeof *s->m);
+    if (!s->m)
+        return HF_ENOMEM;
+    for (uint32_t i = 0; i < s->nq; i++)
+        if (fanout_merge_init(&s->m[i], s->k))
+            return HF_ENOMEM;
+    return 0;
+}
+
+static void free_merges(slot *s)
+{
+    for (uint32_t i = 0; s->m && i < s->nq; i++)
+        fanout_merge_free(&s->m[i]);
+    free(s->m);
+    s->m = NULL;
+}
+
+/* One shard's answer f merged into slot s: a result, or a batch's results. */
+static int take_part(slot *s, const frame_in *f, hf_err *e)
+{
+    if (!s->batch) {
+        if (strcmp(f->type, "result") != 0)
+            return hf_err_set(e, HF_EDATA, "a \"%s\" frame, not a result", f->type);
+        return fanout_merge_take(&s->m[0], f, e);
+    }
+    qbatch_results r;
+    if (qbatch_results_parse(f, s->nq, 8, s->k, &r, e))
+        return HF_EDATA;
+    size_t off = 0;
+    for (uint32_t i = 0; i < s->nq; i++) {
+        uint32_t c = qbatch_count(&r, i);
+        if (fanout_merge_take_raw(&s->m[i], r.ids + 8 * off, r.dists + 4 * off, c, e))
+            return HF_EDATA;
+        off += c;
+    }
+    return 0;
+}
+
+/* The merged answers of a batch slot into F->fo, nextra keys to follow. */
+static int pack_batch(fan *F, slot *s, uint32_t nextra)
+{
+    size_t total = 0;
+    for (uint32_t i = 0; i < s->nq; i++)
+        total += s->m[i].n;
+    uint32_t *counts = malloc(s->nq * sizeof *counts);
+    uint64_t *ids = malloc(total * sizeof *ids + 1);
+    float *dists = malloc(total * sizeof *dists + 1);
+    if (!counts || !ids || !dists) {
+        free(counts);
+        free(ids);
+        free(dists);
+        return HF_ENOMEM;
+    }
+    size_t o = 0;
+    for (uint32_t i = 0; i < s->nq; i++) {
+        counts[i] = (uint32_t)s->m[i].n;
+        memcpy(ids + o, s->m[i].ids, s->m[i].n * sizeof *ids);
+        memcpy(dists + o, s->m[i].dists, s->m[i].n * sizeof *dists);
+        o += s->m[i].n;
+    }
+    qbatch_pack_results(&F->fo, s->qid, s->nq, counts, ids, 8, dists, total, nextra);
+    free(counts);
+    free(ids);
+    free(dists);
+    return 0;
+}
+
 /* Answer slot s with what it has and free it. */
 static void finish(fan *F, slot *s)
 {
@@ -233,11 +306,17 @@ static void finish(fan *F, slot *s)
         F->errors++;
     } else {
         frame_out *fo = &F->fo;
-        frame_begin(fo, "result", missing ? 5 : 3);
-        frame_put_u64(fo, "qid", s->qid);
-        frame_put_bin(fo, "ids", s->m.ids, s->m.n * sizeof(uint64_t));
-        frame_put_bin(fo, "dists", s->m.dists, s->m.n * sizeof(float));
-        if (missing) {
+        if (!s->batch) {
+            frame_begin(fo, "result", missing ? 5 : 3);
+            frame_put_u64(fo, "qid", s->qid);
+            frame_put_bin(fo, "ids", s->m[0].ids, s->m[0].n * sizeof(uint64_t));
+            frame_put_bin(fo, "dists", s->m[0].dists, s->m[0].n * sizeof(float));
+        } else if (pack_batch(F, s, missing ? 2 : 0)) {
+            reply_error(F, s->env, s->has_qid, s->qid, "front end out of memory");
+            F->errors++;
+            missing = -1;
+        }
+        if (missing > 0) {
             frame_put_bool(fo, "partial", 1);
             frame_put_key(fo, "missing");
             msgpack_pack_array(&fo->pk, (uint32_t)missing);
@@ -246,26 +325,30 @@ static void finish(fan *F, slot *s)
                     msgpack_pack_uint32(&fo->pk, (uint32_t)i);
             F->partial++;
         }
-        server_reply(F->srv, s->env, fo, &e);
+        if (missing >= 0)
+            server_reply(F->srv, s->env, fo, &e);
     }
     serve_stats_answer(&F->st, &F->fo, now_seconds() - s->t0);
     F->answered++;
     server_req_free(&s->env);
-    fanout_merge_free(&s->m);
+    free_merges(s);
     free(s->req);
     s->req = NULL;
     s->fid = 0;
 }
 
-static void take_query(fan *F, server_req *req, const frame_in *f)
+static void take_query(fan *F, server_req *req, const frame_in *f, int batch)
 {
-    uint64_t qid = 0, k = F->cfg->k;
+    uint64_t qid = 0, k = F->cfg->k, nq = 1;
     int has_qid = frame_get_u64(f, "qid", &qid, NULL) == 0;
     int krc = frame_get_u64(f, "k", &k, NULL);
-    if (krc == HF_EDATA || k < 1 || k > F->cfg->max_k) {
-        char msg[128];
+    char msg[128] = "";
+    if (krc == HF_EDATA || k < 1 || k > F->cfg->max_k)
         snprintf(msg, sizeof msg, "k=%llu outside limits (k 1..%llu)", (unsigned long long)k,
                  (unsigned long long)F->cfg->max_k);
+    else if (batch && (frame_get_u64(f, "n", &nq, NULL) || nq < 1 || nq > QBATCH_MAX))
+        snprintf(msg, sizeof msg, "queries frame needs n, 1..%d", QBATCH_MAX);
+    if (msg[0]) {
         reply_error(F, req, has_qid, qid, msg);
         serve_stats_answer(&F->st, &F->fo, 0);
         return;
@@ -275,17 +358,20 @@ static void take_query(fan *F, server_req *req, const frame_in *f)
     memset(s, 0, sizeof *s);
     s->has_qid = has_qid;
     s->qid = qid;
+    s->nq = (uint32_t)nq;
+    s->batch = batch;
+    s->k = (size_t)k;
     s->t0 = now_seconds();
     s->deadline = s->t0 + F->cfg->timeout_ms / 1000.0;
     fanout_request_repack(f, fid, k, &F->fo);
     s->req = malloc(F->fo.sb.size);
     s->env = server_take(F->srv);
-    if (!s->req || !s->env || fanout_merge_init(&s->m, (size_t)k)) {
+    if (!s->req || !s->env || init_merges(s)) {
         reply_error(F, s->env ? s->env : req, has_qid, qid, "front end out of memory");
         free(s->req);
         s->req = NULL;
         server_req_free(&s->env);
-        fanout_merge_free(&s->m);
+        free_merges(s);
         return;
     }
     memcpy(s->req, F->fo.sb.data, F->fo.sb.size);
@@ -323,8 +409,9 @@ static int serve_clients(fan *F, hf_err *e)
         }
         if (rc)
             return rc;
-        if (strcmp(f.type, "query") == 0) {
-            take_query(F, req, &f);
+        int batch = strcmp(f.type, "queries") == 0;
+        if (batch || strcmp(f.type, "query") == 0) {
+            take_query(F, req, &f, batch);
             continue;
         }
         double t = now_seconds();
@@ -338,7 +425,8 @@ static int serve_clients(fan *F, hf_err *e)
             char msg[128];
             uint64_t qid = 0;
             int has_qid = frame_get_u64(&f, "qid", &qid, NULL) == 0;
-            snprintf(msg, sizeof msg, "unexpected frame type \"%s\" (expected \"query\")", f.type);
+            snprintf(msg, sizeof msg,
+                     "unexpected frame type \"%s\" (expected \"query\" or \"queries\")", f.type);
             reply_error(F, req, has_qid, qid, msg);
         }
         serve_stats_answer(&F->st, &F->fo, now_seconds() - t);
@@ -414,7 +502,7 @@ static void take_answer(fan *F, int r, const void *data, size_t size)
         return;
     }
     part_done(F, F->owner[idx], F->hedge[idx]);
-    if (strcmp(f.type, "result") == 0 && fanout_merge_take(&s->m, &f, &e) == 0) {
+    if (take_part(s, &f, &e) == 0) {
         F->state[idx] = PART_DONE;
     } else {
         F->state[idx] = PART_ERROR;
@@ -598,7 +686,7 @@ static void fan_destroy(fan *F)
         slot *s = &F->slots[i];
         if (s->fid) {
             server_req_free(&s->env);
-            fanout_merge_free(&s->m);
+            free_merges(s);
             free(s->req);
         }
     }

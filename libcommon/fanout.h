@@ -68,6 +68,9 @@ int fanout_merge_init(fanout_merge *m, size_t k);
 void fanout_merge_free(fanout_merge *m);
 /* Take one shard's result frame (ids u64, dists f32, nearest first). */
 int fanout_merge_take(fanout_merge *m, const frame_in *result, hf_err *e);
+/* The same from n raw little-endian u64 ids and f32 distances (a query's
+ * part of a batch answer, qbatch.h). */
+int fanout_merge_take_raw(fanout_merge *m, const void *ids, const void *dists, size_t n, hf_err *e);
 
 /* Into fo (cleared first): the client's request f with its qid replaced by
  * the front end's request number fid and k set, every other key kept. */

@@ -94,8 +94,12 @@ int fanout_merge_take(fanout_merge *m, const frame_in *f, hf_err *e)
                           "result frame has %zu bytes of ids for %zu distances "
                           "(a shard without external u64 ids?)",
                           il, dl / 4);
-    size_t n = dl / 4;
-    const unsigned char *ip = ib, *dp = db;
+    return fanout_merge_take_raw(m, ib, db, dl / 4, e);
+}
+
+int fanout_merge_take_raw(fanout_merge *m, const void *ids, const void *dists, size_t n, hf_err *e)
+{
+    const unsigned char *ip = ids, *dp = dists;
     size_t a = 0, b = 0, o = 0;
     float prev = -INFINITY;
     while (o < m->k && (a < m->n || b < n)) {

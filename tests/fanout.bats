@@ -183,6 +183,40 @@ EOF
     done
 }
 
+@test "fan-out answers batch requests (--request-size) with the bytes of one query a request; a batch missing a shard is partial" {
+    shards "$FIX/s2" 2
+    front "$SPEC" --shard-timeout 200
+    local n
+    for n in 1 16 200; do
+        "$BIN/query" --connect "$FRONT" --request-size "$n" -o "$BATS_TEST_TMPDIR/r$n" \
+            "$FIX/queries.frames" 2>/dev/null
+    done
+    cmp "$BATS_TEST_TMPDIR/r1" "$BATS_TEST_TMPDIR/r16"
+    cmp "$BATS_TEST_TMPDIR/r1" "$BATS_TEST_TMPDIR/r200"
+    validate --expect results "$BATS_TEST_TMPDIR/r16"
+    awk -v r="$(recall_of "$BATS_TEST_TMPDIR/r16" "$FIX/gt")" 'BEGIN { exit !(r >= 0.99) }'
+    # a batch of 3 the shards reject: their error comes back with the qid
+    $PY - "$FRONT" <<'EOF2'
+import sys, zmq, msgpack
+s = zmq.Context().socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(sys.argv[1])
+for req, what in (({"t": "queries", "qid": 9, "n": 3, "vecs": b"\0" * 12}, "bytes"),
+                  ({"t": "queries", "qid": 10, "vecs": b"\0" * 64}, "needs n")):
+    s.send_multipart([b"", msgpack.packb(req, use_bin_type=True)])
+    assert s.poll(5000), "no answer"
+    r = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
+    assert r["t"] == "error" and r.get("qid") == req["qid"] and what in r["msg"], r
+EOF2
+    kill -STOP "$PID_s1"
+    "$BIN/query" --connect "$FRONT" --request-size 50 -o "$BATS_TEST_TMPDIR/rp" \
+        "$FIX/queries.frames" 2>"$BATS_TEST_TMPDIR/c.log"
+    kill -CONT "$PID_s1"
+    validate --expect results "$BATS_TEST_TMPDIR/rp"
+    grep -q "200 answers partial" "$BATS_TEST_TMPDIR/c.log"
+    [ "$(show_frames "$BATS_TEST_TMPDIR/rp" | grep -c '"partial": true, "missing": \[1\]')" -eq 200 ]
+}
+
 @test "fan-out answers info with the union's size and u64 ids, stats with its own counters" {
     shards "$FIX/s2" 2
     front "$SPEC"

@@ -226,6 +226,68 @@ EOF
     stop_server
 }
 
+@test "query --connect --request-size N (batch requests) gives the same bytes as one query a request" {
+    start_server
+    local n
+    for n in 1 7 150 500; do
+        timeout 30 "$BIN/query" --connect "$EP" --request-size "$n" -o "$BATS_TEST_TMPDIR/r$n" \
+            <"$FIX/queries.frames" 2>/dev/null
+    done
+    stop_server
+    cmp "$BATS_TEST_TMPDIR/r1" "$BATS_TEST_TMPDIR/r7"
+    cmp "$BATS_TEST_TMPDIR/r1" "$BATS_TEST_TMPDIR/r150"
+    cmp "$BATS_TEST_TMPDIR/r1" "$BATS_TEST_TMPDIR/r500"
+    same_results "$BATS_TEST_TMPDIR/r7" "$FIX/res"
+}
+
+@test "query --serve answers bad queries frames with an error frame and keeps serving; a good one validates" {
+    start_server
+    $PY - "$EP" "$FIX/queries.npy" "$FIX/res" "$BATS_TEST_TMPDIR" <<'EOF2'
+import sys, zmq, msgpack, numpy as np
+ep, qpath, respath, tmp = sys.argv[1:5]
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.setsockopt(zmq.RCVTIMEO, 5000)
+s.connect(ep)
+
+def ask(req):
+    s.send_multipart([b"", msgpack.packb(req, use_bin_type=True)])
+    parts = s.recv_multipart()
+    assert parts[0] == b"" and len(parts) == 2, parts
+    return parts[1], msgpack.unpackb(parts[1], raw=False)
+
+q = np.load(qpath).astype("<f4")
+bad = [({"t": "queries", "qid": 1, "vecs": q[:3].tobytes()}, "needs n"),                 # no n
+       ({"t": "queries", "qid": 2, "n": 0, "vecs": b""}, "needs n"),                     # n = 0
+       ({"t": "queries", "qid": 3, "n": 4, "vecs": q[:3].tobytes()}, "bytes"),           # n != rows
+       ({"t": "queries", "qid": 4, "n": 2, "vecs": q[:2].tobytes()[:-2]}, "bytes"),      # cut
+       ({"t": "queries", "qid": 5, "n": 2}, "lacks"),                                    # no vecs
+       ({"t": "queries", "qid": 6, "n": 2, "vecs": q[:2].tobytes(), "k": 0}, "limits")]
+nan = q[:2].copy()
+nan[1, 3] = np.nan
+bad.append(({"t": "queries", "qid": 7, "n": 2, "vecs": nan.tobytes()}, "row 1: NaN"))
+for req, what in bad:
+    raw, r = ask(req)
+    assert r["t"] == "error" and r.get("qid") == req["qid"] and what in r["msg"], (req["qid"], r)
+open(f"{tmp}/err", "wb").write(raw)
+want = [f for f in msgpack.Unpacker(open(respath, "rb"), raw=False) if f["t"] == "result"]
+raw, r = ask({"t": "queries", "qid": 40, "n": 5, "vecs": q[10:15].tobytes()})
+assert r["t"] == "results" and r["qid"] == 40 and r["n"] == 5, r
+counts = np.frombuffer(r["counts"], "<u4")
+ids, dists = r["ids"], r["dists"]
+o = 0
+for i, c in enumerate(counts):
+    w = want[10 + i]
+    assert ids[4 * o:4 * (o + c)] == w["ids"] and dists[4 * o:4 * (o + c)] == w["dists"], i
+    o += c
+assert 4 * o == len(ids) == len(dists)
+open(f"{tmp}/ok", "wb").write(raw)
+EOF2
+    $VALIDATE --single "$BATS_TEST_TMPDIR/err" "$BATS_TEST_TMPDIR/ok"
+    stop_server
+}
+
 # ---- bad input: one line on stderr naming input and frame, no output ----
 
 @test "query fails on an index cut in the middle, naming the frame, and leaves no output" {

@@ -10,7 +10,10 @@
  *      byte, 1..32), after which the merge must still hold at most k
  *      entries, nearest first;
  *   2. repacked as a client request (fanout_request_repack), and the
- *      repacked bytes must decode again as one map with the new qid and k.
+ *      repacked bytes must decode again as one map with the new qid and k;
+ *   3. read as a batch answer (qbatch_results_parse, u64 ids, for the
+ *      number of queries its own "n" says, at most 64) and, when it passes,
+ *      merged query by query: the parts must lie inside its bins.
  * The whole input, as a string, is also parsed as a --fanout spec.
  * Nothing may crash, leak, or break those invariants (abort()).
  */
@@ -21,6 +24,7 @@
 
 #include "fanout.h"
 #include "frame_scan.h"
+#include "qbatch.h"
 
 static void check_merge(const fanout_merge *m)
 {
@@ -29,6 +33,32 @@ static void check_merge(const fanout_merge *m)
     for (size_t i = 1; i < m->n; i++)
         if (m->dists[i] < m->dists[i - 1])
             abort();
+}
+
+static void check_batch(const frame_in *f, size_t k)
+{
+    uint64_t n = 0;
+    if (frame_get_u64(f, "n", &n, NULL) || n < 1 || n > 64)
+        return;
+    qbatch_results r;
+    hf_err e;
+    if (qbatch_results_parse(f, (size_t)n, 8, k, &r, &e))
+        return;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        fanout_merge m;
+        if (fanout_merge_init(&m, k))
+            return;
+        uint32_t c = qbatch_count(&r, i);
+        if (c > k || off + c > r.total)
+            abort();
+        fanout_merge_take_raw(&m, r.ids + 8 * off, r.dists + 4 * off, c, &e);
+        check_merge(&m);
+        fanout_merge_free(&m);
+        off += c;
+    }
+    if (off != r.total)
+        abort();
 }
 
 static void check_repack(const frame_in *f, uint64_t fid)
@@ -80,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fanout_merge_take(&m, &f, &e);
         check_merge(&m);
         check_repack(&f, fid++);
+        check_batch(&f, m.k);
     }
     msgpack_unpacked_destroy(&u);
     fanout_merge_free(&m);

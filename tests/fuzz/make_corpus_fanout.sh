@@ -1,8 +1,9 @@
 #!/bin/sh
 # make_corpus_fanout.sh - the seed corpus of fuzz_fanout: a byte choosing k
 # followed by frames the front end meets: shard answers (result frames with
-# u64 ids, an error frame, a partial answer) and client requests (query,
-# info, stats), written with Python's msgpack; and --fanout specs.
+# u64 ids, an error frame, a partial answer, a batch answer) and client
+# requests (query, queries, info, stats), written with Python's msgpack;
+# and --fanout specs.
 # Usage: sh tests/fuzz/make_corpus_fanout.sh [dir]
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +26,13 @@ seeds = {
                                          "filter": [1, 2]}, use_bin_type=True) +
                 msgpack.packb({"t": "info"}) + msgpack.packb({"t": "stats"}),
     "spec": b"tcp://a:1|tcp://b:1,ipc:///tmp/x|inproc://y,tcp://c:2",
+    "batch": b"\x04" + msgpack.packb({"t": "results", "qid": 3, "n": 3,
+                                      "counts": np.array([2, 0, 1], "<u4").tobytes(),
+                                      "ids": np.array([7, 1, 5], "<u8").tobytes(),
+                                      "dists": np.array([0.1, 0.4, 2.0], "<f4").tobytes()},
+                                     use_bin_type=True) +
+             msgpack.packb({"t": "queries", "qid": 1, "n": 2, "k": 4,
+                            "vecs": np.ones(8, "<f4").tobytes()}, use_bin_type=True),
 }
 for name, data in seeds.items():
     open(os.path.join(out, name), "wb").write(data)

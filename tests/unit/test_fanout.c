@@ -2,8 +2,9 @@
  * test_fanout.c - the fan-out front end's pure parts: the --fanout spec
  * parser (shards by ',', replicas by '|', empty fields refused) and the
  * top-k merge of shard answers (nearest first, at most k, unsorted or
- * u32-id answers refused), and the request repack (qid and k replaced,
- * every other key kept).
+ * u32-id answers refused), the request repack (qid and k replaced,
+ * every other key kept), and batch answers (qbatch.h: counts, ids and
+ * distances checked against each other, parts merged query by query).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fanout.h"
+#include "qbatch.h"
 
 static void spec_splits_shards_by_comma_and_replicas_by_bar(void **st)
 {
@@ -153,12 +155,71 @@ static void repack_replaces_qid_and_k_and_keeps_the_rest(void **st)
     frame_out_free(&out);
 }
 
+/* a results frame of n queries packed and decoded again */
+static void pack_batch(packed *p, size_t n, const uint32_t *counts, const uint64_t *ids,
+                       const float *d, size_t total)
+{
+    frame_out_init(&p->fo);
+    qbatch_pack_results(&p->fo, 5, n, counts, ids, 8, d, total, 0);
+    msgpack_unpacked_init(&p->u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&p->u, p->fo.sb.data, p->fo.sb.size, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    hf_err e;
+    assert_int_equal(frame_in_wrap(&p->f, &p->u.data, 1, &e), 0);
+}
+
+static void batch_answers_split_by_counts_and_are_checked(void **st)
+{
+    (void)st;
+    uint32_t counts[] = {2, 0, 3};
+    uint64_t ids[] = {7, 8, 1, 2, 3};
+    float d[] = {0.1f, 0.2f, 0.5f, 0.6f, 0.9f};
+    packed p;
+    pack_batch(&p, 3, counts, ids, d, 5);
+    qbatch_results r;
+    hf_err e;
+    assert_int_equal(qbatch_results_parse(&p.f, 3, 8, 3, &r, &e), 0);
+    assert_int_equal(r.total, 5);
+    assert_int_equal(qbatch_count(&r, 0), 2);
+    assert_int_equal(qbatch_count(&r, 1), 0);
+    assert_int_equal(qbatch_count(&r, 2), 3);
+    /* query 2's part merged into a running top-2 */
+    fanout_merge m;
+    assert_int_equal(fanout_merge_init(&m, 2), 0);
+    assert_int_equal(fanout_merge_take_raw(&m, r.ids + 8 * 2, r.dists + 4 * 2, 3, &e), 0);
+    assert_int_equal(m.n, 2);
+    assert_int_equal(m.ids[0], 1);
+    assert_int_equal(m.ids[1], 2);
+    fanout_merge_free(&m);
+    /* another n, ids of another width, a count over k */
+    assert_int_equal(qbatch_results_parse(&p.f, 2, 8, 3, &r, &e), HF_EDATA);
+    assert_int_equal(qbatch_results_parse(&p.f, 3, 4, 3, &r, &e), HF_EDATA);
+    assert_int_equal(qbatch_results_parse(&p.f, 3, 8, 2, &r, &e), HF_EDATA);
+    unpack_free(&p);
+    /* counts that do not sum to the entries, distances unsorted in a query */
+    uint32_t more[] = {2, 1, 3};
+    pack_batch(&p, 3, more, ids, d, 5);
+    assert_int_equal(qbatch_results_parse(&p.f, 3, 8, 3, &r, &e), HF_EDATA);
+    unpack_free(&p);
+    float unsorted[] = {0.2f, 0.1f, 0.5f, 0.6f, 0.9f};
+    pack_batch(&p, 3, counts, ids, unsorted, 5);
+    assert_int_equal(qbatch_results_parse(&p.f, 3, 8, 3, &r, &e), HF_EDATA);
+    unpack_free(&p);
+    /* a query's first distance may be below the last one's of the query before */
+    float reset[] = {0.1f, 0.2f, 0.05f, 0.6f, 0.9f};
+    pack_batch(&p, 3, counts, ids, reset, 5);
+    assert_int_equal(qbatch_results_parse(&p.f, 3, 8, 3, &r, &e), 0);
+    unpack_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(spec_splits_shards_by_comma_and_replicas_by_bar),
         cmocka_unit_test(merge_keeps_the_k_nearest_of_all_shards_in_order),
         cmocka_unit_test(repack_replaces_qid_and_k_and_keeps_the_rest),
+        cmocka_unit_test(batch_answers_split_by_counts_and_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
