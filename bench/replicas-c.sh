@@ -16,13 +16,16 @@
 # /proc/PID/stat, the client's from /usr/bin/time): where the cores go.
 # Prints one JSON line per round on stdout.
 #
-# Environment: BIN (default bin), PY (default /usr/bin/python3).
+# Environment: BIN (default bin), PY (default /usr/bin/python3), RS (queries
+# a request, query --connect --request-size: default 1, one "query" frame
+# each; more sends "queries" batch frames, qbatch.h).
 set -eu
 BIN=${BIN:-bin}
 PY=${PY:-/usr/bin/python3}
 IDX=$1
 Q=$2
 ROUNDS=${3:-3}
+RS=${RS:-1}
 W=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -63,7 +66,7 @@ start f1 --fanout "$E1" --serve "tcp://127.0.0.1:$P3"
 start f2 --fanout "$E1|$E2" --serve "tcp://127.0.0.1:$P4"
 wait_line "$W/f1.log" "fan-out serving"
 wait_line "$W/f2.log" "fan-out serving"
-qps() { "$BIN/query" --connect "$1" -o /dev/null "$Q" 2>&1 | sed -n 's/.* s, \([0-9.]*\) QPS$/\1/p'; }
+qps() { "$BIN/query" --connect "$1" --request-size "$RS" -o /dev/null "$Q" 2>&1 | sed -n 's/.* s, \([0-9.]*\) QPS$/\1/p'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 R1=$(cat "$W/r1.pid")
 R2=$(cat "$W/r2.pid")
@@ -74,9 +77,10 @@ for ((r = 0; r < ROUNDS; r++)); do
     a0=$(ticks "$R1") b0=$(ticks "$R2") c0=$(ticks "$F2")
     if [ -x /usr/bin/time ]; then
         /usr/bin/time -f "cpu %U %S" -o "$W/time" "$BIN/query" --connect "tcp://127.0.0.1:$P4" \
-            -o /dev/null "$Q" 2>"$W/f2.out"
+            --request-size "$RS" -o /dev/null "$Q" 2>"$W/f2.out"
     else
-        "$BIN/query" --connect "tcp://127.0.0.1:$P4" -o /dev/null "$Q" 2>"$W/f2.out"
+        "$BIN/query" --connect "tcp://127.0.0.1:$P4" --request-size "$RS" -o /dev/null "$Q" \
+            2>"$W/f2.out"
         echo "cpu nan nan" >"$W/time"
     fi
     a1=$(ticks "$R1") b1=$(ticks "$R2") c1=$(ticks "$F2")
@@ -89,14 +93,15 @@ for ((r = 0; r < ROUNDS; r++)); do
     y=$!
     wait $x $y
     $PY - "$f1" "$f2" "$d1" "$(cat "$W/da")" "$(cat "$W/db")" "$n" "$((a1 - a0))" "$((b1 - b0))" \
-        "$((c1 - c0))" "$(sed -n 's/^cpu //p' "$W/time")" "$(getconf CLK_TCK)" <<'PY'
+        "$((c1 - c0))" "$(sed -n 's/^cpu //p' "$W/time")" "$(getconf CLK_TCK)" "$RS" <<'PY'
 import json, sys
 f1, f2, d1, da, db = map(float, sys.argv[1:6])
 n, a, b, c = map(int, sys.argv[6:10])
 cu, cs = map(float, sys.argv[10].split())
 hz = float(sys.argv[11])
+rs = int(sys.argv[12])
 us = lambda t: round(t / hz / n * 1e6, 1)
-print(json.dumps({"front1": f1, "front2": f2, "direct1": d1, "direct2": round(da + db, 1),
+print(json.dumps({"request_size": rs, "front1": f1, "front2": f2, "direct1": d1, "direct2": round(da + db, 1),
                   "front_ratio": round(f2 / f1, 3), "direct_ratio": round((da + db) / d1, 3),
                   "cpu_us": {"replicas": us(a + b), "front": us(c),
                              "client": round((cu + cs) / n * 1e6, 1)}}))

@@ -15,6 +15,7 @@
 #      shard with 1 replica and with 2, and of 1 vs 2 servers asked directly;
 #      4b. the same with bin/query --connect as the client (bench/replicas-c.sh),
 #      with the CPU time per query of the replicas, the front end and the client;
+#      4c. the same with batch requests of RS_BATCH queries (--request-size);
 #   5. faults under load (RATE queries/s): SIGKILL of one of 2 shards
 #      (--shard-timeout TIMEOUT), SIGKILL of one of 2 replicas;
 #   6. CURVE: QPS and p50 of one server with and without CURVE;
@@ -23,7 +24,8 @@
 #
 # Environment: QUICK=1 (5000 vectors), N (default 20000), NQ (default 1000),
 # EFS (default 10,20,40,64,128), RATE (default 500), TIMEOUT (ms, default
-# 300), WINDOW (default 16), BIN, RES.
+# 300), WINDOW (default 16), RS_BATCH (queries a batch request in step 4c,
+# default 50), BIN, RES.
 # Every process shares the machine's cores: a 2-core machine runs the client,
 # the front end and the shards on the same 2 cores. Say so when quoting.
 set -eu
@@ -37,6 +39,7 @@ EFS=${EFS:-10,20,40,64,128}
 RATE=${RATE:-500}
 TIMEOUT=${TIMEOUT:-300}
 WINDOW=${WINDOW:-16}
+RS_BATCH=${RS_BATCH:-50}
 RES=${RES:-bench/results}
 WORK=${WORK:-bench/data/shard}
 CLIENT="$PY tests/fanout_client.py"
@@ -219,6 +222,10 @@ np.save('$d/queries-c.npy', np.tile(np.load('$Q'), (6, 1)))"
 BIN="$BIN" PY="$PY" bash bench/replicas-c.sh "$d/s1/shard-0.idx" "$d/queries-c.frames" "$ROUNDS" >"$WORK/rep-c.jsonl"
 jcc=$(med "$WORK/rep-c.jsonl" front_ratio)
 say "replicas, C client (median round by front ratio): $jcc"
+# 4c. the same with batch requests of RS_BATCH queries (query --connect --request-size)
+RS="$RS_BATCH" BIN="$BIN" PY="$PY" bash bench/replicas-c.sh "$d/s1/shard-0.idx" "$d/queries-c.frames" "$ROUNDS" >"$WORK/rep-cb.jsonl"
+jcb=$(med "$WORK/rep-cb.jsonl" front_ratio)
+say "replicas, C client, requests of $RS_BATCH queries (median round by front ratio): $jcb"
 
 serve a "$d/s2/shard-0.idx"
 serve b "$d/s2/shard-1.idx"
@@ -269,7 +276,7 @@ $PY bench/scale-model --shard-lat "$WORK/lat-shard0-0.txt" --shard-lat "$WORK/la
     --front-lat "$WORK/lat-front-0.txt" --qps "$(field "$j1d" qps)" --shard-size $((N / 2)) \
     --bytes-per-vector "fashion-mnist:$bpv_fm" --bytes-per-vector "clustered:$bpv_cl" >"$RES/scale-model.md"
 
-$PY - "$RES" "$ja" "$jb" "$jf" "$ja2" "$jf2" "$j1" "$j2" "$j1d" "$j2d" "$jk" "$jr" "$jp" "$jp2" "$jc" "$jp1" "$jc1" "$N" "$TIMEOUT" "$RATE" "$WINDOW" "$jf1" "$ja3" "$ROUNDS" "$jcc" <<'PY' >"$RES/shard.md"
+$PY - "$RES" "$ja" "$jb" "$jf" "$ja2" "$jf2" "$j1" "$j2" "$j1d" "$j2d" "$jk" "$jr" "$jp" "$jp2" "$jc" "$jp1" "$jc1" "$N" "$TIMEOUT" "$RATE" "$WINDOW" "$jf1" "$ja3" "$ROUNDS" "$jcc" "$jcb" <<'PY' >"$RES/shard.md"
 import csv, json, sys
 res = sys.argv[1]
 J = lambda s: json.loads(s)
@@ -280,6 +287,7 @@ n, timeout, rate, window = sys.argv[18:22]
 jf1, ja3 = map(J, sys.argv[22:24])
 rounds = sys.argv[24]
 jcc = J(sys.argv[25])
+jcb = J(sys.argv[26])
 rows = list(csv.DictReader(open(f"{res}/shard-recall.csv")))
 print(f"# Sharded serving (bench/shard.sh, N={n} a set, k=10)\n")
 print("Machine shared with other work; every process (client, front end, shards) on the same cores.\n")
@@ -308,18 +316,25 @@ print("| setup | QPS |\n|---|---|")
 print(f"| front end, 1 replica | {j1['qps']} |\n| front end, 2 replicas | {j2['qps']} |")
 print(f"| 1 server direct | {j1d['qps']} |\n| 2 servers direct, 2 clients | {d2:.1f} |")
 print(f"\n2 replicas / 1 through the front end: {j2['qps'] / j1['qps']:.2f}x; direct: {d2 / j1d['qps']:.2f}x (target 1.8x)\n")
-print(f"With a C client (bench/replicas-c.sh: bin/query --connect, 500 in flight a batch; the round with the median front-end ratio of {rounds}):\n")
-print("| setup | QPS |\n|---|---|")
-print(f"| front end, 1 replica | {jcc['front1']} |\n| front end, 2 replicas | {jcc['front2']} |")
-print(f"| 1 server direct | {jcc['direct1']} |\n| 2 servers direct, 2 clients | {jcc['direct2']} |")
-cpu = jcc["cpu_us"]
-print(f"\n2 replicas / 1 through the front end: {jcc['front_ratio']:.2f}x; direct: {jcc['direct_ratio']:.2f}x. "
-      f"CPU per query in the 2-replica run: replicas {cpu['replicas']} us, front end {cpu['front']} us, "
-      f"client {cpu['client']} us; on 2 free cores that bounds the front-end ratio at "
-      f"{2e6 / (cpu['replicas'] + cpu['front'] + cpu['client']) / (1e6 / cpu['replicas']):.2f}x "
-      f"(2 cores over all three, against one core's worth of replica), and the direct one at "
-      f"{2e6 / (cpu['replicas'] + cpu['client']) / (1e6 / cpu['replicas']):.2f}x: 1.8x through a front end "
-      "needs the front end and the client on cores of their own.\n")
+def c_client(j, how):
+    print(f"With a C client (bench/replicas-c.sh: bin/query --connect, 500 queries in flight a "
+          f"batch, {how}; the round with the median front-end ratio of {rounds}):\n")
+    print("| setup | QPS |\n|---|---|")
+    print(f"| front end, 1 replica | {j['front1']} |\n| front end, 2 replicas | {j['front2']} |")
+    print(f"| 1 server direct | {j['direct1']} |\n| 2 servers direct, 2 clients | {j['direct2']} |")
+    cpu = j["cpu_us"]
+    allc = cpu["replicas"] + cpu["front"] + cpu["client"]
+    print(f"\n2 replicas / 1 through the front end: {j['front_ratio']:.2f}x; direct: {j['direct_ratio']:.2f}x "
+          f"(target 1.8x). CPU per query in the 2-replica run: replicas {cpu['replicas']} us, front end "
+          f"{cpu['front']} us, client {cpu['client']} us; on 2 free cores that bounds the front-end ratio at "
+          f"{2e6 / allc / (1e6 / cpu['replicas']):.2f}x (2 cores over all three, against one core's worth "
+          f"of replica), and the direct one at "
+          f"{2e6 / (cpu['replicas'] + cpu['client']) / (1e6 / cpu['replicas']):.2f}x.\n")
+c_client(jcc, "one query a request")
+c_client(jcb, f"requests of {jcb['request_size']} queries ({{t: \"queries\"}} frames, qbatch.h)")
+print("One query a request, the front end and the client spend on messages (system calls, "
+      "wake-ups, loopback TCP) a large part of what a replica spends searching, on the same 2 "
+      "cores; batch requests divide that cost by the batch size.\n")
 print(f"## Faults under load ({rate} queries/s)\n")
 print("| fault | sent | answered | lost | errors | partial | max ms |\n|---|---|---|---|---|---|---|")
 for name, j in ((f"SIGKILL shard 1 of 2 (timeout {timeout} ms)", jk), ("SIGKILL replica 1 of 2", jr)):
