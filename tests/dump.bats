@@ -130,7 +130,8 @@ for g, w in zip(map(json.loads, sys.stdin), src):
     $PY - "$FIX/server.frames" <<'PYEOF'
 import sys, msgpack
 fr = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
-st, rl = fr[-3], fr[-1]
+st = next(f for f in fr if f["t"] == "stats" and "requests" in f)
+rl = next(f for f in fr if f["t"] == "reloaded")
 assert st["t"] == "stats", st
 assert rl["t"] == "reloaded" and rl["count"] == 600 and rl["nav"] is False, rl
 assert st["requests"] == 3 and st["errors"] == 1 and st["queries"] == 1, st

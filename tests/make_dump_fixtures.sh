@@ -34,7 +34,8 @@ $PY "$T/make_updates.py" "$D/upd.frames" --dim 8 insert:0:50 delete:0:10 query:0
 $PY "$T/make_updates.py" "$D/cut.frames" --dim 8 --no-end insert:0:50 delete:0:10
 "$BIN/consolidate" --wal "$D/w.wal" -o "$D/live.idx" -r /dev/null "$D/cut.frames" 2>/dev/null || true
 "$BIN/consolidate" -o "$D/after.idx" -r /dev/null "$D/upd.frames" 2>/dev/null
-# request and answer frames of a server: query, info, error, stats
+# request and answer frames of a server: query, info, error, stats,
+# reload, queries (a batch) and results
 $PY "$T/server_frames.py" "$BIN" "$D/plain.idx" "$D/server.frames"
 # tombstones: no filter saves an index with them today (consolidate
 # repairs its deletes), so this one frame is written with Python msgpack

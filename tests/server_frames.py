@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """server_frames.py BIN INDEX OUT: serve INDEX with query --serve, send an
-info, a query, a bad query, a stats and a reload request, and write the requests and
-the server's answers, in order, as concatenated frames to OUT (fixtures
-for tests/dump.bats)."""
+info, a query, a bad query, a stats and a reload request and a batch of two
+queries, and write the requests and the server's answers, in order, as
+concatenated frames to OUT (fixtures for tests/dump.bats)."""
 import os
 import subprocess
 import sys
@@ -28,7 +28,8 @@ try:
                 {"t": "query", "qid": 1, "vec": np.ones(8, "<f4").tobytes(), "k": 3},
                 {"t": "query", "qid": 2, "vec": np.ones(3, "<f4").tobytes()},
                 {"t": "stats"},
-                {"t": "reload", "path": index}):
+                {"t": "reload", "path": index},
+                {"t": "queries", "qid": 3, "n": 2, "vecs": np.ones(16, "<f4").tobytes(), "k": 2}):
         b = msgpack.packb(req, use_bin_type=True)
         s.send_multipart([b"", b])
         if not s.poll(20000):
