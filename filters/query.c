@@ -1146,8 +1146,19 @@ static void await_answer(const opts *o, client *cl, frame_in *f)
 }
 
 /* Client mode: forward each query to a server, print answers in input order. */
+/* A request's filter keys (the caller counted them: 1, or 2 with filter_all). */
+static void put_filter(frame_out *fo, const filt_query *fq)
+{
+    frame_put_key(fo, "filter");
+    msgpack_pack_array(&fo->pk, fq->n);
+    for (uint32_t j = 0; j < fq->n; j++)
+        msgpack_pack_uint32(&fo->pk, fq->lab[j]);
+    if (fq->all)
+        frame_put_bool(fo, "filter_all", 1);
+}
+
 /* One result frame into a for query number qid, marked partial when the
- * answer m says shards are missing (miss: its "missing" array, or NULL). */
+ * answer says shards are missing (miss: its "missing" array, or NULL). */
 static void put_answer(frame_out *a, uint64_t qid, const void *ids, size_t il, const void *dists,
                        size_t n, const msgpack_object *miss)
 {
@@ -1180,14 +1191,8 @@ static void connect_batches(const opts *o, client *cl, frame_out *fo, const vecs
         frame_put_bin(fo, "vecs", rows + lo * vs->dim, m * vs->dim * sizeof(float));
         frame_put_u64(fo, "k", o->k);
         frame_put_u64(fo, "ef", o->ef);
-        if (fq) {
-            frame_put_key(fo, "filter");
-            msgpack_pack_array(&fo->pk, fq->n);
-            for (uint32_t j = 0; j < fq->n; j++)
-                msgpack_pack_uint32(&fo->pk, fq->lab[j]);
-            if (fq->all)
-                frame_put_bool(fo, "filter_all", 1);
-        }
+        if (fq)
+            put_filter(fo, fq);
         if (client_send(cl, fo, &e))
             cli_fail(prog, o->connect_ep, &e);
     }
@@ -1319,14 +1324,8 @@ static int run_connect(const opts *o)
             frame_put_bin(&fo, "vec", rows + i * vs.dim, vs.dim * sizeof(float));
             frame_put_u64(&fo, "k", o->k);
             frame_put_u64(&fo, "ef", o->ef);
-            if (fq && fq->n) {
-                frame_put_key(&fo, "filter");
-                msgpack_pack_array(&fo.pk, fq->n);
-                for (uint32_t j = 0; j < fq->n; j++)
-                    msgpack_pack_uint32(&fo.pk, fq->lab[j]);
-                if (fq->all)
-                    frame_put_bool(&fo, "filter_all", 1);
-            }
+            if (fq && fq->n)
+                put_filter(&fo, fq);
             if (client_send(cl, &fo, &e))
                 cli_fail(prog, o->connect_ep, &e);
         }
@@ -1351,19 +1350,10 @@ static int run_connect(const opts *o)
             }
             /* a fan-out's partial answer stays marked in the results stream */
             const msgpack_object *miss = frame_find(&f, "missing");
-            if (miss && miss->type == MSGPACK_OBJECT_ARRAY) {
-                frame_out *a = &answers[pos];
-                frame_begin(a, "result", 5);
-                frame_put_u64(a, "qid", first + pos);
-                frame_put_bin(a, "ids", ids, il);
-                frame_put_bin(a, "dists", dists, dl);
-                frame_put_bool(a, "partial", 1);
-                frame_put_key(a, "missing");
-                msgpack_pack_object(&a->pk, *miss);
-                npartial++;
-            } else {
-                pack_result_raw(&answers[pos], first + pos, ids, il, dists, dl / 4);
-            }
+            if (miss && miss->type != MSGPACK_OBJECT_ARRAY)
+                miss = NULL;
+            put_answer(&answers[pos], first + pos, ids, il, dists, dl / 4, miss);
+            npartial += miss != NULL;
         }
         for (size_t i = 0; i < n; i++)
             if (channel_send(out, &answers[i], &e))

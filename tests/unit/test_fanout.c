@@ -53,6 +53,17 @@ typedef struct packed {
     frame_in f;
 } packed;
 
+/* p->fo's bytes decoded into p->f */
+static void unpack(packed *p)
+{
+    msgpack_unpacked_init(&p->u);
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack_next(&p->u, p->fo.sb.data, p->fo.sb.size, &off),
+                     MSGPACK_UNPACK_SUCCESS);
+    hf_err e;
+    assert_int_equal(frame_in_wrap(&p->f, &p->u.data, 1, &e), 0);
+}
+
 static void pack_result(packed *p, const uint64_t *ids, size_t idw, const float *d, size_t n)
 {
     frame_out_init(&p->fo);
@@ -60,12 +71,7 @@ static void pack_result(packed *p, const uint64_t *ids, size_t idw, const float 
     frame_put_u64(&p->fo, "qid", 1);
     frame_put_bin(&p->fo, "ids", ids, n * idw);
     frame_put_bin(&p->fo, "dists", d, n * sizeof *d);
-    msgpack_unpacked_init(&p->u);
-    size_t off = 0;
-    assert_int_equal(msgpack_unpack_next(&p->u, p->fo.sb.data, p->fo.sb.size, &off),
-                     MSGPACK_UNPACK_SUCCESS);
-    hf_err e;
-    assert_int_equal(frame_in_wrap(&p->f, &p->u.data, 1, &e), 0);
+    unpack(p);
 }
 
 static void unpack_free(packed *p)
@@ -161,12 +167,7 @@ static void pack_batch(packed *p, size_t n, const uint32_t *counts, const uint64
 {
     frame_out_init(&p->fo);
     qbatch_pack_results(&p->fo, 5, n, counts, ids, 8, d, total, 0);
-    msgpack_unpacked_init(&p->u);
-    size_t off = 0;
-    assert_int_equal(msgpack_unpack_next(&p->u, p->fo.sb.data, p->fo.sb.size, &off),
-                     MSGPACK_UNPACK_SUCCESS);
-    hf_err e;
-    assert_int_equal(frame_in_wrap(&p->f, &p->u.data, 1, &e), 0);
+    unpack(p);
 }
 
 static void batch_answers_split_by_counts_and_are_checked(void **st)
