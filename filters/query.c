@@ -93,6 +93,8 @@ static void usage(void)
            "      --request-size N  with --connect: N queries a request (a \"queries\" frame,\n"
            "                        answered with one \"results\" frame; default 1: one\n"
            "                        \"query\" frame each); saves the per-message cost\n"
+           "      --in-flight N     with --connect: at most N requests awaiting an answer\n"
+           "                        (default 256, at most 1000), across input frames\n"
            "      --fanout SPEC     with --serve, no index: the front end of a sharded index;\n"
            "                        SPEC lists the shards' --serve endpoints, shards separated\n"
            "                        by ',', replicas of one shard by '|' (tcp://a:1|tcp://b:1,\n"
@@ -160,6 +162,7 @@ typedef struct opts {
     int shard_timeout;     /* --shard-timeout MS */
     int hedge;             /* --hedge MS, 0: off */
     uint64_t request_size; /* --connect: queries a request (--request-size) */
+    uint64_t in_flight;    /* --connect: requests awaiting an answer at once (--in-flight) */
     curve_cfg curve;       /* --curve-* */
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
@@ -1173,68 +1176,132 @@ static void put_answer(frame_out *a, uint64_t qid, const void *ids, size_t il, c
     msgpack_pack_object(&a->pk, *miss);
 }
 
-/* --request-size: the n rows of one vectors frame as "queries" requests of
- * o->request_size rows, all sent before the answers are read; answers[i]
- * gets query i's result frame (query number first + i). */
-static void connect_batches(const opts *o, client *cl, frame_out *fo, const vecstream *vs,
-                            const float *rows, size_t n, uint64_t first, size_t idwidth,
-                            frame_out *answers, uint64_t *npartial)
+/* One request awaiting its answer: queries first..first+m-1 of the stream;
+ * ans[0..m-1] their result frames once the answer is in. */
+typedef struct {
+    uint64_t first;
+    size_t m, cap;
+    int done;
+    frame_out *ans;
+} pending;
+
+/* The --connect client's requests in flight, at most w (--in-flight) across
+ * input frames so the server never waits for the client between frames.
+ * Request number s is sent with qid s and waits in slot s % w; answers are
+ * written out in request order, whatever order they come back in. */
+typedef struct {
+    const opts *o;
+    client *cl;
+    channel *out;
+    size_t idwidth, w;
+    pending *slot;
+    uint64_t head, next; /* oldest request not written out; next request number */
+    uint64_t npartial;
+} window;
+
+/* Write out the answered requests at the head, in order. */
+static void window_flush(window *W)
 {
-    hf_err e;
-    size_t R = (size_t)o->request_size, nreq = (n + R - 1) / R;
-    const filt_query *fq = vs->req_has_filter && vs->req_filter.n ? &vs->req_filter : NULL;
-    for (size_t b = 0; b < nreq; b++) {
-        size_t lo = b * R, m = n - lo < R ? n - lo : R;
-        frame_begin(fo, "queries", 5 + (fq ? 1 + fq->all : 0));
-        frame_put_u64(fo, "qid", lo); /* position in the frame; mapped back below */
-        frame_put_u64(fo, "n", m);
-        frame_put_bin(fo, "vecs", rows + lo * vs->dim, m * vs->dim * sizeof(float));
-        frame_put_u64(fo, "k", o->k);
-        frame_put_u64(fo, "ef", o->ef);
-        if (fq)
-            put_filter(fo, fq);
-        if (client_send(cl, fo, &e))
-            cli_fail(prog, o->connect_ep, &e);
+    hf_err e = {0};
+    while (W->head < W->next && W->slot[W->head % W->w].done) {
+        pending *p = &W->slot[W->head % W->w];
+        for (size_t i = 0; i < p->m; i++)
+            if (channel_send(W->out, &p->ans[i], &e))
+                cli_fail(prog, W->o->out_ep, &e);
+        p->done = 0;
+        W->head++;
     }
-    unsigned char *seen = calloc(nreq, 1);
-    if (!seen) {
-        hf_err_set(&e, HF_ENOMEM, "out of memory");
+}
+
+/* Receive one answer ("result" to a query, "results" to a batch) into its slot. */
+static void window_take(window *W)
+{
+    const opts *o = W->o;
+    hf_err e = {0};
+    frame_in f;
+    await_answer(o, W->cl, &f);
+    if (strcmp(f.type, "error") == 0) {
+        char msg[256] = "";
+        frame_get_str(&f, "msg", msg, sizeof msg, NULL);
+        hf_err_set(&e, HF_EDATA, "server answered an error: %s", msg);
         cli_fail(prog, o->connect_ep, &e);
     }
-    for (size_t got = 0; got < nreq; got++) {
-        frame_in f;
-        await_answer(o, cl, &f);
-        char msg[256] = "";
-        if (strcmp(f.type, "error") == 0) {
-            frame_get_str(&f, "msg", msg, sizeof msg, NULL);
-            hf_err_set(&e, HF_EDATA, "server answered an error: %s", msg);
-            cli_fail(prog, o->connect_ep, &e);
-        }
-        uint64_t lo;
+    uint64_t s;
+    if (frame_get_u64(&f, "qid", &s, NULL) || s < W->head || s >= W->next ||
+        W->slot[s % W->w].done) {
+        hf_err_set(&e, HF_EDATA, "answer %llu: not an answer to one of the requests sent",
+                   (unsigned long long)f.index);
+        cli_fail(prog, o->connect_ep, &e);
+    }
+    pending *p = &W->slot[s % W->w];
+    /* a fan-out's partial answer stays marked in the results stream */
+    const msgpack_object *miss = frame_find(&f, "missing");
+    if (miss && miss->type != MSGPACK_OBJECT_ARRAY)
+        miss = NULL;
+    if (o->request_size > 1) {
         qbatch_results r;
-        if (frame_get_u64(&f, "qid", &lo, NULL) || lo >= n || lo % R || seen[lo / R]++) {
-            hf_err_set(&e, HF_EDATA, "answer %llu: not an answer to one of the requests sent",
-                       (unsigned long long)f.index);
-            cli_fail(prog, o->connect_ep, &e);
-        }
-        size_t m = n - lo < R ? n - lo : R;
-        if (qbatch_results_parse(&f, m, idwidth, o->k, &r, &e)) {
+        if (qbatch_results_parse(&f, p->m, W->idwidth, o->k, &r, &e)) {
             hf_err_prefix(&e, "answer %llu", (unsigned long long)f.index);
             cli_fail(prog, o->connect_ep, &e);
         }
-        const msgpack_object *miss = frame_find(&f, "missing");
-        if (miss && miss->type != MSGPACK_OBJECT_ARRAY)
-            miss = NULL;
         size_t off = 0;
-        for (size_t i = 0; i < m; i++) {
+        for (size_t i = 0; i < p->m; i++) {
             uint32_t c = qbatch_count(&r, i);
-            put_answer(&answers[lo + i], first + lo + i, r.ids + idwidth * off, idwidth * c,
+            put_answer(&p->ans[i], p->first + i, r.ids + W->idwidth * off, W->idwidth * c,
                        r.dists + 4 * off, c, miss);
             off += c;
         }
-        *npartial += miss ? m : 0;
+    } else {
+        const void *ids, *dists;
+        size_t il, dl;
+        if (strcmp(f.type, "result") != 0 || frame_get_bin(&f, "ids", &ids, &il, NULL) ||
+            frame_get_bin(&f, "dists", &dists, &dl, NULL) || dl % 4 || il != dl / 4 * W->idwidth) {
+            hf_err_set(&e, HF_EDATA, "answer %llu is not a valid result frame",
+                       (unsigned long long)f.index);
+            cli_fail(prog, o->connect_ep, &e);
+        }
+        put_answer(&p->ans[0], p->first, ids, il, dists, dl / 4, miss);
     }
-    free(seen);
+    W->npartial += miss ? p->m : 0;
+    p->done = 1;
+    window_flush(W);
+}
+
+/* The slot for the next request (queries first..first+m-1), once one is free. */
+static pending *window_open(window *W, uint64_t first, size_t m)
+{
+    while (W->next - W->head >= W->w)
+        window_take(W);
+    pending *p = &W->slot[W->next % W->w];
+    if (m > p->cap) { /* a new array: a frame_out points into itself, realloc would break it */
+        for (size_t i = 0; i < p->cap; i++)
+            frame_out_free(&p->ans[i]);
+        free(p->ans);
+        p->cap = 0;
+        p->ans = malloc(m * sizeof *p->ans);
+        if (!p->ans) {
+            hf_err e = {0};
+            hf_err_set(&e, HF_ENOMEM, "out of memory");
+            cli_fail(prog, W->o->connect_ep, &e);
+        }
+        for (size_t i = 0; i < m; i++)
+            frame_out_init(&p->ans[i]);
+        p->cap = m;
+    }
+    p->first = first;
+    p->m = m;
+    p->done = 0;
+    return p;
+}
+
+static void window_free(window *W)
+{
+    for (size_t s = 0; s < W->w; s++) {
+        for (size_t i = 0; i < W->slot[s].cap; i++)
+            frame_out_free(&W->slot[s].ans[i]);
+        free(W->slot[s].ans);
+    }
+    free(W->slot);
 }
 
 static int run_connect(const opts *o)
@@ -1284,84 +1351,54 @@ static int run_connect(const opts *o)
     if (o->filters_path &&
         filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
         cli_fail(prog, o->filters_path, &e);
-    frame_out *answers = NULL;
-    size_t cap = 0;
-    uint64_t nq = 0, npartial = 0;
+    window W = {.o = o, .cl = cl, .out = out, .idwidth = idwidth, .w = o->in_flight};
+    W.slot = calloc(W.w, sizeof *W.slot);
+    if (!W.slot) {
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, o->connect_ep, &e);
+    }
+    uint64_t nq = 0;
     double t_wall0 = now_seconds();
     const float *rows;
     size_t n;
     uint64_t first;
+    size_t R = (size_t)o->request_size;
     while ((rc = vecstream_next(&vs, &rows, &n, &first, &e)) == 0) {
-        if (n > cap) {
-            answers = realloc(answers, n * sizeof *answers);
-            if (!answers) {
-                hf_err_set(&e, HF_ENOMEM, "out of memory");
-                cli_fail(prog, in_name, &e);
-            }
-            for (size_t i = cap; i < n; i++)
-                frame_out_init(&answers[i]);
-            cap = n;
-        }
-        if (o->request_size > 1) {
-            connect_batches(o, cl, &fo, &vs, rows, n, first, idwidth, answers, &npartial);
-            for (size_t i = 0; i < n; i++)
-                if (channel_send(out, &answers[i], &e))
-                    cli_fail(prog, o->out_ep, &e);
-            nq += n;
-            continue;
-        }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t lo = 0; lo < n; lo += R) {
+            size_t m = n - lo < R ? n - lo : R;
+            window_open(&W, first + lo, m);
             const filt_query *fq = vs.req_has_filter ? &vs.req_filter : NULL;
-            if (!fq && ffile && nq + i >= nffile) {
+            if (!fq && ffile && nq + lo >= nffile) {
                 hf_err_set(&e, HF_EDATA, "%zu filters for a stream of more queries", nffile);
-                free(ffile);
                 cli_fail(prog, o->filters_path, &e);
             } else if (!fq && ffile)
-                fq = &ffile[nq + i];
-            int nk = 4 + (fq && fq->n ? 1 + fq->all : 0);
-            frame_begin(&fo, "query", (uint32_t)nk);
-            frame_put_u64(&fo, "qid", i); /* position in batch; mapped back below */
-            frame_put_bin(&fo, "vec", rows + i * vs.dim, vs.dim * sizeof(float));
+                fq = &ffile[nq + lo];
+            int nf = fq && fq->n ? 1 + fq->all : 0;
+            if (R > 1) {
+                frame_begin(&fo, "queries", 5 + nf);
+                frame_put_u64(&fo, "qid", W.next);
+                frame_put_u64(&fo, "n", m);
+                frame_put_bin(&fo, "vecs", rows + lo * vs.dim, m * vs.dim * sizeof(float));
+            } else {
+                frame_begin(&fo, "query", 4 + nf);
+                frame_put_u64(&fo, "qid", W.next);
+                frame_put_bin(&fo, "vec", rows + lo * vs.dim, vs.dim * sizeof(float));
+            }
             frame_put_u64(&fo, "k", o->k);
             frame_put_u64(&fo, "ef", o->ef);
-            if (fq && fq->n)
+            if (nf)
                 put_filter(&fo, fq);
             if (client_send(cl, &fo, &e))
                 cli_fail(prog, o->connect_ep, &e);
+            W.next++;
         }
-        for (size_t got = 0; got < n; got++) {
-            frame_in f;
-            await_answer(o, cl, &f);
-            uint64_t pos;
-            char msg[256] = "";
-            if (strcmp(f.type, "error") == 0) {
-                frame_get_str(&f, "msg", msg, sizeof msg, NULL);
-                hf_err_set(&e, HF_EDATA, "server answered an error: %s", msg);
-                cli_fail(prog, o->connect_ep, &e);
-            }
-            const void *ids, *dists;
-            size_t il, dl;
-            if (strcmp(f.type, "result") != 0 || frame_get_u64(&f, "qid", &pos, NULL) || pos >= n ||
-                frame_get_bin(&f, "ids", &ids, &il, NULL) ||
-                frame_get_bin(&f, "dists", &dists, &dl, NULL) || dl % 4 || il != dl / 4 * idwidth) {
-                hf_err_set(&e, HF_EDATA, "answer %llu is not a valid result frame",
-                           (unsigned long long)f.index);
-                cli_fail(prog, o->connect_ep, &e);
-            }
-            /* a fan-out's partial answer stays marked in the results stream */
-            const msgpack_object *miss = frame_find(&f, "missing");
-            if (miss && miss->type != MSGPACK_OBJECT_ARRAY)
-                miss = NULL;
-            put_answer(&answers[pos], first + pos, ids, il, dists, dl / 4, miss);
-            npartial += miss != NULL;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (channel_send(out, &answers[i], &e))
-                cli_fail(prog, o->out_ep, &e);
         nq += n;
     }
     if (rc != HF_EOF)
         cli_fail(prog, in_name, &e);
+    while (W.head < W.next)
+        window_take(&W);
+    uint64_t npartial = W.npartial;
     if (channel_send_end(out, nq, &e) || channel_commit(out, &e))
         cli_fail(prog, o->out_ep, &e);
     double t = now_seconds() - t_wall0;
@@ -1371,9 +1408,7 @@ static int run_connect(const opts *o)
         fprintf(stderr, "query: %llu answers partial (shards missing: see their \"missing\")\n",
                 (unsigned long long)npartial);
     free(ffile);
-    for (size_t i = 0; i < cap; i++)
-        frame_out_free(&answers[i]);
-    free(answers);
+    window_free(&W);
     frame_out_free(&fo);
     client_destroy(&cl);
     vecstream_close(&vs);
@@ -1437,6 +1472,7 @@ int main(int argc, char **argv)
                                           {"shard-timeout", required_argument, 0, 27},
                                           {"hedge", required_argument, 0, 32},
                                           {"request-size", required_argument, 0, 33},
+                                          {"in-flight", required_argument, 0, 34},
                                           {"curve-secret", required_argument, 0, 28},
                                           {"curve-allow", required_argument, 0, 29},
                                           {"curve-key", required_argument, 0, 30},
@@ -1454,6 +1490,7 @@ int main(int argc, char **argv)
               .patience = 8,
               .shard_timeout = 1000,
               .request_size = 1,
+              .in_flight = 256,
               .eps0 = 2.1};
     filt_plan_defaults(&o.plan);
     int c;
@@ -1542,6 +1579,7 @@ int main(int argc, char **argv)
         case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
         case 32: o.hedge = (int)cli_u64(prog, "--hedge", optarg, 1, 3600000); break;
         case 33: o.request_size = cli_u64(prog, "--request-size", optarg, 1, QBATCH_MAX); break;
+        case 34: o.in_flight = cli_u64(prog, "--in-flight", optarg, 1, 1000); break;
         case 28: o.curve.secret = optarg; break;
         case 29: o.curve.allow = optarg; break;
         case 30: o.curve.key = optarg; break;
@@ -1558,6 +1596,8 @@ int main(int argc, char **argv)
     }
     if (o.request_size > 1 && !o.connect_ep)
         cli_usage_error(prog, "--request-size is for --connect (queries a request)");
+    if (o.in_flight != 256 && !o.connect_ep)
+        cli_usage_error(prog, "--in-flight is for --connect (requests awaiting an answer)");
     if (o.request_size > 1 && o.filters_path)
         cli_usage_error(prog, "--filters sends one filter a query: one query a request "
                               "(drop --request-size)");
