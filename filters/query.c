@@ -42,6 +42,9 @@
 #include "serve_stats.h"
 #include "vecstream.h"
 
+#define IN_FLIGHT_DEFAULT 1000      /* --connect: queries awaiting an answer */
+#define IN_FLIGHT_REQUESTS_MAX 1000 /* ZeroMQ's default high-water mark */
+
 static const char *prog = "query";
 
 static void usage(void)
@@ -93,8 +96,10 @@ static void usage(void)
            "      --request-size N  with --connect: N queries a request (a \"queries\" frame,\n"
            "                        answered with one \"results\" frame; default 1: one\n"
            "                        \"query\" frame each); saves the per-message cost\n"
-           "      --in-flight N     with --connect: at most N requests awaiting an answer\n"
-           "                        (default 256, at most 1000), across input frames\n"
+           "      --in-flight N     with --connect: at most N queries awaiting an answer,\n"
+           "                        across input frames (default 1000; at least one request,\n"
+           "                        at most 1000 requests); keep N x the time a query takes\n"
+           "                        under a front end's --shard-timeout\n"
            "      --fanout SPEC     with --serve, no index: the front end of a sharded index;\n"
            "                        SPEC lists the shards' --serve endpoints, shards separated\n"
            "                        by ',', replicas of one shard by '|' (tcp://a:1|tcp://b:1,\n"
@@ -162,7 +167,7 @@ typedef struct opts {
     int shard_timeout;     /* --shard-timeout MS */
     int hedge;             /* --hedge MS, 0: off */
     uint64_t request_size; /* --connect: queries a request (--request-size) */
-    uint64_t in_flight;    /* --connect: requests awaiting an answer at once (--in-flight) */
+    uint64_t in_flight;    /* --connect: queries awaiting an answer at once (--in-flight) */
     curve_cfg curve;       /* --curve-* */
     uint64_t k, ef, max_k, max_ef, max_dim, max_frame;
     uint64_t rerank;
@@ -1185,8 +1190,11 @@ typedef struct {
     frame_out *ans;
 } pending;
 
-/* The --connect client's requests in flight, at most w (--in-flight) across
- * input frames so the server never waits for the client between frames.
+/* The --connect client's requests in flight, at most w (--in-flight queries
+ * over --request-size) across input frames, so the server never waits for
+ * the client between frames; few enough that the last of them is answered
+ * within a front end's --shard-timeout, and no more than a ZeroMQ socket
+ * queues by default (1000 messages) so no answer is dropped.
  * Request number s is sent with qid s and waits in slot s % w; answers are
  * written out in request order, whatever order they come back in. */
 typedef struct {
@@ -1351,7 +1359,14 @@ static int run_connect(const opts *o)
     if (o->filters_path &&
         filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
         cli_fail(prog, o->filters_path, &e);
-    window W = {.o = o, .cl = cl, .out = out, .idwidth = idwidth, .w = o->in_flight};
+    size_t w = (size_t)(o->in_flight / o->request_size);
+    window W = {.o = o,
+                .cl = cl,
+                .out = out,
+                .idwidth = idwidth,
+                .w = w < 1                        ? 1
+                     : w > IN_FLIGHT_REQUESTS_MAX ? IN_FLIGHT_REQUESTS_MAX
+                                                  : w};
     W.slot = calloc(W.w, sizeof *W.slot);
     if (!W.slot) {
         hf_err_set(&e, HF_ENOMEM, "out of memory");
@@ -1490,7 +1505,7 @@ int main(int argc, char **argv)
               .patience = 8,
               .shard_timeout = 1000,
               .request_size = 1,
-              .in_flight = 256,
+              .in_flight = IN_FLIGHT_DEFAULT,
               .eps0 = 2.1};
     filt_plan_defaults(&o.plan);
     int c;
@@ -1579,7 +1594,7 @@ int main(int argc, char **argv)
         case 27: o.shard_timeout = (int)cli_u64(prog, "--shard-timeout", optarg, 1, 3600000); break;
         case 32: o.hedge = (int)cli_u64(prog, "--hedge", optarg, 1, 3600000); break;
         case 33: o.request_size = cli_u64(prog, "--request-size", optarg, 1, QBATCH_MAX); break;
-        case 34: o.in_flight = cli_u64(prog, "--in-flight", optarg, 1, 1000); break;
+        case 34: o.in_flight = cli_u64(prog, "--in-flight", optarg, 1, 1u << 30); break;
         case 28: o.curve.secret = optarg; break;
         case 29: o.curve.allow = optarg; break;
         case 30: o.curve.key = optarg; break;
@@ -1596,7 +1611,7 @@ int main(int argc, char **argv)
     }
     if (o.request_size > 1 && !o.connect_ep)
         cli_usage_error(prog, "--request-size is for --connect (queries a request)");
-    if (o.in_flight != 256 && !o.connect_ep)
+    if (o.in_flight != IN_FLIGHT_DEFAULT && !o.connect_ep)
         cli_usage_error(prog, "--in-flight is for --connect (requests awaiting an answer)");
     if (o.request_size > 1 && o.filters_path)
         cli_usage_error(prog, "--filters sends one filter a query: one query a request "
