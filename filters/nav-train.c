@@ -614,6 +614,7 @@ int main(int argc, char **argv)
     double best = INFINITY;
     float best_logit = p->skip_logit;
     curve tmp;
+    int have_cb = 0; /* the chosen threshold's curve, measured in the search */
     if (!from || nq) {
         /* from a policy: its threshold and the grid's neighbours of it */
         int lo = 0, hi = NTHR - 1;
@@ -633,11 +634,14 @@ int main(int argc, char **argv)
             if (ratio < best) {
                 best = ratio;
                 best_logit = p->skip_logit;
+                cb = tmp;
+                have_cb = 1;
             }
         }
         p->skip_logit = best_logit;
     }
-    eval_curve(h, p, NULL, vq, &navc, val_ef, nef, threads, &cb);
+    if (!have_cb)
+        eval_curve(h, p, NULL, vq, &navc, val_ef, nef, threads, &cb);
     double ratio_bc = nav_work_ratio(cc.r, cc.w, nef, cb.r, cb.w, nef);
 
     /* PPO on top of cloning, kept only when it measures better */
@@ -696,13 +700,19 @@ int main(int argc, char **argv)
     for (int i = 0; i < NCAL && (tq || from); i++) {
         /* the beams that reach the target without stopping early, the
          * first three; on each the smallest threshold whose recall reaches
-         * it (bisection); the cheapest of them is kept */
+         * it (bisection); the cheapest of them is kept. From a policy of
+         * this index, two at most: the first that reaches the target and
+         * the one the policy chose (the cheapest was the first or the
+         * policy's in the runs we measured), a third of the work */
         double bw = INFINITY, br = 0;
         float bp = 1.0f;
         uint32_t bef = (uint32_t)val_ef[nef - 1];
         int tried = 0;
+        int known = from && from->ncal == NCAL && from->cal_r[i] == cal_grid[i];
         for (size_t j = 0; j < nef && tried < 3; j++) {
             if (wc->r[j] < cal_grid[i])
+                continue;
+            if (known && tried && val_ef[j] != from->cal_ef[i])
                 continue;
             tried++;
             /* from a policy of this index: bisect first in a window around
