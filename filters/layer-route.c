@@ -68,8 +68,9 @@ static void usage(void)
            "      --tolerance T     largest recall@10 loss against the classic descent at any\n"
            "                        validation ef (default 0.002)\n"
            "      --init MODEL      start from the layer-router of an index file (its\n"
-           "                        candidates, nodes of this index); the one it replaces is\n"
-           "                        then the non-learned rival of the validation\n"
+           "                        candidates, nodes of this index); the one it replaces\n"
+           "                        is then a rival in the validation too, beside the PCA\n"
+           "                        router: the cheapest of the three is written\n"
            "      --ewc LAMBDA      with --init: penalise moving the weights the earlier\n"
            "                        tasks' Fisher information (kept in the router) marks\n"
            "      --replay N|FILE   with --init: N queries of the router's reservoir of past\n"
@@ -103,8 +104,11 @@ static int grab_router(const frame_in *f, void *arg, hf_err *e)
     return route_unpack(f->map, m, e);
 }
 
-#define NMODES 5
-static const char *mode_name[NMODES] = {"classic", "flat", "nearest", "pca-router", "trained"};
+/* the entries compared on the validation queries; "previous" (the --init
+ * router) only with --init */
+#define NMODES 6
+static const char *mode_name[NMODES] = {"classic",    "flat",    "nearest",
+                                        "pca-router", "trained", "previous"};
 
 int main(int argc, char **argv)
 {
@@ -196,7 +200,7 @@ int main(int argc, char **argv)
      * candidates must be nodes of this index) */
     uint32_t *cand = NULL;
     size_t nc = 0;
-    route_model *m = NULL, *pca = NULL, *from = NULL;
+    route_model *m = NULL, *pca = NULL, *prev = NULL, *from = NULL;
     if (init) {
         channel *ic = NULL;
         hnsw *ih = NULL;
@@ -281,9 +285,18 @@ int main(int argc, char **argv)
         nclassic += label[i] == nc;
     double t_label = now_seconds() - t1;
 
-    /* keep the PCA router as the non-learned comparison */
-    if (route_copy(m, &pca, &e))
+    /* the non-learned comparison: the PCA router over the same candidates
+     * (before training m is one, unless it comes from --init: then it is
+     * the router being replaced, a contender too, and a fresh PCA router
+     * is built) */
+    if (from) {
+        if (route_copy(m, &prev, &e) || route_new(h->dim, m->r, nc, m->cand, &pca, &e) ||
+            route_init_pca(pca, h, 20000, seed, &e))
+            cli_fail(prog, in_name, &e);
+        pca->medoid = (uint32_t)route_nearest(pca, h, pca->mu->data);
+    } else if (route_copy(m, &pca, &e)) {
         cli_fail(prog, in_name, &e);
+    }
 
     /* EWC: the earlier tasks' Fisher around the weights we start from */
     nn_params tp;
@@ -303,9 +316,10 @@ int main(int argc, char **argv)
     /* validation */
     t1 = now_seconds();
     double rec[NMODES][MAX_EF], cost[NMODES][MAX_EF], up[NMODES][MAX_EF];
+    int nmodes = from ? NMODES : NMODES - 1;
     for (size_t i = 0; i < nef; i++)
-        for (int md = 0; md < NMODES; md++) {
-            const route_model *mm = md == 3 ? pca : m;
+        for (int md = 0; md < nmodes; md++) {
+            const route_model *mm = md == 3 ? pca : md == 5 ? prev : m;
             route_mode mode = md == 0   ? ROUTE_CLASSIC
                               : md == 1 ? ROUTE_FLAT
                               : md == 2 ? ROUTE_NEAREST
@@ -315,22 +329,30 @@ int main(int argc, char **argv)
                 cli_fail(prog, in_name, &e);
         }
     double t_val = now_seconds() - t1;
-    /* the better of the trained and the PCA router on these queries (the
-     * PCA one is the non-learned rival: training must beat it to be kept) */
-    double sc[2] = {0, 0};
-    int ok[2] = {1, 1};
-    for (size_t i = 0; i < nef; i++)
-        for (int w = 0; w < 2; w++) {
-            sc[w] += cost[w ? 3 : 4][i] / cost[0][i];
-            ok[w] &= rec[w ? 3 : 4][i] >= rec[0][i] - tol;
+    /* the written router: the cheapest over the grid of those within the
+     * tolerance of the classic recall at every ef, among the trained one,
+     * the PCA one (the non-learned rival: training must beat it to be
+     * kept) and the one --init would replace (never written over by a
+     * worse one); the trained one when none is */
+    double sc[NMODES] = {0};
+    int ok[NMODES];
+    for (int md = 3; md < nmodes; md++) {
+        ok[md] = 1;
+        for (size_t i = 0; i < nef; i++) {
+            sc[md] += cost[md][i] / cost[0][i];
+            ok[md] &= rec[md][i] >= rec[0][i] - tol;
         }
-    int use_pca = ok[1] && (!ok[0] || sc[1] < sc[0]);
-    if (use_pca) {
-        route_model *t = m;
-        m = pca;
-        pca = t;
     }
-    int w = use_pca ? 3 : 4, pays = 1; /* the row of the router written */
+    int w = 4; /* the row of the router written */
+    for (int md = 3; md < nmodes; md++)
+        if (ok[md] && (!ok[w] || sc[md] < sc[w] || (sc[md] == sc[w] && md == 5)))
+            w = md;
+    if (w != 4) {
+        route_model **keep = w == 3 ? &pca : &prev, *t = m;
+        m = *keep;
+        *keep = t;
+    }
+    int pays = 1;
     for (size_t i = 0; i < nef; i++)
         pays &= rec[w][i] >= rec[0][i] - tol && cost[w][i] <= cost[0][i];
     m->fallback = !pays;
@@ -345,21 +367,22 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nef; i++)
         fprintf(stderr, " %22zu", val_ef[i]);
     fprintf(stderr, "\n");
-    for (int md = 0; md < NMODES; md++) {
-        fprintf(stderr, "layer-route:   %-11s", md == 3 && from ? "previous" : mode_name[md]);
+    for (int md = 0; md < nmodes; md++) {
+        fprintf(stderr, "layer-route:   %-11s", mode_name[md]);
         for (size_t i = 0; i < nef; i++)
             fprintf(stderr, "  %.4f %7.1f %6.1f", rec[md][i], cost[md][i], up[md][i]);
         fprintf(stderr, "\n");
     }
     fprintf(stderr,
-            "layer-route: written: the %s router (mean distance computations %.3fx the "
-            "classic descent's over the grid; the %s one %.3fx%s)\n",
-            use_pca ? (from ? "previous (--init)" : "PCA (untrained)") : "trained",
-            sc[use_pca] / (double)nef,
-            use_pca ? "trained"
-            : from  ? "previous"
-                    : "PCA",
-            sc[!use_pca] / (double)nef, ok[!use_pca] ? "" : ", recall outside the tolerance");
+            "layer-route: written: the %s router (mean distance computations over the grid / the "
+            "classic descent's:",
+            w == 3   ? "PCA (untrained)"
+            : w == 5 ? "previous (--init)"
+                     : "trained");
+    for (int md = 3; md < nmodes; md++)
+        fprintf(stderr, "%s %s %.3fx%s", md == 3 ? "" : ",", mode_name[md], sc[md] / (double)nef,
+                ok[md] ? "" : " (recall outside the tolerance)");
+    fprintf(stderr, ")\n");
     if (pays)
         fprintf(stderr,
                 "layer-route: the router is within %.4f of the classic recall and does no more "
@@ -397,12 +420,14 @@ int main(int argc, char **argv)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &xs, msgpack_sbuffer_write);
     frame_pack_str(&pk, "validation");
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 8);
     frame_pack_str(&pk, "trained");
-    if (use_pca)
-        msgpack_pack_false(&pk);
-    else
+    if (w == 4)
         msgpack_pack_true(&pk);
+    else
+        msgpack_pack_false(&pk);
+    frame_pack_str(&pk, "written");
+    frame_pack_str(&pk, mode_name[w]);
     frame_pack_str(&pk, "queries");
     msgpack_pack_uint64(&pk, nval);
     frame_pack_str(&pk, "tolerance");
@@ -414,16 +439,16 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nef; i++)
         msgpack_pack_uint64(&pk, val_ef[i]);
     frame_pack_str(&pk, "recall");
-    msgpack_pack_map(&pk, NMODES);
-    for (int md = 0; md < NMODES; md++) {
+    msgpack_pack_map(&pk, (uint32_t)nmodes);
+    for (int md = 0; md < nmodes; md++) {
         frame_pack_str(&pk, mode_name[md]);
         msgpack_pack_array(&pk, (uint32_t)nef);
         for (size_t i = 0; i < nef; i++)
             msgpack_pack_double(&pk, rec[md][i]);
     }
     frame_pack_str(&pk, "ndist");
-    msgpack_pack_map(&pk, NMODES);
-    for (int md = 0; md < NMODES; md++) {
+    msgpack_pack_map(&pk, (uint32_t)nmodes);
+    for (int md = 0; md < nmodes; md++) {
         frame_pack_str(&pk, mode_name[md]);
         msgpack_pack_array(&pk, (uint32_t)nef);
         for (size_t i = 0; i < nef; i++)
@@ -457,6 +482,7 @@ int main(int argc, char **argv)
     route_qset_destroy(&vq);
     route_destroy(&m);
     route_destroy(&pca);
+    route_destroy(&prev);
     hnsw_destroy(&h);
     return 0;
 }

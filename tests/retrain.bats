@@ -317,8 +317,14 @@ EOF2
     [ "$status" -eq 0 ]
     [[ "$stderr" == *"continual: from $BATS_TEST_TMPDIR/RA.idx, EWC on (lambda 100, Fisher of 1 earlier task), 200 replayed queries; reservoir kept: 600 of 600"* ]]
     [[ "$stderr" == *"layer-route:   previous "* ]]
+    [[ "$stderr" == *"layer-route:   pca-router "* ]]
     run policy_router "$BATS_TEST_TMPDIR/RB.idx" 'f["tasks"], f["ncand"]'
     [ "$output" = "(2, 32)" ]
+    # written: the cheapest of trained, PCA and previous within the tolerance (trained if
+    # none; previous on a tie: nothing replaced for no gain)
+    run policy_router "$BATS_TEST_TMPDIR/RB.idx" '(lambda v: (v["written"], sorted(v["ndist"]), min((sum(c / k for c, k in zip(v["ndist"][m], v["ndist"]["classic"])), m != "previous", m) for m in ("pca-router", "trained", "previous") if all(r >= q - v["tolerance"] for r, q in zip(v["recall"][m], v["recall"]["classic"])))[2] if any(all(r >= q - v["tolerance"] for r, q in zip(v["recall"][m], v["recall"]["classic"])) for m in ("pca-router", "trained", "previous")) else "trained"))(f["validation"])'
+    [[ "$output" =~ ^\(\'([a-z-]+)\',\ \[\'classic\',\ \'flat\',\ \'nearest\',\ \'pca-router\',\ \'previous\',\ \'trained\'\],\ \'([a-z-]+)\'\)$ ]]
+    [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]
     run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/RB.idx" --route -o "$BATS_TEST_TMPDIR/r" "$FIX/taskB.frames"
     [ "$status" -eq 0 ]
     run --separate-stderr "$BIN/layer-route" --ewc 10 --train "$FIX/taskB.frames" -o "$BATS_TEST_TMPDIR/x.idx" "$FIX/plain.idx"
