@@ -104,6 +104,20 @@ def train_router(d, out, args):
         log=out + ".log")
 
 
+def joint_queries(d, w):
+    """Both tasks' training queries in one shuffled stream: the router
+    trained on A and B at once, the bound of what continual training can
+    keep of both."""
+    import numpy as np
+    out = f"{w}/AB-train.frames"
+    if not os.path.exists(out):
+        q = np.concatenate([np.load(f"{d}/A-train.npy"), np.load(f"{d}/B-train.npy")])
+        np.random.default_rng(1).shuffle(q)
+        np.save(f"{w}/AB-train.npy", q)
+        run([f"{BIN}/embed-load", f"{w}/AB-train.npy", "-o", out])
+    return out
+
+
 def l0_edges(idx):
     import msgpack
     import numpy as np
@@ -290,7 +304,8 @@ def main():
             rv = [("A", A), ("scratchB", B), ("naive", B + ["--init", f"{w}/rA.idx"]),
                   ("ewc", B + ["--init", f"{w}/rA.idx", "--ewc", REWC]),
                   ("replay", B + ["--init", f"{w}/rA.idx", "--replay", "1000"]),
-                  ("ewc+replay", B + ["--init", f"{w}/rA.idx", "--ewc", REWC, "--replay", "1000"])]
+                  ("ewc+replay", B + ["--init", f"{w}/rA.idx", "--ewc", REWC, "--replay", "1000"]),
+                  ("joint", ["--train", joint_queries(d, w)])]
             rres = {}
             for v, args in rv:
                 say(name, "router", v)
@@ -354,7 +369,7 @@ def main():
         if routers:
             f.write("\n## The layer router under drift\n\nThe same tasks for `layer-route --train` (A, "
                     "scratch B) and `layer-route --init A --train B` (naive, --ewc " + REWC + ", --replay "
-                    "1000, both); each run writes the cheapest on its validation queries of the "
+                    "1000, both; joint: from scratch on A and B's training queries together, the bound); each run writes the cheapest on its validation queries of the "
                     "trained router, the untrained PCA one and (with --init) the one it replaces; distance computations (routing included) of `query --route` at "
                     "recall@10 " + str(TARGET) + ", interpolated over the ef grid.\n\n")
             f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B |\n")
