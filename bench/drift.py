@@ -360,8 +360,9 @@ def main():
                 + DISTILL + ", replay 1000 queries; incremental = ewc+replay (250 replayed) on 375 of "
                 "B's 1500 training queries. train s = nav-train wall time (" + THREADS + " threads), train cpu s its "
                 "user + system CPU time (the steadier figure on a shared machine).\n\n")
-        f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | train s | train cpu s |\n")
-        f.write("|---|---|---|---|---|---|---|---|---|---|\n")
+        if rows:
+            f.write("| set | model | ndist A | ndist B | classic A | classic B | retained A | share B | train s | train cpu s |\n")
+            f.write("|---|---|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             f.write("| " + " | ".join(str(r[k]) for k in r) + " |\n")
         if not rows:
