@@ -6,8 +6,8 @@
 #
 # Two query --serve replicas of INDEX (one search thread each), a front end
 # over the first alone and one over both, and bin/query --connect as the
-# client: it sends a whole vectors frame of QUERIES (every request of the
-# frame in flight at once) and waits for its answers, with no per-request
+# client: it keeps up to 1000 queries of QUERIES in flight (--in-flight,
+# across input frames) and writes the answers in order, with no per-request
 # interpreter work, so the client takes less of the cores than
 # tests/fanout_client.py does. Per round (interleaved, the machine's other
 # load hits all alike): QPS through the front end with 1 and 2 replicas, of 1

@@ -25,7 +25,8 @@
 # Environment: QUICK=1 (5000 vectors), N (default 20000), NQ (default 1000),
 # EFS (default 10,20,40,64,128), RATE (default 500), TIMEOUT (ms, default
 # 300), WINDOW (default 16), RS_BATCH (queries a batch request in step 4c,
-# default 50), BIN, RES.
+# default 50), REP_TILE (steps 4b and 4c send the NQ queries this many times,
+# default 30: runs of a few seconds), BIN, RES.
 # Every process shares the machine's cores: a 2-core machine runs the client,
 # the front end and the shards on the same 2 cores. Say so when quoting.
 set -eu
@@ -38,6 +39,7 @@ NQ=${NQ:-1000}
 EFS=${EFS:-10,20,40,64,128}
 RATE=${RATE:-500}
 TIMEOUT=${TIMEOUT:-300}
+REP_TILE=${REP_TILE:-30}
 WINDOW=${WINDOW:-16}
 RS_BATCH=${RS_BATCH:-50}
 RES=${RES:-bench/results}
@@ -213,11 +215,12 @@ j1d=$(med "$WORK/rep-d1.jsonl" qps)
 j2d=$(med "$WORK/rep-d2.jsonl" qps)
 say "replicas: front 1 replica $j1; front 2 replicas $j2; direct 1 $j1d; direct 2 $j2d"
 cleanup
-# 4b. the same with a C load client (bench/replicas-c.sh): 6 x NQ queries,
-# 500 in flight a batch, and the CPU time per query of each process
+# 4b. the same with a C load client (bench/replicas-c.sh): REP_TILE x NQ
+# queries in frames of 500 (query --connect keeps up to 1000 in flight
+# across frames), and the CPU time per query of each process
 $PY -c "
 import numpy as np
-np.save('$d/queries-c.npy', np.tile(np.load('$Q'), (6, 1)))"
+np.save('$d/queries-c.npy', np.tile(np.load('$Q'), ($REP_TILE, 1)))"
 "$BIN/embed-load" --batch 500 -o "$d/queries-c.frames" "$d/queries-c.npy"
 BIN="$BIN" PY="$PY" bash bench/replicas-c.sh "$d/s1/shard-0.idx" "$d/queries-c.frames" "$ROUNDS" >"$WORK/rep-c.jsonl"
 jcc=$(med "$WORK/rep-c.jsonl" front_ratio)
@@ -317,8 +320,9 @@ print(f"| front end, 1 replica | {j1['qps']} |\n| front end, 2 replicas | {j2['q
 print(f"| 1 server direct | {j1d['qps']} |\n| 2 servers direct, 2 clients | {d2:.1f} |")
 print(f"\n2 replicas / 1 through the front end: {j2['qps'] / j1['qps']:.2f}x; direct: {d2 / j1d['qps']:.2f}x (target 1.8x)\n")
 def c_client(j, how):
-    print(f"With a C client (bench/replicas-c.sh: bin/query --connect, 500 queries in flight a "
-          f"batch, {how}; the round with the median front-end ratio of {rounds}):\n")
+    print(f"With a C client (bench/replicas-c.sh: bin/query --connect, up to 1000 queries in "
+          f"flight across input frames of 500, {how}; the round with the median front-end ratio "
+          f"of {rounds}):\n")
     print("| setup | QPS |\n|---|---|")
     print(f"| front end, 1 replica | {j['front1']} |\n| front end, 2 replicas | {j['front2']} |")
     print(f"| 1 server direct | {j['direct1']} |\n| 2 servers direct, 2 clients | {j['direct2']} |")
