@@ -93,7 +93,8 @@ static void refresh(route_model *m)
 
 double route_cost(const route_model *m)
 {
-    return ((double)m->r * (double)m->dim + (double)(m->C + 1) * (double)m->r) / (double)m->dim;
+    return ((double)m->r * (double)m->dim + (double)(m->C + 1) * (double)m->r) / (double)m->dim +
+           (m->rerank > 1 ? (double)m->rerank : 0);
 }
 
 int route_copy(const route_model *m, route_model **out, hf_err *e)
@@ -110,6 +111,7 @@ int route_copy(const route_model *m, route_model **out, hf_err *e)
         memcpy(to[i]->data, from[i]->data, nn_tensor_len(from[i]) * sizeof(float));
     c->medoid = m->medoid;
     c->fallback = m->fallback;
+    c->rerank = m->rerank;
     return 0;
 }
 
@@ -303,6 +305,45 @@ size_t route_pick(const route_model *m, const float *q, float *z)
         if (l > bl) {
             bl = l;
             best = c;
+        }
+    }
+    return best;
+}
+
+size_t route_pick_rerank(const route_model *m, const hnsw *h, const float *q, float *z)
+{
+    size_t T = m->rerank < 1 ? 1 : m->rerank > ROUTE_MAX_RERANK ? ROUTE_MAX_RERANK : m->rerank;
+    if (T == 1)
+        return route_pick(m, q, z);
+    encode(m, q, z);
+    size_t top[ROUTE_MAX_RERANK], nt = 0; /* highest logits first */
+    float tl[ROUTE_MAX_RERANK];
+    for (size_t c = 0; c <= m->C; c++) {
+        const float *k = nn_row(m->K, c);
+        float l = m->b->data[c];
+        for (size_t a = 0; a < m->r; a++)
+            l += k[a] * z[a];
+        if (nt == T && l <= tl[nt - 1])
+            continue;
+        size_t i = nt < T ? nt++ : nt - 1;
+        for (; i > 0 && tl[i - 1] < l; i--) {
+            tl[i] = tl[i - 1];
+            top[i] = top[i - 1];
+        }
+        tl[i] = l;
+        top[i] = c;
+    }
+    if (top[0] == m->C)
+        return m->C;
+    size_t best = top[0];
+    float bd = INFINITY;
+    for (size_t i = 0; i < nt; i++) {
+        if (top[i] == m->C)
+            continue;
+        float d = h->kern(q, hnsw_vec(h, m->cand_int[top[i]]), h->dim);
+        if (d < bd) {
+            bd = d;
+            best = top[i];
         }
     }
     return best;
@@ -573,11 +614,9 @@ int route_bind(route_model *m, const hnsw *h, hf_err *e)
 
 int route_pack(const route_model *m, const nn_extra *extra, msgpack_sbuffer *sb, hf_err *e)
 {
-    nn_hparam hp[] = {{"dim", (double)m->dim},
-                      {"r", (double)m->r},
-                      {"ncand", (double)m->C},
-                      {"medoid", (double)m->medoid},
-                      {"fallback", m->fallback ? 1 : 0}};
+    nn_hparam hp[] = {{"dim", (double)m->dim},           {"r", (double)m->r},
+                      {"ncand", (double)m->C},           {"medoid", (double)m->medoid},
+                      {"fallback", m->fallback ? 1 : 0}, {"rerank", m->rerank > 1 ? m->rerank : 1}};
     msgpack_sbuffer xs;
     msgpack_sbuffer_init(&xs);
     msgpack_packer pk;
@@ -645,6 +684,16 @@ int route_unpack(const msgpack_object *obj, route_model **out, hf_err *e)
     }
     m->medoid = (uint32_t)v[3];
     m->fallback = v[4] != 0;
+    /* rerank: optional (older frames route by the highest logit alone) */
+    double rr = 1;
+    if (nn_model_field(obj, "rerank") &&
+        (nn_model_hparam(obj, "rerank", &rr, e) || !(rr >= 1 && rr <= ROUTE_MAX_RERANK) ||
+         rr != floor(rr))) {
+        route_destroy(&m);
+        return hf_err_set(e, HF_EDATA, "layer-router model: bad rerank (1 to %d)",
+                          ROUTE_MAX_RERANK);
+    }
+    m->rerank = (uint32_t)rr;
     refresh(m);
     *out = m;
     return 0;
@@ -663,7 +712,7 @@ void route_entry(const route_model *m, const hnsw *h, route_mode mode, const flo
         c = route_nearest(m, h, q);
         *cost = (double)m->C;
     } else if (mode == ROUTE_LEARNED) {
-        c = route_pick(m, q, z);
+        c = route_pick_rerank(m, h, q, z);
         *cost = route_cost(m);
         if (c == m->C)
             return; /* the classic key */

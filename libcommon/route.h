@@ -49,8 +49,11 @@ typedef struct route_model {
     nn_tensor *mu, *W, *K, *b;
     nn_tensor *gW, *gK, *gb, *gmu;
     nn_params params;
-    int fallback;  /* validation found no gain: query --route searches classically */
-    nn_memory mem; /* the Fisher of W, K, b and past training queries (stored order) */
+    int fallback;    /* validation found no gain: query --route searches classically */
+    uint32_t rerank; /* routing measures the exact distance to this many
+                      * candidates of highest logit and enters at the nearest
+                      * (1: the highest alone); at most ROUTE_MAX_RERANK */
+    nn_memory mem;   /* the Fisher of W, K, b and past training queries (stored order) */
 } route_model;
 
 /* Zero-initialised router for dim-dimensional vectors, r-dim codes, C
@@ -64,7 +67,9 @@ int route_copy(const route_model *m, route_model **out, hf_err *e);
  * array (h->n entries), *got is how many lead it. NULL when out of memory. */
 uint32_t *route_sample_ids(const hnsw *h, size_t want, uint64_t seed, uint32_t exclude,
                            size_t *got);
-/* Distance computations (of the index's dimension) one routing costs. */
+#define ROUTE_MAX_RERANK 16
+/* Distance computations (of the index's dimension) one routing costs
+ * (the code, the logits, and the exact distances of m->rerank > 1). */
 double route_cost(const route_model *m);
 /* Candidates: C medoids of k-means (iters Lloyd rounds on at most `sample`
  * stored vectors, assignment by knn_exact), distinct, never a deleted node.
@@ -76,6 +81,10 @@ int route_init_pca(route_model *m, const hnsw *h, size_t sample, uint64_t seed, 
 /* Key for a stored-order query: 0..C-1 a candidate, C the classic descent.
  * z is r floats of scratch. */
 size_t route_pick(const route_model *m, const float *q, float *z);
+/* The routing query --route does: route_pick, or with m->rerank > 1 the
+ * nearest by exact distance of the m->rerank candidates of highest logit
+ * (the classic key, C, when it leads them). */
+size_t route_pick_rerank(const route_model *m, const hnsw *h, const float *q, float *z);
 /* Exact nearest candidate (index into cand) of a stored-order query; the
  * baseline router (C distance computations). */
 size_t route_nearest(const route_model *m, const hnsw *h, const float *q);

@@ -111,6 +111,44 @@ for p in f["params"]:
     assert_no_output "$BATS_TEST_TMPDIR/out"
 }
 
+@test "layer-route chooses --rerank on its validation (or takes it); query --route pays for it; a bad rerank is refused" {
+    # one line per contender; the frame keeps the written one's T
+    $PY - "$FIX/routed.idx" "$FIX/route.log" <<'EOF2'
+import re, sys, msgpack
+m = next(f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] == "model")
+kept = dict(re.findall(r"^layer-route: rerank \(candidates measured exactly\) of the ([a-z-]+) "
+                       r"router, mean distance computations / classic's: 1: [0-9.]+x 2: [0-9.]+x "
+                       r"4: [0-9.]+x 8: [0-9.]+x; kept: ([1248])$", open(sys.argv[2]).read(), re.M))
+assert set(kept) == {"pca-router", "trained"}, kept
+assert m["rerank"] == int(kept[m["validation"]["written"]]), (m["rerank"], kept)
+EOF2
+    run --separate-stderr "$BIN/layer-route" --threads 2 --candidates 64 --queries 1500 \
+        --val-queries 300 --epochs 5 --rerank 3 -o "$BATS_TEST_TMPDIR/r3.idx" "$FIX/plain.idx"
+    [ "$status" -eq 0 ]
+    [[ "$stderr" != *"rerank (candidates"* ]]
+    # routing cost: code and logits plus the 3 exact distances, in the frame and on stderr
+    $PY - "$BATS_TEST_TMPDIR/r3.idx" <<'EOF2'
+import sys, msgpack
+m = next(f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] == "model")
+assert m["rerank"] == 3
+want = (m["r"] * m["dim"] + (m["ncand"] + 1) * m["r"]) / m["dim"] + 3
+assert abs(m["validation"]["route_cost"] - want) < 1e-9, (m["validation"]["route_cost"], want)
+EOF2
+    valid_model_frame "$BATS_TEST_TMPDIR/r3.idx" layer-router
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/r3.idx" --route -k 10 \
+        -o "$BATS_TEST_TMPDIR/res" "$FIX/queries.frames"
+    [ "$status" -eq 0 ]
+    run "$BIN/recall" --gt "$FIX/gt" "$BATS_TEST_TMPDIR/res"
+    [[ "$output" =~ recall@10\ 0\.(9[0-9]|8[5-9]) ]] || [[ "$output" =~ recall@10\ 1\.0 ]]
+    edit_router "$FIX/routed.idx" "$BATS_TEST_TMPDIR/rr.idx" 'f["rerank"] = 99'
+    run --separate-stderr "$BIN/query" --index "$BATS_TEST_TMPDIR/rr.idx" --route \
+        -o "$BATS_TEST_TMPDIR/out" "$FIX/queries.frames"
+    assert_one_error_line query "bad rerank"
+    assert_no_output "$BATS_TEST_TMPDIR/out"
+    run --separate-stderr "$BIN/layer-route" --rerank 17 "$FIX/plain.idx"
+    [ "$status" -eq 64 ]
+}
+
 @test "layer-route and query refuse bad options with a usage error" {
     run --separate-stderr "$BIN/layer-route" --candidates 0 "$FIX/plain.idx"
     [ "$status" -eq 64 ]
