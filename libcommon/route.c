@@ -316,8 +316,8 @@ size_t route_pick_rerank(const route_model *m, const hnsw *h, const float *q, fl
     if (T == 1)
         return route_pick(m, q, z);
     encode(m, q, z);
-    size_t top[ROUTE_MAX_RERANK], nt = 0; /* highest logits first */
-    float tl[ROUTE_MAX_RERANK];
+    size_t top[ROUTE_MAX_RERANK] = {0}, nt = 0; /* highest logits first */
+    float tl[ROUTE_MAX_RERANK] = {0};
     for (size_t c = 0; c <= m->C; c++) {
         const float *k = nn_row(m->K, c);
         float l = m->b->data[c];
