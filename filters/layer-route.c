@@ -403,8 +403,8 @@ int main(int argc, char **argv)
     if (!rerank)
         for (int md = 3; md < nmodes; md++) {
             fprintf(stderr,
-                    "layer-route: rerank (candidates measured exactly) of the %s router, "
-                    "mean distance computations / classic's:",
+                    "layer-route: rerank %s (candidates measured exactly), mean distance "
+                    "computations / classic's:",
                     mode_name[md]);
             for (size_t t = 0; t < ntries; t++)
                 fprintf(stderr, " %zu: %.3fx", tries[t], tsc[md][t]);

@@ -116,8 +116,8 @@ for p in f["params"]:
     $PY - "$FIX/routed.idx" "$FIX/route.log" <<'EOF2'
 import re, sys, msgpack
 m = next(f for f in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if f["t"] == "model")
-kept = dict(re.findall(r"^layer-route: rerank \(candidates measured exactly\) of the ([a-z-]+) "
-                       r"router, mean distance computations / classic's: 1: [0-9.]+x 2: [0-9.]+x "
+kept = dict(re.findall(r"^layer-route: rerank ([a-z-]+) \(candidates measured exactly\), mean "
+                       r"distance computations / classic's: 1: [0-9.]+x 2: [0-9.]+x "
                        r"4: [0-9.]+x 8: [0-9.]+x; kept: ([1248])$", open(sys.argv[2]).read(), re.M))
 assert set(kept) == {"pca-router", "trained"}, kept
 assert m["rerank"] == int(kept[m["validation"]["written"]]), (m["rerank"], kept)
