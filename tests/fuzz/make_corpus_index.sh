@@ -35,8 +35,9 @@ body = b"".join(msgpack.packb(f) for f in frames)
 end = msgpack.packb({"t": "end", "count": 5, "checksum": zlib.crc32(body)})
 open(sys.argv[2], "wb").write(body + end)
 PY
-# a layer-router frame on the l2 index (4 candidates, 2-wide code)
-"$BIN/layer-route" --threads 1 --candidates 4 --code-dim 2 --epochs 2 --val-ef 4,8 \
+# a layer-router frame on the l2 index (4 candidates, 2-wide code, routing
+# by the nearer of its 2 best candidates: the rerank path)
+"$BIN/layer-route" --threads 1 --candidates 4 --code-dim 2 --epochs 2 --val-ef 4,8 --rerank 2 \
     -o "$out/l2_m4_router" "$out/l2_m4" 2>/dev/null
 # a nav-policy frame on the l2 index (its Fisher and an 8-query reservoir too)
 "$BIN/nav-train" --threads 1 --queries 30 --val-queries 12 --ppo-iters 1 --ppo-queries 10 \
