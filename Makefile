@@ -41,7 +41,7 @@ BENCH_TOOLS := $(BENCH_SRC:bench/%.c=$(BIN)/%)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-unit test-bats test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter bench-drift bench-shard
+.PHONY: install uninstall man FORCE all binaries unit-tests deps test test-asan demo bench fuzz fuzz-smoke clean format format-check lint bench-edges bench-route bench-nav bench-stream bench-filter bench-drift bench-shard
 
 # Top-level targets check packages first, then build in a fresh make so the
 # pkg-config flags are read after any install.
