@@ -68,6 +68,35 @@ static void pca_router_picks_the_nearest_candidate_in_code_space(void **st)
     hnsw_destroy(&h);
 }
 
+/* Rerank: T = 1 is the highest logit alone; T covering every candidate
+ * enters at the exactly nearest one (route_nearest); each measured
+ * candidate is one more distance computation in route_cost. */
+static void rerank_enters_at_the_nearest_of_the_best_candidates(void **st)
+{
+    (void)st;
+    hnsw *h = random_graph(1200, 16, 9);
+    route_model *m = pca_router(h, 12, 4);
+    assert_true(m->C + 1 <= ROUTE_MAX_RERANK);
+    float z[4];
+    double c1 = route_cost(m);
+    size_t moved = 0;
+    for (uint32_t q = 0; q < 60; q++) {
+        const float *v = hnsw_vec(h, q * 17 + 3);
+        m->rerank = 1;
+        size_t top = route_pick(m, v, z);
+        assert_int_equal(route_pick_rerank(m, h, v, z), top);
+        m->rerank = (uint32_t)(m->C + 1);
+        size_t all = route_pick_rerank(m, h, v, z);
+        assert_int_equal(all, route_nearest(m, h, v));
+        moved += all != top;
+    }
+    assert_true(moved > 0); /* the code space's nearest is not always the nearest */
+    m->rerank = 4;
+    assert_true(fabs(route_cost(m) - (c1 + 4)) < 1e-9);
+    route_destroy(&m);
+    hnsw_destroy(&h);
+}
+
 /* The frame round-trips bit for bit: the reloaded router routes every
  * query the same; a frame of another dimension does not bind. */
 static void router_frame_round_trips_and_binds_only_its_own_index(void **st)
@@ -77,6 +106,7 @@ static void router_frame_round_trips_and_binds_only_its_own_index(void **st)
     route_model *m = pca_router(h, 16, 4), *m2 = NULL;
     m->medoid = 3;
     m->fallback = 1;
+    m->rerank = 5;
     hf_err e;
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -89,6 +119,7 @@ static void router_frame_round_trips_and_binds_only_its_own_index(void **st)
     assert_int_equal(route_bind(m2, h, &e), 0);
     assert_int_equal(m2->medoid, 3);
     assert_int_equal(m2->fallback, 1);
+    assert_int_equal(m2->rerank, 5);
     assert_memory_equal(m2->cand, m->cand, m->C * sizeof *m->cand);
     float z[4];
     for (uint32_t q = 0; q < 100; q++)
@@ -174,6 +205,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pca_router_picks_the_nearest_candidate_in_code_space),
+        cmocka_unit_test(rerank_enters_at_the_nearest_of_the_best_candidates),
         cmocka_unit_test(router_frame_round_trips_and_binds_only_its_own_index),
         cmocka_unit_test(training_moves_the_router_to_its_labels),
         cmocka_unit_test(evaluation_does_not_depend_on_the_thread_count),
