@@ -292,16 +292,41 @@ static void encode(const route_model *m, const float *q, float *z)
         z[a] = k->dot(m->W->data + a * m->dim, q, m->dim) - m->wmu[a];
 }
 
+/* Key c's logit for the code z. */
+static float logit(const route_model *m, size_t c, const float *z)
+{
+    const float *k = nn_row(m->K, c);
+    float l = m->b->data[c];
+    for (size_t a = 0; a < m->r; a++)
+        l += k[a] * z[a];
+    return l;
+}
+
+/* The exactly nearest of n candidates (indexes into cand; all C when idx
+ * is NULL), -1 when n is 0. */
+static ptrdiff_t nearest_among(const route_model *m, const hnsw *h, const float *q,
+                               const size_t *idx, size_t n)
+{
+    ptrdiff_t best = -1;
+    float bd = INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        size_t c = idx ? idx[i] : i;
+        float d = dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, m->cand_int[c]), h->dim));
+        if (d < bd) {
+            bd = d;
+            best = (ptrdiff_t)c;
+        }
+    }
+    return best;
+}
+
 size_t route_pick(const route_model *m, const float *q, float *z)
 {
     encode(m, q, z);
     size_t best = 0;
     float bl = -INFINITY;
     for (size_t c = 0; c <= m->C; c++) {
-        const float *k = nn_row(m->K, c);
-        float l = m->b->data[c];
-        for (size_t a = 0; a < m->r; a++)
-            l += k[a] * z[a];
+        float l = logit(m, c, z);
         if (l > bl) {
             bl = l;
             best = c;
@@ -319,10 +344,7 @@ size_t route_pick_rerank(const route_model *m, const hnsw *h, const float *q, fl
     size_t top[ROUTE_MAX_RERANK] = {0}, nt = 0; /* highest logits first */
     float tl[ROUTE_MAX_RERANK] = {0};
     for (size_t c = 0; c <= m->C; c++) {
-        const float *k = nn_row(m->K, c);
-        float l = m->b->data[c];
-        for (size_t a = 0; a < m->r; a++)
-            l += k[a] * z[a];
+        float l = logit(m, c, z);
         if (nt == T && l <= tl[nt - 1])
             continue;
         size_t i = nt < T ? nt++ : nt - 1;
@@ -335,32 +357,17 @@ size_t route_pick_rerank(const route_model *m, const hnsw *h, const float *q, fl
     }
     if (top[0] == m->C)
         return m->C;
-    size_t best = top[0];
-    float bd = INFINITY;
-    for (size_t i = 0; i < nt; i++) {
-        if (top[i] == m->C)
-            continue;
-        float d = h->kern(q, hnsw_vec(h, m->cand_int[top[i]]), h->dim);
-        if (d < bd) {
-            bd = d;
-            best = top[i];
-        }
-    }
-    return best;
+    size_t cands = 0; /* the candidates among them (the classic key is not one) */
+    for (size_t i = 0; i < nt; i++)
+        if (top[i] != m->C)
+            top[cands++] = top[i];
+    return (size_t)nearest_among(m, h, q, top, cands);
 }
 
 size_t route_nearest(const route_model *m, const hnsw *h, const float *q)
 {
-    size_t best = 0;
-    float bd = INFINITY;
-    for (size_t c = 0; c < m->C; c++) {
-        float d = dist_finish(h->p.metric, h->kern(q, hnsw_vec(h, m->cand_int[c]), h->dim));
-        if (d < bd) {
-            bd = d;
-            best = c;
-        }
-    }
-    return best;
+    ptrdiff_t c = nearest_among(m, h, q, NULL, m->C);
+    return c < 0 ? 0 : (size_t)c;
 }
 
 /* Soft targets: per query, each tried key weighs exp(-(cost - cheapest) / tau),

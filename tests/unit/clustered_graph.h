@@ -1,6 +1,6 @@
 /*
  * clustered_graph.h - a test fixture shared by the learned parts' unit
- * tests: an l2 HNSW graph (M 8, ef_construction 60) over n vectors in 8
+ * tests: an HNSW graph (l2 unless clustered_graph_metric says; M 8, ef_construction 60) over n vectors in 8
  * clusters, coordinate c of cluster i % 8 lifted by sep where c % 8 == i % 8,
  * plus unit Gaussian noise (seeded). *vecs gets the vectors (caller frees)
  * when given, else they are freed. Include after cmocka.h and a header
@@ -9,9 +9,12 @@
 #ifndef HF_TEST_CLUSTERED_GRAPH_H
 #define HF_TEST_CLUSTERED_GRAPH_H
 
-static hnsw *clustered_graph(size_t n, size_t dim, uint64_t seed, float sep, float **vecs)
+/* The same graph under another metric (cosine: the stored vectors are
+ * normalised). */
+static hnsw *clustered_graph_metric(size_t n, size_t dim, uint64_t seed, float sep, float **vecs,
+                                    metric_t metric)
 {
-    hnsw_params p = {.M = 8, .ef_construction = 60, .seed = seed, .metric = METRIC_L2};
+    hnsw_params p = {.M = 8, .ef_construction = 60, .seed = seed, .metric = metric};
     hnsw_params_defaults(&p);
     hnsw *h = NULL;
     hf_err e;
@@ -29,6 +32,11 @@ static hnsw *clustered_graph(size_t n, size_t dim, uint64_t seed, float sep, flo
     else
         free(v);
     return h;
+}
+
+static hnsw *clustered_graph(size_t n, size_t dim, uint64_t seed, float sep, float **vecs)
+{
+    return clustered_graph_metric(n, dim, seed, sep, vecs, METRIC_L2);
 }
 
 #endif

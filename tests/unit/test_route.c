@@ -71,10 +71,9 @@ static void pca_router_picks_the_nearest_candidate_in_code_space(void **st)
 /* Rerank: T = 1 is the highest logit alone; T covering every candidate
  * enters at the exactly nearest one (route_nearest); each measured
  * candidate is one more distance computation in route_cost. */
-static void rerank_enters_at_the_nearest_of_the_best_candidates(void **st)
+static void rerank_check(metric_t metric)
 {
-    (void)st;
-    hnsw *h = random_graph(1200, 16, 9);
+    hnsw *h = clustered_graph_metric(1200, 16, 9, 6.0f, NULL, metric);
     route_model *m = pca_router(h, 12, 4);
     assert_true(m->C + 1 <= ROUTE_MAX_RERANK);
     float z[4];
@@ -95,6 +94,13 @@ static void rerank_enters_at_the_nearest_of_the_best_candidates(void **st)
     assert_true(fabs(route_cost(m) - (c1 + 4)) < 1e-9);
     route_destroy(&m);
     hnsw_destroy(&h);
+}
+
+static void rerank_enters_at_the_nearest_of_the_best_candidates(void **st)
+{
+    (void)st;
+    rerank_check(METRIC_L2);
+    rerank_check(METRIC_COSINE); /* its kernel is a dot product: larger is nearer */
 }
 
 /* The frame round-trips bit for bit: the reloaded router routes every
