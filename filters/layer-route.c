@@ -138,8 +138,8 @@ int main(int argc, char **argv)
                                          {"replay", required_argument, 0, 43},
                                          {"reservoir", required_argument, 0, 44},
                                          {"rerank", required_argument, 0, 45},
-                                         CURVE_LONG_OPTIONS,
                                          {"help", no_argument, 0, 'h'},
+                                         CURVE_LONG_OPTIONS,
                                          {0, 0, 0, 0}};
     size_t ncand = 256, r = 8, nq = 5000, nval = 1000, label_ef = 16, top = 8, epochs = 40;
     size_t max_frame = 0, val_ef[MAX_EF] = {10, 16, 32, 64}, nef = 4;
@@ -334,21 +334,17 @@ int main(int argc, char **argv)
     t1 = now_seconds();
     double rec[NMODES][MAX_EF], cost[NMODES][MAX_EF], up[NMODES][MAX_EF];
     int nmodes = from ? NMODES : NMODES - 1;
+    /* the baselines: the classic descent, the flat and the nearest entry */
+    const route_mode base_mode[3] = {ROUTE_CLASSIC, ROUTE_FLAT, ROUTE_NEAREST};
     for (size_t i = 0; i < nef; i++)
-        for (int md = 0; md < nmodes; md++) {
-            const route_model *mm = md == 3 ? pca : md == 5 ? prev : m;
-            route_mode mode = md == 0   ? ROUTE_CLASSIC
-                              : md == 1 ? ROUTE_FLAT
-                              : md == 2 ? ROUTE_NEAREST
-                                        : ROUTE_LEARNED;
-            if (route_eval(mm, h, vq, mode, val_ef[i], threads, &rec[md][i], &cost[md][i],
+        for (int md = 0; md < 3; md++)
+            if (route_eval(m, h, vq, base_mode[md], val_ef[i], threads, &rec[md][i], &cost[md][i],
                            &up[md][i], &e))
                 cli_fail(prog, in_name, &e);
-        }
-    /* rerank: each contender's T best candidates measured exactly, the
-     * nearest entered; per contender the T of 1, 2, 4, 8 cheapest within
-     * the tolerance (1 when none is), unless --rerank fixes it; the rows
-     * above become those of that T */
+    /* the contenders, each at the rerank T (its T best candidates measured
+     * exactly, the nearest entered) of 1, 2, 4, 8 cheapest within the
+     * tolerance (1 when none is), unless --rerank fixes it: their rows are
+     * those of that T */
     route_model *contender[NMODES] = {NULL, NULL, NULL, pca, m, prev};
     const size_t tries[] = {1, 2, 4, 8};
     size_t ntries = rerank ? 1 : sizeof tries / sizeof tries[0];
@@ -362,14 +358,9 @@ int main(int argc, char **argv)
             int ok_t = 1;
             c->rerank = (uint32_t)(rerank ? rerank : tries[t]);
             for (size_t i = 0; i < nef; i++) {
-                if ((t > 0 || rerank) && route_eval(c, h, vq, ROUTE_LEARNED, val_ef[i], threads,
-                                                    &rr[i], &rcst[i], &rup[i], &e))
+                if (route_eval(c, h, vq, ROUTE_LEARNED, val_ef[i], threads, &rr[i], &rcst[i],
+                               &rup[i], &e))
                     cli_fail(prog, in_name, &e);
-                if (t == 0 && !rerank) { /* T = 1: measured with the table */
-                    rr[i] = rec[md][i];
-                    rcst[i] = cost[md][i];
-                    rup[i] = up[md][i];
-                }
                 s_t += rcst[i] / cost[0][i];
                 ok_t &= rr[i] >= rec[0][i] - tol;
             }
