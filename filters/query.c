@@ -1185,9 +1185,9 @@ static void put_answer(frame_out *a, uint64_t qid, const void *ids, size_t il, c
  * ans[0..m-1] their result frames once the answer is in. */
 typedef struct {
     uint64_t first;
-    size_t m, cap;
+    size_t m;
     int done;
-    frame_out *ans;
+    frame_out *ans; /* --request-size frames, of W->frames */
 } pending;
 
 /* The --connect client's requests in flight, at most w (--in-flight queries
@@ -1203,6 +1203,7 @@ typedef struct {
     channel *out;
     size_t idwidth, w;
     pending *slot;
+    frame_out *frames;   /* w x --request-size answer frames, slot s's from s x that */
     uint64_t head, next; /* oldest request not written out; next request number */
     uint64_t npartial;
 } window;
@@ -1275,27 +1276,37 @@ static void window_take(window *W)
     window_flush(W);
 }
 
+/* Slots for at most --in-flight queries (at least one request, at most
+ * IN_FLIGHT_REQUESTS_MAX), each with the answer frames of a whole request. */
+static void window_init(window *W, const opts *o, client *cl, channel *out, size_t idwidth)
+{
+    size_t R = (size_t)o->request_size, w = (size_t)(o->in_flight / R);
+    *W = (window){.o = o,
+                  .cl = cl,
+                  .out = out,
+                  .idwidth = idwidth,
+                  .w = w < 1                        ? 1
+                       : w > IN_FLIGHT_REQUESTS_MAX ? IN_FLIGHT_REQUESTS_MAX
+                                                    : w};
+    W->slot = calloc(W->w, sizeof *W->slot);
+    W->frames = malloc(W->w * R * sizeof *W->frames);
+    if (!W->slot || !W->frames) {
+        hf_err e = {0};
+        hf_err_set(&e, HF_ENOMEM, "out of memory");
+        cli_fail(prog, o->connect_ep, &e);
+    }
+    for (size_t i = 0; i < W->w * R; i++)
+        frame_out_init(&W->frames[i]);
+    for (size_t s = 0; s < W->w; s++)
+        W->slot[s].ans = W->frames + s * R;
+}
+
 /* The slot for the next request (queries first..first+m-1), once one is free. */
 static pending *window_open(window *W, uint64_t first, size_t m)
 {
     while (W->next - W->head >= W->w)
         window_take(W);
     pending *p = &W->slot[W->next % W->w];
-    if (m > p->cap) { /* a new array: a frame_out points into itself, realloc would break it */
-        for (size_t i = 0; i < p->cap; i++)
-            frame_out_free(&p->ans[i]);
-        free(p->ans);
-        p->cap = 0;
-        p->ans = malloc(m * sizeof *p->ans);
-        if (!p->ans) {
-            hf_err e = {0};
-            hf_err_set(&e, HF_ENOMEM, "out of memory");
-            cli_fail(prog, W->o->connect_ep, &e);
-        }
-        for (size_t i = 0; i < m; i++)
-            frame_out_init(&p->ans[i]);
-        p->cap = m;
-    }
     p->first = first;
     p->m = m;
     p->done = 0;
@@ -1304,11 +1315,9 @@ static pending *window_open(window *W, uint64_t first, size_t m)
 
 static void window_free(window *W)
 {
-    for (size_t s = 0; s < W->w; s++) {
-        for (size_t i = 0; i < W->slot[s].cap; i++)
-            frame_out_free(&W->slot[s].ans[i]);
-        free(W->slot[s].ans);
-    }
+    for (size_t i = 0; i < W->w * (size_t)W->o->request_size; i++)
+        frame_out_free(&W->frames[i]);
+    free(W->frames);
     free(W->slot);
 }
 
@@ -1359,19 +1368,8 @@ static int run_connect(const opts *o)
     if (o->filters_path &&
         filt_query_read_file(o->filters_path, o->filter_all, &ffile, &nffile, &e))
         cli_fail(prog, o->filters_path, &e);
-    size_t w = (size_t)(o->in_flight / o->request_size);
-    window W = {.o = o,
-                .cl = cl,
-                .out = out,
-                .idwidth = idwidth,
-                .w = w < 1                        ? 1
-                     : w > IN_FLIGHT_REQUESTS_MAX ? IN_FLIGHT_REQUESTS_MAX
-                                                  : w};
-    W.slot = calloc(W.w, sizeof *W.slot);
-    if (!W.slot) {
-        hf_err_set(&e, HF_ENOMEM, "out of memory");
-        cli_fail(prog, o->connect_ep, &e);
-    }
+    window W;
+    window_init(&W, o, cl, out, idwidth);
     uint64_t nq = 0;
     double t_wall0 = now_seconds();
     const float *rows;
